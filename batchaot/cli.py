@@ -1,0 +1,110 @@
+"""The `batchaot` command line (the only importer of click).
+
+Exit codes: 0 every rule passed, 1 a rule of severity `error` failed, 2 bad usage or
+input (one line on stderr, no traceback).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import api
+from .errors import BatchaotError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"batchaot: error: {exc}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+class _Group(click.Group):
+    """Turns user-facing errors raised anywhere below into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BatchaotError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="batchaot")
+def main() -> None:
+    """Compile data-quality rules ahead of time and check batch data at memory speed."""
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--rules", "-r", required=True, help="Rules YAML file.")
+@click.option("--output", "-o", help="Write summary.json and violations/*.parquet here.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def validate(data: tuple[str, ...], rules: str, output: str | None, as_json: bool) -> None:
+    """Check DATA (Parquet, CSV, Arrow IPC or JSONL files, globs) against RULES."""
+    result = api.validate(list(data), rules, output=output)
+    if as_json:
+        click.echo(result.to_json())
+    else:
+        _print_result(result, output)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _print_result(result, output: str | None) -> None:
+    console = Console(highlight=False)
+    table = Table(title=f"{result.rows:,} rows checked in {result.elapsed_s:.3f} s")
+    for col, justify in (("rule", "left"), ("severity", "left"), ("status", "left"),
+                         ("violations", "right"), ("null rows", "right"), ("check", "left")):
+        table.add_column(col, justify=justify)
+    for r in result.rules:
+        s = r.summary()
+        status = ("[green]pass[/]" if s["passed"] else
+                  "[red]FAIL[/]" if s["severity"] == "error" else "[yellow]warn[/]")
+        if s["zero_tick"]:
+            status += " (zero-tick)"
+        table.add_row(s["name"], s["severity"], status, f"{s['violations']:,}",
+                      f"{s['null_rows']:,}", str(s["check"]))
+    console.print(table)
+    if output:
+        console.print(f"results written to {output}/summary.json and {output}/violations/")
+    console.print("[green]all error rules passed[/]" if result.ok else "[red]validation failed[/]")
+
+
+@main.command()
+@click.argument("rules")
+@click.option("--schema", "schema_path", required=True,
+              help="A data file whose schema the rules are compiled against.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def inspect(rules: str, schema_path: str, as_json: bool) -> None:
+    """Show each rule's bytecode before and after optimization."""
+    specs = api.load_rule_specs(rules)
+    schema = api.load_data(schema_path).schema
+    programs = api.compile_rules(specs, schema)
+    if as_json:
+        click.echo(json.dumps({"rules": [_program_info(p) for p in programs]}))
+        return
+    total0 = total1 = 0
+    for prog in programs:
+        before, after = prog.size
+        total0, total1 = total0 + before, total1 + after
+        click.echo(prog.disassemble())
+        passes = ", ".join(f"{k} -{v}" for k, v in prog.removed.items() if v) or "nothing to remove"
+        click.echo(f"; passes: {passes}\n")
+    zero = [p.name for p in programs if p.zero_tick]
+    click.echo(f"{len(programs)} rules, {total0} → {total1} instructions; "
+               f"zero-tick: {', '.join(zero) if zero else 'none'}")
+
+
+def _program_info(prog) -> dict:
+    return {"name": prog.name, "source": prog.source, "hash": prog.hash,
+            "before": prog.size[0], "after": prog.size[1], "removed": prog.removed,
+            "zero_tick": prog.zero_tick, "verdict": prog.verdict,
+            "listing_before": prog.disassemble("before"), "listing_after": prog.disassemble("after")}
+
+
+if __name__ == "__main__":
+    main()

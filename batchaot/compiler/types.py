@@ -1,0 +1,103 @@
+"""SQL value types of the typed IR and their mapping from Arrow.
+
+Every type has a *physical* class in the VM: ``i`` (a 64-bit integer word: ints, bools,
+dates as days, timestamps in their unit, decimals as scaled integers, string dictionary
+codes) or ``f`` (float64). Decimals are exact: a DECIMAL(p, s) value v is stored as
+v * 10^s in an int64, so no rounding ever happens behind the user's back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import pyarrow as pa
+
+
+class Kind(Enum):
+    BOOL = "boolean"
+    INT = "bigint"
+    FLOAT = "double"
+    DECIMAL = "decimal"
+    DATE = "date"
+    TIMESTAMP = "timestamp"
+    STRING = "varchar"
+    NULL = "null"
+
+
+@dataclass(frozen=True)
+class Type:
+    kind: Kind
+    scale: int = 0   # DECIMAL: digits after the point; TIMESTAMP: 0 (s), 3 (ms), 6 (us), 9 (ns)
+
+    @property
+    def physical(self) -> str:
+        return "f" if self.kind is Kind.FLOAT else "i"
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind in (Kind.INT, Kind.FLOAT, Kind.DECIMAL, Kind.BOOL)
+
+    @property
+    def is_temporal(self) -> bool:
+        return self.kind in (Kind.DATE, Kind.TIMESTAMP)
+
+    def __str__(self) -> str:
+        if self.kind is Kind.DECIMAL:
+            return f"decimal(18,{self.scale})"
+        if self.kind is Kind.TIMESTAMP:
+            return {0: "timestamp_s", 3: "timestamp_ms", 6: "timestamp", 9: "timestamp_ns"}[self.scale]
+        return self.kind.value
+
+
+BOOL = Type(Kind.BOOL)
+INT = Type(Kind.INT)
+FLOAT = Type(Kind.FLOAT)
+DATE = Type(Kind.DATE)
+STRING = Type(Kind.STRING)
+NULL = Type(Kind.NULL)
+TIMESTAMP_US = Type(Kind.TIMESTAMP, 6)
+
+_TS_SCALE = {"s": 0, "ms": 3, "us": 6, "ns": 9}
+MAX_DECIMAL_PRECISION = 18  # what an int64 holds exactly
+
+
+class UnsupportedType(Exception):
+    """Raised with the Arrow type that has no IR equivalent (the binder names the column)."""
+
+
+def from_arrow(t: pa.DataType) -> Type:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_boolean(t):
+        return BOOL
+    if pa.types.is_integer(t):
+        if pa.types.is_uint64(t):
+            raise UnsupportedType(f"{t} (values above 2^63 do not fit int64)")
+        return INT
+    if pa.types.is_floating(t):
+        return FLOAT
+    if pa.types.is_decimal(t):
+        if t.precision > MAX_DECIMAL_PRECISION:
+            raise UnsupportedType(f"{t}: precision above {MAX_DECIMAL_PRECISION} cannot be "
+                                  "held exactly; CAST it to DOUBLE in the rule if rounding is acceptable")
+        return Type(Kind.DECIMAL, t.scale)
+    if pa.types.is_date(t):
+        return DATE
+    if pa.types.is_timestamp(t):
+        return Type(Kind.TIMESTAMP, _TS_SCALE[t.unit])
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return STRING
+    if pa.types.is_null(t):
+        return NULL
+    raise UnsupportedType(str(t))
+
+
+# SQL type names (as sqlglot's DataType.Type names them) accepted in CAST.
+CAST_TARGETS = {
+    "BOOLEAN": BOOL,
+    "TINYINT": INT, "SMALLINT": INT, "INT": INT, "BIGINT": INT, "UTINYINT": INT,
+    "USMALLINT": INT, "UINT": INT, "UBIGINT": INT, "HUGEINT": INT,
+    "FLOAT": FLOAT, "DOUBLE": FLOAT,
+    "DATE": DATE, "TIMESTAMP": TIMESTAMP_US, "DATETIME": TIMESTAMP_US,
+    "VARCHAR": STRING, "TEXT": STRING, "CHAR": STRING, "NVARCHAR": STRING,
+}

@@ -1,0 +1,116 @@
+"""Arrow arrays → the VM's inputs: 64-bit words, validity bitmaps, string lookup tables.
+
+Buffers are used in place where the layout already fits (int64, float64, timestamps);
+narrower types are widened once per batch. Validity stays an Arrow bitmap that the VM
+reads bit by bit, and arrays without NULLs carry no bitmap at all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..compiler import types as T
+from ..errors import DataError
+from . import strings
+
+_NO_BITMAP = np.zeros(1, dtype=np.uint8)
+
+
+@dataclass
+class Loaded:
+    words: np.ndarray      # int64, one per row (float64 bits for doubles)
+    bitmap: np.ndarray     # uint8 Arrow validity bitmap (unused when bitoff < 0)
+    bitoff: int            # bit offset of row 0 in bitmap, -1 if no NULLs
+    dictionary: pa.Array | None = None   # string columns: the values the codes index
+
+
+def _data(arr: pa.Array, dtype) -> np.ndarray:
+    """The values buffer of a fixed-width array as numpy, without copying."""
+    buf = arr.buffers()[1]
+    return np.frombuffer(buf, dtype=dtype, count=arr.offset + len(arr))[arr.offset:]
+
+
+def _validity(arr: pa.Array) -> tuple[np.ndarray, int]:
+    if arr.null_count == 0:
+        return _NO_BITMAP, -1
+    if arr.type == pa.null():
+        return np.zeros((len(arr) + 7) // 8 + 1, dtype=np.uint8), 0
+    return np.frombuffer(arr.buffers()[0], dtype=np.uint8), arr.offset
+
+
+def _words(arr: pa.Array, typ: T.Type) -> np.ndarray:
+    t = arr.type
+    if pa.types.is_null(t):
+        return np.zeros(len(arr), dtype=np.int64)
+    if pa.types.is_boolean(t):
+        bits = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+        return np.unpackbits(bits, bitorder="little")[arr.offset:arr.offset + len(arr)].astype(np.int64)
+    if pa.types.is_floating(t):
+        return _data(arr, t.to_pandas_dtype()).astype(np.float64, copy=False).view(np.int64)
+    if pa.types.is_decimal(t):
+        # decimal128 is two little-endian int64 words; precision <= 18 fits the low word
+        raw = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=2 * (arr.offset + len(arr)))
+        return raw[2 * arr.offset::2].copy()
+    if pa.types.is_date64(t):
+        return np.floor_divide(_data(arr, np.int64), 86_400_000)
+    if pa.types.is_date32(t):
+        return _data(arr, np.int32).astype(np.int64)
+    if pa.types.is_timestamp(t):
+        return _data(arr, np.int64)
+    if pa.types.is_integer(t):
+        return _data(arr, t.to_pandas_dtype()).astype(np.int64, copy=False)
+    raise DataError(f"cannot load Arrow type {t}")
+
+
+def load(arr: pa.Array, typ: T.Type) -> Loaded:
+    """One column of one batch, as the VM reads it."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if typ.kind is T.Kind.STRING:
+        return _load_strings(arr)
+    bitmap, off = _validity(arr)
+    return Loaded(np.ascontiguousarray(_words(arr, typ)), bitmap, off)
+
+
+def _load_strings(arr: pa.Array) -> Loaded:
+    if not pa.types.is_dictionary(arr.type):
+        if pa.types.is_null(arr.type):
+            arr = arr.cast(pa.string())
+        arr = pc.dictionary_encode(arr)
+    codes = arr.indices
+    bitmap, off = _validity(codes)
+    words = _data(codes, codes.type.to_pandas_dtype()).astype(np.int64, copy=False)
+    return Loaded(np.ascontiguousarray(words), bitmap, off, arr.dictionary.cast(pa.string()))
+
+
+def to_words(arr: pa.Array | pa.Scalar, typ: T.Type, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """A small evaluated array → (int64 words, uint8 validity) for a lookup table."""
+    if isinstance(arr, pa.Scalar):
+        arr = pa.array([arr.as_py()] * length, arr.type)
+    arr = arr.cast(_arrow_for(typ)) if typ.kind is not T.Kind.NULL else arr
+    valid = np.asarray(arr.is_valid(), dtype=np.uint8) if arr.null_count else np.ones(len(arr), np.uint8)
+    words = _words(arr, typ) if not pa.types.is_null(arr.type) else np.zeros(len(arr), np.int64)
+    return np.ascontiguousarray(words), valid
+
+
+def _arrow_for(typ: T.Type) -> pa.DataType:
+    return strings.arrow_type(typ.kind.value, typ.scale)
+
+
+def build_lut(dictionary: pa.Array, sexpr: list, typ: T.Type) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup table for one string expression: one entry per value, plus one for NULL."""
+    values = pa.concat_arrays([dictionary, pa.array([None], pa.string())])
+    return to_words(strings.evaluate(sexpr, values), typ, len(values))
+
+
+def parse_type(text: str) -> T.Type:
+    """Inverse of str(Type), for column tables stored in a Program."""
+    if text.startswith("decimal("):
+        return T.Type(T.Kind.DECIMAL, int(text[:-1].split(",")[1]))
+    if text.startswith("timestamp"):
+        return T.Type(T.Kind.TIMESTAMP, {"timestamp_s": 0, "timestamp_ms": 3, "timestamp": 6,
+                                         "timestamp_ns": 9}[text])
+    return T.Type(T.Kind(text))

@@ -1,0 +1,390 @@
+"""The vectorized bytecode VM (numexpr style), compiled once by Numba and cached on disk.
+
+The VM walks a Program once per block of BLOCK rows; each instruction runs a tight
+loop over the block. Registers are two 2-D scratch arrays (values, validity) that the
+caller takes from its memory pool. Jumps test a whole block, so a conjunct that is
+FALSE on every row of a block skips the rest of the chain for that block.
+
+Opcode numbers are read from the compiled opcode table (compiler.opcodes) and
+frozen into the kernel as constants; a test checks that every opcode has a branch.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..compiler.opcodes import Op
+
+BLOCK = 2048
+
+# Numba freezes module globals as compile-time constants.
+NOP, LOAD, LOADK, MOV = int(Op.NOP), int(Op.LOAD), int(Op.LOADK), int(Op.MOV)
+ADD_I, SUB_I, MUL_I, IDIV_I, MOD_I = int(Op.ADD_I), int(Op.SUB_I), int(Op.MUL_I), int(Op.IDIV_I), int(Op.MOD_I)
+NEG_I, ABS_I, ROUND_I = int(Op.NEG_I), int(Op.ABS_I), int(Op.ROUND_I)
+ADD_F, SUB_F, MUL_F, DIV_F, MOD_F = int(Op.ADD_F), int(Op.SUB_F), int(Op.MUL_F), int(Op.DIV_F), int(Op.MOD_F)
+NEG_F, ABS_F, ROUND_F, I2F, F2I = int(Op.NEG_F), int(Op.ABS_F), int(Op.ROUND_F), int(Op.I2F), int(Op.F2I)
+EQ_I, NE_I, LT_I, LE_I, GT_I, GE_I = (int(Op.EQ_I), int(Op.NE_I), int(Op.LT_I), int(Op.LE_I),
+                                      int(Op.GT_I), int(Op.GE_I))
+EQ_F, NE_F, LT_F, LE_F, GT_F, GE_F = (int(Op.EQ_F), int(Op.NE_F), int(Op.LT_F), int(Op.LE_F),
+                                      int(Op.GT_F), int(Op.GE_F))
+NOT, AND, OR, ISNULL, NOTNULL = int(Op.NOT), int(Op.AND), int(Op.OR), int(Op.ISNULL), int(Op.NOTNULL)
+COALESCE, SELECT, LUT = int(Op.COALESCE), int(Op.SELECT), int(Op.LUT)
+JMP, JALLF, JALLT, JNONET, RET = int(Op.JMP), int(Op.JALLF), int(Op.JALLT), int(Op.JNONET), int(Op.RET)
+
+HANDLED = frozenset(globals()[op.name] for op in Op)  # every opcode has a branch below
+
+_I64_MIN = -(2 ** 63)
+_TWO63 = 9.223372036854775808e18
+
+
+# -- scalar semantics shared by the VM (the optimizer folds with the same rules) -----
+
+@njit(inline="always")
+def round_half_away(x: float) -> float:
+    """C's round(): half away from zero, exact for every double."""
+    if x >= 0.0:
+        t = np.floor(x)
+        return t + 1.0 if x - t >= 0.5 else t
+    t = np.ceil(x)
+    return t - 1.0 if t - x >= 0.5 else t
+
+
+@njit(inline="always")
+def product_error(a: float, b: float, p: float) -> float:
+    """e such that a * b == p + e exactly, for p = fl(a * b) (Dekker's TwoProduct)."""
+    split = 134217729.0  # 2^27 + 1
+    t = split * a
+    ah = t - (t - a)
+    al = a - ah
+    t = split * b
+    bh = t - (t - b)
+    bl = b - bh
+    return ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@njit(inline="always")
+def round_digits(x: float, d: int) -> float:
+    """DuckDB's round(double, d): the exact binary value rounded half away from zero."""
+    if d >= 0:
+        m = 10.0 ** d
+        y = x * m
+        if not math.isfinite(y):
+            return x
+        a = abs(y)
+        t = np.floor(a)
+        frac = a - t
+        if frac > 0.5 or (frac == 0.5 and product_error(x, m, y) * (1.0 if y > 0 else -1.0) >= 0.0):
+            t += 1.0
+        return math.copysign(t, y) / m
+    m = 10.0 ** (-d)
+    if not math.isfinite(x):
+        return x
+    a = abs(x)
+    rem = np.fmod(a, m)          # exact
+    t = a - rem
+    if 2.0 * rem >= m:
+        t += m
+    return math.copysign(t, x)
+
+
+@njit(inline="always")
+def idiv_trunc(x: int, y: int) -> int:
+    if y == -1:
+        return -x            # wraps for INT64_MIN, as the C optimizer does
+    q = x // y
+    if q < 0 and q * y != x:
+        q += 1               # Python floors; SQL truncates toward zero
+    return q
+
+
+@njit(inline="always")
+def round_int(x: int, d: int) -> int:
+    """x rounded to a multiple of 10^-d (d < 0), half away from zero."""
+    if d >= 0:
+        return x
+    if d < -18:
+        return 0
+    m = np.int64(10) ** np.int64(-d)
+    q = idiv_trunc(x, m)
+    r = x - q * m
+    if 2 * abs(r) >= m:
+        q += 1 if x > 0 else -1
+    return q * m
+
+
+@njit(inline="always")
+def f_eq(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)
+
+
+@njit(inline="always")
+def f_lt(a: float, b: float) -> bool:
+    return a < b or (a == a and b != b)          # NaN sorts above every number
+
+
+@njit(inline="always")
+def f_le(a: float, b: float) -> bool:
+    return a <= b or b != b
+
+
+# -- the interpreter ---------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def run(code, kval, kvalid, cols, bitmaps, bitoffs, lut_vals, lut_valid,
+        nrows, R, V, strict, row_base, out):
+    """Run one program over `nrows` rows; write violating row numbers to `out`.
+
+    cols[i]: int64 words of column i (float columns viewed as int64); bitmaps[i] and
+    bitoffs[i]: its Arrow validity bitmap and bit offset (offset -1: no NULLs).
+    R/V: register values and validity, shape (nregs, BLOCK). Returns (violations,
+    rows whose verdict is NULL).
+    """
+    F = R.view(np.float64)
+    nviol = 0
+    nnull = 0
+    for start in range(0, nrows, BLOCK):
+        n = min(BLOCK, nrows - start)
+        pc = 0
+        while True:
+            op = code[pc, 0]
+            a = code[pc, 1]
+            b = code[pc, 2]
+            c = code[pc, 3]
+            pc += 1
+            if op == LOAD:
+                src = cols[b]
+                for i in range(n):
+                    R[a, i] = src[start + i]
+                off = bitoffs[b]
+                if off < 0:
+                    V[a, :n] = 1
+                else:
+                    bm = bitmaps[b]
+                    for i in range(n):
+                        bit = off + start + i
+                        V[a, i] = (bm[bit >> 3] >> (bit & 7)) & 1
+            elif op == LOADK:
+                R[a, :n] = kval[b]
+                V[a, :n] = kvalid[b]
+            elif op == MOV:
+                R[a, :n] = R[b, :n]
+                V[a, :n] = V[b, :n]
+            elif op == NOP:
+                pass
+            elif op == ADD_I:
+                for i in range(n):
+                    R[a, i] = R[b, i] + R[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == SUB_I:
+                for i in range(n):
+                    R[a, i] = R[b, i] - R[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == MUL_I:
+                for i in range(n):
+                    R[a, i] = R[b, i] * R[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == IDIV_I or op == MOD_I:
+                for i in range(n):
+                    y = R[c, i]
+                    ok = V[b, i] & V[c, i] & (y != 0)
+                    V[a, i] = ok
+                    if ok:
+                        x = R[b, i]
+                        q = idiv_trunc(x, y)
+                        R[a, i] = q if op == IDIV_I else x - q * y
+                    else:
+                        R[a, i] = 0
+            elif op == NEG_I:
+                for i in range(n):
+                    R[a, i] = -R[b, i]
+                    V[a, i] = V[b, i]
+            elif op == ABS_I:
+                for i in range(n):
+                    x = R[b, i]
+                    R[a, i] = -x if x < 0 else x
+                    V[a, i] = V[b, i]
+            elif op == ROUND_I:
+                for i in range(n):
+                    R[a, i] = round_int(R[b, i], c)
+                    V[a, i] = V[b, i]
+            elif op == ADD_F:
+                for i in range(n):
+                    F[a, i] = F[b, i] + F[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == SUB_F:
+                for i in range(n):
+                    F[a, i] = F[b, i] - F[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == MUL_F:
+                for i in range(n):
+                    F[a, i] = F[b, i] * F[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == DIV_F:
+                for i in range(n):
+                    y = F[c, i]
+                    x = F[b, i]
+                    if y == 0.0:      # IEEE without the FPU trap
+                        F[a, i] = np.nan if (x == 0.0 or x != x) else math.copysign(np.inf, x) * math.copysign(1.0, y)
+                    else:
+                        F[a, i] = x / y
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == MOD_F:
+                for i in range(n):
+                    y = F[c, i]
+                    F[a, i] = np.nan if y == 0.0 else np.fmod(F[b, i], y)
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == NEG_F:
+                for i in range(n):
+                    F[a, i] = -F[b, i]
+                    V[a, i] = V[b, i]
+            elif op == ABS_F:
+                for i in range(n):
+                    F[a, i] = abs(F[b, i])
+                    V[a, i] = V[b, i]
+            elif op == ROUND_F:
+                for i in range(n):
+                    F[a, i] = round_digits(F[b, i], c)
+                    V[a, i] = V[b, i]
+            elif op == I2F:
+                for i in range(n):
+                    F[a, i] = float(R[b, i])
+                    V[a, i] = V[b, i]
+            elif op == F2I:
+                for i in range(n):
+                    x = np.rint(F[b, i])
+                    ok = V[b, i] & (x >= -_TWO63) & (x < _TWO63)
+                    V[a, i] = ok
+                    R[a, i] = np.int64(x) if ok else 0
+            elif op == EQ_I:
+                for i in range(n):
+                    R[a, i] = R[b, i] == R[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == NE_I:
+                for i in range(n):
+                    R[a, i] = R[b, i] != R[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == LT_I:
+                for i in range(n):
+                    R[a, i] = R[b, i] < R[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == LE_I:
+                for i in range(n):
+                    R[a, i] = R[b, i] <= R[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == GT_I:
+                for i in range(n):
+                    R[a, i] = R[b, i] > R[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == GE_I:
+                for i in range(n):
+                    R[a, i] = R[b, i] >= R[c, i]
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == EQ_F:
+                for i in range(n):
+                    R[a, i] = f_eq(F[b, i], F[c, i])
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == NE_F:
+                for i in range(n):
+                    R[a, i] = not f_eq(F[b, i], F[c, i])
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == LT_F:
+                for i in range(n):
+                    R[a, i] = f_lt(F[b, i], F[c, i])
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == LE_F:
+                for i in range(n):
+                    R[a, i] = f_le(F[b, i], F[c, i])
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == GT_F:
+                for i in range(n):
+                    R[a, i] = f_lt(F[c, i], F[b, i])
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == GE_F:
+                for i in range(n):
+                    R[a, i] = f_le(F[c, i], F[b, i])
+                    V[a, i] = V[b, i] & V[c, i]
+            elif op == NOT:
+                for i in range(n):
+                    R[a, i] = R[b, i] == 0
+                    V[a, i] = V[b, i]
+            elif op == AND:
+                for i in range(n):
+                    vb = V[b, i]
+                    vc = V[c, i]
+                    f = (vb & (R[b, i] == 0)) | (vc & (R[c, i] == 0))
+                    V[a, i] = f | (vb & vc)
+                    R[a, i] = (vb & vc) & (f == 0)
+            elif op == OR:
+                for i in range(n):
+                    t = (V[b, i] & (R[b, i] != 0)) | (V[c, i] & (R[c, i] != 0))
+                    V[a, i] = t | (V[b, i] & V[c, i])
+                    R[a, i] = t
+            elif op == ISNULL:
+                for i in range(n):
+                    R[a, i] = 1 - V[b, i]
+                    V[a, i] = 1
+            elif op == NOTNULL:
+                for i in range(n):
+                    R[a, i] = V[b, i]
+                    V[a, i] = 1
+            elif op == COALESCE:
+                for i in range(n):
+                    if V[b, i]:
+                        R[a, i] = R[b, i]
+                        V[a, i] = 1
+                    else:
+                        R[a, i] = R[c, i]
+                        V[a, i] = V[c, i]
+            elif op == SELECT:
+                for i in range(n):
+                    if V[b, i] and R[b, i] != 0:
+                        R[a, i] = R[c, i]
+                        V[a, i] = V[c, i]
+            elif op == LUT:
+                lv = lut_vals[c]
+                lm = lut_valid[c]
+                last = lv.shape[0] - 1
+                for i in range(n):
+                    k = R[b, i] if V[b, i] else last
+                    R[a, i] = lv[k]
+                    V[a, i] = lm[k]
+            elif op == JMP:
+                pc = b
+            elif op == JALLF:
+                hit = True
+                for i in range(n):
+                    if not V[a, i] or R[a, i] != 0:
+                        hit = False
+                        break
+                if hit:
+                    pc = b
+            elif op == JALLT:
+                hit = True
+                for i in range(n):
+                    if not V[a, i] or R[a, i] == 0:
+                        hit = False
+                        break
+                if hit:
+                    pc = b
+            elif op == JNONET:
+                hit = True
+                for i in range(n):
+                    if V[a, i] and R[a, i] != 0:
+                        hit = False
+                        break
+                if hit:
+                    pc = b
+            elif op == RET:
+                for i in range(n):
+                    valid = V[a, i]
+                    if not valid:
+                        nnull += 1
+                    if (valid and R[a, i] == 0) or (strict and not valid):
+                        out[nviol] = row_base + start + i
+                        nviol += 1
+                break
+            else:
+                raise ValueError("unknown opcode")
+    return nviol, nnull

@@ -1,0 +1,1 @@
+"""Reading data (sources) and writing results (sinks)."""
