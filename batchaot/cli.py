@@ -14,6 +14,7 @@ from rich.table import Table
 
 from . import api
 from .errors import BatchaotError
+from .io import sources
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -82,7 +83,7 @@ def _print_result(result, output: str | None) -> None:
 def inspect(rules: str, schema_path: str, as_json: bool) -> None:
     """Show each rule's bytecode before and after optimization."""
     specs = api.load_rule_specs(rules)
-    schema = api.load_data(schema_path).schema
+    schema = sources.read_schema(schema_path)
     programs = api.compile_rules(specs, schema)
     if as_json:
         click.echo(json.dumps({"rules": [_program_info(p) for p in programs]}))

@@ -19,6 +19,9 @@ ROW_KIND = "check"
 DATASET_KINDS = ("unique", "not_null", "aggregate", "row_count", "reference")
 RULE_KINDS = (ROW_KIND, *DATASET_KINDS)
 RULE_OPTIONS = ("name", "severity", "strict", "mostly", "description", "where", "between", "equals")
+# Top-level keys of a rules file; a job file (jobs/*.yaml) is also a valid rules file.
+DOCUMENT_KEYS = ("name", "description", "kind", "source", "rules", "rules_from", "output",
+                 "workers", "on_error", "engine")
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,10 @@ def load_rules(source: str | os.PathLike | list | dict) -> list[RuleSpec]:
 
 def rules_from_document(doc: Any, file: str) -> list[RuleSpec]:
     if isinstance(doc, dict):
+        for key in doc:
+            if key not in DOCUMENT_KEYS:
+                raise SpecError(f"{file}:{line_of(doc, key)}: unknown field '{key}'"
+                                f"{suggest(str(key), DOCUMENT_KEYS)}")
         if "rules" not in doc:
             raise SpecError(f"{file}:{line_of(doc)}: expected a 'rules:' list")
         doc = doc["rules"]

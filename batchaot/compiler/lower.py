@@ -13,9 +13,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ir import And, Case, Col, Lit, Lookup, Node, Op as IROp, Or, thaw
+from .ir import And, Case, Col, Lit, Lookup, Node, Op as IROp, Or, children, thaw
 from .opcodes import Op, typed
 from .types import Kind, Type
+
+
+def cost(node: Node) -> int:
+    """Rough work per row: constants are free, string lookups dearer than arithmetic."""
+    if isinstance(node, Lit):
+        return 0
+    own = 3 if isinstance(node, Lookup) else 1
+    return own + sum(cost(c) for c in children(node))
 
 
 @dataclass
@@ -131,14 +139,17 @@ class Emitter:
         return r
 
     def short_circuit(self, node: And | Or) -> int:
-        """r := a0; [skip rest if decided]; r := r AND a1; ...  (block-level short-circuit)."""
+        """r := a0; [skip the rest if the block is decided]; r := r AND a1; ..."""
         is_and = isinstance(node, And)
         combine, skip = (Op.AND, Op.JALLF) if is_and else (Op.OR, Op.JALLT)
+        # Cheapest operand first: it decides whole blocks soonest, and a constant operand
+        # up front lets the optimizer settle the chain at compile time.
+        args = sorted(node.args, key=cost)
         r = self.reg()
         exits: list[int] = []
-        self.emit(Op.MOV, r, self.value(node.args[0]))
+        self.emit(Op.MOV, r, self.value(args[0]))
         self.open_region()
-        for arg in node.args[1:]:
+        for arg in args[1:]:
             exits.append(self.jump(skip, r))
             self.emit(combine, r, r, self.value(arg))
         self.close_region()

@@ -136,8 +136,8 @@ def _fmt_const(kval: np.ndarray, kvalid: np.ndarray, k: int, as_float: bool) -> 
 _COPIES = ("MOV", "SELECT", "COALESCE")   # a float destination makes their sources float
 
 
-def _float_consts(code: np.ndarray) -> set[int]:
-    """Constant indexes that end up read as float64, so listings print them as numbers."""
+def _float_registers(code: np.ndarray) -> set[int]:
+    """Registers read as float64, so listings print the constants loaded into them as numbers."""
     fregs: set[int] = set()
     for op, a, b, c in code:
         name = Op(op).name
@@ -155,11 +155,11 @@ def _float_consts(code: np.ndarray) -> set[int]:
                 if not srcs <= fregs:
                     fregs |= srcs
                     changed = True
-    return {b for op, a, b, c in code if op == Op.LOADK and a in fregs}
+    return fregs
 
 
 def listing(code: np.ndarray, kval: np.ndarray, kvalid: np.ndarray, prog: Program | None = None) -> str:
-    fconsts = _float_consts(code)
+    fregs = _float_registers(code)
     lines = []
     for pc, (op, a, b, c) in enumerate(code):
         kinds = KINDS[int(op)]
@@ -168,7 +168,7 @@ def listing(code: np.ndarray, kval: np.ndarray, kvalid: np.ndarray, prog: Progra
             if kind == "R":
                 ops.append(f"r{v}")
             elif kind == "K":
-                ops.append(f"k{v}={_fmt_const(kval, kvalid, v, v in fconsts)}")
+                ops.append(f"k{v}={_fmt_const(kval, kvalid, v, a in fregs)}")
             elif kind == "C":
                 ops.append(f"{prog.columns[v][0] if prog else v}" if prog else f"c{v}")
             elif kind == "J":

@@ -48,6 +48,17 @@ def read_table(path: str, fmt: str | None = None) -> pa.Table:
     raise DataError(f"{path}: unknown format '{fmt}'")
 
 
+def read_schema(path: str, fmt: str | None = None) -> pa.Schema:
+    """The schema of a data file, reading only its footer where the format has one."""
+    fmt = fmt or infer_format(path)
+    if fmt == "parquet" and os.path.exists(path):
+        try:
+            return pq.read_schema(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{path}: cannot read as parquet: {_first_line(exc)}") from None
+    return read_table(path, fmt).schema
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

@@ -1,0 +1,37 @@
+# batchaot: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_DATA := data/demo/orders.parquet
+
+.PHONY: install demo test bench clean
+
+# (Re)install when the package metadata or the C sources change.
+$(STAMP): pyproject.toml setup.py native/build.py native/opcodes.def $(wildcard native/*.c native/*.h)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DEMO_DATA): | $(STAMP)
+	$(BIN)/python -m batchaot.samples data/demo --rows 200000
+
+# The demo's data breaks some rules on purpose: exit code 1 (rules failed) is the expected outcome.
+demo: $(STAMP) $(DEMO_DATA)
+	$(BIN)/batchaot validate $(DEMO_DATA) --rules jobs/demo.yaml --output out/demo || test $$? -eq 1
+	$(BIN)/batchaot inspect jobs/demo.yaml --schema $(DEMO_DATA) | tail -n 1
+
+# pytest exits 5 when no test ran; make treats that, like any failure, as an error.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/bench_vm.py
+
+clean:
+	rm -rf build out data/demo native/tests/build .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,104 @@
+"""Planning: data files → work units, reading nothing but Parquet footers.
+
+A work unit is (file, row groups) for Parquet and a whole file otherwise. Units carry
+their first row's number within the file, so violations report the row number a user
+can find in that file, whichever worker checked it.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from . import sources
+
+UNIT_ROWS = 1 << 21          # about 2M rows per unit: big enough to amortize, small enough to balance
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    id: str                          # stable: file index + first row group, e.g. "0003-0012"
+    path: str
+    format: str
+    row_groups: tuple[int, ...] | None   # Parquet row groups, None = the whole file
+    first_row: int                   # row number (within the file) of the unit's first row
+    rows: int                        # -1 if unknown before reading (non-Parquet)
+    bytes: int
+
+
+def expand_paths(patterns: Sequence[str]) -> list[str]:
+    """Globs and folders → sorted data files; an unmatched pattern is an error."""
+    paths: list[str] = []
+    for item in patterns:
+        if os.path.isdir(item):
+            found = sorted(p for p in glob.glob(os.path.join(item, "**", "*"), recursive=True)
+                           if os.path.isfile(p) and os.path.splitext(p)[1].lower() in sources.FORMATS)
+        elif glob.has_magic(item):
+            found = sorted(glob.glob(item, recursive=True))
+        else:
+            found = [item]
+        if not found:
+            raise DataError(f"{item}: no files match")
+        paths += found
+    return paths
+
+
+def plan(paths: Sequence[str], fmt: str | None = None, unit_rows: int = UNIT_ROWS) -> list[WorkUnit]:
+    units: list[WorkUnit] = []
+    for index, path in enumerate(paths):
+        kind = fmt or sources.infer_format(path)
+        if kind == "parquet":
+            units += _parquet_units(index, path, unit_rows)
+        else:
+            size = _size(path)
+            units.append(WorkUnit(f"{index:04d}-0000", path, kind, None, 0, -1, size))
+    return units
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _parquet_units(index: int, path: str, unit_rows: int) -> Iterator[WorkUnit]:
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: cannot read as parquet: {str(exc).splitlines()[0]}") from None
+    group: list[int] = []
+    rows = nbytes = first = row = 0
+    for rg in range(meta.num_row_groups):
+        info = meta.row_group(rg)
+        if group and rows + info.num_rows > unit_rows:
+            yield WorkUnit(f"{index:04d}-{group[0]:04d}", path, "parquet", tuple(group), first, rows, nbytes)
+            group, rows, nbytes, first = [], 0, 0, row
+        group.append(rg)
+        rows += info.num_rows
+        nbytes += info.total_byte_size
+        row += info.num_rows
+    if group:
+        yield WorkUnit(f"{index:04d}-{group[0]:04d}", path, "parquet", tuple(group), first, rows, nbytes)
+
+
+def read_unit(unit: WorkUnit, columns: list[str] | None = None,
+              batch_rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
+    """The unit's rows as record batches, reading only `columns` where the format allows."""
+    if unit.format == "parquet":
+        try:
+            pf = pq.ParquetFile(unit.path)
+            yield from pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups),
+                                       columns=columns, use_threads=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{unit.path}: cannot read as parquet: {str(exc).splitlines()[0]}") from None
+        return
+    table = sources.read_table(unit.path, unit.format)
+    if columns is not None:
+        table = table.select(columns)
+    yield from table.to_batches(max_chunksize=batch_rows)

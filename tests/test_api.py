@@ -1,0 +1,99 @@
+"""The Python API: validate(), compile(), Program and Result."""
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import batchaot
+from batchaot.compiler import compile_rule, reference
+from batchaot.errors import DataError, RuleError
+
+TABLE = pa.table({"amount": pa.array([10.0, -1.0, None, 3.5]), "qty": pa.array([1, 0, 2, None]),
+                  "status": ["paid", "new", None, "weird"]})
+RULES = [{"name": "positive", "check": "amount > 0"},
+         {"name": "qty_set", "check": "qty >= 1", "strict": True, "severity": "warn"},
+         {"name": "status_ok", "check": "status IN ('paid', 'new')", "mostly": 0.7}]
+
+
+def test_result_summary_violations_and_json() -> None:
+    res = batchaot.validate(TABLE, RULES)
+    assert not res.ok and res.exit_code == 1 and res.rows == 4
+    summary = {r["name"]: r for r in res.summary.to_pylist()}
+    assert {"name", "severity", "passed", "violations"} <= set(res.summary.column_names)
+    assert summary["positive"]["violations"] == 1 and summary["positive"]["null_rows"] == 1
+    assert summary["qty_set"]["violations"] == 2          # strict: qty 0 and NULL
+    assert summary["status_ok"]["violations"] == 1 and summary["status_ok"]["passed"]  # 75% >= mostly
+    v = res.violations
+    assert v.column_names[:2] == ["rule", "row"]
+    rows = {(r["rule"], r["row"]) for r in v.to_pylist()}
+    assert rows == {("positive", 1), ("qty_set", 1), ("qty_set", 3), ("status_ok", 3)}
+    assert v.filter(pa.compute.equal(v["rule"], "status_ok"))["status"].to_pylist() == ["weird"]
+    doc = json.loads(res.to_json())
+    assert doc["ok"] is False and [r["name"] for r in doc["rules"]] == ["positive", "qty_set", "status_ok"]
+
+
+def test_record_batch_and_warn_only_pass() -> None:
+    batch = TABLE.to_batches()[0]
+    res = batchaot.validate(batch, [{"name": "w", "check": "amount > 100", "severity": "warn"}])
+    assert res.ok and res.to_dict()["rules"][0]["violations"] == 3
+
+
+def test_violation_row_numbers_are_global_across_batches() -> None:
+    n = 50_000
+    t = pa.table({"x": np.arange(n)})
+    t = pa.concat_tables([t.slice(0, 20_000), t.slice(20_000)])
+    res = batchaot.validate(t, [{"name": "r", "check": "x % 9999 <> 0"}])
+    assert res.violations["row"].to_pylist() == list(range(0, n, 9999))
+
+
+def test_program_is_immutable_serializable_and_hashed() -> None:
+    p = batchaot.compile("amount * 2 > qty + 1 AND status LIKE 'p%'", TABLE, name="r")
+    q = batchaot.Program.from_bytes(p.to_bytes())
+    assert q.hash == p.hash and q.to_bytes() == p.to_bytes()
+    assert np.array_equal(q.code, p.code) and q.disassemble() == p.disassemble()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.name = "other"
+    with pytest.raises(ValueError):
+        p.code[0, 0] = 0
+    assert batchaot.compile("amount > 1", TABLE).hash != batchaot.compile("amount > 2", TABLE).hash
+    assert batchaot.compile("amount > 1", TABLE).hash == batchaot.compile("amount > 1", TABLE).hash
+
+
+def test_native_and_reference_optimizers_agree_on_real_rules() -> None:
+    for sql in ("amount > 0", "qty BETWEEN 1 AND 2 + 3", "status = 'paid' OR 1 = 1",
+                "CASE WHEN qty > 1 THEN amount ELSE 0 END > 0", "coalesce(amount, 0) >= 0 AND NOT (qty IS NULL)"):
+        a = compile_rule("r", sql, TABLE.schema)
+        b = compile_rule("r", sql, TABLE.schema, optimizer=reference)
+        assert (a.optimizer, b.optimizer) == ("native", "reference")
+        assert np.array_equal(a.code, b.code) and np.array_equal(a.kval, b.kval), sql
+        assert np.array_equal(a.kvalid, b.kvalid) and a.removed == b.removed, sql
+        assert a.verdict == b.verdict and a.hash == b.hash, sql
+
+
+def test_zero_tick_rule_never_runs_and_passes() -> None:
+    res = batchaot.validate(TABLE, [{"name": "z", "check": "amount > 0 OR TRUE"}])
+    (rule,) = res.to_dict()["rules"]
+    assert rule["zero_tick"] and rule["passed"] and rule["instructions"] == 2
+
+
+def test_decimals_are_exact_or_refused() -> None:
+    t = pa.table({"price": pa.array([decimal.Decimal("0.10"), decimal.Decimal("0.30")], pa.decimal128(12, 2))})
+    res = batchaot.validate(t, [{"name": "r", "check": "price * 3 <> 0.30"}])
+    assert res.to_dict()["rules"][0]["violations"] == 1     # exact: 0.10 * 3 = 0.30
+    wide = pa.table({"p": pa.array([decimal.Decimal("1.5")], pa.decimal128(38, 2))})
+    with pytest.raises(RuleError, match="precision above 18"):
+        batchaot.validate(wide, [{"name": "r", "check": "p > 1"}])
+
+
+def test_bad_data_arguments() -> None:
+    with pytest.raises(DataError, match="cannot validate a dict"):
+        batchaot.validate({"a": 1}, RULES)
+    with pytest.raises(DataError, match="no rows"):
+        batchaot.validate(TABLE.slice(0, 0), RULES)
+    with pytest.raises(RuleError, match="dataset-level"):
+        batchaot.validate(TABLE, [{"name": "u", "unique": ["qty"]}])

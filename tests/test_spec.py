@@ -1,0 +1,45 @@
+"""Rules files: every mistake is a SpecError that names file:line and the field."""
+from __future__ import annotations
+
+import pytest
+
+from batchaot.errors import SpecError
+from batchaot.spec import load_rules
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_list_and_mapping_forms(tmp_path) -> None:
+    as_list = load_rules(write(tmp_path, "- {name: a, check: 'x > 0'}\n"))
+    as_map = load_rules(write(tmp_path, "rules:\n  - {name: a, check: 'x > 0', severity: warn}\n"))
+    assert as_list[0].body == "x > 0" and as_list[0].severity == "error"
+    assert as_map[0].severity == "warn" and as_map[0].where.line == 2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("rules:\n  - {name: a, check: 'x > 0'\n", r"rules.yaml:\d+: malformed YAML"),
+    ("rules:\n  - name: a\n    chek: 'x > 0'\n", r"rules.yaml:3: unknown rule field 'chek' \(did you mean 'check'\?\)"),
+    ("rules:\n  - name: a\n", r"rules.yaml:2: rule 'a' has no kind"),
+    ("rules:\n  - {name: a, check: 'x > 0', unique: [x]}\n", r"has more than one kind"),
+    ("rules:\n  - {name: a, check: 'x > 0', severity: fatal}\n", r"rules.yaml:2: rule 'a': severity must be"),
+    ("rules:\n  - {name: a, check: 'x > 0', mostly: 1.5}\n", r"mostly must be a number between 0 and 1"),
+    ("rules:\n  - {name: a, check: 'x > 0', strict: maybe}\n", r"strict must be true or false"),
+    ("rules:\n  - {name: a, check: ''}\n", r"'check' must be a SQL predicate"),
+    ("rules:\n  - {name: a, check: 'x > 0'}\n  - {name: a, check: 'x < 9'}\n", r"rules.yaml:3: duplicate rule name 'a' \(first at .*rules.yaml:2\)"),
+    ("rules: []\n", r"no rules"),
+    ("rules: {a: 1}\n", r"'rules' must be a list"),
+    ("rulez:\n  - {name: a, check: 'x > 0'}\n", r"rules.yaml:1: unknown field 'rulez' \(did you mean 'rules'\?\)"),
+    ("- 42\n", r"rule #1 must be a mapping"),
+])
+def test_bad_rules_files(tmp_path, text: str, expected: str) -> None:
+    with pytest.raises(SpecError, match=expected):
+        load_rules(write(tmp_path, text))
+
+
+def test_missing_file_is_a_spec_error(tmp_path) -> None:
+    with pytest.raises(SpecError, match="cannot read"):
+        load_rules(str(tmp_path / "nope.yaml"))
