@@ -448,6 +448,8 @@ class Binder:
             if not (isinstance(d, Lit) and d.type.kind is Kind.INT and d.value is not None):
                 self.fail(f"round() digits must be an integer literal in `{node.sql('duckdb')}`")
             digits = d.value
+            if not -18 <= digits <= 18:
+                self.fail(f"round() digits must be between -18 and 18 in `{node.sql('duckdb')}`")
         arg = self.as_int(arg)
         if arg.type.kind is Kind.FLOAT:
             return Op(T.FLOAT, "round", (arg,), imm=digits)

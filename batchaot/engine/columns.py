@@ -75,10 +75,26 @@ def load(arr: pa.Array, typ: T.Type) -> Loaded:
     return Loaded(np.ascontiguousarray(_words(arr, typ)), bitmap, off)
 
 
+SAMPLE_ROWS = 4096
+DIRECT_DISTINCT_RATIO = 0.5
+
+
+def _mostly_distinct(arr: pa.Array) -> bool:
+    """Whether per-distinct-value evaluation would not pay (emails, ids, free text)."""
+    sample = arr.slice(0, SAMPLE_ROWS)
+    valid = len(sample) - sample.null_count
+    return valid > 64 and pc.count_distinct(sample).as_py() > DIRECT_DISTINCT_RATIO * valid
+
+
 def _load_strings(arr: pa.Array) -> Loaded:
+    if pa.types.is_null(arr.type):
+        arr = arr.cast(pa.string())
+    if not pa.types.is_dictionary(arr.type) and _mostly_distinct(arr):
+        # Hashing every value to build a dictionary would cost more than it saves:
+        # the "dictionary" is the column itself and row i reads entry i.
+        bitmap, off = _validity(arr)
+        return Loaded(np.arange(len(arr), dtype=np.int64), bitmap, off, arr.cast(pa.string()))
     if not pa.types.is_dictionary(arr.type):
-        if pa.types.is_null(arr.type):
-            arr = arr.cast(pa.string())
         arr = pc.dictionary_encode(arr)
     codes = arr.indices
     bitmap, off = _validity(codes)

@@ -1,0 +1,47 @@
+/*
+ * bytecode.h -- the instruction set, generated from opcodes.def (X-macro).
+ *
+ * An instruction is four signed 32-bit words (ba_insn, declared in the public
+ * header batchaot_native.h so that cffi sees it):
+ *
+ *      0        4        8        12       16 bytes
+ *      +--------+--------+--------+--------+
+ *      |   op   |   A    |   B    |   C    |
+ *      +--------+--------+--------+--------+
+ *
+ *   op  an opcode (enum ba_op, the row number in opcodes.def)
+ *   A   usually the destination register; the tested register of a conditional
+ *       jump; the verdict register of RET
+ *   B   first source: register, constant index, column index or jump target
+ *   C   second source: register, lut index or immediate
+ *
+ * What each operand means is the opcode's kind letter in opcodes.def
+ * (ba_op_kind): R register, K constant, C column, J jump target, L lut,
+ * N immediate, _ unused (must be 0). Jumps only go forward (pc < target < ncode)
+ * and the last instruction is RET, so every program terminates.
+ */
+#ifndef BATCHAOT_BYTECODE_H
+#define BATCHAOT_BYTECODE_H
+
+#include "batchaot_native.h"
+
+enum ba_op {
+#define OP(name, a, b, c, doc) BA_OP_##name,
+#include "opcodes.def"
+#undef OP
+    BA_OP_COUNT
+};
+
+/* opcodes.def writes the unused kind as "_"; token pasting makes BA_KIND__. */
+#define BA_KIND__ BA_KIND_NONE
+
+typedef struct {
+    const char *name;
+    const char *doc;
+    signed char kind[3];   /* enum ba_kind of A, B, C */
+} ba_opinfo;
+
+/* One row per opcode, indexed by enum ba_op (bytecode.c). */
+extern const ba_opinfo ba_optable[BA_OP_COUNT];
+
+#endif /* BATCHAOT_BYTECODE_H */
