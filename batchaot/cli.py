@@ -55,12 +55,18 @@ def validate(data: tuple[str, ...], rules: str, output: str | None, as_json: boo
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
+def _console() -> Console:
+    # Piped output (CI logs) gets a wide fixed width rather than rich's 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
 def _print_result(result, output: str | None) -> None:
-    console = Console(highlight=False)
+    console = _console()
     table = Table(title=f"{result.rows:,} rows checked in {result.elapsed_s:.3f} s")
     for col, justify in (("rule", "left"), ("severity", "left"), ("status", "left"),
-                         ("violations", "right"), ("null rows", "right"), ("check", "left")):
-        table.add_column(col, justify=justify)
+                         ("violations", "right"), ("null rows", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    table.add_column("check", no_wrap=True, overflow="ellipsis", max_width=70)
     for r in result.rules:
         s = r.summary()
         status = ("[green]pass[/]" if s["passed"] else
