@@ -9,9 +9,10 @@ peephole optimizer and runs in a Numba VM over Arrow data.
 """
 from .api import compile, validate
 from .compiler.program import Program
+from .distributed import Job
 from .errors import BatchaotError, DataError, OutputError, RuleError, SpecError
 from .result import Result
+from ._version import __version__
 
-__version__ = "0.1.0"
-__all__ = ["validate", "compile", "Program", "Result", "BatchaotError", "DataError",
+__all__ = ["validate", "compile", "Job", "Program", "Result", "BatchaotError", "DataError",
            "OutputError", "RuleError", "SpecError", "__version__"]

@@ -60,6 +60,45 @@ def _console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+@main.command()
+@click.argument("job_file", metavar="JOB.yaml")
+@click.option("--address", help="Ray cluster to join: 'auto' or ray://host:10001. "
+              "Default: an embedded local Ray (or none at all for small inputs).")
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Worker actors (default: all cores).")
+@click.option("--output", "-o", help="Results folder (overrides the job's output.path).")
+@click.option("--mode", type=click.Choice(["auto", "in-process", "ray"]), default="auto",
+              show_default=True, help="Where to run; auto keeps small inputs in this process.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def submit(job_file: str, address: str | None, workers: int | None, output: str | None,
+           mode: str, as_json: bool, quiet: bool) -> None:
+    """Run a job file: validate data (or compile rules) on Ray, locally or on a cluster."""
+    from .distributed import Job
+    from .distributed.progress import choose
+
+    job = Job.from_yaml(job_file)
+    result = job.run(address=address, workers=workers, output=output, mode=mode,
+                     progress=choose(quiet or as_json))
+    if as_json:
+        click.echo(result.to_json())
+    elif job.spec.kind == "compile":
+        _print_compile(result.to_dict())
+    else:
+        _print_result(result, result.output)
+    sys.exit(result.exit_code)
+
+
+def _print_compile(summary: dict) -> None:
+    console = _console()
+    console.print(f"compiled {summary['compiled']} of {summary['rules']} rules from "
+                  f"{summary['files']} files in {summary['elapsed_s']:.3f} s ({summary['mode']}; "
+                  f"{summary['cache_hits']} from cache, {summary['zero_tick']} zero-tick)")
+    for d in summary["diagnostics"]:
+        console.print(f"[red]error:[/] {d}")
+    if summary.get("output"):
+        console.print(f"rows written to {summary['output']}")
+
+
 def _print_result(result, output: str | None) -> None:
     console = _console()
     table = Table(title=f"{result.rows:,} rows checked in {result.elapsed_s:.3f} s")
@@ -76,6 +115,8 @@ def _print_result(result, output: str | None) -> None:
         table.add_row(s["name"], s["severity"], status, f"{s['violations']:,}",
                       f"{s['null_rows']:,}", str(s["check"]))
     console.print(table)
+    for error in getattr(result, "errors", []):
+        console.print(f"[yellow]skipped:[/] {error}")
     if output:
         console.print(f"results written to {output}/summary.json and {output}/violations/")
     console.print("[green]all error rules passed[/]" if result.ok else "[red]validation failed[/]")

@@ -21,7 +21,7 @@ RULE_KINDS = (ROW_KIND, *DATASET_KINDS)
 RULE_OPTIONS = ("name", "severity", "strict", "mostly", "description", "where", "between", "equals")
 # Top-level keys of a rules file; a job file (jobs/*.yaml) is also a valid rules file.
 DOCUMENT_KEYS = ("name", "description", "kind", "source", "rules", "rules_from", "output",
-                 "workers", "on_error", "engine")
+                 "workers", "on_error", "engine", "schema")
 
 
 @dataclass(frozen=True)

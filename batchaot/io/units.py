@@ -48,7 +48,8 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
     return paths
 
 
-def plan(paths: Sequence[str], fmt: str | None = None, unit_rows: int = UNIT_ROWS) -> list[WorkUnit]:
+def plan(paths: Sequence[str], fmt: str | None = None, unit_rows: int | None = None) -> list[WorkUnit]:
+    unit_rows = unit_rows or UNIT_ROWS
     units: list[WorkUnit] = []
     for index, path in enumerate(paths):
         kind = fmt or sources.infer_format(path)

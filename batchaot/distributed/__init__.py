@@ -1,0 +1,42 @@
+"""Running jobs over many files, cores and machines.
+
+`pool.py` is the only module that imports ray; everything else here plans, merges and
+reports, and runs unchanged in-process for small inputs.
+"""
+from __future__ import annotations
+
+import os
+
+from ..job import JobSpec, load_job
+from .compile_job import CompileResult, run_compile
+from .driver import JobResult, run_validate
+from .progress import Quiet
+
+__all__ = ["Job", "JobResult", "CompileResult"]
+
+MODES = ("auto", "in-process", "ray")
+
+
+class Job:
+    """A job file, ready to run: ``batchaot.Job.from_yaml("jobs/demo.yaml").run()``."""
+
+    def __init__(self, spec: JobSpec):
+        self.spec = spec
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "Job":
+        return cls(load_job(os.fspath(path)))
+
+    def run(self, address: str | None = None, workers: int | None = None,
+            output: str | None = None, mode: str = "auto", progress=None) -> JobResult | CompileResult:
+        """Run on an embedded local Ray (default), a cluster (`address`), or in-process.
+
+        `mode`: "auto" runs small inputs in-process and the rest on Ray; "ray" or
+        "in-process" force one. `progress`: a batchaot.distributed.progress reporter.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        if self.spec.kind == "compile":
+            return run_compile(self.spec, address=address, workers=workers, output=output, mode=mode)
+        return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
+                            progress=progress or Quiet())

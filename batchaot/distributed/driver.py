@@ -1,0 +1,177 @@
+"""The driver of a validate job: plan units, run them (in-process or on Ray), merge.
+
+The driver never reads data: it lists files, reads Parquet footers to plan, compiles
+the rules once, and sends Program bytes to the workers. Results come back keyed by
+unit id and are merged by key, so a unit that Ray runs twice counts once.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..api import compile_rules
+from ..engine.run import RuleOutcome
+from ..engine.unit import COUNT_FIELDS, UnitResult, UnitRunner
+from ..errors import DataError
+from ..io import sinks, sources
+from ..io.units import WorkUnit, expand_paths, plan
+from ..job import JobSpec
+from ..result import Result, RuleResult
+from .progress import Quiet
+
+# Below these sizes a job runs in this process: starting Ray would cost more than it saves.
+IN_PROCESS_ROWS = 2_000_000
+IN_PROCESS_BYTES = 64 << 20
+
+
+@dataclass
+class JobResult(Result):
+    """A Result whose violating rows live in part files rather than in memory."""
+
+    output: str | None = None
+    job_name: str = ""
+    mode: str = "in-process"
+    workers: int = 1
+    units: int = 0
+    files: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Unchecked data never passes: a file that could not be read fails the run."""
+        return super().ok and not self.errors
+
+    def to_dict(self) -> dict:
+        doc = super().to_dict()
+        doc.update(job=self.job_name, mode=self.mode, workers=self.workers, units=self.units,
+                   files=len(self.files), errors=self.errors, output=self.output)
+        return doc
+
+    @property
+    def violations(self) -> pa.Table:  # type: ignore[override]
+        parts = sorted(glob.glob(os.path.join(self.output or "", "violations", "part-*.parquet")))
+        if not parts:
+            return pa.table({"rule": pa.array([], pa.string()), "source": pa.array([], pa.string()),
+                             "row": pa.array([], pa.int64())})
+        return pa.concat_tables(pq.read_table(p) for p in parts)
+
+
+def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
+                 output: str | None = None, mode: str = "auto", progress=None) -> JobResult:
+    started = time.perf_counter()
+    progress = progress or Quiet()
+    out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
+    sinks.prepare_output(out)
+    _clear_parts(out)
+    units, errors = _plan(job)
+    if not units:
+        raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
+    schema = _schema(units, job)
+    programs = compile_rules(list(job.rules), schema)
+    blobs = [p.to_bytes() for p in programs]
+    mode = _mode(mode, address, units)
+    merged: dict[str, UnitResult] = {}
+    counts = {p.name: RuleOutcome(p.name, zero_tick=p.zero_tick) for p in programs}
+
+    def on_result(res: UnitResult) -> None:
+        if res.unit in merged:          # at-least-once delivery: count each unit once
+            return
+        merged[res.unit] = res
+        if res.error:
+            errors.append(res.error)
+            if job.on_error == "stop":
+                raise DataError(f"{res.error} (on_error: stop)")
+        else:
+            _add(counts, res.counts)
+        progress.advance(res.rows, sum(1 for o in counts.values() if o.violations), res.error)
+
+    known_rows = sum(u.rows for u in units if u.rows >= 0)
+    used_workers = 1
+    try:
+        if mode == "in-process":
+            progress.start(len(units), known_rows, "in-process")
+            runner = UnitRunner(blobs, out)
+            for unit in units:
+                on_result(runner.run(unit))
+        else:
+            from . import pool
+            cluster = pool.Cluster(address, workers or job.workers)
+            used_workers = min(cluster.workers, len(units))
+            try:
+                progress.start(len(units), known_rows, f"ray, {used_workers} workers")
+                pool.run_units(units, blobs, out, cluster.workers, on_result, progress.attach)
+            finally:
+                cluster.close()
+    finally:
+        progress.finish()
+    _clear_temporaries(out)
+    outcomes = [counts[p.name] for p in programs]
+    result = JobResult(rules=[RuleResult(s, p, o) for s, p, o in zip(job.rules, programs, outcomes)],
+                       rows=sum(r.rows for r in merged.values()), data=None, output=out, mode=mode,
+                       workers=used_workers, units=len(units), job_name=job.name,
+                       files=sorted({u.path for u in units}), errors=errors)
+    result.elapsed_s = time.perf_counter() - started
+    sinks.write_summary(out, result.to_dict())
+    return result
+
+
+def _plan(job: JobSpec) -> tuple[list[WorkUnit], list[str]]:
+    """Units of every readable file; unreadable ones become errors (or stop the job)."""
+    units: list[WorkUnit] = []
+    errors: list[str] = []
+    for index, path in enumerate(expand_paths(list(job.source.paths))):
+        try:
+            found = plan([path], job.source.format)
+        except DataError as exc:
+            if job.on_error == "stop":
+                raise DataError(f"{exc} (on_error: stop)") from None
+            errors.append(str(exc))
+            continue
+        units += [_renumber(u, index) for u in found]
+    return units, errors
+
+
+def _renumber(unit: WorkUnit, index: int) -> WorkUnit:
+    """Unit ids carry the file's index in the whole job, not in a one-file plan."""
+    return replace(unit, id=f"{index:04d}-{unit.id.split('-', 1)[1]}")
+
+
+def _schema(units: list[WorkUnit], job: JobSpec) -> pa.Schema:
+    return sources.read_schema(units[0].path, units[0].format)
+
+
+def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:
+    if mode in ("in-process", "ray"):
+        return mode
+    if address is not None:
+        return "ray"
+    rows = sum(u.rows for u in units if u.rows >= 0)
+    size = sum(u.bytes for u in units)
+    small = rows < IN_PROCESS_ROWS and (all(u.rows >= 0 for u in units) or size < IN_PROCESS_BYTES)
+    return "in-process" if small or len(units) == 1 else "ray"
+
+
+def _add(counts: dict[str, RuleOutcome], batch: pa.RecordBatch) -> None:
+    cols = batch.to_pydict()
+    for i, name in enumerate(cols["rule"]):
+        o = counts[name]
+        for f in COUNT_FIELDS:
+            setattr(o, f, getattr(o, f) + cols[f][i])
+
+
+def _clear_parts(out: str) -> None:
+    """A rerun into the same folder must not mix in parts of an earlier run."""
+    for path in glob.glob(os.path.join(out, "violations", "part-*")):
+        os.unlink(path)
+
+
+def _clear_temporaries(out: str) -> None:
+    """Half-written parts of killed workers (their retries wrote the real ones)."""
+    for path in glob.glob(os.path.join(out, "violations", "part-*.tmp-*")):
+        os.unlink(path)

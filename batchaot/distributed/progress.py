@@ -1,0 +1,70 @@
+"""Progress of a long job: a live bar on a terminal, plain lines otherwise, or nothing."""
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class Quiet:
+    """The reporter interface; also the reporter that says nothing."""
+
+    def start(self, units: int, rows: int, mode: str) -> None: ...
+    def attach(self, workers: list) -> None: ...   # the worker actor handles, once started
+    def advance(self, rows: int, failing: int, error: str | None = None) -> None: ...
+    def finish(self) -> None: ...
+
+
+class Lines(Quiet):
+    """One line per ~10% of units (CI logs, pipes)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+
+    def start(self, units: int, rows: int, mode: str) -> None:
+        self.total, self.done, self.rows, self.next_report = units, 0, 0, 0.1
+        self.t0 = time.perf_counter()
+        rows_text = f", {rows:,} rows" if rows >= 0 else ""
+        print(f"batchaot: {units} work units{rows_text}, {mode}", file=self.stream, flush=True)
+
+    def advance(self, rows: int, failing: int, error: str | None = None) -> None:
+        self.done += 1
+        self.rows += rows
+        if error:
+            print(f"batchaot: skipped: {error}", file=self.stream, flush=True)
+        if self.done / max(self.total, 1) >= self.next_report or self.done == self.total:
+            self.next_report += 0.1
+            print(f"batchaot: {self.done}/{self.total} units, {self.rows:,} rows, "
+                  f"{failing} rules failing, {time.perf_counter() - self.t0:.1f} s",
+                  file=self.stream, flush=True)
+
+
+class Bar(Quiet):
+    """A rich progress bar on stderr: units done, rows, rules failing so far."""
+
+    def __init__(self):
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[rows]:,} rows"),
+                                 TextColumn("[red]{task.fields[failing]} failing"),
+                                 TimeElapsedColumn(), transient=True)
+
+    def start(self, units: int, rows: int, mode: str) -> None:
+        self.rows = 0
+        self.progress.start()
+        self.task = self.progress.add_task(f"validating ({mode})", total=units, rows=0, failing=0)
+
+    def advance(self, rows: int, failing: int, error: str | None = None) -> None:
+        self.rows += rows
+        if error:
+            self.progress.console.print(f"[yellow]skipped:[/] {error}")
+        self.progress.update(self.task, advance=1, rows=self.rows, failing=failing)
+
+    def finish(self) -> None:
+        self.progress.stop()
+
+
+def choose(quiet: bool) -> Quiet:
+    if quiet:
+        return Quiet()
+    return Bar() if sys.stderr.isatty() else Lines()

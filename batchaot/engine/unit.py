@@ -1,0 +1,152 @@
+"""Validate one work unit: read it, run the programs, write its violations part file.
+
+This is what a worker does, with or without Ray: a :class:`UnitRunner` is built from
+plain arguments (program bytes, output folder), so a restarted Ray actor rebuilds it
+exactly, and the in-process path runs the very same code.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..compiler.program import Program
+from ..errors import BatchaotError, DataError
+from ..io.units import WorkUnit, read_unit
+from .run import Executor, RuleOutcome
+
+COUNT_FIELDS = ("rows", "violations", "nulls")
+
+
+@dataclass
+class UnitResult:
+    """What a worker sends back: a few numbers, never the data."""
+
+    unit: str
+    path: str
+    rows: int
+    counts: pa.RecordBatch | None        # rule, rows, violations, nulls
+    part: str | None                     # violations part file, if any row failed
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def counts_batch(names: list[str], outcomes: list[RuleOutcome]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict({
+        "rule": names,
+        **{f: pa.array([getattr(o, f) for o in outcomes], pa.int64()) for f in COUNT_FIELDS}})
+
+
+def violation_schema(data: pa.Schema, columns: list[str]) -> pa.Schema:
+    """rule, source, row, then every column any rule reads (values of the failing rows)."""
+    fields = [pa.field("rule", pa.string()), pa.field("source", pa.string()), pa.field("row", pa.int64())]
+    for name in columns:
+        t = data.field(name).type
+        t = t.value_type if pa.types.is_dictionary(t) else t
+        fields.append(pa.field(f"value_{name}" if name in ("rule", "source", "row") else name, t))
+    return pa.schema(fields)
+
+
+def violation_rows(batch: pa.RecordBatch, schema: pa.Schema, rule: str, rule_columns: list[str],
+                   local_rows: np.ndarray, first_row: int, source: str) -> pa.Table:
+    """The failing rows of one rule in one batch, shaped to `schema` (other rules' columns NULL)."""
+    n = len(local_rows)
+    taken = batch.take(pa.array(local_rows))
+    arrays = [pa.array([rule] * n, pa.string()), pa.array([source] * n, pa.string()),
+              pa.array(local_rows + first_row, pa.int64())]
+    for f in list(schema)[3:]:
+        name = f.name[len("value_"):] if f.name.startswith("value_") else f.name
+        if name in rule_columns:
+            arrays.append(taken.column(name).cast(f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class UnitRunner:
+    def __init__(self, program_blobs: list[bytes], output: str | None):
+        self.programs = [Program.from_bytes(b) for b in program_blobs]
+        self.names = [p.name for p in self.programs]
+        self.output = output
+        self.executor = Executor()
+        self.columns = list(dict.fromkeys(c for p in self.programs for c in p.column_names))
+
+    def run(self, unit: WorkUnit) -> UnitResult:
+        started = time.perf_counter()
+        try:
+            rows, totals, part = self._validate(unit)
+        except BatchaotError as exc:
+            return UnitResult(unit.id, unit.path, 0, None, None, error=str(exc),
+                              seconds=time.perf_counter() - started)
+        return UnitResult(unit.id, unit.path, rows, counts_batch(self.names, totals), part,
+                          seconds=time.perf_counter() - started)
+
+    def _validate(self, unit: WorkUnit) -> tuple[int, list[RuleOutcome], str | None]:
+        totals = [RuleOutcome(n) for n in self.names]
+        sink = _PartWriter(self.output, unit.id)
+        offset = 0
+        try:
+            for batch in read_unit(unit, columns=self.columns or None):
+                self._check_columns(batch, unit)
+                outcomes = [RuleOutcome(n) for n in self.names]
+                self.executor.evaluate_batch(self.programs, batch, 0, outcomes)
+                for total, o, prog in zip(totals, outcomes, self.programs):
+                    total.rows += o.rows
+                    total.violations += o.violations
+                    total.nulls += o.nulls
+                    if o.violations and sink.enabled:
+                        schema = sink.schema or violation_schema(batch.schema, self.columns)
+                        sink.write(violation_rows(batch, schema, prog.name, prog.column_names,
+                                                  o.row_ids, unit.first_row + offset, unit.path))
+                offset += batch.num_rows
+            return offset, totals, sink.commit()
+        finally:
+            sink.abort()
+
+    def _check_columns(self, batch: pa.RecordBatch, unit: WorkUnit) -> None:
+        missing = [c for c in self.columns if batch.schema.get_field_index(c) < 0]
+        if missing:
+            raise DataError(f"{unit.path}: missing column(s) {', '.join(missing)} that the rules read")
+
+
+class _PartWriter:
+    """violations/part-<unit>.parquet, written under a temporary name and renamed when done,
+    so a retried unit replaces its own part and a killed one leaves no half file."""
+
+    def __init__(self, output: str | None, unit_id: str):
+        self.enabled = output is not None
+        self.schema: pa.Schema | None = None
+        self._writer: pq.ParquetWriter | None = None
+        if self.enabled:
+            folder = os.path.join(output, "violations")
+            self.final = os.path.join(folder, f"part-{unit_id}.parquet")
+            self.tmp = f"{self.final}.tmp-{os.getpid()}"
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.schema = table.schema
+            self._writer = pq.ParquetWriter(self.tmp, table.schema)
+        self._writer.write_table(table)
+
+    def commit(self) -> str | None:
+        if not self.enabled:
+            return None
+        if self._writer is None:
+            if os.path.exists(self.final):   # an earlier attempt found violations; this one did not
+                os.unlink(self.final)
+            return None
+        self._writer.close()
+        self._writer = None
+        os.replace(self.tmp, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self.enabled and os.path.exists(self.tmp):
+            os.unlink(self.tmp)

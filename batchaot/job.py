@@ -1,0 +1,189 @@
+"""Job files (jobs/*.yaml): what to check, where the data is, where results go.
+
+    name: orders-quality
+    kind: validate                 # or compile
+    source: {path: "data/orders/*.parquet", format: parquet}
+    rules: [...]                   # inline, and/or
+    rules_from: rules/orders.yaml  # one or more rules files (globs)
+    output: {path: out/orders}
+    workers: 4                     # default: all cores
+    on_error: continue             # or stop: what an unreadable file does to the run
+
+Relative paths resolve against the job file's folder. Every mistake is a SpecError
+naming file:line and the field.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SpecError
+from .io.sources import FORMATS
+from .spec import DOCUMENT_KEYS, RuleSpec, Where, line_of, load_yaml, rules_from_document, suggest
+
+KINDS = ("validate", "compile")
+ON_ERROR = ("continue", "stop")
+SOURCE_KEYS = ("path", "format", "csv")
+CSV_KEYS = ("delimiter", "header", "skip_rows", "null_values")
+ENGINES = ("vm", "fused", "auto")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    paths: tuple[str, ...]               # absolute or job-relative-resolved paths / globs / URIs
+    format: str | None = None            # None: from each file's extension
+    csv: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    kind: str
+    file: str
+    source: SourceSpec | None
+    rules: tuple[RuleSpec, ...]
+    rule_files: tuple[str, ...]          # compile jobs: the rules files to compile
+    output: str | None
+    workers: int | None
+    on_error: str
+    engine: str
+    schema: str | None                   # compile jobs: a data file whose schema binds the rules
+
+
+def resolve(base: str, path: str) -> str:
+    """A path from a job file, relative to that file's folder (URIs left alone)."""
+    if "://" in path or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(base)), path))
+
+
+def load_job(path: str) -> JobSpec:
+    doc = load_yaml(path)
+    if not isinstance(doc, dict):
+        raise SpecError(f"{path}:{line_of(doc) or 1}: a job file is a mapping with name, source, "
+                        "rules and output")
+    return parse_job(doc, path)
+
+
+def parse_job(doc: dict, file: str) -> JobSpec:
+    for key in doc:
+        if key not in DOCUMENT_KEYS:
+            raise SpecError(f"{file}:{line_of(doc, key)}: unknown job field '{key}'"
+                            f"{suggest(str(key), DOCUMENT_KEYS)}")
+    kind = _choice(doc, "kind", KINDS, "validate", file)
+    name = doc.get("name", os.path.splitext(os.path.basename(file))[0])
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(f"{file}:{line_of(doc, 'name')}: 'name' must be a non-empty string")
+    rule_files = _rule_files(doc, file)
+    rules = _rules(doc, file, rule_files) if kind == "validate" else ()
+    source = _source(doc, file) if kind == "validate" or "source" in doc else None
+    if kind == "validate" and source is None:
+        raise SpecError(f"{file}:{line_of(doc)}: job '{name}' needs a 'source' (the data to check)")
+    if kind == "compile" and not rule_files:
+        raise SpecError(f"{file}:{line_of(doc)}: compile job '{name}' needs 'rules_from' "
+                        "(rules files or globs to compile)")
+    return JobSpec(name=name, kind=kind, file=file, source=source, rules=rules,
+                   rule_files=tuple(rule_files), output=_output(doc, file),
+                   workers=_workers(doc, file), on_error=_choice(doc, "on_error", ON_ERROR, "continue", file),
+                   engine=_choice(doc, "engine", ENGINES, "vm", file), schema=_schema(doc, file))
+
+
+def _choice(doc: dict, key: str, allowed: tuple, default: str, file: str) -> str:
+    value = doc.get(key, default)
+    if value not in allowed:
+        raise SpecError(f"{file}:{line_of(doc, key)}: '{key}' must be one of "
+                        f"{', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _workers(doc: dict, file: str) -> int | None:
+    value = doc.get("workers")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise SpecError(f"{file}:{line_of(doc, 'workers')}: 'workers' must be a positive integer, got {value!r}")
+    return value
+
+
+def _source(doc: dict, file: str) -> SourceSpec | None:
+    if "source" not in doc:
+        return None
+    src: Any = doc["source"]
+    where = f"{file}:{line_of(doc, 'source')}"
+    if isinstance(src, (str, list)):
+        src = {"path": src}
+    if not isinstance(src, dict):
+        raise SpecError(f"{where}: 'source' must be a path, a list of paths, or "
+                        "{path: ..., format: ...}")
+    for key in src:
+        if key not in SOURCE_KEYS:
+            raise SpecError(f"{file}:{line_of(src, key) or line_of(doc, 'source')}: unknown source "
+                            f"field '{key}'{suggest(str(key), SOURCE_KEYS)}")
+    paths = src.get("path")
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths or not all(isinstance(p, str) and p for p in paths):
+        raise SpecError(f"{where}: 'source.path' must be a path, glob or list of them")
+    fmt = src.get("format")
+    if fmt is not None and fmt not in set(FORMATS.values()):
+        raise SpecError(f"{file}:{line_of(src, 'format') or line_of(doc, 'source')}: unknown format "
+                        f"{fmt!r}; use one of {', '.join(sorted(set(FORMATS.values())))}")
+    csv = src.get("csv", {})
+    if not isinstance(csv, dict) or any(k not in CSV_KEYS for k in csv):
+        bad = next((k for k in csv if k not in CSV_KEYS), None) if isinstance(csv, dict) else None
+        raise SpecError(f"{where}: 'source.csv' options are {', '.join(CSV_KEYS)}"
+                        + (f"; got '{bad}'{suggest(str(bad), CSV_KEYS)}" if bad else ""))
+    return SourceSpec(tuple(resolve(file, p) for p in paths), fmt, dict(csv))
+
+
+def _rule_files(doc: dict, file: str) -> list[str]:
+    value = doc.get("rules_from", [])
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+        raise SpecError(f"{file}:{line_of(doc, 'rules_from')}: 'rules_from' must be a path, glob or list of them")
+    out: list[str] = []
+    for item in items:
+        pattern = resolve(file, item)
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        if not matches or not all(os.path.exists(m) for m in matches):
+            raise SpecError(f"{file}:{line_of(doc, 'rules_from')}: rules file '{item}' not found")
+        out += matches
+    return out
+
+
+def _rules(doc: dict, file: str, rule_files: list[str]) -> tuple[RuleSpec, ...]:
+    rules: list[RuleSpec] = []
+    if "rules" in doc:
+        rules += rules_from_document({"rules": doc["rules"]}, file)
+    for path in rule_files:
+        rules += rules_from_document(load_yaml(path), path)
+    if not rules:
+        raise SpecError(f"{file}:{line_of(doc)}: the job has no rules: give 'rules' or 'rules_from'")
+    seen: dict[str, Where] = {}
+    for r in rules:
+        if r.name in seen:
+            raise SpecError(f"{r.where}: duplicate rule name '{r.name}' (first at {seen[r.name]})")
+        seen[r.name] = r.where
+    return tuple(rules)
+
+
+def _output(doc: dict, file: str) -> str | None:
+    out = doc.get("output")
+    if out is None:
+        return None
+    if isinstance(out, str):
+        out = {"path": out}
+    if not isinstance(out, dict) or not isinstance(out.get("path"), str) or set(out) - {"path"}:
+        raise SpecError(f"{file}:{line_of(doc, 'output')}: 'output' must be {{path: folder}}")
+    return resolve(file, out["path"])
+
+
+def _schema(doc: dict, file: str) -> str | None:
+    value = doc.get("schema")
+    if value is None:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("path"), str):
+        value = value["path"]
+    if not isinstance(value, str):
+        raise SpecError(f"{file}:{line_of(doc, 'schema')}: 'schema' must be {{path: data file}}")
+    return resolve(file, value)

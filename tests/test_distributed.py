@@ -1,0 +1,107 @@
+"""`submit` on a local Ray: 1 and N workers give exactly the in-process answer, and a
+worker killed mid-run changes nothing."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+import batchaot
+from batchaot.distributed.progress import Quiet
+from batchaot.io import units as units_mod
+from batchaot.samples import orders
+from jobdata import REPO, concat_files
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def job_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dist")
+    (root / "data").mkdir()
+    for k in range(3):
+        pq.write_table(orders(40_000, seed=20 + k), root / "data" / f"part-{k}.parquet", row_group_size=4096)
+    job = root / "job.yaml"
+    job.write_text(f"name: dist\nsource: {{path: 'data/*.parquet'}}\n"
+                   f"rules_from: {REPO / 'jobs/rules/orders_rows.yaml'}\n"
+                   "rules: [{name: email_shape, check: \"email LIKE '%@%'\"}]\n")
+    return root, job
+
+
+@pytest.fixture()
+def small_units(monkeypatch):
+    monkeypatch.setattr(units_mod, "UNIT_ROWS", 8192)   # 5 units per file, 15 in all
+
+
+def outcome(res) -> tuple[list, set]:
+    counts = [(r["name"], r["rows"], r["violations"], r["null_rows"]) for r in res.to_dict()["rules"]]
+    rows = {(v["rule"], v["source"], v["row"]) for v in res.violations.to_pylist()}
+    return counts, rows
+
+
+def test_one_and_two_workers_equal_in_process_and_validate(local_ray, job_file, small_units, tmp_path) -> None:
+    root, job_path = job_file
+    job = batchaot.Job.from_yaml(job_path)
+    base = job.run(mode="in-process", output=str(tmp_path / "local"))
+    assert base.units == 15
+    for workers in (1, 2):
+        res = job.run(mode="ray", workers=workers, output=str(tmp_path / f"w{workers}"))
+        assert res.mode == "ray" and res.workers == workers
+        assert outcome(res) == outcome(base)
+    paths = sorted(str(p) for p in (root / "data").glob("*.parquet"))
+    table, offsets = concat_files(paths)
+    ref = batchaot.validate(table, list(job.spec.rules))
+    assert [r["violations"] for r in ref.to_dict()["rules"]] == [c[2] for c in outcome(base)[0]]
+    assert {(v["rule"], v["row"]) for v in ref.violations.to_pylist()} == \
+        {(rule, offsets[src] + row) for rule, src, row in outcome(base)[1]}
+
+
+class KillOnce(Quiet):
+    """Kills the process of one worker actor as soon as the first unit is done."""
+
+    def attach(self, workers: list) -> None:
+        self.pids = [ray.get(w.pid.remote()) for w in workers]
+        self.killed = None
+
+    def advance(self, rows: int, failing: int, error: str | None = None) -> None:
+        if self.killed is None:
+            self.killed = self.pids[0]
+            os.kill(self.killed, signal.SIGKILL)
+
+
+def test_killed_worker_changes_nothing(local_ray, job_file, small_units, tmp_path) -> None:
+    _, job_path = job_file
+    job = batchaot.Job.from_yaml(job_path)
+    calm = job.run(mode="ray", workers=2, output=str(tmp_path / "calm"))
+    killer = KillOnce()
+    rough = job.run(mode="ray", workers=2, output=str(tmp_path / "rough"), progress=killer)
+    assert killer.killed is not None
+    assert not rough.errors
+    assert outcome(rough) == outcome(calm)
+    assert pq.read_table(tmp_path / "rough" / "violations").num_rows == \
+        sum(r["violations"] for r in rough.to_dict()["rules"])
+    assert not [p for p in os.listdir(tmp_path / "rough" / "violations") if ".tmp-" in p]
+
+
+def test_compile_job_on_ray(local_ray, tmp_path, monkeypatch) -> None:
+    from batchaot.io import sources
+    monkeypatch.setenv("BATCHAOT_CACHE_DIR", str(tmp_path / "cache"))
+    pq.write_table(orders(100, seed=1), tmp_path / "schema.parquet")
+    for k in range(5):
+        (tmp_path / f"r{k}.yaml").write_text(f"- {{name: a{k}, check: 'amount > {k}'}}\n- {{name: b{k}, check: 'nope > 1'}}\n")
+    (tmp_path / "job.yaml").write_text("name: c\nkind: compile\nrules_from: 'r*.yaml'\nschema: {path: schema.parquet}\n")
+    res = batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="ray")
+    doc = res.to_dict()
+    assert doc["mode"] == "ray" and doc["compiled"] == 5 and doc["failed"] == 5
+    assert res.table["file"].to_pylist() == sorted(res.table["file"].to_pylist())
+    assert sources.read_schema(str(tmp_path / "schema.parquet"))

@@ -1,0 +1,131 @@
+"""Job files and `batchaot submit`, in-process: spec errors, outputs, compile jobs, examples."""
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+import batchaot
+from batchaot.cli import main
+from jobdata import REPO, concat_files, make_layout
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory):
+    return make_layout(tmp_path_factory.mktemp("jobs"))
+
+
+def submit(*args: str):
+    res = CliRunner().invoke(main, ["submit", *args], catch_exceptions=False)
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_example_jobs_run(layout, tmp_path) -> None:
+    for name in ("demo", "orders_multi", "orders_csv"):
+        code, out, err = submit(str(layout / "jobs" / f"{name}.yaml"), "--mode", "in-process",
+                                "--output", str(tmp_path / name), "--json")
+        doc = json.loads(out)
+        assert code == 1 and not doc["ok"] and doc["rows"] > 0 and not doc["errors"], (name, err)
+        assert any(r["violations"] for r in doc["rules"])
+    code, out, _ = submit(str(layout / "jobs" / "compile_rules.yaml"), "--output", str(tmp_path / "c"), "--json")
+    assert code == 0 and json.loads(out)["compiled"] == json.loads(out)["rules"] > 0
+
+
+def test_submit_equals_validate_on_the_concatenated_files(layout, tmp_path) -> None:
+    job = batchaot.Job.from_yaml(layout / "jobs" / "orders_multi.yaml")
+    res = job.run(mode="in-process", output=str(tmp_path / "o"))
+    paths = sorted(str(p) for p in (layout / "data" / "demo" / "multi").glob("*.parquet"))
+    table, offsets = concat_files(paths)
+    ref = batchaot.validate(table, list(job.spec.rules))
+    assert [r["violations"] for r in res.to_dict()["rules"]] == [r["violations"] for r in ref.to_dict()["rules"]]
+    got = {(v["rule"], offsets[v["source"]] + v["row"]) for v in res.violations.to_pylist()}
+    want = {(v["rule"], v["row"]) for v in ref.violations.to_pylist()}
+    assert got == want
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["rows"] == table.num_rows and summary["files"] == len(paths)
+
+
+def test_unreadable_file_is_named_and_others_are_checked(layout, tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in (layout / "data" / "demo" / "multi").glob("*.parquet"):
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "zz-broken.parquet").write_bytes(b"PAR1 garbage")
+    job = tmp_path / "job.yaml"
+    job.write_text(f"name: j\nsource: {{path: 'data/*.parquet'}}\nrules_from: {REPO / 'jobs/rules/orders_rows.yaml'}\n"
+                   "output: {path: out}\non_error: continue\n")
+    code, out, _ = submit(str(job), "--mode", "in-process", "--json")
+    doc = json.loads(out)
+    assert code == 1 and len(doc["errors"]) == 1 and "zz-broken.parquet" in doc["errors"][0]
+    assert doc["rows"] == 20_000
+    job.write_text(job.read_text().replace("on_error: continue", "on_error: stop"))
+    code, _, err = submit(str(job), "--mode", "in-process")
+    assert code == 2 and "zz-broken.parquet" in err and "on_error: stop" in err
+
+
+def test_rerun_replaces_parts_and_counts_match_rows_written(layout, tmp_path) -> None:
+    out = tmp_path / "o"
+    for _ in range(2):
+        res = batchaot.Job.from_yaml(layout / "jobs" / "orders_multi.yaml").run(mode="in-process", output=str(out))
+    written = pq.read_table(out / "violations").num_rows
+    assert written == sum(r["violations"] for r in res.to_dict()["rules"])
+    assert not [p for p in os.listdir(out / "violations") if ".tmp-" in p]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: j\nsource: {path: x.parquet}\nrules: [{name: a, check: 'x > 0'}]\nworkers: 0\n", r"job.yaml:4: 'workers' must be a positive integer"),
+    ("name: j\nsource: {path: x.parquet}\nrules: [{name: a, check: 'x > 0'}]\nkind: transform\n", r"job.yaml:4: 'kind' must be one of validate, compile"),
+    ("name: j\nsource: {path: x.parquet}\nrules: [{name: a, check: 'x > 0'}]\non_error: ignore\n", r"job.yaml:4: 'on_error' must be one of"),
+    ("name: j\nsource: {pth: x.parquet}\nrules: [{name: a, check: 'x > 0'}]\n", r"unknown source field 'pth' \(did you mean 'path'\?\)"),
+    ("name: j\nsource: {path: x.parquet, format: xls}\nrules: [{name: a, check: 'x > 0'}]\n", r"unknown format 'xls'"),
+    ("name: j\nrules: [{name: a, check: 'x > 0'}]\n", r"needs a 'source'"),
+    ("name: j\nsource: {path: x.parquet}\n", r"has no rules"),
+    ("name: j\nsource: {path: x.parquet}\nrules_from: nope.yaml\n", r"job.yaml:3: rules file 'nope.yaml' not found"),
+    ("name: j\nsource: {path: x.parquet}\nrules: [{name: a, check: 'x > 0'}]\noutput: 3\n", r"job.yaml:4: 'output' must be"),
+    ("name: j\nsourc: {path: x.parquet}\n", r"job.yaml:2: unknown job field 'sourc' \(did you mean 'source'\?\)"),
+    ("name: j\nkind: compile\n", r"needs 'rules_from'"),
+    ("name: j\nsource: {path: x.parquet\n", r"job.yaml:\d+: malformed YAML"),
+])
+def test_bad_job_files_exit_2_with_file_and_line(tmp_path, text: str, expected: str) -> None:
+    import re
+    job = tmp_path / "job.yaml"
+    job.write_text(text)
+    code, _, err = submit(str(job))
+    assert code == 2 and re.search(expected, err), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_source_file_and_unwritable_output(tmp_path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text("name: j\nsource: {path: missing.parquet}\nrules: [{name: a, check: 'x > 0'}]\n")
+    code, _, err = submit(str(job), "--mode", "in-process")
+    assert code == 2 and "missing.parquet" in err
+
+
+def test_compile_job_good_and_bad_rules_and_warm_cache(tmp_path, monkeypatch, layout) -> None:
+    monkeypatch.setenv("BATCHAOT_CACHE_DIR", str(tmp_path / "cache"))
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text("- {name: ok1, check: 'amount > 0'}\n- {name: typo, check: 'amuont > 0'}\n"
+                                  "- {name: zero, check: '1 = 1'}\n")
+    (rules / "b.yaml").write_text("- {name: ok2, check: \"status LIKE 'p%'\"}\n- {name: broken, check: 'amount >'}\n")
+    (rules / "c.yaml").write_text("- {name: x, check: 'amount > 0'\n")   # malformed YAML
+    job = tmp_path / "compile.yaml"
+    job.write_text(f"name: c\nkind: compile\nrules_from: 'rules/*.yaml'\nschema: {{path: {layout / 'data/demo/orders.parquet'}}}\n"
+                   "output: {path: out}\n")
+    code, out, _ = submit(str(job), "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["rules"] == 6 and doc["compiled"] == 3 and doc["failed"] == 3 and doc["zero_tick"] == 1
+    table = pq.read_table(tmp_path / "out" / "compiled.parquet").to_pylist()
+    by_name = {r["name"]: r for r in table}
+    assert "did you mean 'amount'" in by_name["typo"]["diagnostics"] and "a.yaml:2" in by_name["typo"]["diagnostics"]
+    assert "col" in by_name["broken"]["diagnostics"]
+    assert any(r["file"].endswith("c.yaml") and "malformed YAML" in r["diagnostics"] for r in table)
+    ok1 = by_name["ok1"]
+    assert ok1["instructions_before"] >= ok1["instructions_after"] > 0 and not ok1["cached"]
+    assert batchaot.Program.from_bytes(ok1["program"]).hash == ok1["hash"]
+    code, out, _ = submit(str(job), "--json")
+    assert json.loads(out)["cache_hits"] == 3
