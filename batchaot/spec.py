@@ -61,7 +61,9 @@ class _Map(dict):
     key_lines: dict
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's loader when present (several times faster on large rules files); its nodes
+# carry the same line marks.
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     pass
 
 

@@ -18,16 +18,42 @@ from .program import FORMAT_VERSION, Program
 COMPILER_VERSION = "1"   # bump when lowering or optimization changes the bytecode
 
 
+def cache_root() -> str:
+    return os.environ.get("BATCHAOT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "batchaot")
+
+
 def default_dir() -> str:
-    root = os.environ.get("BATCHAOT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "batchaot")
-    return os.path.join(root, "programs")
+    return os.path.join(cache_root(), "programs")
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass   # a cache that cannot be written only costs time
 
 
 def key(name: str, sql: str, strict: bool, schema: pa.Schema) -> str:
+    return _digest(name.encode(), sql.encode(), str(strict).encode(), _schema_text(schema))
+
+
+def file_key(content: bytes, schema: pa.Schema) -> str:
+    """Key of a whole rules file's compiled rows: its bytes, the schema, the versions."""
+    return _digest(b"file", content, _schema_text(schema))
+
+
+def _schema_text(schema: pa.Schema) -> bytes:
+    return schema.to_string(show_schema_metadata=False).encode()
+
+
+def _digest(*parts: bytes) -> str:
     h = hashlib.sha256()
-    for part in (name, sql, str(strict), schema.to_string(show_schema_metadata=False),
-                 COMPILER_VERSION, str(FORMAT_VERSION), __version__):
-        h.update(part.encode())
+    for part in (*parts, COMPILER_VERSION.encode(), str(FORMAT_VERSION).encode(), __version__.encode()):
+        h.update(part)
         h.update(b"\0")
     return h.hexdigest()
 
@@ -51,12 +77,27 @@ class ProgramCache:
         return program
 
     def put(self, k: str, program: Program) -> None:
-        path = self._path(k)
+        _write_atomically(self._path(k), program.to_bytes())
+
+
+class TableCache:
+    """Arrow tables by key (a compile job's rows for one rules file)."""
+
+    def __init__(self, folder: str | None = None):
+        self.folder = folder or os.path.join(cache_root(), "files")
+
+    def _path(self, k: str) -> str:
+        return os.path.join(self.folder, k[:2], f"{k}.arrow")
+
+    def get(self, k: str) -> pa.Table | None:
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "wb") as fh:
-                fh.write(program.to_bytes())
-            os.replace(tmp, path)
-        except OSError:
-            pass   # a cache that cannot be written only costs time
+            with pa.memory_map(self._path(k)) as source:
+                return pa.ipc.open_file(source).read_all()
+        except (OSError, pa.ArrowInvalid):
+            return None
+
+    def put(self, k: str, table: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        _write_atomically(self._path(k), sink.getvalue().to_pybytes())

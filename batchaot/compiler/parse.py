@@ -232,7 +232,7 @@ class Binder:
         a, b = self.value(left), self.value(right)
         if isinstance(a, _Str) and isinstance(b, _Str):
             return self.str_compare(op, a, b, left, right)
-        text = f"{left.sql('duckdb')} {_SYMBOL[op]} {right.sql('duckdb')}"
+        text = _Sql(left, _SYMBOL[op], right)
         if isinstance(a, _Str):
             a = self.coerce_string_literal(a, b, text)
         if isinstance(b, _Str):
@@ -251,7 +251,7 @@ class Binder:
         return self.str_predicate(T.BOOL, ["cmp", op, a.sexpr, b.sexpr], a, left)
 
     def arith(self, op: str, a: Node, b: Node, node: exp.Expression) -> Node:
-        text = node.sql("duckdb")
+        text = _Sql(node)
         a, b = _resolve_str_const(self, a, b), _resolve_str_const(self, b, a)
         if op in ("add", "sub") and (a.type.is_temporal or b.type.is_temporal):
             return self.date_arith(op, a, b, text)
@@ -274,7 +274,7 @@ class Binder:
         typ = a.type if a.type.kind is not Kind.BOOL else T.INT
         return Op(typ, op, (a, b))
 
-    def date_arith(self, op: str, a: Node, b: Node, text: str) -> Node:
+    def date_arith(self, op: str, a: Node, b: Node, text: "_Sql") -> Node:
         if a.type.kind is Kind.DATE and b.type.kind is Kind.DATE and op == "sub":
             return Op(T.INT, "sub", (a, b))
         if a.type.kind is Kind.DATE and b.type.kind in (Kind.INT, Kind.BOOL):
@@ -289,7 +289,7 @@ class Binder:
             self.fail(f"`{where.sql('duckdb')}` needs numbers, got {node.type}")
 
     # -- typing -----------------------------------------------------------------
-    def unify(self, a: Node, b: Node, text: str) -> tuple[Node, Node]:
+    def unify(self, a: Node, b: Node, text: "str | _Sql") -> tuple[Node, Node]:
         """Bring two operands to one comparable representation, as DuckDB would."""
         ka, kb = a.type.kind, b.type.kind
         if ka is Kind.NULL and kb is Kind.NULL:
@@ -309,7 +309,7 @@ class Binder:
             return self.rescale(a, scale), self.rescale(b, scale)
         return a, b
 
-    def unify_temporal(self, a: Node, b: Node, text: str) -> tuple[Node, Node]:
+    def unify_temporal(self, a: Node, b: Node, text: "str | _Sql") -> tuple[Node, Node]:
         if not (a.type.is_temporal and b.type.is_temporal):
             self.fail(f"type mismatch in `{text}`: {a.type} vs {b.type}")
         if a.type == b.type:
@@ -565,7 +565,7 @@ class Binder:
             return _retype(_floor_div_const(arg, 86400 * 10 ** src.scale), T.DATE)
         self.fail(f"unsupported CAST from {src} to {target} in `{text}`")
 
-    def coerce_string_literal(self, s: _Str, other: Node, text: str) -> Node:
+    def coerce_string_literal(self, s: _Str, other: Node, text: "_Sql") -> Node:
         if s.col is not None:
             self.fail(f"type mismatch in `{text}`: string column '{s.col.name}' compared with {other.type}")
         target = other.type if other.type.kind is not Kind.NULL else T.STRING
@@ -575,6 +575,17 @@ class Binder:
 
 
 # --- helpers -------------------------------------------------------------------
+
+class _Sql:
+    """SQL text of expressions for error messages, rendered only if an error needs it
+    (rendering costs as much as binding)."""
+
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def __str__(self) -> str:
+        return " ".join(p if isinstance(p, str) else p.sql("duckdb") for p in self.parts)
+
 
 class _StrConst:
     """Placeholder for a string literal in arithmetic; resolved by _resolve_str_const."""

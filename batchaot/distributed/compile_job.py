@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..compiler import compile_rule
-from ..compiler.cache import ProgramCache, key
+from ..compiler.cache import ProgramCache, TableCache, file_key, key
 from ..errors import BatchaotError, SpecError
 from ..io import sinks, sources
 from ..job import JobSpec
@@ -35,19 +35,41 @@ ROW_SCHEMA = pa.schema(
        ("cached", pa.bool_())])
 
 
-def compile_files(files: list[str], schema: pa.Schema, cache_dir: str | None = None) -> pa.Table:
-    """Compile every rule of `files`; never raises for a user mistake."""
-    cache = ProgramCache(cache_dir)
-    rows: list[dict] = []
-    for path in files:
-        try:
-            specs = load_rules(path)
-        except BatchaotError as exc:
-            rows.append(_failed(path, None, None, str(exc)))
-            continue
-        for spec in specs:
-            rows.append(_compile_one(path, spec, schema, cache))
-    return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+def compile_files(files: list[str], schema: pa.Schema, cache_root: str | None = None) -> pa.Table:
+    """Compile every rule of `files`; never raises for a user mistake.
+
+    A rules file whose bytes (and the schema) were compiled before is answered from the
+    file cache in one read; otherwise each rule goes through the program cache.
+    """
+    programs = ProgramCache(cache_root and os.path.join(cache_root, "programs"))
+    tables = TableCache(cache_root and os.path.join(cache_root, "files"))
+    return pa.concat_tables([_compile_file(path, schema, programs, tables) for path in files]) \
+        if files else ROW_SCHEMA.empty_table()
+
+
+def _compile_file(path: str, schema: pa.Schema, programs: ProgramCache, tables: TableCache) -> pa.Table:
+    try:
+        with open(path, "rb") as fh:
+            content = fh.read()
+    except OSError as exc:
+        return pa.Table.from_pylist([_failed(path, None, None, f"{path}: cannot read: {exc.strerror}")],
+                                    schema=ROW_SCHEMA)
+    k = file_key(content, schema)
+    hit = tables.get(k)
+    if hit is not None and hit.schema.equals(ROW_SCHEMA):
+        n = hit.num_rows
+        hit = hit.set_column(0, "file", pa.array([path] * n, pa.string()))
+        return hit.set_column(hit.schema.get_field_index("cached"), "cached", pa.array([True] * n))
+    try:
+        specs = load_rules(path)
+    except BatchaotError as exc:
+        rows = [_failed(path, None, None, str(exc))]
+    else:
+        rows = [_compile_one(path, spec, schema, programs) for spec in specs]
+    table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+    if all(r["ok"] for r in rows):   # files with errors are recompiled, so fixes show at once
+        tables.put(k, table)
+    return table
 
 
 def _compile_one(path: str, spec, schema: pa.Schema, cache: ProgramCache) -> dict:

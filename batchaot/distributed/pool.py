@@ -68,8 +68,10 @@ def run_units(units: Sequence[WorkUnit], program_blobs: list[bytes], output: str
               workers: int, on_result: Callable[[UnitResult], None],
               on_workers: Callable[[list], None] | None = None) -> None:
     """Validate every unit on `workers` actors; `on_result` sees each unit's result once."""
-    blobs = ray.put(program_blobs)
-    actors = [Worker.options(num_cpus=1).remote(blobs, output) for _ in range(min(workers, len(units)))]
+    # Programs travel by value (a few KB): a restarted actor must never depend on an
+    # object-store entry that could be gone by then.
+    actors = [Worker.options(num_cpus=1).remote(program_blobs, output)
+              for _ in range(min(workers, len(units)))]
     if on_workers is not None:
         on_workers(actors)
     queue = deque(units)
@@ -105,12 +107,12 @@ def _result(ref, unit: WorkUnit) -> UnitResult:
 
 
 @ray.remote(num_cpus=1)
-def _compile_chunk(files: list[str], schema_bytes: bytes, cache_dir: str | None):
+def _compile_chunk(files: list[str], schema_bytes: bytes, cache_root: str):
     import pyarrow as pa
 
     from .compile_job import compile_files
     schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-    return compile_files(files, schema, cache_dir)
+    return compile_files(files, schema, cache_root)
 
 
 def compile_chunks(file_chunks: list[list[str]], schema, address: str | None,
@@ -118,11 +120,11 @@ def compile_chunks(file_chunks: list[list[str]], schema, address: str | None,
     """Compile chunks of rules files as Ray tasks; rows come back in file order."""
     import pyarrow as pa
 
-    from ..compiler.cache import default_dir
+    from ..compiler.cache import cache_root
     cluster = Cluster(address, workers)
     try:
         schema_bytes = schema.serialize().to_pybytes()
-        refs = [_compile_chunk.remote(chunk, schema_bytes, default_dir()) for chunk in file_chunks]
+        refs = [_compile_chunk.remote(chunk, schema_bytes, cache_root()) for chunk in file_chunks]
         return pa.concat_tables(ray.get(refs))
     finally:
         cluster.close()

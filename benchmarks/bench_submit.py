@@ -1,0 +1,115 @@
+"""End-to-end `submit` on a multi-file Parquet dataset, and compile-job throughput.
+
+    python benchmarks/bench_submit.py [--rows 12000000] [--files 6] [--rules 10000]
+
+Measures, on this machine: the cost of starting an embedded local Ray; the time of
+`batchaot submit` (in-process, Ray with 1 worker, Ray with N workers) against
+`batchaot.validate` on the same files and DuckDB / Polars (if installed) reading them;
+scaling efficiency; and a compile job over generated rules files (rules/s, cold and warm
+cache, in-process and on Ray). Writes JSON to benchmarks/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+import duckdb
+import ray
+
+import batchaot
+from batchaot.distributed.compile_job import chunks
+from batchaot.samples import write_orders
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RULES = os.path.join(HERE, "..", "jobs", "rules", "orders_rows.yaml")
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def ray_startup() -> float:
+    t, _ = timed(lambda: ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False))
+    ray.shutdown()
+    return t
+
+
+def make_rules(folder: str, n: int, per_file: int = 100) -> None:
+    ops = ["amount > {k}", "quantity BETWEEN 1 AND {k}", "discount <= amount * 0.{k}",
+           "status IN ('new', 'paid') OR amount > {k}", "coalesce(amount, 0) + {k} > discount",
+           "CASE WHEN quantity > {k} THEN amount ELSE 0 END >= 0", "created_at > DATE '2024-01-01' + {k}"]
+    os.makedirs(folder, exist_ok=True)
+    for f in range(0, n, per_file):
+        with open(os.path.join(folder, f"rules-{f // per_file:04d}.yaml"), "w") as fh:
+            for k in range(f, min(f + per_file, n)):
+                fh.write(f"- {{name: r{k}, check: \"{ops[k % len(ops)].format(k=k % 97 + 1)}\"}}\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=12_000_000)
+    ap.add_argument("--files", type=int, default=6)
+    ap.add_argument("--rules", type=int, default=10_000)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="batchaot-bench-")
+    cores = os.cpu_count() or 1
+    try:
+        data = os.path.join(work, "data")
+        write_orders(data, args.rows, args.files, seed=7)
+        job_path = os.path.join(work, "job.yaml")
+        with open(job_path, "w") as fh:
+            fh.write(f"name: bench\nsource: {{path: 'data/*.parquet'}}\nrules_from: {RULES}\n")
+        job = batchaot.Job.from_yaml(job_path)
+        res: dict = {"rows": args.rows, "files": args.files, "cores": cores,
+                     "machine": platform.machine(), "batchaot": batchaot.__version__}
+        res["ray_startup_s"] = ray_startup()
+        files = sorted(os.path.join(data, f) for f in os.listdir(data))
+        res["validate_in_memory_s"], ref = timed(lambda: batchaot.validate(files, RULES))
+        runs = {"in-process": dict(mode="in-process")}
+        runs.update({f"ray {w} worker{'s' * (w > 1)}": dict(mode="ray", workers=w) for w in range(1, cores + 1)})
+        counts = [r["violations"] for r in ref.to_dict()["rules"]]
+        for name, kw in runs.items():
+            secs, out = timed(lambda: job.run(output=os.path.join(work, "out", name.replace(" ", "_")), **kw))
+            assert [r["violations"] for r in out.to_dict()["rules"]] == counts, name
+            res[f"submit {name} s"] = secs
+        preds = [s.body for s in job.spec.rules]
+        con = duckdb.connect()
+        sql = ", ".join(f"count(*) FILTER (WHERE NOT ({p}))" for p in preds)
+        res["duckdb_files_s"], duck = timed(lambda: con.execute(
+            f"SELECT {sql} FROM read_parquet('{data}/*.parquet')").fetchall()[0])
+        assert list(duck) == counts, (duck, counts)
+        one, many = res["submit ray 1 worker s"], res[f"submit ray {cores} worker{'s' * (cores > 1)} s"]
+        res["scaling_efficiency"] = one / (many * cores)
+        # compile throughput
+        rules_dir = os.path.join(work, "rules")
+        make_rules(rules_dir, args.rules)
+        cjob = os.path.join(work, "compile.yaml")
+        with open(cjob, "w") as fh:
+            fh.write(f"name: c\nkind: compile\nrules_from: 'rules/*.yaml'\nschema: {{path: {files[0]}}}\n")
+        for mode in ("in-process", "ray"):
+            cache = os.path.join(work, f"cache-{mode}")
+            os.environ["BATCHAOT_CACHE_DIR"] = cache
+            for temp in ("cold", "warm"):
+                secs, out = timed(lambda: batchaot.Job.from_yaml(cjob).run(mode=mode))
+                assert out.summary["compiled"] == args.rules
+                res[f"compile {mode} {temp} rules/s"] = args.rules / secs
+        res["compile_chunks"] = len(chunks(sorted(os.listdir(rules_dir))))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for k, v in res.items():
+        print(f"{k:<36} {v:,.3f}" if isinstance(v, float) else f"{k:<36} {v}")
+    path = os.path.join(HERE, "results", f"submit-{args.rows}-rows-{cores}cores.json")
+    with open(path, "w") as fh:
+        json.dump(res, fh, indent=2)
+    print(f"wrote {os.path.relpath(path)}")
+
+
+if __name__ == "__main__":
+    main()
