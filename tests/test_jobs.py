@@ -129,3 +129,15 @@ def test_compile_job_good_and_bad_rules_and_warm_cache(tmp_path, monkeypatch, la
     assert batchaot.Program.from_bytes(ok1["program"]).hash == ok1["hash"]
     code, out, _ = submit(str(job), "--json")
     assert json.loads(out)["cache_hits"] == 3
+
+
+def test_csv_options_and_streaming(tmp_path) -> None:
+    (tmp_path / "d.csv").write_text("id;amount\n1;5\n2;-1\n3;NA\n")
+    (tmp_path / "job.yaml").write_text(
+        "name: c\nsource: {path: d.csv, csv: {delimiter: ';', null_values: ['NA']}}\n"
+        "rules: [{name: pos, check: 'amount > 0'}, {name: strict_pos, check: 'amount > 0', strict: true}]\n")
+    res = batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process", output=str(tmp_path / "o"))
+    assert [r["violations"] for r in res.to_dict()["rules"]] == [1, 2]
+    (tmp_path / "job.yaml").write_text((tmp_path / "job.yaml").read_text().replace("delimiter: ';'", "delimitr: ';'"))
+    code, _, err = submit(str(tmp_path / "job.yaml"))
+    assert code == 2 and "did you mean 'delimiter'" in err

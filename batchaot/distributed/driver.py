@@ -96,7 +96,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     try:
         if mode == "in-process":
             progress.start(len(units), known_rows, "in-process")
-            runner = UnitRunner(blobs, out)
+            runner = UnitRunner(blobs, out, job.source.csv)
             for unit in units:
                 on_result(runner.run(unit))
         else:
@@ -105,7 +105,8 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
             used_workers = min(cluster.workers, len(units))
             try:
                 progress.start(len(units), known_rows, f"ray, {used_workers} workers")
-                pool.run_units(units, blobs, out, cluster.workers, on_result, progress.attach)
+                pool.run_units(units, blobs, out, job.source.csv, cluster.workers, on_result,
+                               progress.attach)
             finally:
                 cluster.close()
     finally:
@@ -143,7 +144,7 @@ def _renumber(unit: WorkUnit, index: int) -> WorkUnit:
 
 
 def _schema(units: list[WorkUnit], job: JobSpec) -> pa.Schema:
-    return sources.read_schema(units[0].path, units[0].format)
+    return sources.read_schema(units[0].path, units[0].format, job.source.csv)
 
 
 def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:

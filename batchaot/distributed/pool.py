@@ -22,8 +22,8 @@ MAX_TASK_RETRIES = 4          # ... and its unit is redone (calls are at-least-o
 class Worker:
     """Rebuilt from its arguments alone when Ray restarts it."""
 
-    def __init__(self, program_blobs: list[bytes], output: str | None):
-        self.runner = UnitRunner(program_blobs, output)
+    def __init__(self, program_blobs: list[bytes], output: str | None, csv: dict | None):
+        self.runner = UnitRunner(program_blobs, output, csv)
 
     def run(self, unit: WorkUnit) -> UnitResult:
         return self.runner.run(unit)
@@ -65,12 +65,12 @@ class Cluster:
 
 
 def run_units(units: Sequence[WorkUnit], program_blobs: list[bytes], output: str | None,
-              workers: int, on_result: Callable[[UnitResult], None],
+              csv: dict | None, workers: int, on_result: Callable[[UnitResult], None],
               on_workers: Callable[[list], None] | None = None) -> None:
     """Validate every unit on `workers` actors; `on_result` sees each unit's result once."""
     # Programs travel by value (a few KB): a restarted actor must never depend on an
     # object-store entry that could be gone by then.
-    actors = [Worker.options(num_cpus=1).remote(program_blobs, output)
+    actors = [Worker.options(num_cpus=1).remote(program_blobs, output, csv)
               for _ in range(min(workers, len(units)))]
     if on_workers is not None:
         on_workers(actors)

@@ -68,7 +68,8 @@ def violation_rows(batch: pa.RecordBatch, schema: pa.Schema, rule: str, rule_col
 
 
 class UnitRunner:
-    def __init__(self, program_blobs: list[bytes], output: str | None):
+    def __init__(self, program_blobs: list[bytes], output: str | None, csv: dict | None = None):
+        self.csv = csv
         self.programs = [Program.from_bytes(b) for b in program_blobs]
         self.names = [p.name for p in self.programs]
         self.output = output
@@ -90,7 +91,7 @@ class UnitRunner:
         sink = _PartWriter(self.output, unit.id)
         offset = 0
         try:
-            for batch in read_unit(unit, columns=self.columns or None):
+            for batch in read_unit(unit, columns=self.columns or None, csv=self.csv):
                 self._check_columns(batch, unit)
                 outcomes = [RuleOutcome(n) for n in self.names]
                 self.executor.evaluate_batch(self.programs, batch, 0, outcomes)

@@ -88,18 +88,13 @@ def _parquet_units(index: int, path: str, unit_rows: int) -> Iterator[WorkUnit]:
         yield WorkUnit(f"{index:04d}-{group[0]:04d}", path, "parquet", tuple(group), first, rows, nbytes)
 
 
-def read_unit(unit: WorkUnit, columns: list[str] | None = None,
+def read_unit(unit: WorkUnit, columns: list[str] | None = None, csv: dict | None = None,
               batch_rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
-    """The unit's rows as record batches, reading only `columns` where the format allows."""
-    if unit.format == "parquet":
-        try:
-            pf = pq.ParquetFile(unit.path)
-            yield from pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups),
-                                       columns=columns, use_threads=False)
-        except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"{unit.path}: cannot read as parquet: {str(exc).splitlines()[0]}") from None
+    """The unit's rows as record batches, streaming, reading only `columns` where it can."""
+    if unit.format != "parquet":
+        yield from sources.iter_batches(unit.path, unit.format, columns, csv, batch_rows)
         return
-    table = sources.read_table(unit.path, unit.format)
-    if columns is not None:
-        table = table.select(columns)
-    yield from table.to_batches(max_chunksize=batch_rows)
+    with sources.reading(unit.path, "parquet"):
+        pf = pq.ParquetFile(unit.path)
+        yield from pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups),
+                                   columns=columns, use_threads=False)
