@@ -89,7 +89,7 @@ def _ints(draw, depth: int) -> str:
     if kind == 3:
         return f"CASE WHEN {_bools(draw, depth - 1)} THEN {a} ELSE {b} END"
     if kind == 4:
-        return f"(-{a})"
+        return f"(-({a}))"
     return f"round({a}, {draw(st.integers(-2, 0))})"
 
 

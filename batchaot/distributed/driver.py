@@ -41,6 +41,8 @@ class JobResult(Result):
     units: int = 0
     files: list = field(default_factory=list)
     errors: list = field(default_factory=list)
+    row_groups_skipped: int = 0
+    row_groups_proven: dict = field(default_factory=dict)   # rule → row groups proven TRUE
 
     @property
     def ok(self) -> bool:
@@ -50,7 +52,10 @@ class JobResult(Result):
     def to_dict(self) -> dict:
         doc = super().to_dict()
         doc.update(job=self.job_name, mode=self.mode, workers=self.workers, units=self.units,
-                   files=len(self.files), errors=self.errors, output=self.output)
+                   files=len(self.files), errors=self.errors, output=self.output,
+                   row_groups_skipped=self.row_groups_skipped)
+        for rule in doc["rules"]:
+            rule["row_groups_proven"] = self.row_groups_proven.get(rule["name"], 0)
         return doc
 
     @property
@@ -78,6 +83,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     mode = _mode(mode, address, units)
     merged: dict[str, UnitResult] = {}
     counts = {p.name: RuleOutcome(p.name, zero_tick=p.zero_tick) for p in programs}
+    proven = {p.name: 0 for p in programs}
 
     def on_result(res: UnitResult) -> None:
         if res.unit in merged:          # at-least-once delivery: count each unit once
@@ -88,7 +94,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
             if job.on_error == "stop":
                 raise DataError(f"{res.error} (on_error: stop)")
         else:
-            _add(counts, res.counts)
+            _add(counts, proven, res.counts)
         progress.advance(res.rows, sum(1 for o in counts.values() if o.violations), res.error)
 
     known_rows = sum(u.rows for u in units if u.rows >= 0)
@@ -116,7 +122,9 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     result = JobResult(rules=[RuleResult(s, p, o) for s, p, o in zip(job.rules, programs, outcomes)],
                        rows=sum(r.rows for r in merged.values()), data=None, output=out, mode=mode,
                        workers=used_workers, units=len(units), job_name=job.name,
-                       files=sorted({u.path for u in units}), errors=errors)
+                       files=sorted({u.path for u in units}), errors=errors,
+                       row_groups_skipped=sum(r.row_groups_skipped for r in merged.values()),
+                       row_groups_proven=proven)
     result.elapsed_s = time.perf_counter() - started
     sinks.write_summary(out, result.to_dict())
     return result
@@ -158,12 +166,13 @@ def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:
     return "in-process" if small or len(units) == 1 else "ray"
 
 
-def _add(counts: dict[str, RuleOutcome], batch: pa.RecordBatch) -> None:
+def _add(counts: dict[str, RuleOutcome], proven: dict[str, int], batch: pa.RecordBatch) -> None:
     cols = batch.to_pydict()
     for i, name in enumerate(cols["rule"]):
         o = counts[name]
         for f in COUNT_FIELDS:
             setattr(o, f, getattr(o, f) + cols[f][i])
+        proven[name] += cols["row_groups_proven"][i]
 
 
 def _clear_parts(out: str) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -16,8 +17,10 @@ import pyarrow.parquet as pq
 
 from ..compiler.program import Program
 from ..errors import BatchaotError, DataError
+from ..io.sources import reading
 from ..io.units import WorkUnit, read_unit
 from .run import Executor, RuleOutcome
+from .stats import row_group_proofs
 
 COUNT_FIELDS = ("rows", "violations", "nulls")
 
@@ -33,12 +36,14 @@ class UnitResult:
     part: str | None                     # violations part file, if any row failed
     error: str | None = None
     seconds: float = 0.0
+    row_groups_skipped: int = 0          # row groups whose statistics proved every rule
 
 
-def counts_batch(names: list[str], outcomes: list[RuleOutcome]) -> pa.RecordBatch:
+def counts_batch(names: list[str], outcomes: list[RuleOutcome], proven: list[int]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict({
         "rule": names,
-        **{f: pa.array([getattr(o, f) for o in outcomes], pa.int64()) for f in COUNT_FIELDS}})
+        **{f: pa.array([getattr(o, f) for o in outcomes], pa.int64()) for f in COUNT_FIELDS},
+        "row_groups_proven": pa.array(proven, pa.int64())})
 
 
 def violation_schema(data: pa.Schema, columns: list[str]) -> pa.Schema:
@@ -68,50 +73,100 @@ def violation_rows(batch: pa.RecordBatch, schema: pa.Schema, rule: str, rule_col
 
 
 class UnitRunner:
-    def __init__(self, program_blobs: list[bytes], output: str | None, csv: dict | None = None):
+    def __init__(self, program_blobs: list[bytes], output: str | None, csv: dict | None = None,
+                 use_statistics: bool = True):
         self.csv = csv
+        self.use_statistics = use_statistics
         self.programs = [Program.from_bytes(b) for b in program_blobs]
         self.names = [p.name for p in self.programs]
         self.output = output
         self.executor = Executor()
         self.columns = list(dict.fromkeys(c for p in self.programs for c in p.column_names))
+        self.skipped = 0
+        self.proven = [0] * len(self.programs)
 
     def run(self, unit: WorkUnit) -> UnitResult:
         started = time.perf_counter()
+        self.skipped, self.proven = 0, [0] * len(self.programs)
         try:
             rows, totals, part = self._validate(unit)
         except BatchaotError as exc:
             return UnitResult(unit.id, unit.path, 0, None, None, error=str(exc),
                               seconds=time.perf_counter() - started)
-        return UnitResult(unit.id, unit.path, rows, counts_batch(self.names, totals), part,
-                          seconds=time.perf_counter() - started)
+        return UnitResult(unit.id, unit.path, rows, counts_batch(self.names, totals, self.proven),
+                          part, seconds=time.perf_counter() - started, row_groups_skipped=self.skipped)
 
     def _validate(self, unit: WorkUnit) -> tuple[int, list[RuleOutcome], str | None]:
         totals = [RuleOutcome(n) for n in self.names]
         sink = _PartWriter(self.output, unit.id)
         offset = 0
         try:
-            for batch in read_unit(unit, columns=self.columns or None, csv=self.csv):
-                self._check_columns(batch, unit)
-                outcomes = [RuleOutcome(n) for n in self.names]
-                self.executor.evaluate_batch(self.programs, batch, 0, outcomes)
-                for total, o, prog in zip(totals, outcomes, self.programs):
-                    total.rows += o.rows
-                    total.violations += o.violations
-                    total.nulls += o.nulls
-                    if o.violations and sink.enabled:
-                        schema = sink.schema or violation_schema(batch.schema, self.columns)
-                        sink.write(violation_rows(batch, schema, prog.name, prog.column_names,
-                                                  o.row_ids, unit.first_row + offset, unit.path))
-                offset += batch.num_rows
+            for piece, active in self._pieces(unit):
+                if not any(active):                # statistics prove every rule: skip the read
+                    self.skipped += 1
+                    for total in totals:
+                        total.rows += piece.rows
+                    offset += piece.rows
+                    continue
+                programs = [p for p, on in zip(self.programs, active) if on]
+                for batch in read_unit(piece, columns=self.columns or None, csv=self.csv):
+                    self._check_columns(batch, unit)
+                    self._evaluate(batch, programs, active, totals, sink, unit, unit.first_row + offset)
+                    offset += batch.num_rows
             return offset, totals, sink.commit()
         finally:
             sink.abort()
+
+    def _pieces(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, list[bool]]]:
+        """The unit row group by row group, with the rules its statistics leave to run."""
+        everything = [True] * len(self.programs)
+        if unit.format != "parquet" or not self.use_statistics:
+            yield unit, everything
+            return
+        with reading(unit.path, "parquet"):
+            pf = pq.ParquetFile(unit.path)
+            meta, schema = pf.metadata, pf.schema_arrow
+        run: list[int] = []            # consecutive row groups that need the same rules
+        active: list[bool] | None = None
+        for rg in unit.row_groups:
+            proofs = row_group_proofs(meta, schema, self.programs, rg)
+            for i, proven in enumerate(proofs):
+                self.proven[i] += proven
+            needed = [not p for p in proofs]
+            if run and needed != active:
+                yield _piece(unit, run, meta), active
+                run = []
+            run.append(rg)
+            active = needed
+        if run:
+            yield _piece(unit, run, meta), active
+
+    def _evaluate(self, batch: pa.RecordBatch, programs: list[Program], active: list[bool],
+                  totals: list[RuleOutcome], sink: "_PartWriter", unit: WorkUnit, first_row: int) -> None:
+        outcomes = [RuleOutcome(p.name) for p in programs]
+        self.executor.evaluate_batch(programs, batch, 0, outcomes)
+        results = iter(outcomes)
+        for total, on, prog in zip(totals, active, self.programs):
+            total.rows += batch.num_rows
+            if not on:
+                continue
+            o = next(results)
+            total.violations += o.violations
+            total.nulls += o.nulls
+            if o.violations and sink.enabled:
+                schema = sink.schema or violation_schema(batch.schema, self.columns)
+                sink.write(violation_rows(batch, schema, prog.name, prog.column_names,
+                                          o.row_ids, first_row, unit.path))
 
     def _check_columns(self, batch: pa.RecordBatch, unit: WorkUnit) -> None:
         missing = [c for c in self.columns if batch.schema.get_field_index(c) < 0]
         if missing:
             raise DataError(f"{unit.path}: missing column(s) {', '.join(missing)} that the rules read")
+
+
+def _piece(unit: WorkUnit, row_groups: list[int], meta: pq.FileMetaData) -> WorkUnit:
+    rows = sum(meta.row_group(rg).num_rows for rg in row_groups)
+    return replace(unit, row_groups=tuple(row_groups), rows=rows)
 
 
 class _PartWriter:

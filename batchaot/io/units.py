@@ -95,6 +95,26 @@ def read_unit(unit: WorkUnit, columns: list[str] | None = None, csv: dict | None
         yield from sources.iter_batches(unit.path, unit.format, columns, csv, batch_rows)
         return
     with sources.reading(unit.path, "parquet"):
-        pf = pq.ParquetFile(unit.path)
+        pf = pq.ParquetFile(unit.path, read_dictionary=_dictionary_columns(unit.path, columns))
         yield from pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups),
                                    columns=columns, use_threads=False)
+
+
+def _dictionary_columns(path: str, columns: list[str] | None) -> list[str]:
+    """String columns stored with dictionary pages: read them as Arrow dictionaries, so
+    no string is materialized and string rules run once per distinct value."""
+    meta = pq.read_metadata(path)
+    if meta.num_row_groups == 0:
+        return []
+    schema = meta.schema.to_arrow_schema()
+    rg = meta.row_group(0)
+    out = []
+    for j in range(rg.num_columns):
+        chunk = rg.column(j)
+        name = chunk.path_in_schema
+        if columns is not None and name not in columns or name not in schema.names:
+            continue
+        t = schema.field(name).type
+        if (pa.types.is_string(t) or pa.types.is_large_string(t)) and chunk.has_dictionary_page:
+            out.append(name)
+    return out

@@ -1,0 +1,248 @@
+"""Zero-tick at the data level: Parquet row-group statistics that prove rules TRUE.
+
+Before a row group is decoded, each Program is interpreted *abstractly* over the group's
+column statistics (min, max, null count): every register holds an interval of possible
+values plus "may be NULL" / "may be non-NULL". If no path can reach RET with a FALSE
+(or, for strict rules, a NULL) verdict, the rule holds on every row of the group and is
+not run there; if that is true of every rule, the group is not even read.
+
+Soundness first: anything not modelled (arithmetic, strings, missing or untrusted
+statistics) is "unknown" and proves nothing. Parquet float statistics ignore NaN, so a
+float column is always assumed to possibly hold NaN, which (as in DuckDB) sorts above
+every number.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import struct
+from dataclasses import dataclass
+from itertools import product
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..compiler.opcodes import JUMPS, Op
+from ..compiler.program import Program
+
+# Values are ordered by key: (0, number) for numbers, (1, 0) for NaN (above them all).
+NAN_KEY = (1, 0)
+T, F, N = "T", "F", "N"                     # the three truth values
+
+
+@dataclass(frozen=True)
+class Abstract:
+    lo: tuple | None = None                 # None: unbounded
+    hi: tuple | None = None
+    null: bool = True                       # may be NULL
+    valid: bool = True                      # may be non-NULL
+    word: int | None = None                 # exact constant (untyped 64-bit word)
+
+    def truths(self) -> set[str]:
+        out = {N} if self.null else set()
+        if self.valid:
+            if self.lo is None or self.lo <= (0, 0):
+                out.add(F)
+            if self.hi is None or self.hi > (0, 0) or self.lo is None or self.lo < (0, 0):
+                out.add(T)
+        return out
+
+
+TOP = Abstract()
+
+
+def from_truths(ts: set[str]) -> Abstract:
+    vals = [v for t, v in ((F, 0), (T, 1)) if t in ts]
+    if not vals:
+        return Abstract(null=N in ts, valid=False)
+    return Abstract((0, min(vals)), (0, max(vals)), null=N in ts, valid=True)
+
+
+def join(a: Abstract, b: Abstract) -> Abstract:
+    lo = None if a.lo is None or b.lo is None else min(a.lo, b.lo)
+    hi = None if a.hi is None or b.hi is None else max(a.hi, b.hi)
+    if not a.valid:
+        lo, hi = b.lo, b.hi
+    elif not b.valid:
+        lo, hi = a.lo, a.hi
+    return Abstract(lo, hi, a.null or b.null, a.valid or b.valid, a.word if a.word == b.word else None)
+
+
+def as_number(a: Abstract, is_float: bool) -> Abstract:
+    """An exact constant word, read as the type its consumer expects."""
+    if a.word is None or not a.valid:
+        return a
+    if is_float:
+        x = struct.unpack("<d", struct.pack("<q", a.word))[0]
+        key = NAN_KEY if x != x else (0, x)
+    else:
+        key = (0, a.word)
+    return Abstract(key, key, a.null, a.valid)
+
+
+# -- three-valued truth tables ------------------------------------------------------
+
+def _and(x: str, y: str) -> str:
+    return F if F in (x, y) else N if N in (x, y) else T
+
+
+def _or(x: str, y: str) -> str:
+    return T if T in (x, y) else N if N in (x, y) else F
+
+
+def _not(x: str) -> str:
+    return {T: F, F: T, N: N}[x]
+
+
+def compare(op: str, a: Abstract, b: Abstract) -> Abstract:
+    """Possible outcomes of `a op b` from the two intervals."""
+    ts: set[str] = {N} if (a.null or b.null) else set()
+    if a.valid and b.valid:
+        lt_possible = a.lo is None or b.hi is None or a.lo < b.hi
+        ge_possible = a.hi is None or b.lo is None or a.hi >= b.lo
+        gt_possible = a.hi is None or b.lo is None or a.hi > b.lo
+        le_possible = a.lo is None or b.hi is None or a.lo <= b.hi
+        eq_possible = le_possible and ge_possible
+        ne_possible = not (a.lo is not None and a.lo == a.hi == b.lo == b.hi)
+        can = {"lt": (lt_possible, ge_possible), "le": (le_possible, gt_possible),
+               "gt": (gt_possible, le_possible), "ge": (ge_possible, lt_possible),
+               "eq": (eq_possible, ne_possible), "ne": (ne_possible, eq_possible)}[op]
+        if can[0]:
+            ts.add(T)
+        if can[1]:
+            ts.add(F)
+    return from_truths(ts)
+
+
+# -- statistics → abstract column values ----------------------------------------------
+
+_EPOCH = dt.date(1970, 1, 1)
+_TS_SCALE = {"timestamp_s": 0, "timestamp_ms": 3, "timestamp": 6, "timestamp_ns": 9}
+
+
+def _key(value, type_text: str):
+    """A statistics min/max as an ordering key in the VM's representation, or None."""
+    if isinstance(value, bool):
+        return (0, int(value))
+    if type_text == "double":
+        return (0, float(value))
+    if type_text == "date" and isinstance(value, dt.date):
+        return (0, (value - _EPOCH).days)
+    if type_text in _TS_SCALE and isinstance(value, dt.datetime):
+        delta = value.replace(tzinfo=None) - dt.datetime(1970, 1, 1)
+        micros = (delta.days * 86400 + delta.seconds) * 10 ** 6 + delta.microseconds
+        scale = _TS_SCALE[type_text]
+        return (0, micros * 10 ** (scale - 6) if scale >= 6 else micros // 10 ** (6 - scale))
+    if type_text.startswith("decimal(") and isinstance(value, decimal.Decimal):
+        scale = int(type_text[:-1].split(",")[1])
+        return (0, int(value.scaleb(scale)))
+    if type_text in ("bigint", "boolean") and isinstance(value, int):
+        return (0, value)
+    return None
+
+
+def column_abstract(stats, type_text: str, arrow_type: pa.DataType, rows: int) -> Abstract:
+    if stats is None or not stats.has_null_count:
+        return TOP
+    nulls = stats.null_count
+    if nulls >= rows:
+        return Abstract(null=True, valid=False)
+    unsigned = pa.types.is_unsigned_integer(arrow_type)   # old writers stored them signed
+    if not stats.has_min_max or unsigned or type_text == "varchar":
+        return Abstract(null=nulls > 0)
+    lo, hi = _key(stats.min, type_text), _key(stats.max, type_text)
+    if lo is None or hi is None:
+        return Abstract(null=nulls > 0)
+    if type_text == "double":
+        hi = NAN_KEY          # statistics ignore NaN; it may be there
+    return Abstract(lo, hi, null=nulls > 0, valid=True)
+
+
+# -- the abstract interpreter -----------------------------------------------------------
+
+_JUMP_TRUTHS = {Op.JALLF: {F}, Op.JALLT: {T}, Op.JNONET: {F, N}}
+_CMP = {"EQ": "eq", "NE": "ne", "LT": "lt", "LE": "le", "GT": "gt", "GE": "ge"}
+
+
+def _step(op: Op, a: int, b: int, c: int, regs: dict, prog: Program, columns: list[Abstract]) -> None:
+    name = op.name
+    get = lambda r: regs.get(r, TOP)
+    if op == Op.LOAD:
+        regs[a] = columns[b]
+    elif op == Op.LOADK:
+        word, valid = int(prog.kval[b]), bool(prog.kvalid[b])
+        regs[a] = Abstract(null=not valid, valid=valid, word=word if valid else None)
+    elif op == Op.MOV:
+        regs[a] = get(b)
+    elif name[:2] in _CMP and name[2:] in ("_I", "_F"):
+        is_float = name.endswith("_F")
+        regs[a] = compare(_CMP[name[:2]], as_number(get(b), is_float), as_number(get(c), is_float))
+    elif op in (Op.AND, Op.OR):
+        fn = _and if op == Op.AND else _or
+        regs[a] = from_truths({fn(x, y) for x, y in product(get(b).truths(), get(c).truths())})
+    elif op == Op.NOT:
+        regs[a] = from_truths({_not(x) for x in get(b).truths()})
+    elif op in (Op.ISNULL, Op.NOTNULL):
+        src = get(b)
+        ts = ({T} if src.null else set()) | ({F} if src.valid else set())
+        regs[a] = from_truths(ts if op == Op.ISNULL else {_not(x) for x in ts})
+    elif op == Op.COALESCE:
+        x, y = get(b), get(c)
+        regs[a] = join(Abstract(x.lo, x.hi, False, x.valid, x.word), y) if x.null else x
+    elif op == Op.SELECT:
+        regs[a] = join(get(a), get(c))
+    else:
+        regs[a] = TOP
+
+
+def proves_true(prog: Program, columns: list[Abstract]) -> bool:
+    """Whether every reachable RET of `prog` is TRUE (or NULL when not strict) on every
+    row whose columns lie within `columns`."""
+    pending: dict[int, list[dict]] = {}
+    regs: dict | None = {}
+    for pc, (opcode, a, b, c) in enumerate(prog.code):
+        for other in pending.pop(pc, []):
+            regs = dict(other) if regs is None else _join_states(regs, other)
+        if regs is None:
+            continue
+        op = Op(int(opcode))
+        if op in JUMPS:
+            taken = dict(regs)
+            if op in _JUMP_TRUTHS:   # a taken conditional jump tells what its register held
+                taken[int(a)] = from_truths(regs.get(int(a), TOP).truths() & _JUMP_TRUTHS[op])
+            pending.setdefault(int(b), []).append(taken)
+            if op == Op.JMP:
+                regs = None
+            continue
+        if op == Op.RET:
+            ts = regs.get(int(a), TOP).truths()
+            if F in ts or (prog.strict and N in ts):
+                return False
+            regs = None
+            continue
+        _step(op, int(a), int(b), int(c), regs, prog, columns)
+    return True
+
+
+def _join_states(x: dict, y: dict) -> dict:
+    return {r: join(x.get(r, TOP), y.get(r, TOP)) for r in set(x) | set(y)}
+
+
+def row_group_proofs(meta: pq.FileMetaData, schema: pa.Schema, programs: list[Program],
+                     row_group: int) -> list[bool]:
+    """For one row group, which programs its statistics prove TRUE on every row."""
+    rg = meta.row_group(row_group)
+    index = {rg.column(j).path_in_schema: j for j in range(rg.num_columns)}
+    out = []
+    for prog in programs:
+        cols = []
+        for name, type_text in prog.columns:
+            j = index.get(name)
+            field = schema.field(name) if name in schema.names else None
+            if j is None or field is None:
+                cols.append(TOP)
+                continue
+            stats = rg.column(j).statistics
+            cols.append(column_abstract(stats, type_text, field.type, rg.num_rows))
+        out.append(proves_true(prog, cols))
+    return out
