@@ -3,8 +3,9 @@
     python benchmarks/bench_submit.py [--rows 12000000] [--files 6] [--rules 10000]
 
 Measures, on this machine: the cost of starting an embedded local Ray; the time of
-`batchaot submit` (in-process, Ray with 1 worker, Ray with N workers) against
-`batchaot.validate` on the same files and DuckDB / Polars (if installed) reading them;
+`batchaot submit` in-process and on that running Ray with 1 and N worker actors (which
+includes starting the actors), against `batchaot.validate` on the same files and DuckDB
+reading them;
 scaling efficiency; and a compile job over generated rules files (rules/s, cold and warm
 cache, in-process and on Ray). Writes JSON to benchmarks/results/.
 """
@@ -36,8 +37,8 @@ def timed(fn):
 
 
 def ray_startup() -> float:
+    """Start the embedded Ray once; the submit runs below reuse it, as on a cluster."""
     t, _ = timed(lambda: ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False))
-    ray.shutdown()
     return t
 
 
@@ -69,9 +70,9 @@ def main() -> None:
         job = batchaot.Job.from_yaml(job_path)
         res: dict = {"rows": args.rows, "files": args.files, "cores": cores,
                      "machine": platform.machine(), "batchaot": batchaot.__version__}
-        res["ray_startup_s"] = ray_startup()
         files = sorted(os.path.join(data, f) for f in os.listdir(data))
         res["validate_in_memory_s"], ref = timed(lambda: batchaot.validate(files, RULES))
+        res["ray_startup_s"] = ray_startup()
         runs = {"in-process": dict(mode="in-process")}
         runs.update({f"ray {w} worker{'s' * (w > 1)}": dict(mode="ray", workers=w) for w in range(1, cores + 1)})
         counts = [r["violations"] for r in ref.to_dict()["rules"]]
@@ -79,6 +80,7 @@ def main() -> None:
             secs, out = timed(lambda: job.run(output=os.path.join(work, "out", name.replace(" ", "_")), **kw))
             assert [r["violations"] for r in out.to_dict()["rules"]] == counts, name
             res[f"submit {name} s"] = secs
+        ray.shutdown()
         preds = [s.body for s in job.spec.rules]
         con = duckdb.connect()
         sql = ", ".join(f"count(*) FILTER (WHERE NOT ({p}))" for p in preds)
