@@ -88,6 +88,26 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
     sys.exit(result.exit_code)
 
 
+@main.command()
+@click.argument("job_file", metavar="JOB.yaml")
+@click.option("--ablation", is_flag=True, required=True,
+              help="Time the job with each part of batchaot removed and alone.")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Most Ray workers to try.")
+@click.option("--output", "-o", default="benchmarks/results", show_default=True,
+              help="Folder for the JSON and PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def bench(job_file: str, ablation: bool, repeat: int, workers: int | None, output: str,
+          as_json: bool) -> None:
+    """Measure what each part of batchaot buys on JOB (an honest ablation)."""
+    from .distributed import Job
+    from .report import ablation as abl
+
+    report = abl.ablation(Job.from_yaml(job_file).spec, repeat=repeat, workers=workers)
+    files = abl.write(report, output)
+    click.echo(json.dumps(report) if as_json else abl.table(report) + "\nwrote " + ", ".join(files))
+
+
 def _print_compile(summary: dict) -> None:
     console = _console()
     console.print(f"compiled {summary['compiled']} of {summary['rules']} rules from "

@@ -74,13 +74,13 @@ def violation_rows(batch: pa.RecordBatch, schema: pa.Schema, rule: str, rule_col
 
 class UnitRunner:
     def __init__(self, program_blobs: list[bytes], output: str | None, csv: dict | None = None,
-                 use_statistics: bool = True):
+                 use_statistics: bool = True, executor: Executor | None = None):
         self.csv = csv
         self.use_statistics = use_statistics
         self.programs = [Program.from_bytes(b) for b in program_blobs]
         self.names = [p.name for p in self.programs]
         self.output = output
-        self.executor = Executor()
+        self.executor = executor or Executor()
         self.columns = list(dict.fromkeys(c for p in self.programs for c in p.column_names))
         self.skipped = 0
         self.proven = [0] * len(self.programs)

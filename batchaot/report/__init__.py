@@ -1,0 +1,1 @@
+"""Reports about runs: the ablation of batchaot's parts."""
