@@ -75,13 +75,13 @@ def _executor(cfg: Config) -> Executor:
     return Executor(pool=pool)
 
 
-def run_config(job: JobSpec, units, schema, cfg: Config, repeat: int) -> tuple[float, list[int], int]:
+def run_config(job: JobSpec, units, schema, cfg: Config, repeat: int) -> tuple[float, list[int], int, int]:
     programs = _programs(job, schema, cfg.has("optimizer"))
     blobs = [p.to_bytes() for p in programs]
     runner = UnitRunner(blobs, None, job.source.csv, use_statistics=cfg.has("zero_tick"),
                         executor=_executor(cfg))
     runner.run(units[0])                       # warm: kernels loaded, files in page cache
-    best, counts = float("inf"), []
+    best, counts, skipped = float("inf"), [], 0
     for _ in range(repeat):
         t0 = time.perf_counter()
         results = [runner.run(u) for u in units]
@@ -90,7 +90,8 @@ def run_config(job: JobSpec, units, schema, cfg: Config, repeat: int) -> tuple[f
         if errors:
             raise SpecError(f"ablation: {errors[0]}")
         counts = list(np.sum([r.counts.to_pydict()["violations"] for r in results], axis=0))
-    return best, [int(c) for c in counts], sum(len(p.code) for p in programs)
+        skipped = sum(r.row_groups_skipped for r in results)
+    return best, [int(c) for c in counts], sum(len(p.code) for p in programs), skipped
 
 
 def ablation(job: JobSpec, repeat: int = 3, workers: int | None = None, ray: bool = True) -> dict:
@@ -102,12 +103,12 @@ def ablation(job: JobSpec, repeat: int = 3, workers: int | None = None, ray: boo
     rows: list[dict] = []
     reference = None
     for cfg in configs(parts):
-        secs, counts, instructions = run_config(job, units, schema, cfg, repeat)
+        secs, counts, instructions, skipped = run_config(job, units, schema, cfg, repeat)
         reference = reference or counts
         if counts != reference:
             raise AssertionError(f"ablation: '{cfg.name}' counted {counts}, 'all parts' {reference}")
         rows.append({"config": cfg.name, "parts": sorted(cfg.on), "seconds": secs,
-                     "instructions": instructions})
+                     "instructions": instructions, "row_groups_skipped": skipped})
     if ray:
         rows += _workers(job, workers)
     return {"job": job.name, "rows": sum(u.rows for u in units if u.rows > 0), "parts": list(parts),
@@ -123,7 +124,8 @@ def _workers(job: JobSpec, workers: int | None) -> list[dict]:
         t0 = time.perf_counter()
         Job(job).run(mode="ray", workers=n)
         out.append({"config": f"ray, {n} worker{'s' * (n > 1)}", "parts": list(PARTS),
-                    "seconds": time.perf_counter() - t0, "instructions": None})
+                    "seconds": time.perf_counter() - t0, "instructions": None,
+                    "row_groups_skipped": None})
     return out
 
 
@@ -177,10 +179,13 @@ def plot(report: dict, path: str) -> str | None:
 
 def table(report: dict) -> str:
     base = next(r["seconds"] for r in report["results"] if r["config"] == "all parts")
-    lines = [f"{'configuration':<28}{'seconds':>10}{'vs all parts':>14}{'instructions':>14}"]
+    lines = [f"{'configuration':<28}{'seconds':>10}{'vs all parts':>14}{'instructions':>14}"
+             f"{'groups skipped':>16}"]
     for r in report["results"]:
         ins = "" if r["instructions"] is None else str(r["instructions"])
-        lines.append(f"{r['config']:<28}{r['seconds']:>10.3f}{r['seconds'] / base:>13.2f}x{ins:>14}")
+        skipped = "" if r["row_groups_skipped"] is None else str(r["row_groups_skipped"])
+        lines.append(f"{r['config']:<28}{r['seconds']:>10.3f}{r['seconds'] / base:>13.2f}x{ins:>14}"
+                     f"{skipped:>16}")
     lines.append("")
     lines += [f"{p}: {v}" for p, v in report["verdicts"].items()]
     return "\n".join(lines)
