@@ -103,7 +103,7 @@ class UnitRunner:
         try:
             for piece, active in self._pieces(unit):
                 if not any(active):                # statistics prove every rule: skip the read
-                    self.skipped += 1
+                    self.skipped += len(piece.row_groups)
                     for total in totals:
                         total.rows += piece.rows
                     offset += piece.rows
