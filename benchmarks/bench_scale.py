@@ -1,0 +1,113 @@
+"""Time per row and memory from 1M to 100M rows, streaming from Parquet.
+
+    python benchmarks/bench_scale.py [--base-rows 10000000] [--copies 10]
+
+Writes one file of synthetic orders, then datasets of 1/10 of it, all of it, and
+`--copies` hard links of it (100M rows by default); runs `submit --mode in-process` with
+the rules of jobs/rules/orders_rows.yaml on each in a fresh process and records wall
+time, time per row and the peak resident memory of that process, beside DuckDB reading
+the same files. Flat time per row and flat memory = the data streams through.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pyarrow.parquet as pq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RULES = os.path.join(HERE, "..", "jobs", "rules", "orders_rows.yaml")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited
+    from the parent across exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(job_path: str) -> None:
+    """Run one job twice in this fresh process (the first run loads the cached kernels);
+    print both times and the peak RSS as JSON."""
+    import batchaot
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        res = batchaot.Job.from_yaml(job_path).run(mode="in-process")
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"first_s": times[0], "seconds": times[1], "peak_rss_mb": peak_rss_mb(),
+                      "rows": res.rows, "violations": [r["violations"] for r in res.to_dict()["rules"]]}))
+
+
+def duckdb_child(folder: str) -> None:
+    import duckdb
+    import yaml
+    preds = [r["check"] for r in yaml.safe_load(open(RULES))["rules"]]
+    con = duckdb.connect()
+    sql = ", ".join(f"count(*) FILTER (WHERE NOT ({p}))" for p in preds)
+    t0 = time.perf_counter()
+    counts = con.execute(f"SELECT {sql} FROM read_parquet('{folder}/*.parquet')").fetchall()[0]
+    print(json.dumps({"seconds": time.perf_counter() - t0, "violations": list(counts),
+                      "peak_rss_mb": peak_rss_mb()}))
+
+
+def run_child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base-rows", type=int, default=10_000_000)
+    ap.add_argument("--copies", type=int, default=10)
+    args = ap.parse_args()
+    from batchaot.samples import orders
+    work = tempfile.mkdtemp(prefix="batchaot-scale-")
+    try:
+        base = os.path.join(work, "base.parquet")
+        pq.write_table(orders(args.base_rows, seed=9), base, row_group_size=65_536)
+        small = os.path.join(work, "small.parquet")
+        pq.write_table(pq.read_table(base).slice(0, args.base_rows // 10), small, row_group_size=65_536)
+        sets = {args.base_rows // 10: [small], args.base_rows: [base], args.base_rows * args.copies: [base] * args.copies}
+        results = []
+        for rows, files in sets.items():
+            folder = os.path.join(work, f"d{rows}")
+            os.makedirs(folder)
+            for k, f in enumerate(files):
+                os.link(f, os.path.join(folder, f"part-{k:03d}.parquet"))
+            job = os.path.join(work, f"job{rows}.yaml")
+            with open(job, "w") as fh:
+                fh.write(f"name: scale\nsource: {{path: '{folder}/*.parquet'}}\nrules_from: {RULES}\n")
+            ours, duck = run_child("--child", job), run_child("--duckdb", folder)
+            assert ours["violations"] == duck["violations"], (ours, duck)
+            results.append({"rows": rows, "batchaot_first_run_s": ours["first_s"], "batchaot_s": ours["seconds"], "batchaot_ns_per_row": ours["seconds"] / rows * 1e9,
+                            "batchaot_peak_rss_mb": ours["peak_rss_mb"], "duckdb_s": duck["seconds"],
+                            "duckdb_ns_per_row": duck["seconds"] / rows * 1e9, "duckdb_peak_rss_mb": duck["peak_rss_mb"]})
+            print(json.dumps(results[-1]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    doc = {"benchmark": "scale", "cores": os.cpu_count(), "machine": platform.machine(), "results": results}
+    path = os.path.join(HERE, "results", f"scale-{os.cpu_count()}cores.json")
+    with open(path, "w") as fh:
+        json.dump(doc, fh, indent=2)
+    print(f"wrote {os.path.relpath(path)}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "--duckdb":
+        duckdb_child(sys.argv[2])
+    else:
+        main()
