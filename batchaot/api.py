@@ -8,12 +8,13 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
+from .checks import DatasetCheck, build_check, run_checks
 from .compiler import compile_rule
 from .compiler.program import Program
 from .engine.run import Executor
 from .errors import DataError, RuleError
 from .io import sinks, sources
-from .result import Result, RuleResult
+from .result import TABLE_SOURCE, CheckResult, Result, RuleResult
 from .spec import RuleSpec, load_rules, parse_rule
 
 BATCH_ROWS = 1 << 20
@@ -24,18 +25,27 @@ RulesLike = Any  # path to a rules YAML, list of rule dicts, or list of RuleSpec
 
 def load_data(data: DataLike) -> pa.Table:
     """A Table from a Table, RecordBatch, path, glob or list of paths."""
+    return _concat(load_sources(data))
+
+
+def load_sources(data: DataLike) -> list[tuple[str, pa.Table]]:
+    """(source, table) per input file, or one ("<table>", table) for in-memory data."""
     if isinstance(data, pa.Table):
-        table = data
+        found = [(TABLE_SOURCE, data)]
     elif isinstance(data, pa.RecordBatch):
-        table = pa.Table.from_batches([data])
+        found = [(TABLE_SOURCE, pa.Table.from_batches([data]))]
     elif isinstance(data, (str, os.PathLike, list, tuple)):
-        table = _read_paths(_expand(data))
+        found = _read_paths(_expand(data))
     else:
         raise DataError(f"cannot validate a {type(data).__name__}: pass a pyarrow Table, "
                         "RecordBatch, or a path to Parquet/CSV/Arrow/JSONL data")
-    if table.num_rows == 0:
+    if sum(t.num_rows for _, t in found) == 0:
         raise DataError("the data has no rows: nothing to validate")
-    return table
+    return found
+
+
+def _concat(found: list[tuple[str, pa.Table]]) -> pa.Table:
+    return pa.concat_tables([t for _, t in found]) if len(found) > 1 else found[0][1]
 
 
 def _expand(data) -> list[str]:
@@ -49,13 +59,13 @@ def _expand(data) -> list[str]:
     return paths
 
 
-def _read_paths(paths: list[str]) -> pa.Table:
+def _read_paths(paths: list[str]) -> list[tuple[str, pa.Table]]:
     tables = [sources.read_table(p) for p in paths]
     first = tables[0].schema
     for path, t in zip(paths[1:], tables[1:]):
         if not t.schema.equals(first):
             raise DataError(f"{path}: schema differs from {paths[0]}: {t.schema} vs {first}")
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return list(zip(paths, tables))
 
 
 def load_rule_specs(rules: RulesLike) -> list[RuleSpec]:
@@ -64,14 +74,10 @@ def load_rule_specs(rules: RulesLike) -> list[RuleSpec]:
     return load_rules(rules)
 
 
-def compile_rules(specs: Sequence[RuleSpec], schema: pa.Schema) -> list[Program]:
-    programs = []
-    for spec in specs:
-        if not spec.is_row_rule:
-            raise RuleError(spec.name, f"'{spec.kind}' is a dataset-level check; this version "
-                            "of batchaot runs row rules ('check:') only")
-        programs.append(compile_rule(spec.name, spec.body, schema, strict=spec.strict))
-    return programs
+def compile_rules(specs: Sequence[RuleSpec], schema: pa.Schema) -> list[Program | DatasetCheck]:
+    """One entry per spec, in order: a Program for a row rule, a DatasetCheck otherwise."""
+    return [compile_rule(spec.name, spec.body, schema, strict=spec.strict) if spec.is_row_rule
+            else build_check(spec, schema) for spec in specs]
 
 
 def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None) -> Result:
@@ -80,15 +86,37 @@ def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | No
     if output is not None:
         sinks.prepare_output(os.fspath(output))
     specs = load_rule_specs(rules)
-    table = load_data(data)
-    programs = compile_rules(specs, table.schema)
-    outcomes = Executor().evaluate(programs, table.to_batches(max_chunksize=BATCH_ROWS))
-    result = Result([RuleResult(s, p, o) for s, p, o in zip(specs, programs, outcomes)],
-                    rows=table.num_rows, data=table)
+    found = load_sources(data)
+    table = _concat(found)
+    compiled = compile_rules(specs, table.schema)
+    programs = [c for c in compiled if isinstance(c, Program)]
+    checks = [c for c in compiled if not isinstance(c, Program)]
+    outcomes = iter(Executor().evaluate(programs, table.to_batches(max_chunksize=BATCH_ROWS)))
+    check_outcomes = iter(run_checks(checks, _batches(found)) if checks else [])
+    results = [RuleResult(s, c, next(outcomes)) if isinstance(c, Program)
+               else CheckResult(s, c, next(check_outcomes)) for s, c in zip(specs, compiled)]
+    result = Result(results, rows=table.num_rows, data=table, sources=_starts(found))
     result.elapsed_s = time.perf_counter() - started
     if output is not None:
         write_result(result, os.fspath(output))
     return result
+
+
+def _batches(found: list[tuple[str, pa.Table]]):
+    """(batch, source, first row within the source) for dataset checks."""
+    for source, table in found:
+        first_row = 0
+        for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+            yield batch, source, first_row
+            first_row += batch.num_rows
+
+
+def _starts(found: list[tuple[str, pa.Table]]) -> list[tuple[str, int]]:
+    starts, row = [], 0
+    for source, table in found:
+        starts.append((source, row))
+        row += table.num_rows
+    return starts
 
 
 def write_result(result: Result, output: str) -> None:
@@ -105,5 +133,8 @@ def compile(rule: str | dict | RuleSpec, schema: pa.Schema | pa.Table, *, name: 
         rule = RuleSpec(name=name or "rule", kind="check", body=rule, strict=strict)
     elif isinstance(rule, dict):
         rule = parse_rule(rule, 0, "<rule>")
+    if not rule.is_row_rule:
+        raise RuleError(rule.name, f"'{rule.kind}' is a dataset-level check, not a row rule: "
+                        "run it with batchaot.validate(data, rules)")
     (program,) = compile_rules([rule], schema)
     return program

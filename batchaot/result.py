@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 
+from .checks.base import CheckOutcome
 from .compiler.program import Program
 from .engine.run import RuleOutcome
 from .spec import RuleSpec
 
-RESERVED = ("rule", "row")
+RESERVED = ("rule", "row", "source")
+TABLE_SOURCE = "<table>"
 
 
 @dataclass
@@ -39,8 +42,44 @@ class RuleResult:
             "failing_fraction": round(self.failing_fraction, 9), "kind": self.spec.kind,
             "check": self.spec.body, "strict": self.spec.strict, "mostly": self.spec.mostly,
             "zero_tick": o.zero_tick, "columns": self.program.column_names,
-            "instructions": len(self.program.code),
+            "instructions": len(self.program.code), "value": None, "details": None,
         }
+
+
+@dataclass
+class CheckResult:
+    """A dataset-level check's result; its summary has the keys of a row rule's, plus
+    ``value`` (the computed number) and ``details`` (duplicates, missing keys, ...)."""
+
+    spec: RuleSpec
+    check: object                   # the DatasetCheck that ran
+    outcome: CheckOutcome
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome.passed
+
+    @property
+    def failing_fraction(self) -> float:
+        return self.outcome.violations / self.outcome.rows if self.outcome.rows else 0.0
+
+    def summary(self) -> dict:
+        o = self.outcome
+        return {
+            "name": self.spec.name, "severity": self.spec.severity, "passed": o.passed,
+            "violations": o.violations, "rows": o.rows,
+            "null_rows": o.details.get("null_rows", o.details.get("null_key_rows", 0)),
+            "failing_fraction": round(self.failing_fraction, 9), "kind": self.spec.kind,
+            "check": self.check.describe(), "strict": self.spec.strict, "mostly": self.spec.mostly,
+            "zero_tick": False, "columns": list(self.check.columns),
+            "instructions": self.check.size[1], "value": _finite(o.value),
+            "details": o.details if _finite(o.value) == o.value else {**o.details, "value": str(o.value)},
+        }
+
+
+def _finite(value):
+    """NaN/inf are not JSON: the summary's value is then null and details say which."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 @dataclass
@@ -51,11 +90,13 @@ class Result:
     rule; ``violations`` has one row per failing (rule, row) with the rule's columns.
     """
 
-    rules: list[RuleResult]
+    rules: list[RuleResult | CheckResult]
     rows: int
     data: pa.Table | None = field(default=None, repr=False)
     elapsed_s: float = 0.0
     engine: str = "vm"
+    # (source, row of `data` where it starts): row rules report rows within their source
+    sources: list[tuple[str, int]] = field(default_factory=lambda: [(TABLE_SOURCE, 0)])
 
     @property
     def ok(self) -> bool:
@@ -74,21 +115,27 @@ class Result:
 
     @cached_property
     def summary(self) -> pa.Table:
+        """One row per rule; a dataset check's details are a JSON string here."""
         rows = [r.summary() for r in self.rules]
+        for row in rows:
+            row["details"] = None if row["details"] is None else json.dumps(row["details"])
+            if isinstance(row["value"], int) and not -2**63 <= row["value"] < 2**63:
+                row["value"] = float(row["value"])
         return pa.Table.from_pylist(rows) if rows else pa.table({})
 
     @cached_property
     def violations(self) -> pa.Table:
-        """Violating rows, gathered from the data only now that they are asked for."""
-        failing = [r for r in self.rules if r.outcome.violations]
+        """Violating rows (rule, row, source, columns), gathered only now that they are asked for."""
+        failing = [r for r in self.rules if _has_rows(r)]
         names: list[str] = []
         for r in failing:
-            names += [c for c in r.program.column_names if c not in names]
-        schema = pa.schema([("rule", pa.string()), ("row", pa.int64())]
+            names += [c for c in _columns_of(r) if c not in names]
+        schema = pa.schema([("rule", pa.string()), ("row", pa.int64()), ("source", pa.string())]
                            + [(_out_name(c), self._type(c)) for c in names])
         if not failing:
             return schema.empty_table()
-        parts = [self._rows_of(r, names, schema) for r in failing]
+        parts = [self._rows_of(r, names, schema) if isinstance(r, RuleResult)
+                 else _shaped(r.outcome.violating, schema) for r in failing]
         return pa.concat_tables(parts)
 
     def _type(self, column: str) -> pa.DataType:
@@ -98,7 +145,8 @@ class Result:
     def _rows_of(self, r: RuleResult, names: list[str], schema: pa.Schema) -> pa.Table:
         ids = r.outcome.row_ids
         taken = self.data.select(r.program.column_names).take(pa.array(ids))
-        arrays = [pa.array(np.full(len(ids), r.spec.name, dtype=object), pa.string()), pa.array(ids)]
+        source, row = self._locate(ids)
+        arrays = [pa.array(np.full(len(ids), r.spec.name, dtype=object), pa.string()), row, source]
         for c in names:
             if c in r.program.column_names:
                 col = taken.column(c)
@@ -106,6 +154,37 @@ class Result:
             else:
                 arrays.append(pa.nulls(len(ids), schema.field(_out_name(c)).type))
         return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _locate(self, ids: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        """Rows of `data` as (source, row within that source)."""
+        starts = np.array([start for _, start in self.sources], dtype=np.int64)
+        which = np.searchsorted(starts, ids, side="right") - 1
+        names = pa.array([name for name, _ in self.sources], pa.string())
+        return names.take(pa.array(which)), pa.array(ids - starts[which])
+
+
+def _has_rows(r: RuleResult | CheckResult) -> bool:
+    if isinstance(r, RuleResult):
+        return r.outcome.violations > 0
+    return r.outcome.violating is not None and r.outcome.violating.num_rows > 0
+
+
+def _columns_of(r: RuleResult | CheckResult) -> list[str]:
+    if isinstance(r, RuleResult):
+        return r.program.column_names
+    return list(r.check.out_columns)
+
+
+def _shaped(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A check's violating rows in the layout of Result.violations (other columns NULL)."""
+    n = table.num_rows
+    arrays = []
+    for f in schema:
+        if f.name in table.column_names:
+            arrays.append(table.column(f.name).cast(f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _out_name(column: str) -> str:

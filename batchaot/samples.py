@@ -1,4 +1,4 @@
-"""Synthetic sample data: an orders table with a realistic sprinkle of bad rows.
+"""Synthetic sample data: orders with a realistic sprinkle of bad rows, and their customers.
 
     python -m batchaot.samples data/demo --rows 200000
 
@@ -42,6 +42,7 @@ def orders(rows: int = 100_000, seed: int = 42, bad_rate: float = 0.002) -> pa.T
     early = bad()
     shipped_us[early] -= 30 * DAY_US
     not_shipped = np.isin(status, ["new", "paid", "cancelled"])
+    _duplicate_some(order_id, seed, bad_rate)
     return pa.table({
         "order_id": order_id,
         "customer_id": pa.array(customer_id, pa.int64()),
@@ -55,8 +56,38 @@ def orders(rows: int = 100_000, seed: int = 42, bad_rate: float = 0.002) -> pa.T
     })
 
 
-def write_orders(folder: str, rows: int, files: int = 1, seed: int = 42) -> list[str]:
-    """Write `files` Parquet files of orders (row groups of 64k rows) into `folder`."""
+def _duplicate_some(order_id: np.ndarray, seed: int, bad_rate: float) -> None:
+    """A few orders recorded twice (the id of the order before): what `unique` catches.
+
+    A generator of its own, so every other column stays as it was without duplicates.
+    """
+    rng = np.random.default_rng([seed, 1])
+    again = np.flatnonzero(rng.random(len(order_id)) < bad_rate / 20)
+    order_id[again[again > 0]] -= 1
+
+
+def customers(rows: int, seed: int = 42, missing: int = 5) -> pa.Table:
+    """Customers 1..rows, except `missing` ids that some orders still point to."""
+    rng = np.random.default_rng([seed, 2])
+    ids = np.arange(1, rows + 1, dtype=np.int64)
+    gone = rng.choice(ids, size=min(missing, rows - 1), replace=False)
+    ids = ids[~np.isin(ids, gone)]
+    return pa.table({
+        "id": ids,
+        "country": pa.array(rng.choice(["DE", "FR", "US", "JP", "BR"], len(ids)), pa.string()),
+        "signup": pa.array(np.datetime64("2020-01-01") + rng.integers(0, 1500, len(ids)).astype("timedelta64[D]"),
+                           pa.date32()),
+    })
+
+
+def write_orders(folder: str, rows: int, files: int = 1, seed: int = 42,
+                 with_customers: bool | None = None) -> list[str]:
+    """Write `files` Parquet files of orders (row groups of 64k rows) into `folder`.
+
+    With `with_customers` (default: for a single file) also customers.parquet, holding every
+    customer id the orders use but a few. Multi-file folders get none by default: jobs read
+    them with a `*.parquet` glob, which must match orders only.
+    """
     os.makedirs(folder, exist_ok=True)
     paths = []
     per_file = -(-rows // files)
@@ -66,6 +97,8 @@ def write_orders(folder: str, rows: int, files: int = 1, seed: int = 42) -> list
         path = os.path.join(folder, f"orders-{k:03d}.parquet" if files > 1 else "orders.parquet")
         pq.write_table(table, path, row_group_size=65_536)
         paths.append(path)
+    if with_customers if with_customers is not None else files == 1:
+        pq.write_table(customers(max(per_file // 10, 2), seed), os.path.join(folder, "customers.parquet"))
     return paths
 
 
@@ -78,6 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     for path in write_orders(args.folder, args.rows, args.files, args.seed):
         print(f"wrote {path}")
+    if args.files == 1:
+        print(f"wrote {os.path.join(args.folder, 'customers.parquet')}")
 
 
 if __name__ == "__main__":

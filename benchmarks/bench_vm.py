@@ -40,7 +40,7 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
 
 
 def run_batchaot(table: pa.Table, programs) -> list[int]:
-    outcomes = Executor().evaluate(programs, table.to_batches(max_chunksize=BATCH_ROWS))
+    outcomes = Executor(engine="vm").evaluate(programs, table.to_batches(max_chunksize=BATCH_ROWS))
     return [o.violations for o in outcomes]
 
 

@@ -95,5 +95,7 @@ def test_bad_data_arguments() -> None:
         batchaot.validate({"a": 1}, RULES)
     with pytest.raises(DataError, match="no rows"):
         batchaot.validate(TABLE.slice(0, 0), RULES)
-    with pytest.raises(RuleError, match="dataset-level"):
-        batchaot.validate(TABLE, [{"name": "u", "unique": ["qty"]}])
+    with pytest.raises(RuleError, match="unknown key column 'qyt' \\(did you mean 'qty'\\?\\)"):
+        batchaot.validate(TABLE, [{"name": "u", "unique": ["qyt"]}])
+    with pytest.raises(RuleError, match="dataset-level check, not a row rule"):
+        batchaot.compile({"name": "u", "unique": ["qty"]}, TABLE)

@@ -1,12 +1,39 @@
-"""Evaluate compiled Programs over Arrow record batches with the VM.
+"""Evaluate compiled Programs over Arrow record batches: the VM or the fused JIT tier.
 
-An :class:`Executor` owns one C memory pool (registers come from it) and caches the
+An :class:`Executor` owns one C memory pool (VM registers come from it) and caches the
 inputs of the batch at hand, so rules that share a column load it once and string
 lookup tables are built once per dictionary.
+
+Engines: ``vm`` interprets each program block by block and starts instantly;
+``fused`` runs generated kernels (engine/fused.py) that check a whole rule set in one
+pass, 2-5x faster on numeric rules, but cost a compile (~0.5-2 s) the first time a
+rule-set shape is seen on a machine; afterwards they load from the disk cache in
+~10 ms. ``auto`` (the default) weighs the two per rule set (:meth:`Executor.engine_for`):
+
+- below AUTO_MIN_ROWS rows: the VM (nothing to win that a user would notice);
+- fused when the time it saves, rows x instructions x AUTO_SAVED_NS_PER_ROW_INSTRUCTION
+  (measured: 0.26-0.49 ns, see benchmarks/bench_engines.py), exceeds the compile time
+  still to pay: zero when the kernels are in memory or in the disk cache, else
+  fused.Plan.compile_seconds. So a cached set runs fused from 100,000 rows, while a
+  cold compile of the 6 numeric demo rules needs ~50M rows to pay for itself in one
+  run;
+- otherwise the VM, and from AUTO_BACKGROUND_ROWS rows the kernels are compiled on a
+  background thread meanwhile: the rest of a stream, and the next run on the
+  machine, find them cached.
+
+"Rows" are every batch of one :meth:`Executor.evaluate` call when the batches come as
+a list, else the rows this Executor has seen for the rule set so far (a worker fed
+batch by batch starts on the VM and switches once the rows add up).
+
+``threads > 1`` splits each batch into that many row ranges evaluated concurrently
+(both engines release the GIL); row ids come back in ascending order, identical to
+a serial run.
 """
 from __future__ import annotations
 
 import json
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -19,10 +46,16 @@ from ..compiler.program import Program
 from ..compiler.types import from_arrow
 from ..errors import DataError
 from ..native import Pool
-from . import columns, vm
+from . import columns, fused, vm
 
 _REG_BYTES = vm.BLOCK * 8
 POOL_REGISTERS = 64          # registers per pooled block; larger programs count a pool miss
+ENGINES = ("vm", "fused", "auto")
+AUTO_MIN_ROWS = 100_000          # below: the VM, whatever the cache holds
+AUTO_SAVED_NS_PER_ROW_INSTRUCTION = 0.3   # fused vs VM, measured (module docstring)
+AUTO_BACKGROUND_ROWS = 1_000_000 # from here, compile in the background while the VM runs
+PARALLEL_MIN_ROWS = 65_536       # smaller batches are not worth splitting across threads
+PARALLEL_LUT_VALUES = 65_536     # smaller lookup tables are built by one thread
 
 
 @dataclass
@@ -44,10 +77,16 @@ class RuleOutcome:
 
 
 class _BatchInputs:
-    """Columns and lookup tables of one batch, loaded on first use."""
+    """Columns and lookup tables of one batch, loaded on first use.
 
-    def __init__(self, batch: pa.RecordBatch):
+    With `map_fn` (run fn(*item) for each item, concurrently) and `parts` > 1, the
+    lookup table of a large dictionary (a mostly-distinct string column is its own
+    dictionary) is evaluated in `parts` slices at once; pyarrow releases the GIL.
+    """
+
+    def __init__(self, batch: pa.RecordBatch, map_fn=None, parts: int = 1):
         self.batch = batch
+        self._map, self._parts = map_fn, parts
         self._cols: dict[tuple[str, str], columns.Loaded] = {}
         self._luts: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -69,8 +108,25 @@ class _BatchInputs:
         key = (name, json.dumps([sexpr, result]))
         if key not in self._luts:
             col = self.column(name, type_text)
-            self._luts[key] = columns.build_lut(col.dictionary, sexpr, columns.parse_type(result))
+            self._luts[key] = self._build_lut(col.dictionary, sexpr, columns.parse_type(result))
         return self._luts[key]
+
+    def preload(self, wanted: Iterable[tuple[str, str]]) -> None:
+        """Load these columns (name, type) concurrently (dictionary encoding is the cost)."""
+        todo = [key for key in dict.fromkeys(wanted) if key not in self._cols]
+        if self._map is not None and len(todo) > 1:
+            self._map(self.column, todo)     # distinct keys: the dict writes do not clash
+
+    def _build_lut(self, dictionary: pa.Array, sexpr: list, typ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(dictionary)
+        if self._map is None or self._parts < 2 or n < PARALLEL_LUT_VALUES:
+            return columns.build_lut(dictionary, sexpr, typ)
+        edges = [n * k // self._parts for k in range(self._parts + 1)]
+        parts = self._map(lambda lo, hi: columns.build_lut(dictionary.slice(lo, hi - lo), sexpr, typ),
+                          list(zip(edges[:-1], edges[1:])))
+        # each part ends with the entry for a NULL input: keep the last part's only
+        return (np.concatenate([v[:-1] for v, _ in parts] + [parts[-1][0][-1:]]),
+                np.concatenate([m[:-1] for _, m in parts] + [parts[-1][1][-1:]]))
 
 
 def _typed_list(items: Iterable[np.ndarray], item_type) -> List:
@@ -81,53 +137,215 @@ def _typed_list(items: Iterable[np.ndarray], item_type) -> List:
 
 
 class Executor:
-    """Runs Programs on batches; one per worker, owning its register pool."""
+    """Runs Programs on batches; one per worker, owning its register pool.
 
-    def __init__(self, pool: Pool | None = None):
+    `engine`: 'vm', 'fused' or 'auto' (module docstring); `threads`: row ranges of a
+    batch evaluated concurrently. ``stats`` counts the batches each engine ran.
+    """
+
+    def __init__(self, pool: Pool | None = None, engine: str = "auto", threads: int = 1):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, not {threads!r}")
         self.pool = pool if pool is not None else Pool(block_bytes=POOL_REGISTERS * _REG_BYTES,
                                                        nblocks=8)
+        self.engine = engine
+        self.threads = threads
+        self.stats: Counter = Counter()
+        self._expected_rows: int | None = None        # rows of the evaluate() call at hand
+        self._rows_seen: dict[tuple, int] = {}
+        self._plans: dict[tuple, fused.Plan] = {}
+        self._scratch: dict[tuple[int, int], fused.Scratch] = {}
+        self._workers: ThreadPoolExecutor | None = None
+        self._compiler: ThreadPoolExecutor | None = None      # auto: background compiles
+        self._compiling: dict[fused.Plan, Future] = {}
+
+    def close(self) -> None:
+        """Stop the worker threads; waits for a background compile to finish."""
+        for pool in (self._workers, self._compiler):
+            if pool is not None:
+                pool.shutdown()
+        self._workers = self._compiler = None
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def evaluate(self, programs: list[Program], batches: Iterable[pa.RecordBatch]) -> list[RuleOutcome]:
         outcomes = [RuleOutcome(p.name, zero_tick=p.zero_tick) for p in programs]
         row_base = 0
-        for batch in batches:
-            self.evaluate_batch(programs, batch, row_base, outcomes)
-            row_base += batch.num_rows
+        if isinstance(batches, (list, tuple)):
+            self._expected_rows = sum(b.num_rows for b in batches)
+        try:
+            for batch in batches:
+                self.evaluate_batch(programs, batch, row_base, outcomes)
+                row_base += batch.num_rows
+        finally:
+            self._expected_rows = None
         return outcomes
 
     def evaluate_batch(self, programs: list[Program], batch: pa.RecordBatch, row_base: int,
                        outcomes: list[RuleOutcome]) -> None:
         n = batch.num_rows
-        inputs = _BatchInputs(batch)
-        out = np.empty(n, dtype=np.int64)
-        for prog, res in zip(programs, outcomes):
+        for res in outcomes:
             res.rows += n
-            if prog.zero_tick or n == 0:
-                continue
-            nviol, nnull = self.run_program(prog, inputs, row_base, out)
-            res.violations += nviol
-            res.nulls += nnull
-            if nviol:
-                res.row_chunks.append(out[:nviol].copy())
+        live = [k for k, prog in enumerate(programs) if not prog.zero_tick]
+        if n == 0 or not live:
+            return
+        key = tuple(programs[k] for k in live)
+        if self.threads > 1 and n >= PARALLEL_MIN_ROWS:
+            inputs = _BatchInputs(batch, self._map, self.threads)
+            inputs.preload(c for prog in key for c in prog.columns)
+        else:
+            inputs = _BatchInputs(batch)
+        self._rows_seen[key] = self._rows_seen.get(key, 0) + n
+        ranges = self._ranges(n)
+        if self.engine_for(key, inputs) == "fused":
+            self.stats["fused_batches"] += 1
+            self._run_fused(self._plan(key), live, inputs, row_base, ranges, outcomes)
+        else:
+            self.stats["vm_batches"] += 1
+            self._run_vm([(k, programs[k]) for k in live], inputs, row_base, ranges, outcomes)
+
+    # -- choosing the engine ----------------------------------------------------------
+    def engine_for(self, programs: tuple[Program, ...], inputs: _BatchInputs) -> str:
+        """'vm' or 'fused' for this rule set and batch (the cost model: module docstring)."""
+        if self.engine != "auto":
+            return self.engine
+        rows = self._expected_rows or self._rows_seen.get(programs, 0)
+        if rows < AUTO_MIN_ROWS:
+            return "vm"
+        plan = self._plan(programs)
+        nullable = [inputs.column(name, t).bitoff >= 0 for name, t in plan.rset.columns]
+        pending = self._compiling.get(plan)
+        if pending is not None and (not pending.done() or pending.exception() is not None):
+            return "vm"                     # still compiling (or it failed: stay on the VM)
+        compile_s = plan.compile_seconds(nullable)
+        saved_s = rows * plan.rset.instructions * AUTO_SAVED_NS_PER_ROW_INSTRUCTION * 1e-9
+        if saved_s > compile_s:
+            return "fused"
+        if rows >= AUTO_BACKGROUND_ROWS and pending is None:
+            self._compile_later(plan, inputs)
+        return "vm"
+
+    def _compile_later(self, plan: fused.Plan, inputs: _BatchInputs) -> None:
+        """Compile the set's kernels on a background thread while the VM runs.
+
+        The data at hand would not pay for a compile, but it is large enough that the
+        next run over it (or the rest of this stream) will: afterwards the kernels are
+        in memory and on disk, and the cost model finds them cached.
+        """
+        cols = [inputs.column(name, t) for name, t in plan.rset.columns]
+        luts = [inputs.lut(plan.rset.columns[g][0], plan.rset.columns[g][1], sexpr, result)
+                for g, sexpr, result in plan.rset.luts]
+        if self._compiler is None:
+            self._compiler = ThreadPoolExecutor(1, thread_name_prefix="batchaot-jit")
+        self._compiling[plan] = self._compiler.submit(plan.bind, cols, luts)
+        self.stats["background_compiles"] += 1
+
+    def _plan(self, programs: tuple[Program, ...]) -> fused.Plan:
+        if programs not in self._plans:
+            self._plans[programs] = fused.Plan(programs)
+        return self._plans[programs]
+
+    # -- running over row ranges ----------------------------------------------------------
+    def _ranges(self, n: int) -> list[tuple[int, int]]:
+        parts = self.threads if n >= PARALLEL_MIN_ROWS else 1
+        edges = [n * k // parts for k in range(parts + 1)]
+        return list(zip(edges[:-1], edges[1:]))
+
+    def _map(self, fn, items: list) -> list:
+        if len(items) == 1:
+            return [fn(*items[0])]
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(self.threads, thread_name_prefix="batchaot")
+        return list(self._workers.map(lambda args: fn(*args), items))
+
+    def _run_fused(self, plan: fused.Plan, targets: list[int], inputs: _BatchInputs, row_base: int,
+                   ranges: list[tuple[int, int]], outcomes: list[RuleOutcome]) -> None:
+        rset = plan.rset
+        cols = [inputs.column(name, t) for name, t in rset.columns]
+        luts = [inputs.lut(rset.columns[g][0], rset.columns[g][1], sexpr, result)
+                for g, sexpr, result in rset.luts]
+        bound = plan.bind(cols, luts)
+
+        def work(part: int, lo: int, hi: int):
+            return bound.run(lo, hi, row_base, self._scratch_for(plan.nrules, part))
+
+        for counts, chunks in self._map(work, [(p, lo, hi) for p, (lo, hi) in enumerate(ranges)]):
+            for r, k in enumerate(targets):
+                res = outcomes[k]
+                res.violations += int(counts[r, 0])
+                res.nulls += int(counts[r, 1])
+                res.row_chunks.extend(chunks[r])
+
+    def _scratch_for(self, nrules: int, part: int) -> fused.Scratch:
+        # one buffer per (rule count, thread slot): ranges of one batch never share one
+        key = (nrules, part)
+        if key not in self._scratch:
+            self._scratch[key] = fused.Scratch(nrules)
+        return self._scratch[key]
+
+    def _run_vm(self, items: list[tuple[int, Program]], inputs: _BatchInputs, row_base: int,
+                ranges: list[tuple[int, int]], outcomes: list[RuleOutcome]) -> None:
+        for _, prog in items:     # load inputs here: _BatchInputs is not thread-safe
+            for name, t in prog.columns:
+                inputs.column(name, t)
+            for ci, sexpr, result in prog.luts:
+                inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result)
+        nregs = max(prog.nregs for _, prog in items)
+        taken = [(self.pool.take(nregs * _REG_BYTES), self.pool.take(nregs * vm.BLOCK)) for _ in ranges]
+        try:
+            def work(part: int, lo: int, hi: int):
+                regs, valid = taken[part]
+                R = regs.view(np.int64)[:nregs * vm.BLOCK].reshape(nregs, vm.BLOCK)
+                V = valid[:nregs * vm.BLOCK].reshape(nregs, vm.BLOCK)
+                out = np.empty(hi - lo, dtype=np.int64)
+                found = []
+                for k, prog in items:
+                    nviol, nnull = self.run_program(prog, inputs, row_base, out, lo, hi, (R, V))
+                    found.append((k, nviol, nnull, out[:nviol].copy() if nviol else None))
+                return found
+
+            for found in self._map(work, [(p, lo, hi) for p, (lo, hi) in enumerate(ranges)]):
+                for k, nviol, nnull, rows in found:
+                    outcomes[k].violations += nviol
+                    outcomes[k].nulls += nnull
+                    if rows is not None:
+                        outcomes[k].row_chunks.append(rows)
+        finally:
+            for regs, valid in reversed(taken):
+                self.pool.give(valid)
+                self.pool.give(regs)
 
     def run_program(self, prog: Program, inputs: _BatchInputs, row_base: int,
-                    out: np.ndarray) -> tuple[int, int]:
+                    out: np.ndarray, lo: int = 0, hi: int | None = None,
+                    registers: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, int]:
+        """Run one program with the VM over rows [lo, hi) of the batch (default: all)."""
+        hi = inputs.batch.num_rows if hi is None else hi
         loaded = [inputs.column(name, t) for name, t in prog.columns]
         luts = [inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result)
                 for ci, sexpr, result in prog.luts]
-        cols = _typed_list((c.words for c in loaded), nbt.int64[::1])
+        cols = _typed_list((c.words[lo:hi] for c in loaded), nbt.int64[::1])
         bitmaps = _typed_list((c.bitmap for c in loaded), nbt.uint8[::1])
-        bitoffs = np.array([c.bitoff for c in loaded] or [0], dtype=np.int64)
+        bitoffs = np.array([c.bitoff + lo if c.bitoff >= 0 else -1 for c in loaded] or [0],
+                           dtype=np.int64)
         lut_vals = _typed_list((v for v, _ in luts), nbt.int64[::1])
         lut_valid = _typed_list((m for _, m in luts), nbt.uint8[::1])
+        if registers is not None:
+            R, V = registers
+            return vm.run(prog.code, prog.kval, prog.kvalid, cols, bitmaps, bitoffs,
+                          lut_vals, lut_valid, hi - lo, R, V, prog.strict, row_base + lo, out)
         regs = self.pool.take(prog.nregs * _REG_BYTES)
         valid = self.pool.take(prog.nregs * vm.BLOCK)
         try:
             R = regs.view(np.int64).reshape(prog.nregs, vm.BLOCK)
             V = valid.reshape(prog.nregs, vm.BLOCK)
             return vm.run(prog.code, prog.kval, prog.kvalid, cols, bitmaps, bitoffs,
-                          lut_vals, lut_valid, inputs.batch.num_rows, R, V, prog.strict,
-                          row_base, out)
+                          lut_vals, lut_valid, hi - lo, R, V, prog.strict, row_base + lo, out)
         finally:
             self.pool.give(valid)
             self.pool.give(regs)

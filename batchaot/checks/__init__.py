@@ -1,0 +1,38 @@
+"""Dataset-level checks: unique, not_null, aggregate, row_count, reference.
+
+Each check follows the map → merge → finish protocol of :mod:`.base`, so it runs the
+same in this process (:func:`run_checks`) and across Ray workers (batchaot.distributed).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import pyarrow as pa
+
+from ..spec import RuleSpec
+from .aggregate import AggregateCheck
+from .base import CheckOutcome, DatasetCheck, Partial
+from .not_null import NotNullCheck
+from .reference import KeySet, ReferenceCheck
+from .row_count import RowCountCheck
+from .unique import UniqueCheck
+
+__all__ = ["CheckOutcome", "DatasetCheck", "KeySet", "Partial", "build_check", "run_checks", "KINDS"]
+
+KINDS = {"unique": UniqueCheck, "not_null": NotNullCheck, "aggregate": AggregateCheck,
+         "row_count": RowCountCheck, "reference": ReferenceCheck}
+
+
+def build_check(spec: RuleSpec, schema: pa.Schema) -> DatasetCheck:
+    """The check for a dataset-level rule, its body validated against `schema`."""
+    return KINDS[spec.kind](spec, schema)
+
+
+def run_checks(checks: list[DatasetCheck],
+               batches: Iterable[tuple[pa.RecordBatch, str, int]]) -> list[CheckOutcome]:
+    """Run `checks` in this process over (batch, source, first_row) triples."""
+    partials: list[list[Partial]] = [[] for _ in checks]
+    for batch, source, first_row in batches:
+        for check, found in zip(checks, partials):
+            found.append(check.map(batch, source, first_row))
+    return [check.finish(check.merge(found)) for check, found in zip(checks, partials)]

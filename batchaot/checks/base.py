@@ -1,0 +1,320 @@
+"""The protocol every dataset-level check follows, and what the checks share.
+
+A check runs as map → merge → finish, so the same code runs in one process or across Ray
+workers (the distributed driver calls exactly these three methods):
+
+* ``map(batch, source, first_row)`` looks at one batch of one work unit and returns a
+  *partial*: small, picklable plain data (ints, numpy and Arrow arrays, sketch bytes).
+  ``first_row`` is the row number of the batch's first row within ``source`` (a file
+  path, or ``"<table>"``), so reported rows are rows a user can find in that file.
+* ``merge(partials)`` combines partials. It is associative and order-independent: any
+  split of the data into batches and units gives the same final answer.
+* ``finish(partial)`` turns the merged partial into a :class:`CheckOutcome`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import pyarrow as pa
+
+from ..compiler import compile_rule
+from ..compiler.program import Program
+from ..engine.run import Executor, RuleOutcome
+from ..errors import RuleError, SpecError
+from ..spec import RuleSpec, suggest
+
+Partial = Any          # each check documents its own partial type
+Piece = tuple[str, pa.Table]    # (source, table with a `row` column and the check's columns)
+SAMPLE = 10            # keys listed in a summary's details; the violations files have them all
+
+
+@dataclass
+class CheckOutcome:
+    """What a dataset-level check found.
+
+    ``violating`` has the columns rule, source, row, then the check's columns, one row per
+    violating row (None when no row violates; aggregates never have violating rows).
+    """
+
+    passed: bool
+    violations: int
+    rows: int
+    value: float | int | None = None
+    details: dict = field(default_factory=dict)
+    violating: pa.Table | None = None
+
+
+@runtime_checkable
+class DatasetCheck(Protocol):
+    spec: RuleSpec
+    columns: list[str]                      # columns the map side reads
+
+    def map(self, batch: pa.RecordBatch, source: str, first_row: int) -> Partial: ...
+
+    def merge(self, partials: list[Partial]) -> Partial: ...
+
+    def finish(self, partial: Partial) -> CheckOutcome: ...
+
+
+# --- errors -----------------------------------------------------------------------
+
+def spec_error(spec: RuleSpec, message: str) -> SpecError:
+    """A malformed check body: file:line of the rule, its name, and what to write instead."""
+    return SpecError(f"{spec.where}: rule '{spec.name}': {message}")
+
+
+def resolve_column(spec: RuleSpec, name: Any, schema: pa.Schema, what: str = "column") -> str:
+    """The schema's name for `name` (case-insensitive if unambiguous), else a RuleError."""
+    if not isinstance(name, str) or not name:
+        raise spec_error(spec, f"{what} names must be non-empty strings, got {name!r}")
+    if name in schema.names:
+        return name
+    folded = [n for n in schema.names if n.lower() == name.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    hint = suggest(name, schema.names) or f" (columns are: {', '.join(schema.names[:20])})"
+    raise RuleError(spec.name, f"unknown {what} '{name}'{hint}")
+
+
+def column_list(spec: RuleSpec, value: Any, field_name: str) -> list:
+    """A YAML value that may be one column name or a list of them."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise spec_error(spec, f"'{field_name}' must be a column name or a non-empty list of "
+                         f"column names, got {value!r}")
+    if len(set(items)) != len(items):
+        raise spec_error(spec, f"'{field_name}' lists a column twice: {items}")
+    return items
+
+
+def no_mostly(spec: RuleSpec) -> None:
+    if spec.mostly is not None:
+        raise spec_error(spec, f"'mostly' does not apply to {spec.kind} (it is one fact about the "
+                         "whole dataset, not a fraction of rows); use between/equals")
+
+
+def passes(violations: int, rows: int, mostly: float | None) -> bool:
+    """As for row rules: no violation, or at least `mostly` of the rows passing."""
+    if mostly is None:
+        return violations == 0
+    return rows == 0 or (rows - violations) / rows >= mostly
+
+
+# --- bounds (between / equals) ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bounds:
+    lo: float | int | None = None
+    hi: float | int | None = None
+    equals: float | int | None = None
+
+    @classmethod
+    def parse(cls, spec: RuleSpec, options: dict, example: str) -> "Bounds":
+        between, equals = options.get("between"), options.get("equals")
+        if between is None and equals is None:
+            raise spec_error(spec, f"give 'between: [lo, hi]' or 'equals: n', e.g. {example}")
+        if between is not None and equals is not None:
+            raise spec_error(spec, "give 'between' or 'equals', not both")
+        if equals is not None:
+            return cls(equals=_number(spec, equals, "equals"))
+        if not isinstance(between, list) or len(between) != 2:
+            raise spec_error(spec, f"'between' must be [lo, hi] (null for an open end), got {between!r}")
+        lo, hi = (None if b is None else _number(spec, b, "between") for b in between)
+        if lo is None and hi is None:
+            raise spec_error(spec, "'between: [null, null]' checks nothing; give at least one bound")
+        if lo is not None and hi is not None and lo > hi:
+            raise spec_error(spec, f"'between: [{lo}, {hi}]' is empty: the low bound is above the high one")
+        return cls(lo, hi)
+
+    def holds(self, value: float | int | None) -> bool:
+        if value is None:
+            return False
+        if isinstance(value, float) and math.isnan(value):
+            # SQL orders NaN above every number: it satisfies only an open upper end
+            return self.equals is None and self.hi is None
+        if self.equals is not None:
+            return value == self.equals
+        return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+
+    def describe(self) -> str:
+        if self.equals is not None:
+            return f"= {self.equals}"
+        return f"between [{_end(self.lo)}, {_end(self.hi)}]"
+
+
+def _number(spec: RuleSpec, value: Any, what: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise spec_error(spec, f"'{what}' bounds must be numbers, got {value!r}")
+    return value
+
+
+def _end(v: float | int | None) -> str:
+    return "null" if v is None else str(v)
+
+
+# --- where: the row filter ----------------------------------------------------------
+
+class RowFilter:
+    """The rows of a batch where the check's ``where:`` predicate is TRUE.
+
+    The predicate is compiled like any row rule and run by the VM; compiling it `strict`
+    makes the VM report the rows where it is NOT TRUE, whose complement is what counts.
+    """
+
+    def __init__(self, spec: RuleSpec, schema: pa.Schema):
+        sql = spec.options.get("where")
+        self.program: Program | None = None
+        self._executor: Executor | None = None
+        if sql is None:
+            return
+        if not isinstance(sql, str) or not sql.strip():
+            raise spec_error(spec, f"'where' must be a SQL predicate string, got {sql!r}")
+        try:
+            self.program = compile_rule(spec.name, sql, schema, strict=True)
+        except RuleError as exc:
+            raise RuleError(spec.name, f"where: {exc.detail}") from None
+
+    @property
+    def active(self) -> bool:
+        return self.program is not None and not self.program.zero_tick
+
+    def select(self, batch: pa.RecordBatch) -> np.ndarray | None:
+        """Indices of the rows to check, or None for all of them."""
+        if not self.active or batch.num_rows == 0:
+            return None
+        if self._executor is None:
+            self._executor = Executor()
+        outcome = RuleOutcome(self.program.name)
+        self._executor.evaluate_batch([self.program], batch, 0, [outcome])
+        keep = np.ones(batch.num_rows, dtype=bool)
+        keep[outcome.row_ids] = False
+        return np.flatnonzero(keep)
+
+    def __getstate__(self) -> dict:
+        # the executor owns a C memory pool: each process builds its own
+        return {"program": self.program, "_executor": None}
+
+
+# --- the shared skeleton of a check ---------------------------------------------------
+
+class CheckBase:
+    """Common parts: spec, schema, columns, row filter, and what `batchaot inspect` lists."""
+
+    def __init__(self, spec: RuleSpec, schema: pa.Schema):
+        self.spec = spec
+        self.schema = schema
+        self.out_columns: list[str] = []       # the check's own columns, shown with violations
+        self.filter = RowFilter(spec, schema)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def describe(self) -> str:
+        """One line saying what the check computes, for summaries and listings."""
+        raise NotImplementedError
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column map reads: the check's own and those of its where predicate."""
+        extra = self.filter.program.column_names if self.filter.program is not None else []
+        return list(dict.fromkeys(self.out_columns + extra))
+
+    def rows_of(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.RecordBatch, np.ndarray | None]:
+        """(the batch's rows that pass `where`, restricted to the check's columns; their
+        row numbers within the source, or None meaning first_row + 0..n-1)."""
+        picked = self.filter.select(batch)
+        sub = batch.select(self.out_columns)
+        if picked is None:
+            return sub, None
+        return sub.take(pa.array(picked)), picked + first_row
+
+    # Program-like view, so `batchaot inspect` can list dataset checks with row rules.
+    zero_tick = False
+    verdict = "unknown"
+
+    @property
+    def source(self) -> str:
+        return self.describe()
+
+    @property
+    def hash(self) -> str:
+        return self.filter.program.hash if self.filter.program is not None else ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.filter.program.size if self.filter.program is not None else (0, 0)
+
+    @property
+    def removed(self) -> dict:
+        return self.filter.program.removed if self.filter.program is not None else {}
+
+    def disassemble(self, which: str = "both") -> str:
+        head = f"; rule {self.name}: dataset-level {self.spec.kind} check: {self.describe()}"
+        if self.filter.program is None:
+            return head + "\n; (no bytecode: runs as map/merge/finish over the batches)"
+        return head + "\n; where:\n" + self.filter.program.disassemble(which)
+
+
+def row_numbers(rows: np.ndarray | None, first_row: int, n: int) -> np.ndarray:
+    return np.arange(first_row, first_row + n, dtype=np.int64) if rows is None else rows
+
+
+# --- violating rows -----------------------------------------------------------------
+
+def plain_type(t: pa.DataType) -> pa.DataType:
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def out_name(column: str) -> str:
+    """A data column's name among rule/source/row (renamed when it is one of them)."""
+    return f"value_{column}" if column in ("rule", "row", "source") else column
+
+
+def piece(source: str, rows: np.ndarray, columns: dict[str, pa.Array]) -> Piece:
+    """Violating rows of one batch: their row numbers and the check's column values."""
+    arrays = {"row": pa.array(rows, pa.int64())}
+    arrays.update({out_name(k): v.cast(plain_type(v.type)) for k, v in columns.items()})
+    return source, pa.table(arrays)
+
+
+def violating_table(rule: str, pieces: Sequence[Piece]) -> pa.Table | None:
+    """rule, source, row, the check's columns — sorted by (source, row), whatever the split."""
+    parts = [t.add_column(0, "source", pa.array([s] * t.num_rows, pa.string()))
+             for s, t in pieces if t.num_rows]
+    if not parts:
+        return None
+    return with_rule(rule, pa.concat_tables(parts, promote_options="permissive"))
+
+
+def with_rule(rule: str, table: pa.Table) -> pa.Table | None:
+    """A (source, row, columns...) table as violating rows: the rule first, sorted by position."""
+    if table.num_rows == 0:
+        return None
+    table = table.sort_by([("source", "ascending"), ("row", "ascending")])
+    return table.add_column(0, "rule", pa.array([rule] * table.num_rows, pa.string()))
+
+
+def jsonable(value: Any) -> Any:
+    """A value from Arrow or numpy as something json.dumps writes as standard JSON."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (dt.timedelta, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value

@@ -1,0 +1,391 @@
+"""Dataset-level checks: DuckDB as the oracle, and the same answer for any split of the data.
+
+A split is what Ray workers see: the data cut into batches (map), the partials merged in
+groups and in any order (merge), then one finish. Checks must not tell the difference.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import random
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import batchaot
+from batchaot.checks import KeySet, build_check, keys
+from batchaot.checks.base import Bounds
+from batchaot.errors import RuleError, SpecError
+from batchaot.spec import parse_rule
+
+from conftest import random_table
+
+SEEDS = (1, 2, 3)
+
+
+def check_for(rule: dict, schema: pa.Schema, file: str = "<rules>"):
+    return build_check(parse_rule(rule, 0, file), schema)
+
+
+def run_split(check, parts: list[tuple[str, pa.Table]], rng: random.Random | None, max_batch: int = 10**9):
+    """map over random batches of each (source, table), merge in random groups and order."""
+    partials = []
+    for source, table in parts:
+        start = 0
+        while start < table.num_rows:
+            n = max_batch if rng is None else rng.randint(1, max_batch)
+            for batch in table.slice(start, n).to_batches():
+                partials.append(check.map(batch, source, start))
+                start += batch.num_rows
+    if rng is not None:
+        rng.shuffle(partials)
+        while len(partials) > 1:             # merge random groups until one is left
+            k = rng.randint(2, min(4, len(partials)))
+            partials = [check.merge(partials[:k])] + partials[k:]
+            rng.shuffle(partials)
+    return check.finish(check.merge(partials))
+
+
+def same_outcome(a, b) -> None:
+    assert (a.passed, a.violations, a.rows) == (b.passed, b.violations, b.rows)
+    assert json.dumps(a.details, sort_keys=True) == json.dumps(b.details, sort_keys=True)
+    assert (a.value == b.value) or (a.value != a.value and b.value != b.value)
+    assert (a.violating is None) == (b.violating is None)
+    if a.violating is not None:
+        assert a.violating.schema == b.violating.schema
+        assert canon(a.violating) == canon(b.violating)
+
+
+def canon(table: pa.Table) -> list:
+    """Rows with NaN spelled out, so that equal tables compare equal."""
+    return [[("nan" if isinstance(v, float) and v != v else v) for v in row.values()]
+            for row in table.to_pylist()]
+
+
+def split_invariant(check, table: pa.Table, seed: int):
+    whole = run_split(check, [("<table>", table)], None)
+    rng = random.Random(seed)
+    for max_batch in (1, 7, 64):
+        same_outcome(whole, run_split(check, [("<table>", table)], rng, max_batch))
+    return whole
+
+
+def duck(sql: str, **tables) -> list[tuple]:
+    con = duckdb.connect()
+    for name, t in tables.items():
+        con.register(name, t)
+    return con.execute(sql).fetchall()
+
+
+def numbered(table: pa.Table) -> pa.Table:
+    return table.append_column("__r", pa.array(np.arange(table.num_rows)))
+
+
+# --- unique ----------------------------------------------------------------------------
+
+KEYSETS = [["i"], ["j"], ["s"], ["f"], ["j", "s"], ["d", "b"], ["dec"], ["ts"], ["j", "f", "b"]]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("key", KEYSETS, ids="+".join)
+def test_unique_matches_duckdb_for_any_split(seed, key) -> None:
+    table = random_table(seed, n=300)
+    check = check_for({"name": "u", "unique": key}, table.schema)
+    got = split_invariant(check, table, seed)
+    cols = ", ".join(key)
+    not_null = " AND ".join(f"{k} IS NOT NULL" for k in key)
+    want = [r for (r,) in duck(f"SELECT __r FROM (SELECT __r, count(*) OVER (PARTITION BY {cols}) c "
+                               f"FROM t WHERE {not_null}) WHERE c > 1 ORDER BY __r", t=numbered(table))]
+    rows = got.violating["row"].to_pylist() if got.violating is not None else []
+    assert rows == want and got.violations == len(want) and got.passed == (not want)
+    n_keys = duck(f"SELECT count(*) FROM (SELECT 1 FROM t WHERE {not_null} GROUP BY {cols} "
+                  "HAVING count(*) > 1)", t=table)[0][0]
+    assert got.details["duplicate_keys"] == n_keys == got.value
+    assert got.details["null_key_rows"] == duck(f"SELECT count(*) FROM t WHERE NOT ({not_null})", t=table)[0][0]
+
+
+def test_unique_reports_keys_counts_and_rows_per_source() -> None:
+    a = pa.table({"k": [1, 2, 3, None], "v": ["x", "y", "z", "w"]})
+    b = pa.table({"k": [3, 3, 4, None], "v": ["p", "q", "r", "s"]})
+    check = check_for({"name": "u", "unique": "k"}, a.schema)
+    out = run_split(check, [("a.parquet", a), ("b.parquet", b)], random.Random(0), 2)
+    assert out.violating.column_names == ["rule", "source", "row", "k"]
+    assert [(r["source"], r["row"]) for r in out.violating.to_pylist()] == \
+        [("a.parquet", 2), ("b.parquet", 0), ("b.parquet", 1)]
+    assert out.details["sample"] == [{"key": {"k": 3}, "count": 3}]
+    assert out.details["null_key_rows"] == 2 and not out.passed
+
+
+def test_forced_hash_collisions_never_fake_a_duplicate() -> None:
+    table = random_table(7, n=400)
+    for key in (["i"], ["s", "j"], ["f"]):
+        check = check_for({"name": "u", "unique": key}, table.schema)
+        honest = run_split(check, [("<table>", table)], None)
+        with keys.force_hash(12345):
+            forced = split_invariant(check, table, 3)
+        same_outcome(honest, forced)
+    distinct = pa.table({"k": np.arange(1000)})
+    with keys.force_hash(0):
+        out = run_split(check_for({"name": "u", "unique": ["k"]}, distinct.schema), [("<table>", distinct)], None)
+    assert out.passed and out.violations == 0
+
+
+def test_float_keys_follow_sql_equality() -> None:
+    t = pa.table({"f": [0.0, -0.0, float("nan"), float("nan"), 1.5]})
+    out = run_split(check_for({"name": "u", "unique": ["f"]}, t.schema), [("<table>", t)], None)
+    assert out.violating["row"].to_pylist() == [0, 1, 2, 3]      # -0.0 = 0.0, NaN = NaN (DuckDB)
+
+
+def test_unique_buckets_can_be_finished_one_by_one() -> None:
+    table = random_table(4, n=500)
+    check = check_for({"name": "u", "unique": ["j", "b"]}, table.schema)
+    merged = check.merge([check.map(b, "<table>", 0) for b in table.to_batches()])
+    results = [check.finish_bucket(pickle.loads(pickle.dumps(b))) for b in reversed(merged.buckets)]
+    same_outcome(check.outcome(merged, results), check.finish(merged))
+
+
+# --- not_null ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("col", ["i", "f", "s", "dec", "b"])
+def test_not_null_matches_duckdb(seed, col) -> None:
+    table = random_table(seed, n=300)
+    nulls, rows = duck(f"SELECT count(*) FILTER (WHERE {col} IS NULL), count(*) FROM t", t=table)[0]
+    present = (rows - nulls) / rows
+    for mostly, passed in ((None, nulls == 0), (present, True), (min(1.0, present + 1e-6), False), (0.0, True)):
+        rule = {"name": "n", "not_null": col, **({"mostly": mostly} if mostly is not None else {})}
+        out = split_invariant(check_for(rule, table.schema), table, seed)
+        assert (out.violations, out.rows, out.passed) == (nulls, rows, passed)
+        assert out.violating["row"].to_pylist() == [r for (r,) in duck(
+            f"SELECT __r FROM t WHERE {col} IS NULL ORDER BY __r", t=numbered(table))]
+        assert out.violating[col].null_count == nulls
+
+
+def test_not_null_with_where() -> None:
+    table = random_table(5, n=300)
+    out = split_invariant(check_for({"name": "n", "not_null": "f", "where": "i > 0"}, table.schema), table, 5)
+    want = duck("SELECT count(*) FILTER (WHERE f IS NULL), count(*) FROM t WHERE i > 0", t=table)[0]
+    assert (out.violations, out.rows) == want
+
+
+# --- aggregate ----------------------------------------------------------------------------
+
+AGGREGATES = [
+    ("count(*)", "count(*)"), ("count(i)", "count(i)"), ("sum(i)", "sum(i)"), ("avg(j)", "avg(j)"),
+    ("sum(f)", "sum(f)"), ("avg(g)", "avg(g)"), ("min(f)", "min(f)"), ("max(f)", "max(f)"),
+    ("min(g)", "min(g)"), ("max(j)", "max(j)"), ("stddev_samp(i)", "stddev_samp(i)"),
+    ("stddev_samp(g)", "stddev_samp(g)"), ("stddev(f)", "stddev_samp(f)"), ("sum(dec)", "sum(dec)::DOUBLE"),
+    ("avg(dec)", "avg(dec)"), ("count(DISTINCT s)", "count(DISTINCT s)"), ("count_distinct(f)", "count(DISTINCT f)"),
+    ("count_distinct(d)", "count(DISTINCT d)"), ("null_fraction(s)", "1 - count(s) / count(*)"),
+]
+
+
+def close(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = float(a), float(b)
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("where", [None, "s <> 'paid' AND i > -20"])
+def test_aggregates_match_duckdb_for_any_split(seed, where) -> None:
+    table = random_table(seed, n=300)
+    filt = f" WHERE {where}" if where else ""
+    for ours, sql in AGGREGATES:
+        rule = {"name": "a", "aggregate": ours, "between": [None, 1e300], **({"where": where} if where else {})}
+        out = split_invariant(check_for(rule, table.schema), table, seed)
+        (want,) = duck(f"SELECT {sql} FROM t{filt}", t=table)[0]
+        assert close(out.value, want), (ours, out.value, want)
+        assert out.violations == 0 and out.violating is None
+
+
+def test_approximate_aggregates_within_their_error() -> None:
+    rng = np.random.default_rng(0)
+    table = pa.table({"x": rng.integers(0, 50_000, 200_000), "y": rng.normal(0, 1, 200_000)})
+    hll = check_for({"name": "a", "aggregate": "approx_count_distinct(x)", "between": [0, None]}, table.schema)
+    exact = duck("SELECT count(DISTINCT x) FROM t", t=table)[0][0]
+    outs = [run_split(hll, [("<table>", table)], random.Random(s), 30_000) for s in range(3)]
+    assert all(o.value == outs[0].value for o in outs)            # HLL unions agree for any split
+    assert abs(outs[0].value - exact) / exact < 0.05
+    assert outs[0].details["lower_bound_2sd"] <= exact <= outs[0].details["upper_bound_2sd"]
+    for q in (0.1, 0.5, 0.99):
+        kll = check_for({"name": "q", "aggregate": f"approx_quantile(y, {q})", "between": [-10, 10]}, table.schema)
+        out = run_split(kll, [("<table>", table)], random.Random(1), 25_000)
+        rank = duck(f"SELECT avg((y <= {out.value})::INT) FROM t", t=table)[0][0]
+        assert abs(rank - q) < 3 * out.details["normalized_rank_error"]
+
+
+def test_float_sums_are_exact_and_split_free() -> None:
+    # 1e16 + 1.0 loses the 1.0 in floating point; the exact sum keeps it, for any split
+    x = pa.table({"x": [1e16, 1.0, -1e16, 1.0] * 50 + [0.1] * 10})
+    out = split_invariant(check_for({"name": "s", "aggregate": "sum(x)", "equals": 101}, x.schema), x, 0)
+    assert out.value == 101.0 and out.passed
+
+
+def test_integer_sums_do_not_overflow() -> None:
+    t = pa.table({"x": pa.array([2**62, 2**62, 2**62, -5], pa.int64())})
+    out = split_invariant(check_for({"name": "s", "aggregate": "sum(x)", "between": [0, None]}, t.schema), t, 0)
+    assert out.value == 3 * 2**62 - 5 and out.passed
+    sd = split_invariant(check_for({"name": "s", "aggregate": "stddev_samp(x)", "between": [0, None]}, t.schema), t, 0)
+    assert math.isclose(sd.value, float(np.std(np.array([2**62] * 3 + [-5], dtype=object).astype(float), ddof=1)))
+
+
+@pytest.mark.parametrize("bounds, value, ok", [
+    ({"between": [1, 3]}, 2, True), ({"between": [1, 3]}, 3, True), ({"between": [1, 3]}, 3.01, False),
+    ({"between": [None, 3]}, -1e9, True), ({"between": [5, None]}, 4, False), ({"equals": 2}, 2.0, True),
+    ({"equals": 2}, 2.5, False), ({"between": [0, None]}, float("nan"), True),
+    ({"between": [0, 1e9]}, float("nan"), False), ({"between": [0, 10]}, None, False),
+])
+def test_bounds(bounds, value, ok) -> None:
+    spec = parse_rule({"name": "a", "aggregate": "count(*)", **bounds}, 0, "<rules>")
+    assert Bounds.parse(spec, spec.options, "").holds(value) is ok
+
+
+def test_failing_aggregate_and_row_count_have_no_violating_rows() -> None:
+    table = random_table(1, n=100)
+    res = batchaot.validate(table, [
+        {"name": "avg_i", "aggregate": "avg(i)", "between": [1000, None]},
+        {"name": "rows", "row_count": {"equals": 99}},
+        {"name": "rows_where", "row_count": {"between": [1, 10]}, "where": "j = 3"},
+    ])
+    rules = {r["name"]: r for r in res.to_dict()["rules"]}
+    assert not rules["avg_i"]["passed"] and rules["avg_i"]["violations"] == 0
+    assert "dataset-level fact" in rules["avg_i"]["details"]["note"]
+    assert rules["rows"]["value"] == 100 and not rules["rows"]["passed"]
+    assert rules["rows_where"]["value"] == duck("SELECT count(*) FROM t WHERE j = 3", t=table)[0][0]
+    assert res.violations.num_rows == 0 and not res.ok
+
+
+# --- reference ------------------------------------------------------------------------------
+
+@pytest.fixture()
+def ref_dataset(tmp_path):
+    """A referenced dataset in three files, with duplicate keys and NULL keys."""
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    statuses = ["new", "paid", "shipped", "", "ünï"]
+    for k in range(3):
+        n = 40
+        pq.write_table(pa.table({
+            "a": pa.array(rng.integers(-5, 6, n), pa.int64(), mask=rng.random(n) < 0.1),
+            "b": pa.array(rng.choice(statuses, n), pa.string(), mask=rng.random(n) < 0.1),
+            "fid": pa.array(rng.integers(-50, 50, n).astype(np.float64)),
+        }), folder / f"part-{k}.parquet")
+    return folder
+
+
+def test_reference_matches_duckdb_anti_join(ref_dataset) -> None:
+    ref = pq.read_table(ref_dataset)
+    for seed in SEEDS:
+        table = random_table(seed, n=300)
+        for cols, key in ((["j", "s"], ["a", "b"]), (["i"], ["fid"]), (["j"], ["a"])):
+            rule = {"name": "r", "reference": {"columns": cols, "dataset": str(ref_dataset / "*.parquet"), "key": key}}
+            check = check_for(rule, table.schema)
+            got = split_invariant(check, table, seed)
+            on = " AND ".join(f"ref.{k} = t.{c}" for c, k in zip(cols, key))
+            not_null = " AND ".join(f"t.{c} IS NOT NULL" for c in cols)
+            want = [r for (r,) in duck(f"SELECT __r FROM t WHERE {not_null} AND NOT EXISTS "
+                                       f"(SELECT 1 FROM ref WHERE {on}) ORDER BY __r", t=numbered(table), ref=ref)]
+            assert (got.violating["row"].to_pylist() if got.violating else []) == want, (cols, key)
+            assert got.details["missing_rows"] == len(want) == got.violations
+            with keys.force_hash(99):
+                forced = type(check)(check.spec, table.schema)
+                same_outcome(got, run_split(forced, [("<table>", table)], random.Random(seed), 50))
+
+
+def test_reference_key_set_is_shareable_and_paths_are_relative_to_the_rules_file(ref_dataset, tmp_path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: r\n    reference: {columns: [j], dataset: 'ref/*.parquet', key: [a]}\n")
+    table = random_table(2, n=200)
+    res = batchaot.validate(table, str(rules))
+    (rule,) = res.to_dict()["rules"]
+    check = check_for({"name": "r", "reference": {"columns": ["j"], "dataset": "ref", "key": ["a"]}},
+                      table.schema, str(rules))
+    ks = check.key_set
+    again = KeySet.from_bytes(ks.to_bytes())
+    shipped = pickle.loads(pickle.dumps(check))
+    shipped.use_key_set(pickle.loads(pickle.dumps(again)))
+    out = run_split(shipped, [("<table>", table)], random.Random(0), 33)
+    assert out.violations == rule["violations"] and out.details["reference_keys"] == ks.table.num_rows
+    assert rule["details"]["reference_rows"] == 120
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rule, error, message", [
+    ({"unique": ["amout"]}, RuleError, r"unknown key column 'amout' \(did you mean 'amount'\?\)"),
+    ({"unique": []}, SpecError, r"rules.yaml: rule 'x': 'unique' must be a column name or a non-empty list"),
+    ({"unique": ["amount", "amount"]}, SpecError, "lists a column twice"),
+    ({"not_null": ["amount", "qty"]}, SpecError, "write one rule per column"),
+    ({"not_null": "qyt"}, RuleError, r"did you mean 'qty'"),
+    ({"aggregate": "avg(amount)"}, SpecError, r"give 'between: \[lo, hi\]' or 'equals: n'"),
+    ({"aggregate": "avg(amount)", "between": [5, 1]}, SpecError, "low bound is above the high one"),
+    ({"aggregate": "avg(amount)", "between": [1]}, SpecError, r"'between' must be \[lo, hi\]"),
+    ({"aggregate": "avg(amount)", "between": [1, 2], "equals": 3}, SpecError, "not both"),
+    ({"aggregate": "avg(amount)", "between": ["a", 2]}, SpecError, "bounds must be numbers"),
+    ({"aggregate": "median(amount)", "equals": 1}, RuleError, r"unsupported aggregate `median\(amount\)`; supported: count"),
+    ({"aggregate": "avg(status)", "equals": 1}, RuleError, "status' is string; avg needs a number column"),
+    ({"aggregate": "sum(amount + 1)", "equals": 1}, RuleError, "must be a column name"),
+    ({"aggregate": "avg(amunt)", "equals": 1}, RuleError, r"did you mean 'amount'"),
+    ({"aggregate": "approx_quantile(amount, 2)", "equals": 1}, RuleError, "0 <= q <= 1"),
+    ({"aggregate": "avg(amount)", "equals": 1, "where": "amont > 0"}, RuleError, r"where: unknown column 'amont'"),
+    ({"aggregate": "avg(amount)", "equals": 1, "mostly": 0.5}, SpecError, "'mostly' does not apply to aggregate"),
+    ({"row_count": 5}, SpecError, r"row_count: \{between: \[1000, null\]\}"),
+    ({"row_count": {"min": 5}}, SpecError, "unknown row_count field 'min'"),
+    ({"reference": {"columns": ["qty"], "dataset": "x.parquet"}}, SpecError, "reference needs 'key'"),
+    ({"reference": {"columns": ["qty"], "dataset": "nope/*.parquet", "key": ["id"]}}, RuleError, "reference dataset 'nope/\\*.parquet' not found"),
+])
+def test_bad_bodies_have_clear_errors(rule, error, message) -> None:
+    schema = pa.schema([("amount", pa.float64()), ("qty", pa.int64()), ("status", pa.string())])
+    with pytest.raises(error, match=message):
+        check_for({"name": "x", **rule}, schema, "rules.yaml")
+
+
+def test_reference_errors_name_the_dataset(ref_dataset) -> None:
+    schema = pa.schema([("qty", pa.int64()), ("status", pa.string())])
+    with pytest.raises(RuleError, match=r"unknown key column 'aa' \(did you mean 'a'\?\) in .*ref"):
+        check_for({"name": "r", "reference": {"columns": ["qty"], "dataset": str(ref_dataset), "key": ["aa"]}}, schema)
+    with pytest.raises(RuleError, match=r"cannot compare 'status' \(string\) with 'a' \(int64\)"):
+        check_for({"name": "r", "reference": {"columns": ["status"], "dataset": str(ref_dataset), "key": ["a"]}}, schema)
+    with pytest.raises(SpecError, match="1 columns but 2 key columns"):
+        check_for({"name": "r", "reference": {"columns": ["qty"], "dataset": str(ref_dataset), "key": ["a", "b"]}}, schema)
+
+
+# --- through batchaot.validate -----------------------------------------------------------------
+
+def test_validate_files_reports_source_and_row_within_each_file(tmp_path) -> None:
+    a = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "x": [1.0, None, -1.0]})
+    b = pa.table({"id": pa.array([3, 4, 4], pa.int64()), "x": [None, 2.0, 3.0]})
+    pq.write_table(a, tmp_path / "a.parquet")
+    pq.write_table(b, tmp_path / "b.parquet")
+    res = batchaot.validate(str(tmp_path / "*.parquet"), [
+        {"name": "pos", "check": "x > 0"}, {"name": "u", "unique": ["id"]},
+        {"name": "nn", "not_null": "x", "mostly": 0.5}])
+    v = res.violations
+    assert v.column_names[:3] == ["rule", "row", "source"]
+    got = {(r["rule"], r["source"].rsplit("/", 1)[-1], r["row"]) for r in v.to_pylist()}
+    assert got == {("pos", "a.parquet", 2), ("u", "a.parquet", 2), ("u", "b.parquet", 0), ("u", "b.parquet", 1),
+                   ("u", "b.parquet", 2), ("nn", "a.parquet", 1), ("nn", "b.parquet", 0)}
+    doc = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert [r["passed"] for r in doc["rules"]] == [False, False, True]
+    assert set(res.summary.column_names) >= {"name", "severity", "passed", "violations", "rows", "value", "details"}
+    out = tmp_path / "out"
+    batchaot.validate(str(tmp_path / "*.parquet"), [{"name": "u", "unique": ["id"]}], output=out)
+    assert pq.read_table(out / "violations").num_rows == 4
+
+
+def test_checks_pickle_and_keep_working() -> None:
+    table = random_table(9, n=200)
+    for rule in ({"name": "u", "unique": ["j"], "where": "b"}, {"name": "a", "aggregate": "sum(i)", "equals": 0, "where": "j > 0"},
+                 {"name": "n", "not_null": "s", "where": "i IS NOT NULL"}, {"name": "c", "row_count": {"equals": 1}, "where": "b"}):
+        check = check_for(rule, table.schema)
+        shipped = pickle.loads(pickle.dumps(check))
+        same_outcome(run_split(check, [("<table>", table)], None), run_split(shipped, [("<table>", table)], random.Random(2), 40))
