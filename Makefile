@@ -21,7 +21,7 @@ $(DEMO_DATA): | $(STAMP)
 
 # The demo's data breaks some rules on purpose: exit code 1 (rules failed) is the expected outcome.
 demo: $(STAMP) $(DEMO_DATA)
-	$(BIN)/batchaot validate $(DEMO_DATA) --rules jobs/demo.yaml --output out/demo || test $$? -eq 1
+	$(BIN)/batchaot submit jobs/demo.yaml || test $$? -eq 1
 	$(BIN)/batchaot validate $(DEMO_DATA) --rules jobs/demo_dataset.yaml --output out/demo-dataset || test $$? -eq 1
 	$(BIN)/batchaot inspect jobs/demo.yaml --schema $(DEMO_DATA) | tail -n 1
 

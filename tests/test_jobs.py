@@ -141,3 +141,8 @@ def test_csv_options_and_streaming(tmp_path) -> None:
     (tmp_path / "job.yaml").write_text((tmp_path / "job.yaml").read_text().replace("delimiter: ';'", "delimitr: ';'"))
     code, _, err = submit(str(tmp_path / "job.yaml"))
     assert code == 2 and "did you mean 'delimiter'" in err
+
+
+def test_dataset_checks_in_submit_are_refused_clearly(layout) -> None:
+    code, _, err = submit(str(layout / "jobs" / "demo_dataset.yaml"), "--mode", "in-process")
+    assert code == 2 and "dataset-level check" in err and "batchaot validate" in err

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from ..api import compile_rules
 from ..engine.run import RuleOutcome
 from ..engine.unit import COUNT_FIELDS, UnitResult, UnitRunner
-from ..errors import DataError
+from ..errors import DataError, RuleError
 from ..io import sinks, sources
 from ..io.units import WorkUnit, expand_paths, plan
 from ..job import JobSpec
@@ -70,6 +70,7 @@ class JobResult(Result):
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
                  output: str | None = None, mode: str = "auto", progress=None) -> JobResult:
     started = time.perf_counter()
+    _refuse_dataset_checks(job)
     progress = progress or Quiet()
     out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
     sinks.prepare_output(out)
@@ -128,6 +129,16 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     result.elapsed_s = time.perf_counter() - started
     sinks.write_summary(out, result.to_dict())
     return result
+
+
+def _refuse_dataset_checks(job: JobSpec) -> None:
+    """Dataset-level checks merge partial states across units; the driver does not yet
+    route them to workers, so they are refused here rather than half-run."""
+    for rule in job.rules:
+        if not rule.is_row_rule:
+            raise RuleError(rule.name, f"'{rule.kind}' is a dataset-level check: `batchaot submit` "
+                            "runs row rules only for now; run it with `batchaot validate DATA --rules "
+                            f"{job.file}`")
 
 
 def _plan(job: JobSpec) -> tuple[list[WorkUnit], list[str]]:

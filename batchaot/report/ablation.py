@@ -97,6 +97,8 @@ def run_config(job: JobSpec, units, schema, cfg: Config, repeat: int) -> tuple[f
 def ablation(job: JobSpec, repeat: int = 3, workers: int | None = None, ray: bool = True) -> dict:
     if job.kind != "validate":
         raise SpecError(f"{job.file}: --ablation needs a validate job")
+    if not all(r.is_row_rule for r in job.rules):
+        raise SpecError(f"{job.file}: --ablation measures row rules; this job has dataset-level checks")
     units = plan(expand_paths(list(job.source.paths)), job.source.format)
     schema = sources.read_schema(units[0].path, units[0].format, job.source.csv)
     parts = available_parts()
