@@ -30,6 +30,7 @@ from batchaot.api import BATCH_ROWS
 from batchaot.checks import build_check, run_checks
 from batchaot.samples import customers, orders
 from batchaot.spec import parse_rule
+from timing import best_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMPOUND = ["customer_id", "quantity", "status"]
@@ -39,14 +40,6 @@ try:
 except ImportError:          # the bench extra installs it; without it Polars is skipped
     pl = None
 
-
-def best_of(fn, repeat: int) -> tuple[float, np.ndarray]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def batchaot_rows(table: pa.Table, rule: dict) -> np.ndarray:

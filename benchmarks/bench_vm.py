@@ -25,18 +25,11 @@ import batchaot
 from batchaot.api import BATCH_ROWS, compile_rules, load_rule_specs
 from batchaot.engine.run import Executor
 from batchaot.samples import orders
+from timing import best_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOB = os.path.join(HERE, "..", "jobs", "demo.yaml")
 
-
-def best_of(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def run_batchaot(table: pa.Table, programs) -> list[int]:
