@@ -32,6 +32,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench_vm.py
+	$(BIN)/python benchmarks/bench_engines.py
+	$(BIN)/python benchmarks/bench_checks.py
+	$(BIN)/python benchmarks/bench_peers.py
+	$(BIN)/python benchmarks/bench_submit.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf build out data/demo native/tests/build .pytest_cache
