@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 import batchaot
 from batchaot.api import BATCH_ROWS, compile_rules, load_rule_specs
-from batchaot.engine import fused
+from batchaot.engine import fused, run
 from batchaot.engine.run import Executor
 from batchaot.samples import orders
 from timing import best_of
@@ -230,8 +230,12 @@ def main() -> None:
     doc = {"benchmark": "engines", "rows": args.rows, "cores": os.cpu_count(),
            "machine": platform.machine(), "python": platform.python_version(),
            "batchaot": batchaot.__version__, "numba": numba.__version__, "duckdb": duckdb.__version__,
-           "pyarrow": pa.__version__, "thresholds": {
-               "MAX_FUSED_INSTRUCTIONS": fused.MAX_FUSED_INSTRUCTIONS}, "sets": {}}
+           "pyarrow": pa.__version__, "load_average_at_start": os.getloadavg(), "thresholds": {
+               "MAX_FUSED_INSTRUCTIONS": fused.MAX_FUSED_INSTRUCTIONS,
+               "ROW_KERNEL_INSTRUCTIONS": fused.ROW_KERNEL_INSTRUCTIONS,
+               "AUTO_MIN_ROWS": run.AUTO_MIN_ROWS, "AUTO_BACKGROUND_ROWS": run.AUTO_BACKGROUND_ROWS,
+               "AUTO_SAVED_NS_PER_ROW_INSTRUCTION": run.AUTO_SAVED_NS_PER_ROW_INSTRUCTION},
+           "sets": {}}
 
     t0 = time.perf_counter()
     table = orders(args.rows, seed=1)
@@ -274,6 +278,8 @@ def main() -> None:
                 entry["duckdb_sample"] = duckdb_sample(ftable.slice(0, args.duckdb_sample_rows), progs, preds)
             doc["sets"][f"scale {n}"] = entry
 
+    # other work on the machine shows here: 2-thread times mean little when it is > ~0.5
+    doc["load_average_at_end"] = os.getloadavg()
     out = os.path.join(HERE, "results", f"engines-{args.rows}-rows-{os.cpu_count()}cores.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as fh:
