@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -227,6 +228,13 @@ def main() -> None:
     # a cold kernel cache of our own, so compile times are first-compile times
     cache = tempfile.mkdtemp(prefix="batchaot-bench-kernels-")
     os.environ["BATCHAOT_CACHE_DIR"] = cache
+    try:
+        bench(args, cache)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, cache: str) -> None:
     doc = {"benchmark": "engines", "rows": args.rows, "cores": os.cpu_count(),
            "machine": platform.machine(), "python": platform.python_version(),
            "batchaot": batchaot.__version__, "numba": numba.__version__, "duckdb": duckdb.__version__,
