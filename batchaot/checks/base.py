@@ -27,6 +27,7 @@ from ..compiler.program import Program
 from ..engine.run import Executor, RuleOutcome
 from ..errors import RuleError, SpecError
 from ..spec import RuleSpec, suggest
+from . import keys
 
 Partial = Any          # each check documents its own partial type
 Piece = tuple[str, pa.Table]    # (source, table with a `row` column and the check's columns)
@@ -233,6 +234,17 @@ class CheckBase:
         if picked is None:
             return sub, None
         return sub.take(pa.array(picked)), picked + first_row
+
+    def keyed_rows(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.RecordBatch, np.ndarray, int]:
+        """Rows passing `where` whose key columns are all non-NULL (SQL: a NULL key never
+        matches), their row numbers, and how many rows passed `where` at all."""
+        sub, rows = self.rows_of(batch, first_row)
+        rows = row_numbers(rows, first_row, sub.num_rows)
+        checked = sub.num_rows
+        valid = keys.valid_rows(sub.columns)
+        if valid is not None:
+            sub, rows = sub.filter(pa.array(valid)), rows[valid]
+        return sub, rows, checked
 
     # Program-like view, so `batchaot inspect` can list dataset checks with row rules.
     zero_tick = False

@@ -29,7 +29,7 @@ from ..io import sources, units
 from ..spec import RuleSpec
 from . import keys
 from .base import (SAMPLE, CheckBase, CheckOutcome, Piece, column_list, jsonable, out_name, passes, piece,
-                   resolve_column, row_numbers, spec_error, violating_table)
+                   resolve_column, spec_error, violating_table)
 
 FIELDS = ("columns", "dataset", "key")
 EXAMPLE = "reference: {columns: [customer_id], dataset: customers.parquet, key: [id]}"
@@ -168,12 +168,7 @@ class ReferenceCheck(CheckBase):
 
     # -- map / merge / finish -------------------------------------------------------------
     def map(self, batch: pa.RecordBatch, source: str, first_row: int) -> ReferencePartial:
-        sub, rows = self.rows_of(batch, first_row)
-        rows = row_numbers(rows, first_row, sub.num_rows)
-        checked = sub.num_rows
-        valid = keys.valid_rows(sub.columns)
-        if valid is not None:
-            sub, rows = sub.filter(pa.array(valid)), rows[valid]
+        sub, rows, checked = self.keyed_rows(batch, first_row)
         comp = [keys.comparable(_cast(c, t)) for c, t in zip(sub.columns, self.casts)]
         missing = np.flatnonzero(~self._present(comp, sub.num_rows))
         pieces = []

@@ -21,7 +21,7 @@ from ..errors import RuleError
 from ..spec import RuleSpec
 from . import keys
 from .base import (SAMPLE, CheckBase, CheckOutcome, Piece, column_list, jsonable, passes,
-                   out_name, plain_type, resolve_column, row_numbers, with_rule)
+                   out_name, plain_type, resolve_column, with_rule)
 
 HASH = "__hash"
 DEFAULT_BUCKETS = 16
@@ -60,12 +60,7 @@ class UniqueCheck(CheckBase):
 
     # -- map ----------------------------------------------------------------------------
     def map(self, batch: pa.RecordBatch, source: str, first_row: int) -> UniquePartial:
-        sub, rows = self.rows_of(batch, first_row)
-        rows = row_numbers(rows, first_row, sub.num_rows)
-        checked = sub.num_rows
-        valid = keys.valid_rows(sub.columns)
-        if valid is not None:
-            sub, rows = sub.filter(pa.array(valid)), rows[valid]
+        sub, rows, checked = self.keyed_rows(batch, first_row)
         hashes = keys.hash_rows([keys.comparable(c) for c in sub.columns], sub.num_rows)
         table = pa.table({HASH: hashes, "row": rows,
                           **{s: sub.column(c).cast(plain_type(sub.column(c).type))
