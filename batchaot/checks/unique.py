@@ -31,15 +31,21 @@ DEFAULT_BUCKETS = 16
 class UniquePartial:
     rows: int                        # rows checked (after `where`)
     null_rows: int                   # rows with a NULL key column: never duplicates
-    buckets: list[list[Piece]]       # per bucket: (source, table of __hash, row, key columns)
+    buckets: list[list[Piece]] | None  # per bucket: (source, table of __hash, row, key columns);
+    #                                    None in a *head*: the counts without the buckets (see split)
 
 
 @dataclass
 class BucketResult:
     """The duplicates found in one bucket."""
 
-    violating: pa.Table | None       # source, row, key columns
+    violating: pa.Table | None       # source, row, key columns (None once written elsewhere)
     groups: pa.Table | None          # key columns, count, first_source, first_row
+    rows: int = 0                    # violating rows (kept when `violating` is dropped)
+
+    def __post_init__(self) -> None:
+        if self.violating is not None:
+            self.rows = self.violating.num_rows
 
 
 class UniqueCheck(CheckBase):
@@ -77,10 +83,19 @@ class UniqueCheck(CheckBase):
 
     # -- merge ----------------------------------------------------------------------------
     def merge(self, partials: list[UniquePartial]) -> UniquePartial:
-        if any(len(p.buckets) != self.buckets for p in partials):
+        """Partials, or heads (see split): a merge of heads is a head."""
+        rows, null_rows = sum(p.rows for p in partials), sum(p.null_rows for p in partials)
+        if all(p.buckets is None for p in partials):
+            return UniquePartial(rows, null_rows, None)
+        if any(p.buckets is None or len(p.buckets) != self.buckets for p in partials):
             raise ValueError(f"unique '{self.name}': partials must all have {self.buckets} buckets")
-        return UniquePartial(sum(p.rows for p in partials), sum(p.null_rows for p in partials),
+        return UniquePartial(rows, null_rows,
                              [[pc for p in partials for pc in p.buckets[b]] for b in range(self.buckets)])
+
+    def split(self, partial: UniquePartial) -> tuple[UniquePartial, list[list[Piece]]]:
+        """(head, buckets): the small counts, and each bucket's pieces to be finished on
+        their own (finish_bucket) wherever that bucket's reducer runs."""
+        return UniquePartial(partial.rows, partial.null_rows, None), partial.buckets
 
     # -- finish ---------------------------------------------------------------------------
     def finish(self, partial: UniquePartial) -> CheckOutcome:
@@ -112,11 +127,12 @@ class UniqueCheck(CheckBase):
         return BucketResult(rows.take(members), summary)
 
     def outcome(self, partial: UniquePartial, results: list[BucketResult]) -> CheckOutcome:
-        """The check's outcome from the merged counts and every bucket's result."""
+        """The check's outcome from the merged counts (a partial or head) and every bucket's
+        result; a bucket whose rows were written elsewhere has violating=None but its count."""
         violating = [r.violating for r in results if r.violating is not None]
         table = with_rule(self.name, pa.concat_tables(violating)) if violating else None
         groups = [r.groups for r in results if r.groups is not None]
-        n_bad = table.num_rows if table is not None else 0
+        n_bad = sum(r.rows for r in results)
         details = {"duplicate_keys": sum(g.num_rows for g in groups), "duplicate_rows": n_bad,
                    "null_key_rows": partial.null_rows,
                    "sample": self._sample(pa.concat_tables(groups)) if groups else []}
