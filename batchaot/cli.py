@@ -119,6 +119,16 @@ def _print_compile(summary: dict) -> None:
         console.print(f"rows written to {summary['output']}")
 
 
+def _check_text(summary: dict) -> str:
+    """The rule; for a dataset-level check also what it computed."""
+    text = str(summary["check"])
+    if summary["kind"] == "check":
+        return text
+    value = summary["value"]
+    shown = f"{value:.6g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else "n/a"
+    return f"{text} → {shown}"
+
+
 def _print_result(result, output: str | None) -> None:
     console = _console()
     table = Table(title=f"{result.rows:,} rows checked in {result.elapsed_s:.3f} s")
@@ -133,7 +143,7 @@ def _print_result(result, output: str | None) -> None:
         if s["zero_tick"]:
             status += " (zero-tick)"
         table.add_row(s["name"], s["severity"], status, f"{s['violations']:,}",
-                      f"{s['null_rows']:,}", str(s["check"]))
+                      f"{s['null_rows']:,}", _check_text(s))
     console.print(table)
     for error in getattr(result, "errors", []):
         console.print(f"[yellow]skipped:[/] {error}")

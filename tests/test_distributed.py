@@ -2,6 +2,7 @@
 worker killed mid-run changes nothing."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -12,7 +13,7 @@ import ray
 import batchaot
 from batchaot.distributed.progress import Quiet
 from batchaot.io import units as units_mod
-from batchaot.samples import orders
+from batchaot.samples import customers, orders
 from jobdata import REPO, concat_files
 
 pytestmark = pytest.mark.timeout(300)
@@ -31,11 +32,27 @@ def job_file(tmp_path_factory):
     (root / "data").mkdir()
     for k in range(3):
         pq.write_table(orders(40_000, seed=20 + k), root / "data" / f"part-{k}.parquet", row_group_size=4096)
+    pq.write_table(customers(3_000, seed=5, missing=40), root / "customers.parquet")
     job = root / "job.yaml"
     job.write_text(f"name: dist\nsource: {{path: 'data/*.parquet'}}\n"
                    f"rules_from: {REPO / 'jobs/rules/orders_rows.yaml'}\n"
-                   "rules: [{name: email_shape, check: \"email LIKE '%@%'\"}]\n")
+                   "rules:\n" + "".join(f"  - {r}\n" for r in DATASET_RULES))
     return root, job
+
+
+# Dataset-level checks ride along with the row rules: their partials cross units (and
+# files, and workers), and ids repeat across the three files, so unique finds duplicates
+# that no single unit can see.
+DATASET_RULES = [
+    "{name: email_shape, check: \"email LIKE '%@%'\"}",
+    "{name: order_id_unique, unique: [order_id]}",
+    "{name: customer_status_unique, unique: [customer_id, status], where: 'amount > 400'}",
+    "{name: email_present, not_null: email, mostly: 0.99}",
+    "{name: mean_amount, aggregate: 'avg(amount)', between: [10, 500]}",
+    "{name: distinct_customers, aggregate: 'count_distinct(customer_id)', between: [1, null]}",
+    "{name: rows, row_count: {between: [1, null]}}",
+    "{name: customer_known, reference: {columns: [customer_id], dataset: customers.parquet, key: [id]}}",
+]
 
 
 @pytest.fixture()
@@ -44,9 +61,16 @@ def small_units(monkeypatch):
 
 
 def outcome(res) -> tuple[list, set]:
-    counts = [(r["name"], r["rows"], r["violations"], r["null_rows"]) for r in res.to_dict()["rules"]]
+    counts = [(r["name"], r["rows"], r["violations"], r["null_rows"], r["value"], r["passed"], _details(r))
+              for r in res.to_dict()["rules"]]
     rows = {(v["rule"], v["source"], v["row"]) for v in res.violations.to_pylist()}
     return counts, rows
+
+
+def _details(rule: dict):
+    """Details, with floats rounded: sums of partials differ in the last bits by split."""
+    d = rule["details"] or {}
+    return json.dumps({k: round(v, 9) if isinstance(v, float) else v for k, v in d.items()}, sort_keys=True)
 
 
 def test_one_and_two_workers_equal_in_process_and_validate(local_ray, job_file, small_units, tmp_path) -> None:
@@ -64,6 +88,8 @@ def test_one_and_two_workers_equal_in_process_and_validate(local_ray, job_file, 
     assert [r["violations"] for r in ref.to_dict()["rules"]] == [c[2] for c in outcome(base)[0]]
     assert {(v["rule"], v["row"]) for v in ref.violations.to_pylist()} == \
         {(rule, offsets[src] + row) for rule, src, row in outcome(base)[1]}
+    found = {r["name"]: r for r in base.to_dict()["rules"]}
+    assert found["order_id_unique"]["violations"] > 0 and found["customer_known"]["violations"] > 0
 
 
 class KillOnce(Quiet):
@@ -88,8 +114,7 @@ def test_killed_worker_changes_nothing(local_ray, job_file, small_units, tmp_pat
     assert killer.killed is not None
     assert not rough.errors
     assert outcome(rough) == outcome(calm)
-    assert pq.read_table(tmp_path / "rough" / "violations").num_rows == \
-        sum(r["violations"] for r in rough.to_dict()["rules"])
+    assert rough.violations.num_rows == sum(r["violations"] for r in rough.to_dict()["rules"])
     assert not [p for p in os.listdir(tmp_path / "rough" / "violations") if ".tmp-" in p]
 
 
@@ -105,3 +130,22 @@ def test_compile_job_on_ray(local_ray, tmp_path, monkeypatch) -> None:
     assert doc["mode"] == "ray" and doc["compiled"] == 5 and doc["failed"] == 5
     assert res.table["file"].to_pylist() == sorted(res.table["file"].to_pylist())
     assert sources.read_schema(str(tmp_path / "schema.parquet"))
+
+
+def test_driver_holds_only_references_to_unique_buckets(local_ray, job_file, small_units, tmp_path,
+                                                         monkeypatch) -> None:
+    """Keys stay in the object store: the driver sees references, each reducer one bucket."""
+    from batchaot.distributed import gather as gather_mod
+    seen: list = []
+    original = gather_mod.CheckGather.add
+
+    def spy(self, result, bucket_items):
+        seen.extend(bucket_items)
+        original(self, result, bucket_items)
+
+    monkeypatch.setattr(gather_mod.CheckGather, "add", spy)
+    _, job_path = job_file
+    job = batchaot.Job.from_yaml(job_path)
+    job.run(mode="ray", workers=2, output=str(tmp_path / "o"))
+    # 2 unique checks × 16 buckets per unit, 15 units
+    assert len(seen) == 15 * 2 * 16 and all(isinstance(x, ray.ObjectRef) for x in seen)

@@ -143,6 +143,33 @@ def test_csv_options_and_streaming(tmp_path) -> None:
     assert code == 2 and "did you mean 'delimiter'" in err
 
 
-def test_dataset_checks_in_submit_are_refused_clearly(layout) -> None:
-    code, _, err = submit(str(layout / "jobs" / "demo_dataset.yaml"), "--mode", "in-process")
-    assert code == 2 and "dataset-level check" in err and "batchaot validate" in err
+def test_dataset_checks_in_submit_equal_validate(layout, tmp_path) -> None:
+    job = batchaot.Job.from_yaml(layout / "jobs" / "demo.yaml")
+    assert any(not r.is_row_rule for r in job.spec.rules)
+    res = job.run(mode="in-process", output=str(tmp_path / "o"))
+    ref = batchaot.validate(layout / "data" / "demo" / "orders.parquet", list(job.spec.rules))
+    got = [{k: v for k, v in r.items() if k != "row_groups_proven"} for r in res.to_dict()["rules"]]
+    assert got == ref.to_dict()["rules"]
+    got = res.violations.sort_by([("rule", "ascending"), ("row", "ascending")])
+    want = ref.violations.select(got.column_names).sort_by([("rule", "ascending"), ("row", "ascending")])
+    assert got.num_rows > 0 and got.equals(want)
+
+
+def test_unique_buckets_split_the_keys_evenly(layout, tmp_path) -> None:
+    """What bounds a reducer's memory: each bucket holds about 1/B of the keys."""
+    from batchaot.api import compile_rules
+    from batchaot.distributed.gather import CheckGather
+    from batchaot.engine.unit import UnitRunner
+    from batchaot.io.units import plan
+    from batchaot.spec import load_rules
+    (tmp_path / "r.yaml").write_text("- {name: u, unique: [order_id, customer_id]}\n")
+    paths = sorted(str(p) for p in (layout / "data" / "demo" / "multi").glob("*.parquet"))
+    units = plan(paths)
+    checks = compile_rules(load_rules(str(tmp_path / "r.yaml")), pq.read_schema(paths[0]))
+    runner, gather = UnitRunner([], None, checks=checks), CheckGather(checks, None)
+    for unit in units:
+        gather.add(*runner.run_split(unit))
+    sizes = [sum(t.num_rows for pieces in items for _, t in pieces) for _, _, items in gather.jobs()]
+    total = sum(u.rows for u in units)
+    assert len(sizes) == checks[0].buckets and sum(sizes) == total
+    assert max(sizes) <= 2 * total / len(sizes)

@@ -246,6 +246,18 @@ class CheckBase:
             sub, rows = sub.filter(pa.array(valid)), rows[valid]
         return sub, rows, checked
 
+    def shared_state(self):
+        """State every worker needs and a driver builds once (shared through Ray's object
+        store), or None."""
+        return None
+
+    def use_shared_state(self, state) -> None:
+        """Take the state shared_state() built (in another process)."""
+
+    def labelled(self, table: pa.Table) -> pa.Table | None:
+        """(source, row, columns...) rows as this check's violating rows."""
+        return with_rule(self.name, table)
+
     # Program-like view, so `batchaot inspect` can list dataset checks with row rules.
     zero_tick = False
     verdict = "unknown"

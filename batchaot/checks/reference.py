@@ -162,6 +162,12 @@ class ReferenceCheck(CheckBase):
             raise ValueError(f"key set of {key_set.dataset}{key_set.key} does not fit {self.describe()}")
         self._key_set = key_set
 
+    def shared_state(self) -> KeySet:
+        return self.key_set
+
+    def use_shared_state(self, state: KeySet) -> None:
+        self.use_key_set(state)
+
     def __getstate__(self) -> dict:
         # a driver ships the key set separately (once, through the object store)
         return {**self.__dict__, "_key_set": None}

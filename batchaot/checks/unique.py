@@ -85,7 +85,7 @@ class UniqueCheck(CheckBase):
     def merge(self, partials: list[UniquePartial]) -> UniquePartial:
         """Partials, or heads (see split): a merge of heads is a head."""
         rows, null_rows = sum(p.rows for p in partials), sum(p.null_rows for p in partials)
-        if all(p.buckets is None for p in partials):
+        if partials and all(p.buckets is None for p in partials):
             return UniquePartial(rows, null_rows, None)
         if any(p.buckets is None or len(p.buckets) != self.buckets for p in partials):
             raise ValueError(f"unique '{self.name}': partials must all have {self.buckets} buckets")

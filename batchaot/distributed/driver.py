@@ -17,12 +17,14 @@ import pyarrow.parquet as pq
 
 from ..api import compile_rules
 from ..engine.run import RuleOutcome
-from ..engine.unit import COUNT_FIELDS, UnitResult, UnitRunner
-from ..errors import DataError, RuleError
+from ..compiler.program import Program
+from ..engine.unit import COUNT_FIELDS, UnitResult, UnitRunner, reduce_bucket
+from ..errors import DataError
 from ..io import sinks, sources
 from ..io.units import WorkUnit, expand_paths, plan
 from ..job import JobSpec
-from ..result import Result, RuleResult
+from ..result import CheckResult, Result, RuleResult
+from .gather import CheckGather
 from .progress import Quiet
 
 # Below these sizes a job runs in this process: starting Ray would cost more than it saves.
@@ -64,13 +66,13 @@ class JobResult(Result):
         if not parts:
             return pa.table({"rule": pa.array([], pa.string()), "source": pa.array([], pa.string()),
                              "row": pa.array([], pa.int64())})
-        return pa.concat_tables(pq.read_table(p) for p in parts)
+        # row rules' and checks' parts have different columns: missing ones are NULL
+        return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive")
 
 
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
                  output: str | None = None, mode: str = "auto", progress=None) -> JobResult:
     started = time.perf_counter()
-    _refuse_dataset_checks(job)
     progress = progress or Quiet()
     out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
     sinks.prepare_output(out)
@@ -78,15 +80,17 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     units, errors = _plan(job)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
-    schema = _schema(units, job)
-    programs = compile_rules(list(job.rules), schema)
+    compiled = compile_rules(list(job.rules), _schema(units, job))
+    programs = [c for c in compiled if isinstance(c, Program)]
+    checks = [c for c in compiled if not isinstance(c, Program)]
     blobs = [p.to_bytes() for p in programs]
     mode = _mode(mode, address, units)
     merged: dict[str, UnitResult] = {}
     counts = {p.name: RuleOutcome(p.name, zero_tick=p.zero_tick) for p in programs}
     proven = {p.name: 0 for p in programs}
+    gather = CheckGather(checks, out)
 
-    def on_result(res: UnitResult) -> None:
+    def on_result(res: UnitResult, buckets: list) -> None:
         if res.unit in merged:          # at-least-once delivery: count each unit once
             return
         merged[res.unit] = res
@@ -96,6 +100,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
                 raise DataError(f"{res.error} (on_error: stop)")
         else:
             _add(counts, proven, res.counts)
+            gather.add(res, buckets)
         progress.advance(res.rows, sum(1 for o in counts.values() if o.violations), res.error)
 
     known_rows = sum(u.rows for u in units if u.rows >= 0)
@@ -103,24 +108,29 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     try:
         if mode == "in-process":
             progress.start(len(units), known_rows, "in-process")
-            runner = UnitRunner(blobs, out, job.source.csv)
+            runner = UnitRunner(blobs, out, job.source.csv, checks=checks)
             for unit in units:
-                on_result(runner.run(unit))
+                on_result(*runner.run_split(unit))
+            check_outcomes = gather.finish(lambda jobs: _reduce_here(checks, jobs, out))
         else:
             from . import pool
             cluster = pool.Cluster(address, workers or job.workers)
             used_workers = min(cluster.workers, len(units))
             try:
                 progress.start(len(units), known_rows, f"ray, {used_workers} workers")
-                pool.run_units(units, blobs, out, job.source.csv, cluster.workers, on_result,
-                               progress.attach)
+                workers_pool = pool.WorkerPool(used_workers, blobs, checks, out, job.source.csv)
+                try:
+                    progress.attach(workers_pool.actors)
+                    workers_pool.run_units(units, on_result)
+                    check_outcomes = gather.finish(workers_pool.reduce)
+                finally:
+                    workers_pool.close()
             finally:
                 cluster.close()
     finally:
         progress.finish()
     _clear_temporaries(out)
-    outcomes = [counts[p.name] for p in programs]
-    result = JobResult(rules=[RuleResult(s, p, o) for s, p, o in zip(job.rules, programs, outcomes)],
+    result = JobResult(rules=_results(job, compiled, counts, check_outcomes),
                        rows=sum(r.rows for r in merged.values()), data=None, output=out, mode=mode,
                        workers=used_workers, units=len(units), job_name=job.name,
                        files=sorted({u.path for u in units}), errors=errors,
@@ -131,14 +141,16 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     return result
 
 
-def _refuse_dataset_checks(job: JobSpec) -> None:
-    """Dataset-level checks merge partial states across units; the driver does not yet
-    route them to workers, so they are refused here rather than half-run."""
-    for rule in job.rules:
-        if not rule.is_row_rule:
-            raise RuleError(rule.name, f"'{rule.kind}' is a dataset-level check: `batchaot submit` "
-                            "runs row rules only for now; run it with `batchaot validate DATA --rules "
-                            f"{job.file}`")
+def _reduce_here(checks: list, jobs: list, out: str) -> dict:
+    return {(i, b): reduce_bucket(checks[i], i, b, items, out) for i, b, items in jobs}
+
+
+def _results(job: JobSpec, compiled: list, counts: dict[str, RuleOutcome],
+             check_outcomes: list) -> list:
+    """Per rule, in the job's order: a RuleResult or a CheckResult."""
+    found = iter(check_outcomes)
+    return [RuleResult(s, c, counts[c.name]) if isinstance(c, Program) else CheckResult(s, c, next(found))
+            for s, c in zip(job.rules, compiled)]
 
 
 def _plan(job: JobSpec) -> tuple[list[WorkUnit], list[str]]:

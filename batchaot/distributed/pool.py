@@ -1,16 +1,19 @@
 """Ray: worker actors that each own a C memory pool, the optimizer's programs and a
-UnitRunner, fed work units by the driver. The only module that imports ray."""
+UnitRunner, fed work units by the driver, then reducing the dataset checks' buckets.
+The only module that imports ray."""
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 from collections import deque
 from typing import Callable, Sequence
 
 import ray
 from ray.exceptions import RayError
 
-from ..engine.unit import UnitResult, UnitRunner
+from ..engine.unit import UnitResult, UnitRunner, buckets_of, reduce_bucket
+from ..errors import DataError
 from ..io.units import WorkUnit
 
 IN_FLIGHT_PER_WORKER = 2      # one running, one queued: no idle gap between units
@@ -22,11 +25,30 @@ MAX_TASK_RETRIES = 4          # ... and its unit is redone (calls are at-least-o
 class Worker:
     """Rebuilt from its arguments alone when Ray restarts it."""
 
-    def __init__(self, program_blobs: list[bytes], output: str | None, csv: dict | None):
-        self.runner = UnitRunner(program_blobs, output, csv)
+    def __init__(self, program_blobs: list[bytes], check_blob: bytes, output: str | None,
+                 csv: dict | None):
+        self.output = output
+        self.runner = UnitRunner(program_blobs, output, csv, checks=pickle.loads(check_blob))
+        self._shared: list = [None] * len(self.runner.checks)
 
-    def run(self, unit: WorkUnit) -> UnitResult:
-        return self.runner.run(unit)
+    def run(self, unit: WorkUnit, shared: list):
+        """The unit's result, then one object per bucket of its bucketed checks."""
+        self._take_shared(shared)
+        result, buckets = self.runner.run_split(unit)
+        return (result, *buckets) if buckets else result
+
+    def _take_shared(self, shared: list) -> None:
+        """Shared states (a reference check's key set, built once by the driver) come as
+        references with each unit and are fetched once per process: a restarted actor
+        fetches them again, and a constructor never holds object-store references."""
+        for i, ref in enumerate(shared):
+            if ref is not None and self._shared[i] != ref:
+                self.runner.checks[i].use_shared_state(ray.get(ref))
+                self._shared[i] = ref
+
+    def reduce(self, check_index: int, bucket: int, *piece_lists: list):
+        return reduce_bucket(self.runner.checks[check_index], check_index, bucket,
+                             list(piece_lists), self.output)
 
     def pid(self) -> int:
         return os.getpid()
@@ -64,46 +86,75 @@ class Cluster:
             ray.shutdown()
 
 
-def run_units(units: Sequence[WorkUnit], program_blobs: list[bytes], output: str | None,
-              csv: dict | None, workers: int, on_result: Callable[[UnitResult], None],
-              on_workers: Callable[[list], None] | None = None) -> None:
-    """Validate every unit on `workers` actors; `on_result` sees each unit's result once."""
-    # Programs travel by value (a few KB): a restarted actor must never depend on an
-    # object-store entry that could be gone by then.
-    actors = [Worker.options(num_cpus=1).remote(program_blobs, output, csv)
-              for _ in range(min(workers, len(units)))]
-    if on_workers is not None:
-        on_workers(actors)
-    queue = deque(units)
-    pending: dict = {}
-    try:
-        for actor in actors:
+class WorkerPool:
+    """Worker actors for one job: they validate units, then reduce the checks' buckets."""
+
+    def __init__(self, workers: int, program_blobs: list[bytes], checks: list, output: str | None,
+                 csv: dict | None):
+        # Programs and checks travel by value (a few KB): a restarted actor must never
+        # depend on an object-store entry that could be gone by then. Shared states (a
+        # reference check's key set) are put once; this driver owns them until the end.
+        self._shared = [_put(c.shared_state()) for c in checks]
+        blob = pickle.dumps(checks)
+        self.actors = [Worker.options(num_cpus=1).remote(program_blobs, blob, output, csv)
+                       for _ in range(workers)]
+        self.bucket_count = sum(buckets_of(c) for c in checks)
+
+    def run_units(self, units: Sequence[WorkUnit],
+                  on_result: Callable[[UnitResult, list], None]) -> None:
+        """Validate every unit; `on_result(result, bucket_refs)` sees each unit once."""
+        queue = deque(units)
+        pending: dict = {}
+        for actor in self.actors:
             for _ in range(IN_FLIGHT_PER_WORKER):
-                _submit(queue, actor, pending)
+                self._submit(queue, actor, pending)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            actor, unit = pending.pop(ready[0])
-            on_result(_result(ready[0], unit))
-            _submit(queue, actor, pending)
-    finally:
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
+            actor, unit, buckets = pending.pop(ready[0])
+            on_result(_result(ready[0], unit), buckets)
+            self._submit(queue, actor, pending)
 
-
-def _submit(queue: deque, actor, pending: dict) -> None:
-    if queue:
+    def _submit(self, queue: deque, actor, pending: dict) -> None:
+        if not queue:
+            return
         unit = queue.popleft()
-        pending[actor.run.remote(unit)] = (actor, unit)
+        refs = actor.run.options(num_returns=1 + self.bucket_count).remote(unit, self._shared)
+        if self.bucket_count:
+            pending[refs[0]] = (actor, unit, refs[1:])
+        else:
+            pending[refs] = (actor, unit, [])
+
+    def reduce(self, jobs: list[tuple[int, int, list]]) -> dict:
+        """Finish buckets on the actors, round robin: {(check, bucket): BucketResult}."""
+        refs = {(i, b): self.actors[n % len(self.actors)].reduce.remote(i, b, *items)
+                for n, (i, b, items) in enumerate(jobs)}
+        try:
+            return dict(zip(refs, ray.get(list(refs.values()))))
+        except RayError as exc:
+            raise DataError(f"reducing dataset checks failed: {_reason(exc)}") from None
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self._shared = []
+
+
+def _put(state):
+    return None if state is None else ray.put(state)
 
 
 def _result(ref, unit: WorkUnit) -> UnitResult:
     try:
         return ray.get(ref)
     except RayError as exc:   # a bug in the worker, or it died more often than Ray restarts it
-        cause = getattr(exc, "cause", None) or exc
-        lines = str(cause).strip().splitlines()
-        reason = f"{type(cause).__name__}: {lines[-1] if lines else ''}"
-        return UnitResult(unit.id, unit.path, 0, None, None, error=f"{unit.path}: worker failed: {reason}")
+        return UnitResult(unit.id, unit.path, 0, None, None,
+                          error=f"{unit.path}: worker failed: {_reason(exc)}")
+
+
+def _reason(exc: RayError) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
 
 
 @ray.remote(num_cpus=1)

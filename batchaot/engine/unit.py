@@ -3,6 +3,13 @@
 This is what a worker does, with or without Ray: a :class:`UnitRunner` is built from
 plain arguments (program bytes, output folder), so a restarted Ray actor rebuilds it
 exactly, and the in-process path runs the very same code.
+
+Dataset-level checks ride along: the runner calls each check's ``map`` on every batch
+it reads and returns the unit's merged partial. A check with buckets (``unique``) is
+split into a small *head*, which travels with the counts, and one piece list per
+bucket, which a driver keeps apart (on Ray: one object each) until ``reduce_bucket``
+finishes that bucket wherever it runs. The checks are duck-typed objects of
+batchaot.checks (this layer does not import that one).
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ class UnitResult:
     error: str | None = None
     seconds: float = 0.0
     row_groups_skipped: int = 0          # row groups whose statistics proved every rule
+    partials: list | None = None         # per dataset check: its partial (a head if bucketed)
 
 
 def counts_batch(names: list[str], outcomes: list[RuleOutcome], proven: list[int]) -> pa.RecordBatch:
@@ -72,37 +80,69 @@ def violation_rows(batch: pa.RecordBatch, schema: pa.Schema, rule: str, rule_col
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def buckets_of(check) -> int:
+    """How many buckets a check's partial is split into (0: it travels whole)."""
+    return getattr(check, "buckets", 0) if hasattr(check, "split") else 0
+
+
 class UnitRunner:
     def __init__(self, program_blobs: list[bytes], output: str | None, csv: dict | None = None,
-                 use_statistics: bool = True, executor: Executor | None = None):
+                 use_statistics: bool = True, executor: Executor | None = None,
+                 checks: list | None = None):
         self.csv = csv
         self.use_statistics = use_statistics
         self.programs = [Program.from_bytes(b) for b in program_blobs]
         self.names = [p.name for p in self.programs]
+        self.checks = list(checks or [])
         self.output = output
         self.executor = executor or Executor()
-        self.columns = list(dict.fromkeys(c for p in self.programs for c in p.column_names))
+        self.columns = list(dict.fromkeys([c for p in self.programs for c in p.column_names]
+                                          + [c for k in self.checks for c in k.columns]))
         self.skipped = 0
         self.proven = [0] * len(self.programs)
+
+    @property
+    def bucket_count(self) -> int:
+        """Bucket piece lists that run_split returns beside the result, over all checks."""
+        return sum(buckets_of(c) for c in self.checks)
 
     def run(self, unit: WorkUnit) -> UnitResult:
         started = time.perf_counter()
         self.skipped, self.proven = 0, [0] * len(self.programs)
         try:
-            rows, totals, part = self._validate(unit)
+            rows, totals, part, partials = self._validate(unit)
         except BatchaotError as exc:
             return UnitResult(unit.id, unit.path, 0, None, None, error=str(exc),
                               seconds=time.perf_counter() - started)
         return UnitResult(unit.id, unit.path, rows, counts_batch(self.names, totals, self.proven),
-                          part, seconds=time.perf_counter() - started, row_groups_skipped=self.skipped)
+                          part, seconds=time.perf_counter() - started, row_groups_skipped=self.skipped,
+                          partials=partials)
 
-    def _validate(self, unit: WorkUnit) -> tuple[int, list[RuleOutcome], str | None]:
+    def run_split(self, unit: WorkUnit) -> tuple[UnitResult, list[list]]:
+        """run(), with bucketed checks' partials split: the result carries their heads, and
+        the bucket piece lists come apart (check by check, bucket by bucket; empty lists
+        when the unit failed), so a driver never needs to hold them all at once."""
+        result = self.run(unit)
+        buckets: list[list] = []
+        for i, check in enumerate(self.checks):
+            n = buckets_of(check)
+            if not n:
+                continue
+            if result.partials is None:
+                buckets += [[] for _ in range(n)]
+                continue
+            result.partials[i], parts = check.split(result.partials[i])
+            buckets += parts
+        return result, buckets
+
+    def _validate(self, unit: WorkUnit) -> tuple[int, list[RuleOutcome], str | None, list | None]:
         totals = [RuleOutcome(n) for n in self.names]
         sink = _PartWriter(self.output, unit.id)
+        found: list[list] = [[] for _ in self.checks]
         offset = 0
         try:
             for piece, active in self._pieces(unit):
-                if not any(active):                # statistics prove every rule: skip the read
+                if not any(active) and not self.checks:   # statistics prove every rule: skip the read
                     self.skipped += len(piece.row_groups)
                     for total in totals:
                         total.rows += piece.rows
@@ -111,9 +151,17 @@ class UnitRunner:
                 programs = [p for p, on in zip(self.programs, active) if on]
                 for batch in read_unit(piece, columns=self.columns or None, csv=self.csv):
                     self._check_columns(batch, unit)
-                    self._evaluate(batch, programs, active, totals, sink, unit, unit.first_row + offset)
+                    first_row = unit.first_row + offset
+                    if programs:
+                        self._evaluate(batch, programs, active, totals, sink, unit, first_row)
+                    else:
+                        for total in totals:
+                            total.rows += batch.num_rows
+                    for check, parts in zip(self.checks, found):
+                        parts.append(check.map(batch, unit.path, first_row))
                     offset += batch.num_rows
-            return offset, totals, sink.commit()
+            partials = [c.merge(p) for c, p in zip(self.checks, found)] if self.checks else None
+            return offset, totals, sink.commit(), partials
         finally:
             sink.abort()
 
@@ -162,6 +210,35 @@ class UnitRunner:
         missing = [c for c in self.columns if batch.schema.get_field_index(c) < 0]
         if missing:
             raise DataError(f"{unit.path}: missing column(s) {', '.join(missing)} that the rules read")
+
+
+def check_part_name(check_index: int, bucket: int | None = None) -> str:
+    """Part-file id of a dataset check's violating rows (one per bucket if bucketed)."""
+    return f"check{check_index:03d}" + ("" if bucket is None else f"-b{bucket:04d}")
+
+
+def write_check_rows(output: str | None, part_id: str, table: pa.Table | None) -> int:
+    """A check's violating rows as violations/part-<part_id>.parquet (atomic; a rerun
+    replaces it); returns how many rows."""
+    sink = _PartWriter(output, part_id)
+    try:
+        if table is not None and table.num_rows and sink.enabled:
+            sink.write(table)
+        sink.commit()
+    finally:
+        sink.abort()
+    return 0 if table is None else table.num_rows
+
+
+def reduce_bucket(check, check_index: int, bucket: int, piece_lists: list[list], output: str | None):
+    """Finish one bucket of a bucketed check from every unit's pieces of it; with an
+    output folder, its violating rows go to a part file and only the counts come back."""
+    result = check.finish_bucket([p for pieces in piece_lists for p in pieces])
+    if output is not None and result.violating is not None:
+        table = check.labelled(result.violating)
+        write_check_rows(output, check_part_name(check_index, bucket), table)
+        result.violating = None
+    return result
 
 
 def _piece(unit: WorkUnit, row_groups: list[int], meta: pq.FileMetaData) -> WorkUnit:
