@@ -149,3 +149,20 @@ def test_driver_holds_only_references_to_unique_buckets(local_ray, job_file, sma
     job.run(mode="ray", workers=2, output=str(tmp_path / "o"))
     # 2 unique checks × 16 buckets per unit, 15 units
     assert len(seen) == 15 * 2 * 16 and all(isinstance(x, ray.ObjectRef) for x in seen)
+
+
+def test_large_reference_is_partitioned_with_the_same_answer(local_ray, job_file, small_units, tmp_path,
+                                                            monkeypatch) -> None:
+    """Past SHARED_REFERENCE_ROWS both sides are hash-partitioned over the workers."""
+    from batchaot.distributed import driver
+    _, job_path = job_file
+    job = batchaot.Job.from_yaml(job_path)
+    shared = job.run(mode="in-process", output=str(tmp_path / "shared"))
+    monkeypatch.setattr(driver, "SHARED_REFERENCE_ROWS", 0)
+    for mode, workers in (("in-process", None), ("ray", 2)):
+        res = job.run(mode=mode, workers=workers, output=str(tmp_path / f"part-{mode}"))
+        assert outcome(res) == outcome(shared)
+    # the reference check is the 7th check: its missing rows were found bucket by bucket
+    parts = os.listdir(tmp_path / "part-ray" / "violations")
+    assert any(p.startswith("part-check006-b") for p in parts)
+    assert not any(p.startswith("part-check006-b") for p in os.listdir(tmp_path / "shared" / "violations"))

@@ -285,6 +285,15 @@ class CheckBase:
         return head + "\n; where:\n" + self.filter.program.disassemble(which)
 
 
+def bucketed(source: str, table: pa.Table, hashes: np.ndarray, buckets: int) -> list[list[Piece]]:
+    """The rows of `table` as one piece per bucket, by the top bits of their hashes."""
+    if buckets == 1:
+        return [[(source, table)]]
+    order, bounds = keys.partition(hashes, buckets)
+    shuffled = table.take(pa.array(order))
+    return [[(source, shuffled.slice(bounds[b], bounds[b + 1] - bounds[b]))] for b in range(buckets)]
+
+
 def row_numbers(rows: np.ndarray | None, first_row: int, n: int) -> np.ndarray:
     return np.arange(first_row, first_row + n, dtype=np.int64) if rows is None else rows
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import glob
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -28,12 +28,13 @@ from ..errors import DataError, RuleError
 from ..io import sources, units
 from ..spec import RuleSpec
 from . import keys
-from .base import (SAMPLE, CheckBase, CheckOutcome, Piece, column_list, jsonable, out_name, passes, piece,
-                   resolve_column, spec_error, violating_table)
+from .base import (SAMPLE, CheckBase, CheckOutcome, Piece, bucketed, column_list, jsonable, out_name, passes,
+                   piece, plain_type, resolve_column, spec_error, violating_table)
 
 FIELDS = ("columns", "dataset", "key")
 EXAMPLE = "reference: {columns: [customer_id], dataset: customers.parquet, key: [id]}"
 HASH = "__hash"
+REFERENCE_SIDE = "\x00reference"   # source of the referenced dataset's pieces (never a path)
 
 
 # --- the referenced side -----------------------------------------------------------
@@ -79,14 +80,28 @@ def build_key_set(dataset: str, key: list[str], casts: list[pa.DataType | None])
     """Read `key` of every file of `dataset` and keep the distinct non-NULL tuples."""
     parts, rows, null_rows = [], 0, 0
     for batch in _read(dataset, key):
-        rows += batch.num_rows
-        cols = [_cast(batch.column(k), c) for k, c in zip(key, casts)]
-        valid = keys.valid_rows(cols)
-        if valid is not None:
-            null_rows += int(len(valid) - valid.sum())
-            cols = [c.filter(pa.array(valid)) for c in cols]
-        parts.append(pa.table({f"k{i}": keys.comparable(c) for i, c in enumerate(cols)}))
+        table, nulls = key_table(batch, key, casts)
+        rows, null_rows = rows + batch.num_rows, null_rows + nulls
+        parts.append(table)
+    return key_set_of(dataset, key, parts, rows, null_rows)
+
+
+def key_table(batch: pa.RecordBatch, key: list[str], casts: list[pa.DataType | None]) -> tuple[pa.Table, int]:
+    """The batch's non-NULL key tuples in comparable form (columns k0..), and how many
+    rows had a NULL key."""
+    cols = [_cast(batch.column(k), c) for k, c in zip(key, casts)]
+    valid = keys.valid_rows(cols)
+    nulls = 0
+    if valid is not None:
+        nulls = int(len(valid) - valid.sum())
+        cols = [c.filter(pa.array(valid)) for c in cols]
+    return pa.table({f"k{i}": keys.comparable(c) for i, c in enumerate(cols)}), nulls
+
+
+def key_set_of(dataset: str, key: list[str], parts: list[pa.Table], rows: int, null_rows: int) -> KeySet:
+    """The distinct key tuples of `parts` (columns k0..) with their hashes."""
     names = [f"k{i}" for i in range(len(key))]
+    parts = [t.select(names) for t in parts if t.num_rows]
     table = pa.concat_tables(parts).group_by(names, use_threads=False).aggregate([]) if parts else None
     if table is None or table.num_rows == 0:
         table = pa.table({n: pa.array([], pa.int64()) for n in names})
@@ -129,12 +144,36 @@ def _cast(arr: pa.Array, target: pa.DataType | None) -> pa.Array:
 class ReferencePartial:
     rows: int                  # rows checked (after `where`)
     null_rows: int             # rows with a NULL in a key column: never violations
-    pieces: list[Piece]        # the rows whose key is missing: (source, row + columns)
+    pieces: list[Piece]        # shared key set: the rows whose key is missing (source, row + columns)
+    buckets: list[list[Piece]] | None = None   # partitioned: per bucket, probe rows and reference keys
+    ref_rows: int = 0          # partitioned: rows read from the referenced dataset ...
+    ref_null_rows: int = 0     # ... and those with a NULL key
+
+
+@dataclass
+class ReferenceBucket:
+    """Missing keys found in one bucket of a partitioned reference check."""
+
+    violating: pa.Table | None     # source, row, the check's columns (None once written elsewhere)
+    groups: pa.Table | None        # per missing key: key columns, count, first_source, first_row
+    rows: int = 0                  # violating rows
+    ref_keys: int = 0              # distinct reference keys in this bucket
+
+    def __post_init__(self) -> None:
+        if self.violating is not None:
+            self.rows = self.violating.num_rows
 
 
 class ReferenceCheck(CheckBase):
+    """Two ways to run: with a *shared* key set (the whole referenced key set in every
+    process, built once), or *partitioned* (``partition(buckets)``): both sides are hashed
+    into buckets — the checked rows by ``map``, the referenced dataset by ``map_side`` —
+    and each bucket is settled on its own (``finish_bucket``), so no process needs more
+    than one bucket of the referenced keys."""
+
     def __init__(self, spec: RuleSpec, schema: pa.Schema, key_set: KeySet | None = None):
         super().__init__(spec, schema)
+        self.buckets = 0                      # 0: shared key set; else partitioned into this many
         body = _body(spec)
         self.out_columns = [resolve_column(spec, c, schema) for c in column_list(spec, body["columns"], "columns")]
         self.dataset = _resolve_path(spec, body["dataset"])
@@ -162,8 +201,8 @@ class ReferenceCheck(CheckBase):
             raise ValueError(f"key set of {key_set.dataset}{key_set.key} does not fit {self.describe()}")
         self._key_set = key_set
 
-    def shared_state(self) -> KeySet:
-        return self.key_set
+    def shared_state(self) -> KeySet | None:
+        return None if self.buckets else self.key_set
 
     def use_shared_state(self, state: KeySet) -> None:
         self.use_key_set(state)
@@ -172,21 +211,108 @@ class ReferenceCheck(CheckBase):
         # a driver ships the key set separately (once, through the object store)
         return {**self.__dict__, "_key_set": None}
 
+    # -- partitioned mode -----------------------------------------------------------------
+    def partition(self, buckets: int) -> None:
+        """Settle the check bucket by bucket instead of with one shared key set."""
+        keys.bucket_bits(buckets)
+        self.buckets = buckets
+
+    def side_units(self) -> list:
+        """Work units of the referenced dataset (local files; a URI is always shared)."""
+        return units.plan(units.expand_paths([self.dataset]))
+
+    @property
+    def side_columns(self) -> list[str]:
+        return list(self.key)
+
+    def referenced_rows(self) -> int:
+        """Rows of the referenced dataset as its footers tell (-1: unknown, or a URI)."""
+        if "://" in self.dataset:
+            return -1
+        planned = self.side_units()
+        return -1 if any(u.rows < 0 for u in planned) else sum(u.rows for u in planned)
+
+    def map_side(self, batch: pa.RecordBatch) -> ReferencePartial:
+        """One batch of the referenced dataset, its distinct keys hashed into the buckets."""
+        table, nulls = key_table(batch, self.key, self.casts)
+        table = table.group_by(table.column_names, use_threads=False).aggregate([])   # fewer to ship
+        hashes = keys.hash_rows(table.columns, table.num_rows)
+        table = table.append_column(HASH, pa.array(hashes))
+        return ReferencePartial(0, 0, [], bucketed(REFERENCE_SIDE, table, hashes, self.buckets),
+                                ref_rows=batch.num_rows, ref_null_rows=nulls)
+
+    def _map_partitioned(self, sub: pa.RecordBatch, rows: np.ndarray, comp: list[pa.Array],
+                         checked: int, source: str) -> ReferencePartial:
+        hashes = keys.hash_rows(comp, sub.num_rows)
+        table = pa.table({HASH: hashes, "row": rows, **{f"k{i}": c for i, c in enumerate(comp)},
+                          **{out_name(c): sub.column(c).cast(plain_type(sub.column(c).type))
+                             for c in self.out_columns}})
+        return ReferencePartial(checked, checked - sub.num_rows, [],
+                                bucketed(source, table, hashes, self.buckets))
+
+    def split(self, partial: ReferencePartial) -> tuple[ReferencePartial, list[list[Piece]]]:
+        """(head, buckets) — as unique's split: the counts, and the pieces of each bucket."""
+        return replace(partial, buckets=None), partial.buckets
+
+    def finish_bucket(self, pieces: list[Piece]) -> ReferenceBucket:
+        """The checked rows of one bucket whose key is not among that bucket's reference keys."""
+        probe = [(s, t) for s, t in pieces if s != REFERENCE_SIDE and t.num_rows]
+        names = [f"k{i}" for i in range(len(self.key))]
+        ks = key_set_of(self.dataset, self.key, [t for s, t in pieces if s == REFERENCE_SIDE], 0, 0)
+        if not probe:
+            return ReferenceBucket(None, None, ref_keys=ks.table.num_rows)
+        rows = pa.concat_tables([t.add_column(0, "source", pa.array([s] * t.num_rows, pa.string()))
+                                 for s, t in probe])
+        comp = [rows.column(n).combine_chunks() for n in names]
+        present = self._present(comp, rows.num_rows, ks, rows.column(HASH).to_numpy())
+        missing = rows.filter(pa.array(~present)).drop_columns([HASH, *names])
+        if missing.num_rows == 0:
+            return ReferenceBucket(None, None, ref_keys=ks.table.num_rows)
+        missing = missing.sort_by([("source", "ascending"), ("row", "ascending")])
+        stored = [out_name(c) for c in self.out_columns]
+        groups = keys.group_keys(missing, stored)
+        first = missing.take(groups["i_min"])
+        summary = first.select(stored).append_column("count", groups["i_count"]) \
+            .append_column("first_source", first["source"]).append_column("first_row", first["row"])
+        return ReferenceBucket(missing, summary, ref_keys=ks.table.num_rows)
+
+    def outcome(self, partial: ReferencePartial, results: list[ReferenceBucket]) -> CheckOutcome:
+        """The outcome of a partitioned check from its merged head and every bucket's result."""
+        violating = [r.violating for r in results if r.violating is not None]
+        groups = [r.groups for r in results if r.groups is not None]
+        n_bad = sum(r.rows for r in results)
+        sample = []
+        if groups:
+            top = pa.concat_tables(groups).sort_by([("count", "descending"), ("first_source", "ascending"),
+                                                   ("first_row", "ascending")]).slice(0, SAMPLE)
+            sample = [{"key": jsonable({c: r[out_name(c)] for c in self.out_columns}), "count": r["count"]}
+                      for r in top.to_pylist()]
+        details = {"missing_rows": n_bad, "null_key_rows": partial.null_rows, "reference": self.dataset,
+                   "reference_rows": partial.ref_rows, "reference_keys": sum(r.ref_keys for r in results),
+                   "missing_keys": sum(g.num_rows for g in groups), "sample": sample}
+        table = self.labelled(pa.concat_tables(violating)) if violating else None
+        return CheckOutcome(passed=passes(n_bad, partial.rows, self.spec.mostly), violations=n_bad,
+                            rows=partial.rows, value=details["missing_keys"], details=details,
+                            violating=table)
+
     # -- map / merge / finish -------------------------------------------------------------
     def map(self, batch: pa.RecordBatch, source: str, first_row: int) -> ReferencePartial:
         sub, rows, checked = self.keyed_rows(batch, first_row)
         comp = [keys.comparable(_cast(c, t)) for c, t in zip(sub.columns, self.casts)]
-        missing = np.flatnonzero(~self._present(comp, sub.num_rows))
+        if self.buckets:
+            return self._map_partitioned(sub, rows, comp, checked, source)
+        ks = self.key_set
+        missing = np.flatnonzero(~self._present(comp, sub.num_rows, ks, keys.hash_rows(comp, sub.num_rows)))
         pieces = []
         if len(missing):
             taken = pa.array(missing)
             pieces.append(piece(source, rows[missing], {c: sub.column(c).take(taken) for c in self.out_columns}))
         return ReferencePartial(checked, checked - sub.num_rows, pieces)
 
-    def _present(self, comp: list[pa.Array], n: int) -> np.ndarray:
-        ks = self.key_set
+    def _present(self, comp: list[pa.Array], n: int, ks: KeySet, hashes: np.ndarray) -> np.ndarray:
+        """Which of the n key tuples `comp` (with their hashes) are in the key set."""
         ref = ks.table
-        at = ks.index.probe(keys.hash_rows(comp, n))
+        at = ks.index.probe(hashes)
         present = np.zeros(n, dtype=bool)
         hit = np.flatnonzero(at >= 0)
         if len(hit) == 0:
@@ -213,10 +339,17 @@ class ReferenceCheck(CheckBase):
         return out
 
     def merge(self, partials: list[ReferencePartial]) -> ReferencePartial:
+        """Partials of either side, or heads (see split)."""
+        with_buckets = [p.buckets for p in partials if p.buckets is not None]
+        buckets = [[pc for b in with_buckets for pc in b[i]] for i in range(self.buckets)] \
+            if with_buckets else None
         return ReferencePartial(sum(p.rows for p in partials), sum(p.null_rows for p in partials),
-                                [x for p in partials for x in p.pieces])
+                                [x for p in partials for x in p.pieces], buckets,
+                                sum(p.ref_rows for p in partials), sum(p.ref_null_rows for p in partials))
 
     def finish(self, partial: ReferencePartial) -> CheckOutcome:
+        if self.buckets:      # both sides' partials merged: settle every bucket here
+            return self.outcome(partial, [self.finish_bucket(b) for b in partial.buckets or []])
         table = violating_table(self.name, partial.pieces)
         n_bad = table.num_rows if table is not None else 0
         ks = self.key_set

@@ -30,6 +30,10 @@ from .progress import Quiet
 # Below these sizes a job runs in this process: starting Ray would cost more than it saves.
 IN_PROCESS_ROWS = 2_000_000
 IN_PROCESS_BYTES = 64 << 20
+# A referenced dataset up to this many rows is read once into a key set every worker
+# shares; a larger one (or one of unknown size) is hash-partitioned like the checked rows.
+SHARED_REFERENCE_ROWS = 10_000_000
+REFERENCE_BUCKETS = 16
 
 
 @dataclass
@@ -83,6 +87,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     compiled = compile_rules(list(job.rules), _schema(units, job))
     programs = [c for c in compiled if isinstance(c, Program)]
     checks = [c for c in compiled if not isinstance(c, Program)]
+    sides = _partition_references(checks)
     blobs = [p.to_bytes() for p in programs]
     mode = _mode(mode, address, units)
     merged: dict[str, UnitResult] = {}
@@ -109,6 +114,8 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
         if mode == "in-process":
             progress.start(len(units), known_rows, "in-process")
             runner = UnitRunner(blobs, out, job.source.csv, checks=checks)
+            for i, unit in sides:
+                gather.add_side(i, *runner.run_side(i, unit))
             for unit in units:
                 on_result(*runner.run_split(unit))
             check_outcomes = gather.finish(lambda jobs: _reduce_here(checks, jobs, out))
@@ -121,6 +128,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
                 workers_pool = pool.WorkerPool(used_workers, blobs, checks, out, job.source.csv)
                 try:
                     progress.attach(workers_pool.actors)
+                    workers_pool.run_sides(sides, checks, gather.add_side)
                     workers_pool.run_units(units, on_result)
                     check_outcomes = gather.finish(workers_pool.reduce)
                 finally:
@@ -139,6 +147,20 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     result.elapsed_s = time.perf_counter() - started
     sinks.write_summary(out, result.to_dict())
     return result
+
+
+def _partition_references(checks: list) -> list[tuple[int, WorkUnit]]:
+    """Partition the reference checks whose referenced dataset is large (or of unknown
+    size); their side-input units, as (check index, unit)."""
+    sides = []
+    for i, check in enumerate(checks):
+        if not hasattr(check, "partition") or "://" in check.dataset:
+            continue
+        rows = check.referenced_rows()
+        if rows < 0 or rows > SHARED_REFERENCE_ROWS:
+            check.partition(REFERENCE_BUCKETS)
+            sides += [(i, unit) for unit in check.side_units()]
+    return sides
 
 
 def _reduce_here(checks: list, jobs: list, out: str) -> dict:

@@ -36,6 +36,12 @@ class CheckGather:
             for bucket in self.buckets[i]:
                 bucket.append(next(items))
 
+    def add_side(self, check_index: int, head, bucket_items: list) -> None:
+        """One side-input unit of a partitioned check (see ReferenceCheck.map_side)."""
+        self.heads[check_index].append(head)
+        for bucket, item in zip(self.buckets[check_index], bucket_items, strict=True):
+            bucket.append(item)
+
     def jobs(self) -> list[BucketJob]:
         return [(i, b, items) for i, per_check in enumerate(self.buckets)
                 for b, items in enumerate(per_check)]

@@ -46,6 +46,11 @@ class Worker:
                 self.runner.checks[i].use_shared_state(ray.get(ref))
                 self._shared[i] = ref
 
+    def run_side(self, check_index: int, unit: WorkUnit):
+        """A unit of a check's side input (a referenced dataset): its head, then its buckets."""
+        head, buckets = self.runner.run_side(check_index, unit)
+        return (head, *buckets)
+
     def reduce(self, check_index: int, bucket: int, *piece_lists: list):
         return reduce_bucket(self.runner.checks[check_index], check_index, bucket,
                              list(piece_lists), self.output)
@@ -103,26 +108,36 @@ class WorkerPool:
     def run_units(self, units: Sequence[WorkUnit],
                   on_result: Callable[[UnitResult, list], None]) -> None:
         """Validate every unit; `on_result(result, bucket_refs)` sees each unit once."""
-        queue = deque(units)
+        def call(actor, unit: WorkUnit):
+            return _call(actor.run, 1 + self.bucket_count, unit, self._shared)
+        self._stream(units, call, lambda ref, unit, rest: on_result(_result(ref, unit), rest))
+
+    def run_sides(self, jobs: list[tuple[int, WorkUnit]], checks: list,
+                  on_side: Callable[[int, object, list], None]) -> None:
+        """Map the (check, unit) side-input units; `on_side(check, head, bucket_refs)`."""
+        def call(actor, job: tuple[int, WorkUnit]):
+            return _call(actor.run_side, 1 + buckets_of(checks[job[0]]), *job)
+        self._stream(jobs, call, lambda ref, job, rest: on_side(job[0], _side(ref, job[1]), rest))
+
+    def _stream(self, items: Sequence, call: Callable, done: Callable) -> None:
+        """Feed items to the actors, IN_FLIGHT_PER_WORKER at a time each, in order."""
+        queue = deque(items)
         pending: dict = {}
+
+        def submit(actor) -> None:
+            if queue:
+                item = queue.popleft()
+                first, rest = call(actor, item)
+                pending[first] = (actor, item, rest)
+
         for actor in self.actors:
             for _ in range(IN_FLIGHT_PER_WORKER):
-                self._submit(queue, actor, pending)
+                submit(actor)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            actor, unit, buckets = pending.pop(ready[0])
-            on_result(_result(ready[0], unit), buckets)
-            self._submit(queue, actor, pending)
-
-    def _submit(self, queue: deque, actor, pending: dict) -> None:
-        if not queue:
-            return
-        unit = queue.popleft()
-        refs = actor.run.options(num_returns=1 + self.bucket_count).remote(unit, self._shared)
-        if self.bucket_count:
-            pending[refs[0]] = (actor, unit, refs[1:])
-        else:
-            pending[refs] = (actor, unit, [])
+            actor, item, rest = pending.pop(ready[0])
+            done(ready[0], item, rest)
+            submit(actor)
 
     def reduce(self, jobs: list[tuple[int, int, list]]) -> dict:
         """Finish buckets on the actors, round robin: {(check, bucket): BucketResult}."""
@@ -137,6 +152,19 @@ class WorkerPool:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self._shared = []
+
+
+def _call(method, returns: int, *args) -> tuple:
+    """Call an actor method with `returns` results: (first ref, refs of the others)."""
+    refs = method.options(num_returns=returns).remote(*args)
+    return (refs[0], refs[1:]) if returns > 1 else (refs, [])
+
+
+def _side(ref, unit: WorkUnit):
+    try:
+        return ray.get(ref)
+    except RayError as exc:      # the check cannot be settled without its whole side input
+        raise DataError(f"{unit.path}: reading the referenced dataset failed: {_reason(exc)}") from None
 
 
 def _put(state):

@@ -135,6 +135,12 @@ class UnitRunner:
             buckets += parts
         return result, buckets
 
+    def run_side(self, check_index: int, unit: WorkUnit) -> tuple[object, list[list]]:
+        """(head, buckets) of one unit of a check's side input (a referenced dataset)."""
+        check = self.checks[check_index]
+        parts = [check.map_side(batch) for batch in read_unit(unit, columns=check.side_columns)]
+        return check.split(check.merge(parts))
+
     def _validate(self, unit: WorkUnit) -> tuple[int, list[RuleOutcome], str | None, list | None]:
         totals = [RuleOutcome(n) for n in self.names]
         sink = _PartWriter(self.output, unit.id)
