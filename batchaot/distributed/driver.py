@@ -114,11 +114,12 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
         if mode == "in-process":
             progress.start(len(units), known_rows, "in-process")
             runner = UnitRunner(blobs, out, job.source.csv, checks=checks)
+            _note_sides(progress, sides)
             for i, unit in sides:
                 gather.add_side(i, *runner.run_side(i, unit))
             for unit in units:
                 on_result(*runner.run_split(unit))
-            check_outcomes = gather.finish(lambda jobs: _reduce_here(checks, jobs, out))
+            check_outcomes = gather.finish(lambda jobs: _reduce_here(checks, jobs, out), progress.note)
         else:
             from . import pool
             cluster = pool.Cluster(address, workers or job.workers)
@@ -128,9 +129,10 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
                 workers_pool = pool.WorkerPool(used_workers, blobs, checks, out, job.source.csv)
                 try:
                     progress.attach(workers_pool.actors)
+                    _note_sides(progress, sides)
                     workers_pool.run_sides(sides, checks, gather.add_side)
                     workers_pool.run_units(units, on_result)
-                    check_outcomes = gather.finish(workers_pool.reduce)
+                    check_outcomes = gather.finish(workers_pool.reduce, progress.note)
                 finally:
                     workers_pool.close()
             finally:
@@ -161,6 +163,11 @@ def _partition_references(checks: list) -> list[tuple[int, WorkUnit]]:
             check.partition(REFERENCE_BUCKETS)
             sides += [(i, unit) for unit in check.side_units()]
     return sides
+
+
+def _note_sides(progress, sides: list) -> None:
+    if sides:
+        progress.note(f"partitioning {len(sides)} unit(s) of referenced data by key hash")
 
 
 def _reduce_here(checks: list, jobs: list, out: str) -> dict:

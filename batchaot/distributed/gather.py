@@ -46,10 +46,14 @@ class CheckGather:
         return [(i, b, items) for i, per_check in enumerate(self.buckets)
                 for b, items in enumerate(per_check)]
 
-    def finish(self, reduce: Reducer) -> list[CheckOutcome]:
+    def finish(self, reduce: Reducer, note: Callable[[str], None] = lambda text: None) -> list[CheckOutcome]:
         """Reduce every bucket with `reduce`, then finish each check; violating rows go to
         the output's part files (the outcomes keep only the counts and details)."""
-        results = reduce(self.jobs()) if any(self.buckets) else {}
+        jobs = self.jobs()
+        if jobs:
+            bucketed = sum(1 for b in self.buckets if b)
+            note(f"settling {len(jobs)} buckets of {bucketed} dataset check(s)")
+        results = reduce(jobs) if jobs else {}
         self.buckets = [[] for _ in self.checks]          # drop the references: free the store
         return [self._finish(i, check, results) for i, check in enumerate(self.checks)]
 

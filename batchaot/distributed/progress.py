@@ -13,6 +13,7 @@ class Quiet:
     def start(self, units: int, rows: int, mode: str) -> None: ...
     def attach(self, workers: list) -> None: ...   # the worker actor handles, once started
     def advance(self, rows: int, failing: int, error: str | None = None) -> None: ...
+    def note(self, text: str) -> None: ...           # a phase starts (e.g. reducing buckets)
     def finish(self) -> None: ...
 
 
@@ -36,8 +37,11 @@ class Lines(Quiet):
         if self.done / max(self.total, 1) >= self.next_report or self.done == self.total:
             self.next_report += 0.1
             print(f"batchaot: {self.done}/{self.total} units, {self.rows:,} rows, "
-                  f"{failing} rules failing, {time.perf_counter() - self.t0:.1f} s",
+                  f"{failing} row rules failing, {time.perf_counter() - self.t0:.1f} s",
                   file=self.stream, flush=True)
+
+    def note(self, text: str) -> None:
+        print(f"batchaot: {text}", file=self.stream, flush=True)
 
 
 class Bar(Quiet):
@@ -46,7 +50,7 @@ class Bar(Quiet):
     def __init__(self):
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[rows]:,} rows"),
-                                 TextColumn("[red]{task.fields[failing]} failing"),
+                                 TextColumn("[red]{task.fields[failing]} row rules failing"),
                                  TimeElapsedColumn(), transient=True)
 
     def start(self, units: int, rows: int, mode: str) -> None:
@@ -59,6 +63,9 @@ class Bar(Quiet):
         if error:
             self.progress.console.print(f"[yellow]skipped:[/] {error}")
         self.progress.update(self.task, advance=1, rows=self.rows, failing=failing)
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(f"[dim]{text}[/]")
 
     def finish(self) -> None:
         self.progress.stop()
