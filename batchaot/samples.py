@@ -18,14 +18,15 @@ DOMAINS = np.array(["example.com", "mail.test", "shop.example", "corp.test"])
 DAY_US = 86_400_000_000
 
 
-def orders(rows: int = 100_000, seed: int = 42, bad_rate: float = 0.002) -> pa.Table:
-    """Orders with ~bad_rate of rows breaking each demo rule, and some NULLs."""
+def orders(rows: int = 100_000, seed: int = 42, bad_rate: float = 0.002, first_id: int = 1) -> pa.Table:
+    """Orders with ~bad_rate of rows breaking each demo rule, and some NULLs; order ids
+    count up from `first_id` (a few repeat: see _duplicate_some)."""
     rng = np.random.default_rng(seed)
 
     def bad() -> np.ndarray:
         return rng.random(rows) < bad_rate
 
-    order_id = np.arange(1, rows + 1, dtype=np.int64)
+    order_id = np.arange(first_id, first_id + rows, dtype=np.int64)
     customer_id = rng.integers(1, max(rows // 10, 2), rows)
     amount = np.round(rng.lognormal(3.5, 0.8, rows), 2)
     amount[bad()] *= -1
@@ -93,7 +94,7 @@ def write_orders(folder: str, rows: int, files: int = 1, seed: int = 42,
     per_file = -(-rows // files)
     for k in range(files):
         n = min(per_file, rows - k * per_file)
-        table = orders(n, seed + k)
+        table = orders(n, seed + k, first_id=k * per_file + 1)     # ids go on across files
         path = os.path.join(folder, f"orders-{k:03d}.parquet" if files > 1 else "orders.parquet")
         pq.write_table(table, path, row_group_size=65_536)
         paths.append(path)
