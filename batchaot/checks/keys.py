@@ -288,3 +288,348 @@ def group_keys(table: pa.Table, columns: Sequence[str]) -> pa.Table:
                          "i": pa.array(np.arange(table.num_rows, dtype=np.int64))})
     return grouping.group_by(names, use_threads=False).aggregate(
         [("i", "list"), ("i", "min"), ("i", "count")])
+
+
+# --- exact single-column keys --------------------------------------------------------
+# A key that is one fixed-width column (integers, floats, dates, times, timestamps) has a
+# comparable form of one int64 per row, so equality of those int64 values *is* key
+# equality: such keys are counted exactly in a hash table of the values themselves, with
+# no hash-and-confirm step. Their bucket is taken from the same hash the generic path
+# computes (hash_rows of one int64 column is _mix(value)), so a bucket may mix pieces of
+# both kinds and still hold every copy of a key.
+
+_NEG_ZERO = np.int64(-0x8000000000000000)      # bits of -0.0
+_EXP_BITS = np.int64(0x7FF0000000000000)
+_MANT_BITS = np.int64(0x000FFFFFFFFFFFFF)
+_NAN_BITS = np.int64(0x7FF8000000000000)       # bits of the one NaN (as _float_bits)
+_SUB_ROWS = 8192                               # rows per sub-partition when counting
+
+
+class ExactColumn:
+    """A NULL-free-or-masked fixed-width key column, ready for the exact kernels.
+
+    ``values``: int64 per row (the raw bits of a float64, normalized inside the kernels
+    when ``is_float``), garbage under NULLs; ``raw``: the column's own values as unsigned
+    ints of its width (what pieces store, so violating rows show the value as it was);
+    ``valid``: the validity bitmap as uint8 (empty when there is no NULL) and its bit offset.
+    """
+
+    __slots__ = ("type", "values", "is_float", "raw", "valid", "valid_offset", "nulls")
+
+    def __init__(self, typ, values, is_float, raw, valid, valid_offset, nulls):
+        self.type, self.values, self.is_float, self.raw = typ, values, is_float, raw
+        self.valid, self.valid_offset, self.nulls = valid, valid_offset, nulls
+
+
+_RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_EMPTY_U8 = np.zeros(0, np.uint8)
+
+
+def exact_column(arr: pa.Array | pa.ChunkedArray) -> ExactColumn | None:
+    """`arr` as an ExactColumn, or None when its key equality is not one int64 per row
+    (strings, decimals, booleans, date64, uint64 values of 2**63 and up...)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return exact_column(arr.dictionary_decode())
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_date32(t)
+            or pa.types.is_timestamp(t) or pa.types.is_time(t) or pa.types.is_duration(t)):
+        return None
+    width = t.bit_width // 8
+    n, off = len(arr), arr.offset
+    bufs = arr.buffers()
+    raw = np.frombuffer(bufs[1], _RAW[width], count=off + n)[off:] if n else np.zeros(0, _RAW[width])
+    is_float = pa.types.is_floating(t)
+    if is_float:
+        values = raw.view(np.float64) if width == 8 else raw.view(f"<f{width}").astype(np.float64)
+        values = values.view(np.int64)
+    elif width == 8:
+        values = raw.view(np.int64)
+        if pa.types.is_uint64(t) and n and _any_negative(values, *_validity(arr)):
+            return None                    # 2**63 and up: no int64 of that value
+    else:
+        signed = pa.types.is_signed_integer(t) or not pa.types.is_integer(t)
+        values = (raw.view(f"<i{width}") if signed else raw).astype(np.int64)
+    valid, voff = _validity(arr)
+    return ExactColumn(t, values, is_float, raw, valid, voff, arr.null_count)
+
+
+def _validity(arr: pa.Array) -> tuple[np.ndarray, int]:
+    if arr.null_count == 0 or arr.buffers()[0] is None:
+        return _EMPTY_U8, 0
+    nbytes = (arr.offset + len(arr) + 7) // 8
+    return np.frombuffer(arr.buffers()[0], np.uint8, count=nbytes), arr.offset
+
+
+@numba.njit(cache=True, nogil=True)
+def _valid_at(valid, voff, i):
+    j = voff + i
+    return valid.shape[0] == 0 or (valid[j >> 3] >> (j & 7)) & 1 == 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _any_negative(values, valid, voff):
+    for i in range(values.shape[0]):
+        if values[i] < 0 and _valid_at(valid, voff, i):
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _canon(b, is_float):
+    if is_float:
+        if b == _NEG_ZERO:
+            return np.int64(0)
+        if (b & _EXP_BITS) == _EXP_BITS and (b & _MANT_BITS) != 0:
+            return _NAN_BITS
+    return b
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _hash1(v, forced, use_forced):
+    # what hash_rows gives a one-column int64 key (or the forced hash)
+    if use_forced:
+        return forced
+    return _mix(np.uint64(v))
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_buckets(values, is_float, valid, voff, lo, hi, bits, forced, use_forced, bucket, hist):
+    # bucket of each row in [lo, hi) by the hash's top `bits` bits; NULL rows get len(hist)
+    skip = hist.shape[0]
+    shift = np.uint64(64 - bits) if bits > 0 else np.uint64(0)
+    for i in range(lo, hi):
+        if not _valid_at(valid, voff, i):
+            bucket[i] = skip
+            continue
+        b = 0
+        if bits > 0:
+            b = np.int64(_hash1(_canon(values[i], is_float), forced, use_forced) >> shift)
+        bucket[i] = b
+        hist[b] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_scatter(bucket, raw, rows, row0, lo, hi, pos, out_rows, out_raw):
+    skip = pos.shape[0]
+    contiguous = rows.shape[0] == 0
+    for i in range(lo, hi):
+        b = bucket[i]
+        if b == skip:
+            continue
+        p = pos[b]
+        pos[b] = p + 1
+        out_rows[p] = row0 + i if contiguous else rows[i]
+        out_raw[p] = raw[i]
+
+
+_pool = None
+
+
+def threads() -> int:
+    """Threads the exact kernels may use: Numba's thread count (1 in a Ray worker)."""
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+def run_parallel(fn, items: list) -> list:
+    """fn over items on this module's thread pool (the kernels release the GIL)."""
+    global _pool
+    if len(items) <= 1 or threads() == 1:
+        return [fn(x) for x in items]
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(threads(), thread_name_prefix="batchaot-keys")
+    return list(_pool.map(fn, items))
+
+
+_PARALLEL_ROWS = 1 << 17
+
+
+def exact_partition(col: ExactColumn, rows: np.ndarray | None, first_row: int, buckets: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, raw values, bounds) of the non-NULL rows, stably partitioned into `buckets`
+    by the key's hash: bucket b is [bounds[b], bounds[b + 1]). `rows` None means
+    first_row + 0..n-1."""
+    bits = bucket_bits(buckets)
+    n = len(col.values)
+    parts = threads() if n >= _PARALLEL_ROWS else 1
+    cuts = [n * k // parts for k in range(parts + 1)]
+    bucket = np.empty(n, np.uint8 if buckets < 255 else np.int32)
+    hists = np.zeros((parts, buckets), np.int64)
+    use_forced = _forced_hash is not None
+    forced = np.uint64(_forced_hash if use_forced else 0)
+    run_parallel(lambda k: _exact_buckets(col.values, col.is_float, col.valid, col.valid_offset,
+                                          cuts[k], cuts[k + 1], bits, forced, use_forced, bucket,
+                                          hists[k]), list(range(parts)))
+    per_bucket = hists.sum(axis=0)
+    bounds = np.zeros(buckets + 1, np.int64)
+    np.cumsum(per_bucket, out=bounds[1:])
+    starts = bounds[:-1] + np.cumsum(hists, axis=0) - hists        # part k's first slot per bucket
+    total = int(bounds[-1])
+    out_rows = np.empty(total, np.int64)
+    out_raw = np.empty(total, col.raw.dtype)
+    rows_in = np.zeros(0, np.int64) if rows is None else np.ascontiguousarray(rows, np.int64)
+    run_parallel(lambda k: _exact_scatter(bucket, col.raw, rows_in, np.int64(first_row), cuts[k],
+                                          cuts[k + 1], starts[k].copy(), out_rows, out_raw),
+                 list(range(parts)))
+    return out_rows, out_raw, bounds
+
+
+def raw_array(typ: pa.DataType, raw: np.ndarray) -> pa.Array:
+    """An Arrow array of fixed-width type `typ` over raw values (no NULLs), zero-copy."""
+    return pa.Array.from_buffers(typ, len(raw), [None, pa.py_buffer(raw)])
+
+
+def raw_values(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The raw values of a NULL-free fixed-width array, as unsigned ints of its width."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    width = arr.type.bit_width // 8
+    n, off = len(arr), arr.offset
+    if n == 0:
+        return np.zeros(0, _RAW[width])
+    return np.frombuffer(arr.buffers()[1], _RAW[width], count=off + n)[off:]
+
+
+# counting (finish side) -----------------------------------------------------------------
+
+@numba.njit(cache=True, nogil=True)
+def _canon_into(values, is_float, out, off):
+    """out[off:off+n] = canonical values; returns (strictly increasing, first, last)."""
+    n = values.shape[0]
+    inc = True
+    prev = np.int64(0)
+    for i in range(n):
+        v = _canon(values[i], is_float)
+        if i > 0 and v <= prev:
+            inc = False
+        out[off + i] = v
+        prev = v
+    if n == 0:
+        return inc, np.int64(0), np.int64(0)
+    return inc, out[off], out[off + n - 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_mark(values, skip_bits, forced, use_forced, mark):
+    """Count every key of `values` exactly. Fills `mark` (zeros, one per row): 0 for a key
+    seen once, the key's count at its first row, 1 at its later rows; returns (duplicate
+    rows, duplicate keys).
+
+    Rows are first split into sub-partitions of a few thousand by the hash bits below the
+    `skip_bits` top ones (the bucket's, constant here), so each hash table stays in cache.
+    """
+    n = values.shape[0]
+    kbits = 0
+    while (n >> kbits) > _SUB_ROWS and kbits + skip_bits < 40:
+        kbits += 1
+    k_count = 1 << kbits
+    shift = np.uint64(64 - skip_bits - kbits)
+    kmask = np.uint64(k_count - 1)
+    sub = np.empty(n, np.int32)
+    bounds = np.zeros(k_count + 1, np.int64)
+    for i in range(n):
+        s = 0
+        if kbits > 0:
+            s = np.int64((_hash1(values[i], forced, use_forced) >> shift) & kmask)
+        sub[i] = s
+        bounds[s + 1] += 1
+    biggest = 0
+    for k in range(k_count):
+        biggest = max(biggest, bounds[k + 1])
+        bounds[k + 1] += bounds[k]
+    fill = bounds[:-1].copy()
+    sub_idx = np.empty(n, np.int64)
+    for i in range(n):
+        p = fill[sub[i]]
+        fill[sub[i]] = p + 1
+        sub_idx[p] = i
+    cap_max = 16
+    while cap_max < 2 * biggest:
+        cap_max *= 2
+    tkeys = np.empty(cap_max, np.int64)
+    tcount = np.zeros(cap_max, np.int64)
+    tfirst = np.empty(cap_max, np.int64)
+    slot = np.empty(max(biggest, 1), np.int64)
+    n_rows = 0
+    n_keys = 0
+    for k in range(k_count):
+        lo, hi = bounds[k], bounds[k + 1]
+        cap = 16
+        while cap < 2 * (hi - lo):
+            cap *= 2
+        tcount[:cap] = 0
+        mask = np.uint64(cap - 1)
+        for j in range(lo, hi):
+            i = sub_idx[j]
+            v = values[i]
+            s = _hash1(v, forced, use_forced) & mask
+            while tcount[s] != 0 and tkeys[s] != v:
+                s = (s + np.uint64(1)) & mask
+            if tcount[s] == 0:
+                tkeys[s] = v
+                tfirst[s] = i
+            tcount[s] += 1
+            slot[j - lo] = np.int64(s)
+        for j in range(lo, hi):
+            s = slot[j - lo]
+            c = tcount[s]
+            if c > 1:
+                i = sub_idx[j]
+                n_rows += 1
+                if tfirst[s] == i:
+                    mark[i] = c
+                    n_keys += 1
+                else:
+                    mark[i] = 1
+    return n_rows, n_keys
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_emit(mark, n_rows, n_keys):
+    """(duplicate row positions, first position and count of each duplicate key), in order."""
+    rows = np.empty(n_rows, np.int64)
+    firsts = np.empty(n_keys, np.int64)
+    counts = np.empty(n_keys, np.int64)
+    r = 0
+    g = 0
+    for i in range(mark.shape[0]):
+        m = mark[i]
+        if m != 0:
+            rows[r] = i
+            r += 1
+            if m > 1:
+                firsts[g] = i
+                counts[g] = m
+                g += 1
+    return rows, firsts, counts
+
+
+def exact_duplicates(values: np.ndarray, skip_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact duplicates among canonical int64 key values: (positions of every row whose
+    key occurs more than once, first position of each such key, its count), ascending."""
+    use_forced = _forced_hash is not None
+    forced = np.uint64(_forced_hash if use_forced else 0)
+    mark = np.zeros(len(values), np.int32 if len(values) < 2**31 else np.int64)  # counts fit
+    n_rows, n_keys = _exact_mark(values, skip_bits, forced, use_forced, mark)
+    return _exact_emit(mark, n_rows, n_keys)
+
+
+def canonical_values(cols: Sequence[ExactColumn]) -> tuple[np.ndarray, bool]:
+    """The canonical int64 values of NULL-free exact columns, concatenated, and whether
+    every column is strictly increasing with value ranges that do not overlap (then every
+    value is distinct: a proof that needs no counting)."""
+    total = sum(len(c.values) for c in cols)
+    out = np.empty(total, np.int64)
+    spans, distinct, off = [], True, 0
+    for c in cols:
+        inc, first, last = _canon_into(c.values, c.is_float, out, off)
+        if len(c.values):
+            spans.append((int(first), int(last)))
+            distinct &= bool(inc)
+        off += len(c.values)
+    if distinct:
+        spans.sort()
+        distinct = all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+    return out, distinct

@@ -2,17 +2,32 @@
 
 As SQL UNIQUE: a row with a NULL in any key column is never a duplicate.
 
-map hashes the key tuple of each row (Numba, over the Arrow buffers) and partitions
-(hash, row, key values) into P buckets by the hash's top bits. merge concatenates per
-bucket. finish resolves each bucket on its own (``finish_bucket``, so a driver can reduce
-buckets in parallel): rows whose hash occurs once are unique for sure; the few candidate
-rows left are grouped by their real key values, so a hash collision can never report a
-false duplicate.
+map partitions the checked rows into P buckets by the top bits of their key's hash
+(Numba, over the Arrow buffers); merge concatenates per bucket; finish resolves each
+bucket on its own (``finish_bucket``, so a driver can reduce buckets in parallel).
+
+Two kinds of piece, which a bucket may mix (both kinds hash a key alike):
+
+- *exact*: the key is one fixed-width column (integers, floats, dates, times,
+  timestamps: keys.exact_column), whose comparable form is one int64 per row. A piece is
+  (row, key); finish counts the int64 values themselves in cache-sized hash tables, so
+  no hash collision can be mistaken for a duplicate and nothing needs confirming. A
+  bucket whose pieces are each strictly increasing over disjoint ranges is proved
+  duplicate-free without counting.
+- *hashed*: any other key (strings, decimals, booleans, compound keys). A piece is
+  (__hash, row, key columns); rows whose hash occurs once are unique for sure, and the
+  few candidates left are grouped by their real key values, so a hash collision can
+  never report a false duplicate either.
+
+Violating rows and groups name their source through a dictionary-encoded column (one
+small dictionary instead of a string per row); the outcome's rows are ordered by
+(source, row) with a counting pass over the row range, not a comparison sort.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,7 +36,7 @@ from ..errors import RuleError
 from ..spec import RuleSpec
 from . import keys
 from .base import (SAMPLE, CheckBase, CheckOutcome, Piece, column_list, jsonable, passes,
-                   out_name, plain_type, resolve_column, with_rule)
+                   out_name, plain_type, resolve_column)
 
 HASH = "__hash"
 DEFAULT_BUCKETS = 16
@@ -31,7 +46,7 @@ DEFAULT_BUCKETS = 16
 class UniquePartial:
     rows: int                        # rows checked (after `where`)
     null_rows: int                   # rows with a NULL key column: never duplicates
-    buckets: list[list[Piece]] | None  # per bucket: (source, table of __hash, row, key columns);
+    buckets: list[list[Piece]] | None  # per bucket: (source, table of [__hash,] row, key columns);
     #                                    None in a *head*: the counts without the buckets (see split)
 
 
@@ -51,7 +66,7 @@ class BucketResult:
 class UniqueCheck(CheckBase):
     def __init__(self, spec: RuleSpec, schema: pa.Schema, buckets: int = DEFAULT_BUCKETS):
         super().__init__(spec, schema)
-        keys.bucket_bits(buckets)
+        self.bits = keys.bucket_bits(buckets)
         self.buckets = buckets
         self.out_columns = [resolve_column(spec, c, schema, "key column")
                             for c in column_list(spec, spec.body, "unique")]
@@ -66,12 +81,29 @@ class UniqueCheck(CheckBase):
 
     # -- map ----------------------------------------------------------------------------
     def map(self, batch: pa.RecordBatch, source: str, first_row: int) -> UniquePartial:
-        sub, rows, checked = self.keyed_rows(batch, first_row)
+        sub, rows = self.rows_of(batch, first_row)
+        if len(self.out_columns) == 1:
+            col = keys.exact_column(sub.column(0))
+            if col is not None:
+                return self._map_exact(col, rows, source, first_row, sub.num_rows)
+        rows = np.arange(first_row, first_row + sub.num_rows, dtype=np.int64) if rows is None else rows
+        checked = sub.num_rows
+        valid = keys.valid_rows(sub.columns)
+        if valid is not None:
+            sub, rows = sub.filter(pa.array(valid)), rows[valid]
         hashes = keys.hash_rows([keys.comparable(c) for c in sub.columns], sub.num_rows)
         table = pa.table({HASH: hashes, "row": rows,
                           **{s: sub.column(c).cast(plain_type(sub.column(c).type))
                              for s, c in zip(self.stored, self.out_columns)}})
         return UniquePartial(checked, checked - sub.num_rows, self._split(source, table, hashes))
+
+    def _map_exact(self, col: keys.ExactColumn, rows: np.ndarray | None, source: str,
+                   first_row: int, checked: int) -> UniquePartial:
+        out_rows, out_raw, bounds = keys.exact_partition(col, rows, first_row, self.buckets)
+        table = pa.table({"row": out_rows, self.stored[0]: keys.raw_array(col.type, out_raw)})
+        return UniquePartial(checked, col.nulls,
+                             [[(source, table.slice(bounds[b], bounds[b + 1] - bounds[b]))]
+                              for b in range(self.buckets)])
 
     def _split(self, source: str, table: pa.Table, hashes: np.ndarray) -> list[list[Piece]]:
         if self.buckets == 1:
@@ -85,7 +117,7 @@ class UniqueCheck(CheckBase):
     def merge(self, partials: list[UniquePartial]) -> UniquePartial:
         """Partials, or heads (see split): a merge of heads is a head."""
         rows, null_rows = sum(p.rows for p in partials), sum(p.null_rows for p in partials)
-        if partials and all(p.buckets is None for p in partials):
+        if all(p.buckets is None for p in partials):
             return UniquePartial(rows, null_rows, None)
         if any(p.buckets is None or len(p.buckets) != self.buckets for p in partials):
             raise ValueError(f"unique '{self.name}': partials must all have {self.buckets} buckets")
@@ -99,21 +131,83 @@ class UniqueCheck(CheckBase):
 
     # -- finish ---------------------------------------------------------------------------
     def finish(self, partial: UniquePartial) -> CheckOutcome:
-        return self.outcome(partial, [self.finish_bucket(b) for b in partial.buckets])
+        return self.outcome(partial, keys.run_parallel(self.finish_bucket, partial.buckets))
 
     def finish_bucket(self, pieces: list[Piece]) -> BucketResult:
         """Exact duplicates among the rows of one bucket (all partials' pieces of it)."""
         pieces = [(s, t) for s, t in pieces if t.num_rows]
         if not pieces:
             return BucketResult(None, None)
+        if all(HASH not in t.column_names for _, t in pieces):
+            done = self._finish_exact(pieces)
+            if done is not None:
+                return done
+        return self._finish_hashed(pieces)
+
+    def _finish_exact(self, pieces: list[Piece]) -> BucketResult | None:
+        """Count exact pieces' keys; None if their rows are not in (source, row) order."""
+        names = sorted({s for s, _ in pieces})
+        rank = {s: i for i, s in enumerate(names)}
+        rows = [t.column("row").to_numpy() for _, t in pieces]
+        order = sorted(range(len(pieces)), key=lambda i: (rank[pieces[i][0]], rows[i][0]))
+        pieces, rows = [pieces[i] for i in order], [rows[i] for i in order]
+        codes = [rank[s] for s, _ in pieces]
+        if not _in_order(codes, rows):
+            return None
+        key = self.stored[0]
+        cols = [keys.exact_column(t.column(key)) for _, t in pieces]
+        if len({c.type for c in cols}) > 1:        # widths differ between files: compare as hashed
+            return None
+        values, distinct = keys.canonical_values(cols)
+        if distinct:
+            return BucketResult(None, None)
+        dup, firsts, counts = keys.exact_duplicates(values, self.bits)
+        if len(dup) == 0:
+            return BucketResult(None, None)
+        del values
+        offsets = np.cumsum([0] + [len(r) for r in rows])
+        dictionary = pa.array(names, pa.string())
+        typ = cols[0].type
+        chunks, first_rows, first_codes, first_raw = [], [], [], []
+        dup_at = np.searchsorted(dup, offsets)
+        first_at = np.searchsorted(firsts, offsets)
+        for p, (_, t) in enumerate(pieces):
+            lo, hi = dup_at[p], dup_at[p + 1]
+            if hi > lo:
+                if hi - lo == t.num_rows:          # every row of the piece: reuse it as is
+                    got = t.select(["row", key])
+                else:
+                    local = pa.array(dup[lo:hi] - offsets[p])
+                    got = t.select(["row", key]).take(local)
+                chunks.append(got.add_column(0, "source", _codes_array(codes[p], got.num_rows, dictionary)))
+            lo, hi = first_at[p], first_at[p + 1]
+            if hi > lo:
+                local = firsts[lo:hi] - offsets[p]
+                first_rows.append(rows[p][local])
+                first_codes.append(np.full(hi - lo, codes[p], np.int32))
+                first_raw.append(cols[p].raw[local])
+        violating = pa.concat_tables(chunks)
+        groups = pa.table({key: keys.raw_array(typ, np.concatenate(first_raw)),
+                           "count": counts,
+                           "first_source": pa.DictionaryArray.from_arrays(
+                               np.concatenate(first_codes), dictionary),
+                           "first_row": np.concatenate(first_rows)})
+        return BucketResult(violating, groups)
+
+    def _finish_hashed(self, pieces: list[Piece]) -> BucketResult:
+        pieces = [(s, t if HASH in t.column_names else self._hashed(t)) for s, t in pieces]
         hashes = np.concatenate([t.column(HASH).to_numpy() for _, t in pieces])
         candidate = keys.duplicate_hashes(hashes)
         if not candidate.any():
             return BucketResult(None, None)
-        rows = _candidates(pieces, candidate)
-        return self._resolve(rows)
+        return self._resolve(*_candidates(pieces, candidate))
 
-    def _resolve(self, rows: pa.Table) -> BucketResult:
+    def _hashed(self, table: pa.Table) -> pa.Table:
+        """An exact piece as a hashed one (a bucket that mixes both kinds)."""
+        cols = [keys.comparable(table.column(s)) for s in self.stored]
+        return table.add_column(0, HASH, pa.array(keys.hash_rows(cols, table.num_rows)))
+
+    def _resolve(self, rows: pa.Table, dictionary: pa.Array) -> BucketResult:
         """Group candidate rows by their real key values; groups of two or more are duplicates."""
         rows = rows.sort_by([("source", "ascending"), ("row", "ascending")])
         groups = keys.group_keys(rows, self.stored)
@@ -123,38 +217,265 @@ class UniqueCheck(CheckBase):
         members = pc.list_flatten(groups["i_list"])
         first = rows.take(groups["i_min"])
         summary = first.select(self.stored).append_column("count", groups["i_count"]) \
-            .append_column("first_source", first["source"]).append_column("first_row", first["row"])
-        return BucketResult(rows.take(members), summary)
+            .append_column("first_source", _as_dictionary(first["source"], dictionary)) \
+            .append_column("first_row", first["row"])
+        taken = rows.take(pa.array(np.sort(members.to_numpy())))
+        taken = taken.set_column(0, "source", _as_dictionary(taken["source"], dictionary))
+        return BucketResult(taken, summary)
 
+    # -- outcome --------------------------------------------------------------------------
     def outcome(self, partial: UniquePartial, results: list[BucketResult]) -> CheckOutcome:
         """The check's outcome from the merged counts (a partial or head) and every bucket's
         result; a bucket whose rows were written elsewhere has violating=None but its count."""
-        violating = [r.violating for r in results if r.violating is not None]
-        table = with_rule(self.name, pa.concat_tables(violating)) if violating else None
-        groups = [r.groups for r in results if r.groups is not None]
+        table = self._ordered([r.violating for r in results if r.violating is not None])
+        groups = [r.groups for r in results if r.groups is not None and r.groups.num_rows]
         n_bad = sum(r.rows for r in results)
         details = {"duplicate_keys": sum(g.num_rows for g in groups), "duplicate_rows": n_bad,
-                   "null_key_rows": partial.null_rows,
-                   "sample": self._sample(pa.concat_tables(groups)) if groups else []}
+                   "null_key_rows": partial.null_rows, "sample": self._sample(groups)}
         return CheckOutcome(passed=passes(n_bad, partial.rows, self.spec.mostly), violations=n_bad,
                             rows=partial.rows, value=details["duplicate_keys"], details=details,
                             violating=table)
 
-    def _sample(self, groups: pa.Table) -> list[dict]:
+    def labelled(self, table: pa.Table) -> pa.Table | None:
+        """One bucket's violating rows as written to a part file: sorted, rule and source
+        as plain strings."""
+        out = self._ordered([table])
+        if out is None:
+            return None
+        return out.set_column(0, "rule", out["rule"].cast(pa.string())) \
+            .set_column(1, "source", out["source"].cast(pa.string()))
+
+    def _ordered(self, tables: list[pa.Table]) -> pa.Table | None:
+        """rule, source, row, key columns of every violating row, sorted by (source, row)
+        whatever the split; rule and source dictionary-encoded."""
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return None
+        batches = [b for t in tables for b in t.to_batches() if b.num_rows]
+        names, codes = _global_codes([b.column(b.schema.get_field_index("source")) for b in batches])
+        rows = [b.column(b.schema.get_field_index("row")).to_numpy() for b in batches]
+        n = sum(len(r) for r in rows)
+        dest = _destinations(codes, rows, n)
+        key_cols = self.stored
+        types = {b.schema.field(key_cols[0]).type for b in batches}
+        exact = len(key_cols) == 1 and len(types) == 1 and _fixed_width(types.pop())
+        out_rows = np.empty(n, np.int64)
+        out_codes = np.empty(n, np.int32)
+        columns: dict[str, pa.Array] = {}
+        if exact:
+            raws = [keys.raw_values(b.column(b.schema.get_field_index(key_cols[0]))) for b in batches]
+            out_raw = np.empty(n, raws[0].dtype)
+            if dest is None:
+                order = _fallback_order(codes, rows)
+                _gather_all(order, rows, codes, raws, out_rows, out_codes, out_raw)
+            else:
+                keys.run_parallel(lambda k: _scatter(dest[k], rows[k], codes[k], raws[k],
+                                                     out_rows, out_codes, out_raw), list(range(len(batches))))
+            columns[key_cols[0]] = keys.raw_array(batches[0].schema.field(key_cols[0]).type, out_raw)
+        else:
+            if dest is None:
+                order = _fallback_order(codes, rows)
+            else:
+                order = np.empty(n, np.int64)
+                offsets = np.cumsum([0] + [len(r) for r in rows])
+                for k in range(len(batches)):
+                    _place(dest[k], offsets[k], order)
+            flat = pa.concat_tables([pa.Table.from_batches([b.select(key_cols + ["row"])]) for b in batches],
+                                    promote_options="permissive")
+            taken = flat.take(pa.array(order))
+            out_rows = taken.column("row").to_numpy()
+            out_codes = np.concatenate(codes)[order] if n else np.zeros(0, np.int32)
+            columns = {c: taken.column(c) for c in key_cols}
+        return pa.table({"rule": pa.DictionaryArray.from_arrays(np.zeros(n, np.int8),
+                                                                pa.array([self.name], pa.string())),
+                         "source": pa.DictionaryArray.from_arrays(out_codes, pa.array(names, pa.string())),
+                         "row": out_rows, **columns})
+
+    def _sample(self, groups: list[pa.Table]) -> list[dict]:
         """The most repeated keys first; ties by first occurrence, so any split agrees."""
-        top = groups.sort_by([("count", "descending"), ("first_source", "ascending"),
-                              ("first_row", "ascending")]).slice(0, SAMPLE)
-        return [{"key": jsonable({c: g[s] for c, s in zip(self.out_columns, self.stored)}), "count": g["count"]}
-                for g in top.to_pylist()]
+        if not groups:
+            return []
+        batches = [b for g in groups for b in g.to_batches() if b.num_rows]
+        names, codes = _global_codes([b.column(b.schema.get_field_index("first_source")) for b in batches])
+        counts = np.concatenate([b.column(b.schema.get_field_index("count")).to_numpy() for b in batches])
+        first = np.concatenate([b.column(b.schema.get_field_index("first_row")).to_numpy() for b in batches])
+        code = np.concatenate(codes)
+        pick = np.arange(len(counts))
+        if len(counts) > SAMPLE:
+            threshold = np.partition(counts, len(counts) - SAMPLE)[len(counts) - SAMPLE]
+            above = np.flatnonzero(counts > threshold)
+            tied = np.flatnonzero(counts == threshold)
+            need = SAMPLE - len(above)
+            if len(tied) > need:
+                tied = tied[np.lexsort((first[tied], code[tied]))[:need]]
+            pick = np.concatenate([above, tied])
+        pick = pick[np.lexsort((first[pick], code[pick], -counts[pick]))]
+        offsets = np.cumsum([0] + [b.num_rows for b in batches])
+        out = []
+        for i in pick:
+            k = int(np.searchsorted(offsets, i, side="right")) - 1
+            g = batches[k].slice(int(i - offsets[k]), 1).to_pylist()[0]
+            out.append({"key": jsonable({c: g[s] for c, s in zip(self.out_columns, self.stored)}),
+                        "count": int(counts[i])})
+        return out
 
 
-def _candidates(pieces: list[Piece], candidate: np.ndarray) -> pa.Table:
-    """source, row and key columns of the rows flagged in `candidate` (aligned with pieces)."""
+# --- helpers ---------------------------------------------------------------------------
+
+def _codes_array(code: int, n: int, dictionary: pa.Array) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(np.full(n, code, np.int32), dictionary)
+
+
+def _as_dictionary(codes: pa.ChunkedArray | pa.Array, dictionary: pa.Array) -> pa.Array:
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks()
+    return pa.DictionaryArray.from_arrays(codes.cast(pa.int32()), dictionary)
+
+
+def _fixed_width(t: pa.DataType) -> bool:
+    """Types whose values are plain 1/2/4/8-byte words (keys.raw_values)."""
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t)) \
+        and t.bit_width in (8, 16, 32, 64)
+
+
+def _in_order(codes: list[int], rows: list[np.ndarray]) -> bool:
+    """Rows ascending within every piece, and pieces of one source not overlapping."""
+    last_code, last_row = -1, -1
+    for c, r in zip(codes, rows):
+        if not _ascending(r):
+            return False
+        if c == last_code and r[0] <= last_row:
+            return False
+        last_code, last_row = c, r[-1]
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _ascending(rows):
+    for i in range(1, rows.shape[0]):
+        if rows[i] <= rows[i - 1]:
+            return False
+    return True
+
+
+def _candidates(pieces: list[Piece], candidate: np.ndarray) -> tuple[pa.Table, pa.Array]:
+    """source (as a code into the sorted source names), row and key columns of the rows
+    flagged in `candidate` (aligned with pieces), and the source names."""
+    names = sorted({s for s, _ in pieces})
+    rank = {s: i for i, s in enumerate(names)}
     parts, start = [], 0
     for source, t in pieces:
         mask = candidate[start:start + t.num_rows]
         start += t.num_rows
         if mask.any():
             got = t.filter(pa.array(mask)).drop_columns([HASH])
-            parts.append(got.add_column(0, "source", pa.array([source] * got.num_rows, pa.string())))
-    return pa.concat_tables(parts, promote_options="permissive")
+            parts.append(got.add_column(0, "source", pa.array(np.full(got.num_rows, rank[source], np.int32))))
+    return pa.concat_tables(parts, promote_options="permissive"), pa.array(names, pa.string())
+
+
+def _global_codes(columns: list[pa.Array]) -> tuple[list[str], list[np.ndarray]]:
+    """Source columns (dictionary-encoded or strings) as int32 codes into their sorted
+    distinct names."""
+    encoded = [c if pa.types.is_dictionary(c.type) else pc.dictionary_encode(c) for c in columns]
+    names = sorted({s for c in encoded for s in c.dictionary.to_pylist()})
+    rank = {s: i for i, s in enumerate(names)}
+    codes = []
+    for c in encoded:
+        remap = np.array([rank[s] for s in c.dictionary.to_pylist()], np.int32)
+        idx = c.indices.to_numpy(zero_copy_only=False)
+        codes.append(remap[idx] if len(remap) > 1 or not len(idx) else np.full(len(idx), remap[0], np.int32))
+    return names, codes
+
+
+@numba.njit(cache=True, nogil=True)
+def _span(codes, rows, lo, hi):
+    for i in range(rows.shape[0]):
+        c = codes[i]
+        if rows[i] < lo[c]:
+            lo[c] = rows[i]
+        if rows[i] > hi[c]:
+            hi[c] = rows[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_at(codes, rows, base, lo, slots):
+    # slots[position of (code, row)] += 1; False if a (code, row) was there already
+    for i in range(rows.shape[0]):
+        c = codes[i]
+        x = base[c] + rows[i] - lo[c]
+        if slots[x] != 0:
+            return False
+        slots[x] = 1
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _prefix(slots):
+    # a 0/1 mark per (code, row) slot -> each marked slot's rank among them
+    total = 0
+    for x in range(slots.shape[0]):
+        m = slots[x]
+        slots[x] = total
+        total += m
+
+
+@numba.njit(cache=True, nogil=True)
+def _dest(codes, rows, base, lo, slots, out):
+    for i in range(rows.shape[0]):
+        c = codes[i]
+        out[i] = slots[base[c] + rows[i] - lo[c]]
+
+
+def _destinations(codes: list[np.ndarray], rows: list[np.ndarray], n: int) -> list[np.ndarray] | None:
+    """Per batch, each row's position in (source, row) order: a counting pass over the
+    row range of each source. None when that range is much wider than the rows, or a
+    (source, row) occurs twice (then a sort orders them)."""
+    if n == 0:
+        return []
+    n_codes = 1 + max(int(c.max()) for c in codes if len(c))
+    lo = np.full(n_codes, np.iinfo(np.int64).max, np.int64)
+    hi = np.full(n_codes, np.iinfo(np.int64).min, np.int64)
+    for c, r in zip(codes, rows):
+        _span(c, r, lo, hi)
+    widths = np.where(hi >= lo, hi - lo + 1, 0)
+    total = int(widths.sum())
+    if total > 4 * n + (1 << 20):
+        return None
+    base = np.zeros(n_codes, np.int64)
+    np.cumsum(widths[:-1], out=base[1:])
+    slots = np.zeros(total, np.int32 if n < 2**31 else np.int64)
+    for c, r in zip(codes, rows):
+        if not _count_at(c, r, base, lo, slots):
+            return None
+    _prefix(slots)
+    dest = []
+    for c, r in zip(codes, rows):
+        out = np.empty(len(r), np.int64)
+        _dest(c, r, base, lo, slots, out)
+        dest.append(out)
+    return dest
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter(dest, rows, codes, raw, out_rows, out_codes, out_raw):
+    for i in range(dest.shape[0]):
+        d = dest[i]
+        out_rows[d] = rows[i]
+        out_codes[d] = codes[i]
+        out_raw[d] = raw[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _place(dest, offset, order):
+    for i in range(dest.shape[0]):
+        order[dest[i]] = offset + i
+
+
+def _fallback_order(codes: list[np.ndarray], rows: list[np.ndarray]) -> np.ndarray:
+    return np.lexsort((np.concatenate(rows), np.concatenate(codes)))
+
+
+def _gather_all(order, rows, codes, raws, out_rows, out_codes, out_raw) -> None:
+    np.take(np.concatenate(rows), order, out=out_rows)
+    np.take(np.concatenate(codes), order, out=out_codes)
+    np.take(np.concatenate(raws), order, out=out_raw)
