@@ -6,6 +6,7 @@ import json
 import os
 import signal
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 import ray
@@ -89,7 +90,13 @@ def test_one_and_two_workers_equal_in_process_and_validate(local_ray, job_file, 
     assert {(v["rule"], v["row"]) for v in ref.violations.to_pylist()} == \
         {(rule, offsets[src] + row) for rule, src, row in outcome(base)[1]}
     found = {r["name"]: r for r in base.to_dict()["rules"]}
-    assert found["order_id_unique"]["violations"] > 0 and found["customer_known"]["violations"] > 0
+    files = f"read_parquet('{root}/data/*.parquet')"
+    dup, missing = duckdb.sql(
+        f"SELECT (SELECT count(*) FROM {files} JOIN (SELECT order_id FROM {files} GROUP BY order_id "
+        f"HAVING count(*) > 1) USING (order_id)), (SELECT count(*) FROM {files} t WHERE customer_id IS NOT NULL "
+        f"AND customer_id NOT IN (SELECT id FROM '{root}/customers.parquet'))").fetchall()[0]
+    assert found["order_id_unique"]["violations"] == dup > 0
+    assert found["customer_known"]["violations"] == missing > 0
 
 
 class KillOnce(Quiet):
