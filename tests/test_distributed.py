@@ -137,6 +137,18 @@ def test_compile_job_on_ray(local_ray, tmp_path, monkeypatch) -> None:
     assert doc["mode"] == "ray" and doc["compiled"] == 5 and doc["failed"] == 5
     assert res.table["file"].to_pylist() == sorted(res.table["file"].to_pylist())
     assert sources.read_schema(str(tmp_path / "schema.parquet"))
+    # files the cache answers whole never reach Ray; the others do, and the order holds
+    for k in range(5):
+        (tmp_path / f"r{k}.yaml").write_text(f"- {{name: a{k}, check: 'amount > {k}'}}\n")
+    job = batchaot.Job.from_yaml(tmp_path / "job.yaml")
+    first = job.run(mode="ray")
+    assert first.to_dict()["mode"] == "ray" and first.to_dict()["cache_hits"] == 5   # programs cached
+    again = job.run(mode="ray")
+    assert again.to_dict()["mode"] == "in-process" and again.table["cached"].to_pylist() == [True] * 5
+    (tmp_path / "r2.yaml").write_text("- {name: a2, check: 'amount > 22'}\n- {name: c2, check: 'quantity > 0'}\n")
+    mixed = job.run(mode="ray")
+    assert mixed.to_dict()["mode"] == "ray"
+    assert mixed.table["name"].to_pylist() == ["a0", "a1", "a2", "c2", "a3", "a4"]
 
 
 def test_driver_holds_only_references_to_unique_buckets(local_ray, job_file, small_units, tmp_path,

@@ -47,6 +47,30 @@ def compile_files(files: list[str], schema: pa.Schema, cache_root: str | None = 
         if files else ROW_SCHEMA.empty_table()
 
 
+def cached_files(files: list[str], schema: pa.Schema, cache_root: str | None = None) -> dict[str, pa.Table]:
+    """The files the file cache answers whole (a driver serves them without a worker)."""
+    tables = TableCache(cache_root and os.path.join(cache_root, "files"))
+    found = {}
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                hit = _file_hit(path, file_key(fh.read(), schema), tables)
+        except OSError:
+            continue                      # a worker reports it, with the reason
+        if hit is not None:
+            found[path] = hit
+    return found
+
+
+def _file_hit(path: str, k: str, tables: TableCache) -> pa.Table | None:
+    hit = tables.get(k)
+    if hit is None or not hit.schema.equals(ROW_SCHEMA):
+        return None
+    n = hit.num_rows
+    hit = hit.set_column(0, "file", pa.array([path] * n, pa.string()))
+    return hit.set_column(hit.schema.get_field_index("cached"), "cached", pa.array([True] * n))
+
+
 def _compile_file(path: str, schema: pa.Schema, programs: ProgramCache, tables: TableCache) -> pa.Table:
     try:
         with open(path, "rb") as fh:
@@ -55,11 +79,9 @@ def _compile_file(path: str, schema: pa.Schema, programs: ProgramCache, tables: 
         return pa.Table.from_pylist([_failed(path, None, None, f"{path}: cannot read: {exc.strerror}")],
                                     schema=ROW_SCHEMA)
     k = file_key(content, schema)
-    hit = tables.get(k)
-    if hit is not None and hit.schema.equals(ROW_SCHEMA):
-        n = hit.num_rows
-        hit = hit.set_column(0, "file", pa.array([path] * n, pa.string()))
-        return hit.set_column(hit.schema.get_field_index("cached"), "cached", pa.array([True] * n))
+    hit = _file_hit(path, k, tables)
+    if hit is not None:
+        return hit
     try:
         specs = load_rules(path)
     except BatchaotError as exc:
@@ -119,9 +141,7 @@ def run_compile(job: JobSpec, *, address: str | None = None, workers: int | None
     if mode == "in-process" or (mode == "auto" and address is None and len(files) <= IN_PROCESS_FILES):
         table, mode = compile_files(files, schema), "in-process"
     else:
-        from . import pool
-        table = pool.compile_chunks(chunks(files), schema, address, workers or job.workers)
-        mode = "ray"
+        table, mode = _compile_on_ray(files, schema, address, workers or job.workers)
     summary = {
         "ok": bool(pa.compute.all(table["ok"]).as_py()) if table.num_rows else True,
         "job": job.name, "kind": "compile", "mode": mode, "files": len(files),
@@ -137,6 +157,23 @@ def run_compile(job: JobSpec, *, address: str | None = None, workers: int | None
         pq.write_table(table, summary["output"])
         sinks.write_summary(out, summary)
     return CompileResult(summary, table)
+
+
+def _compile_on_ray(files: list[str], schema: pa.Schema, address: str | None,
+                    workers: int | None) -> tuple[pa.Table, str]:
+    """Files the cache answers whole are served here; only the others go to Ray (which is
+    not even started when every file is a hit). Rows come back in the job's file order."""
+    from ..compiler.cache import cache_root
+    hits = cached_files(files, schema, cache_root())
+    misses = [f for f in files if f not in hits]
+    if not misses:
+        return compile_files(files, schema), "in-process"
+    from . import pool
+    table = pa.concat_tables([pool.compile_chunks(chunks(misses), schema, address, workers),
+                              *hits.values()])
+    order = pa.compute.index_in(table["file"], value_set=pa.array(files, pa.string()))
+    table = table.append_column("__order", order).sort_by("__order").drop_columns(["__order"])
+    return table, "ray"
 
 
 @dataclass
