@@ -13,7 +13,6 @@ Every engine must return the same violating rows; the JSON goes to benchmarks/re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -30,7 +29,7 @@ from batchaot.api import BATCH_ROWS
 from batchaot.checks import build_check, run_checks
 from batchaot.samples import customers, orders
 from batchaot.spec import parse_rule
-from timing import best_of
+from timing import best_of, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMPOUND = ["customer_id", "quantity", "status"]
@@ -148,10 +147,7 @@ def main() -> None:
            "machine": platform.machine(), "python": platform.python_version(),
            "batchaot": batchaot.__version__, "duckdb": duckdb.__version__,
            "polars": pl.__version__ if pl is not None else None, "results": results}
-    out = os.path.join(HERE, "results", f"checks-{args.rows}-rows-{cores}cores.json")
-    with open(out, "w") as fh:
-        json.dump(doc, fh, indent=2)
-    print(f"\nwrote {os.path.relpath(out)}")
+    write_results(f"checks-{args.rows}-rows", doc)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from batchaot.api import BATCH_ROWS, compile_rules, load_rule_specs
 from batchaot.engine import fused, run
 from batchaot.engine.run import Executor
 from batchaot.samples import orders
-from timing import best_of
+from timing import best_of, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOB = os.path.join(HERE, "..", "jobs", "demo.yaml")
@@ -288,11 +288,7 @@ def bench(args: argparse.Namespace, cache: str) -> None:
 
     # other work on the machine shows here: 2-thread times mean little when it is > ~0.5
     doc["load_average_at_end"] = os.getloadavg()
-    out = os.path.join(HERE, "results", f"engines-{args.rows}-rows-{os.cpu_count()}cores.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as fh:
-        json.dump(doc, fh, indent=2)
-    print(f"\nwrote {os.path.relpath(out)}")
+    write_results(f"engines-{args.rows}-rows", doc)
 
 
 def _sum_below(cols: dict, a: str, b: str, t: float):

@@ -22,6 +22,7 @@ import tempfile
 import time
 
 import pyarrow.parquet as pq
+from timing import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RULES = os.path.join(HERE, "..", "jobs", "rules", "orders_rows.yaml")
@@ -98,10 +99,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     doc = {"benchmark": "scale", "cores": os.cpu_count(), "machine": platform.machine(), "results": results}
-    path = os.path.join(HERE, "results", f"scale-{os.cpu_count()}cores.json")
-    with open(path, "w") as fh:
-        json.dump(doc, fh, indent=2)
-    print(f"wrote {os.path.relpath(path)}")
+    write_results("scale", doc)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ cache, in-process and on Ray). Writes JSON to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -25,6 +24,7 @@ import ray
 import batchaot
 from batchaot.distributed.compile_job import chunks
 from batchaot.samples import write_orders
+from timing import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RULES = os.path.join(HERE, "..", "jobs", "rules", "orders_rows.yaml")
@@ -107,10 +107,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     for k, v in res.items():
         print(f"{k:<36} {v:,.3f}" if isinstance(v, float) else f"{k:<36} {v}")
-    path = os.path.join(HERE, "results", f"submit-{args.rows}-rows-{cores}cores.json")
-    with open(path, "w") as fh:
-        json.dump(res, fh, indent=2)
-    print(f"wrote {os.path.relpath(path)}")
+    write_results(f"submit-{args.rows}-rows", res)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ benchmarks/results/submit-checks-<rows>-rows-<cores>cores.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -27,7 +26,7 @@ import ray
 import batchaot
 from batchaot.distributed import driver
 from batchaot.samples import customers, write_orders
-from timing import best_of
+from timing import best_of, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKS = {
@@ -125,10 +124,7 @@ def main() -> None:
         best = min(doc["seconds"].values())
         for engine, secs in doc["seconds"].items():
             print(f"  {engine:<24} {secs:8.3f} s  {secs / best:6.2f}x")
-    path = os.path.join(HERE, "results", f"submit-checks-{args.rows}-rows-{cores}cores.json")
-    with open(path, "w") as fh:
-        json.dump(res, fh, indent=2)
-    print(f"wrote {os.path.relpath(path)}")
+    write_results(f"submit-checks-{args.rows}-rows", res)
 
 
 if __name__ == "__main__":

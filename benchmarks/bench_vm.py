@@ -11,10 +11,8 @@ same counts, prints a table with ratios, writes JSON to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -25,7 +23,7 @@ import batchaot
 from batchaot.api import BATCH_ROWS, compile_rules, load_rule_specs
 from batchaot.engine.run import Executor
 from batchaot.samples import orders
-from timing import best_of
+from timing import best_of, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOB = os.path.join(HERE, "..", "jobs", "demo.yaml")
@@ -82,10 +80,7 @@ def main() -> None:
            "batchaot": batchaot.__version__, "duckdb": duckdb.__version__,
            "compile_s": compile_s, "programs": programs_info,
            "results": {k: {"seconds": v[0], "rows_per_s": args.rows / v[0]} for k, v in results.items()}}
-    out = os.path.join(HERE, "results", f"vm-{args.rows}-rows-{os.cpu_count()}cores.json")
-    with open(out, "w") as fh:
-        json.dump(doc, fh, indent=2)
-    print(f"wrote {os.path.relpath(out)}")
+    write_results(f"vm-{args.rows}-rows", doc)
 
 
 if __name__ == "__main__":
