@@ -113,7 +113,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     try:
         if mode == "in-process":
             progress.start(len(units), known_rows, "in-process")
-            runner = UnitRunner(blobs, out, job.source.csv, checks=checks)
+            runner = UnitRunner(blobs, out, job.source.csv, checks=checks, threads=os.cpu_count() or 1)
             _note_sides(progress, sides)
             for i, unit in sides:
                 gather.add_side(i, *runner.run_side(i, unit))

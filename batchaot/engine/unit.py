@@ -88,14 +88,15 @@ def buckets_of(check) -> int:
 class UnitRunner:
     def __init__(self, program_blobs: list[bytes], output: str | None, csv: dict | None = None,
                  use_statistics: bool = True, executor: Executor | None = None,
-                 checks: list | None = None):
+                 checks: list | None = None, threads: int = 1):
         self.csv = csv
+        self.threads = threads          # a Ray worker has one CPU; in-process runs use them all
         self.use_statistics = use_statistics
         self.programs = [Program.from_bytes(b) for b in program_blobs]
         self.names = [p.name for p in self.programs]
         self.checks = list(checks or [])
         self.output = output
-        self.executor = executor or Executor()
+        self.executor = executor or Executor(threads=threads)
         self.columns = list(dict.fromkeys([c for p in self.programs for c in p.column_names]
                                           + [c for k in self.checks for c in k.columns]))
         self.skipped = 0
@@ -138,7 +139,8 @@ class UnitRunner:
     def run_side(self, check_index: int, unit: WorkUnit) -> tuple[object, list[list]]:
         """(head, buckets) of one unit of a check's side input (a referenced dataset)."""
         check = self.checks[check_index]
-        parts = [check.map_side(batch) for batch in read_unit(unit, columns=check.side_columns)]
+        parts = [check.map_side(batch) for batch in read_unit(unit, columns=check.side_columns,
+                                                                    threads=self.threads)]
         return check.split(check.merge(parts))
 
     def _validate(self, unit: WorkUnit) -> tuple[int, list[RuleOutcome], str | None, list | None]:
@@ -155,7 +157,8 @@ class UnitRunner:
                     offset += piece.rows
                     continue
                 programs = [p for p, on in zip(self.programs, active) if on]
-                for batch in read_unit(piece, columns=self.columns or None, csv=self.csv):
+                for batch in read_unit(piece, columns=self.columns or None, csv=self.csv,
+                                       threads=self.threads):
                     self._check_columns(batch, unit)
                     first_row = unit.first_row + offset
                     if programs:
@@ -254,26 +257,44 @@ def _piece(unit: WorkUnit, row_groups: list[int], meta: pq.FileMetaData) -> Work
 
 class _PartWriter:
     """violations/part-<unit>.parquet, written under a temporary name and renamed when done,
-    so a retried unit replaces its own part and a killed one leaves no half file."""
+    so a retried unit replaces its own part and a killed one leaves no half file.
+
+    Rows are buffered up to FLUSH_ROWS and written as one row group: one write per rule
+    and batch would cost more than the rules themselves and leave readers tiny row groups."""
+
+    FLUSH_ROWS = 1 << 20
 
     def __init__(self, output: str | None, unit_id: str):
         self.enabled = output is not None
         self.schema: pa.Schema | None = None
         self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
         if self.enabled:
             folder = os.path.join(output, "violations")
             self.final = os.path.join(folder, f"part-{unit_id}.parquet")
             self.tmp = f"{self.final}.tmp-{os.getpid()}"
 
     def write(self, table: pa.Table) -> None:
-        if self._writer is None:
+        if self.schema is None:
             self.schema = table.schema
-            self._writer = pq.ParquetWriter(self.tmp, table.schema)
-        self._writer.write_table(table)
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        if self._buffered >= self.FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp, self.schema)
+        self._writer.write_table(pa.concat_tables(self._buffer))
+        self._buffer, self._buffered = [], 0
 
     def commit(self) -> str | None:
         if not self.enabled:
             return None
+        self._flush()
         if self._writer is None:
             if os.path.exists(self.final):   # an earlier attempt found violations; this one did not
                 os.unlink(self.final)
@@ -284,6 +305,7 @@ class _PartWriter:
         return self.final
 
     def abort(self) -> None:
+        self._buffer, self._buffered = [], 0
         if self._writer is not None:
             self._writer.close()
             self._writer = None

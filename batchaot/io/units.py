@@ -89,15 +89,16 @@ def _parquet_units(index: int, path: str, unit_rows: int) -> Iterator[WorkUnit]:
 
 
 def read_unit(unit: WorkUnit, columns: list[str] | None = None, csv: dict | None = None,
-              batch_rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
-    """The unit's rows as record batches, streaming, reading only `columns` where it can."""
+              batch_rows: int = 1 << 20, threads: int = 1) -> Iterator[pa.RecordBatch]:
+    """The unit's rows as record batches, streaming, reading only `columns` where it can;
+    Parquet columns are decoded on Arrow's threads when `threads` > 1."""
     if unit.format != "parquet":
         yield from sources.iter_batches(unit.path, unit.format, columns, csv, batch_rows)
         return
     with sources.reading(unit.path, "parquet"):
         pf = pq.ParquetFile(unit.path, read_dictionary=_dictionary_columns(unit.path, columns))
         yield from pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups),
-                                   columns=columns, use_threads=False)
+                                   columns=columns, use_threads=threads > 1)
 
 
 def _dictionary_columns(path: str, columns: list[str] | None) -> list[str]:
