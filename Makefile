@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_checks.py
 	$(BIN)/python benchmarks/bench_peers.py
 	$(BIN)/python benchmarks/bench_submit.py
+	$(BIN)/python benchmarks/bench_submit_checks.py
 	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
