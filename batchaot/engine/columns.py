@@ -116,10 +116,39 @@ def _arrow_for(typ: T.Type) -> pa.DataType:
     return strings.arrow_type(typ.kind.value, typ.scale)
 
 
-def build_lut(dictionary: pa.Array, sexpr: list, typ: T.Type) -> tuple[np.ndarray, np.ndarray]:
-    """Lookup table for one string expression: one entry per value, plus one for NULL."""
+def build_lut(dictionary: pa.Array, sexpr: list, typ: T.Type, map_fn=None,
+              parts: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup table for one string expression: one entry per value, plus one for NULL.
+
+    With `map_fn` (run fn(*item) for each item, concurrently) the values are evaluated
+    in `parts` row ranges at once; the Numba kernels and pyarrow both release the GIL.
+    """
+    n = len(dictionary)
+    ranges = _split(n, parts if map_fn is not None else 1)
+    plan = strings.fast_plan(sexpr)
+    if plan is not None and typ.kind is (T.Kind.INT if plan.kind == "length" else T.Kind.BOOL):
+        # every fast expression is NULL on a NULL input: the last entry is (0, NULL)
+        words = np.zeros(n + 1, dtype=np.int64)
+        valid = np.zeros(n + 1, dtype=np.uint8)
+        buffers = strings.string_buffers(dictionary)
+        if len(ranges) > 1:
+            map_fn(lambda lo, hi: strings.run_fast(plan, buffers, words, valid, lo, hi), ranges)
+        else:
+            strings.run_fast(plan, buffers, words, valid, 0, n)
+        return words, valid
+    if len(ranges) > 1:
+        done = map_fn(lambda lo, hi: build_lut(dictionary.slice(lo, hi - lo), sexpr, typ), ranges)
+        # each part ends with the entry for a NULL input: keep the last part's only
+        return (np.concatenate([v[:-1] for v, _ in done] + [done[-1][0][-1:]]),
+                np.concatenate([m[:-1] for _, m in done] + [done[-1][1][-1:]]))
     values = pa.concat_arrays([dictionary, pa.array([None], pa.string())])
     return to_words(strings.evaluate(sexpr, values), typ, len(values))
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    parts = max(1, min(parts, n))
+    edges = [n * k // parts for k in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def parse_type(text: str) -> T.Type:

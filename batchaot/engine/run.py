@@ -118,15 +118,9 @@ class _BatchInputs:
             self._map(self.column, todo)     # distinct keys: the dict writes do not clash
 
     def _build_lut(self, dictionary: pa.Array, sexpr: list, typ) -> tuple[np.ndarray, np.ndarray]:
-        n = len(dictionary)
-        if self._map is None or self._parts < 2 or n < PARALLEL_LUT_VALUES:
+        if self._map is None or self._parts < 2 or len(dictionary) < PARALLEL_LUT_VALUES:
             return columns.build_lut(dictionary, sexpr, typ)
-        edges = [n * k // self._parts for k in range(self._parts + 1)]
-        parts = self._map(lambda lo, hi: columns.build_lut(dictionary.slice(lo, hi - lo), sexpr, typ),
-                          list(zip(edges[:-1], edges[1:])))
-        # each part ends with the entry for a NULL input: keep the last part's only
-        return (np.concatenate([v[:-1] for v, _ in parts] + [parts[-1][0][-1:]]),
-                np.concatenate([m[:-1] for _, m in parts] + [parts[-1][1][-1:]]))
+        return columns.build_lut(dictionary, sexpr, typ, self._map, self._parts)
 
 
 def _typed_list(items: Iterable[np.ndarray], item_type) -> List:

@@ -7,9 +7,16 @@ statuses costs 6 evaluations, never a Python object per row.
 """
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 
+import numba
+import numpy as np
 import pyarrow as pa
+from llvmlite import ir
+from numba import types as nbt
+from numba.extending import intrinsic
 import pyarrow.compute as pc
 
 from ..errors import DataError
@@ -120,3 +127,746 @@ def _cast(arr: pa.Array, kind: str, scale: int, safe: bool) -> pa.Array:
 
 def _first_bad(arr: pa.Array, bad: pa.Array) -> str:
     return pc.filter(arr, pc.fill_null(bad, False))[0].as_py()
+
+
+# -- fast paths: byte automata and counts over the Arrow buffers ------------------------
+#
+# The string expressions rules use most (LIKE, regexp_matches, starts_with, =, <>, IN,
+# length) on the column itself are evaluated by Numba kernels that read the Arrow
+# offsets and data buffers in place and write a lookup table directly: no Arrow result
+# arrays, no boolean-to-word conversions, and row ranges can run on several threads
+# (the kernels release the GIL). Predicates compile to a DFA over UTF-8 bytes, built here
+# from a small, conservative regex subset; any expression or pattern outside it is left
+# to pyarrow.compute (RE2) above, so answers never depend on which path ran.
+
+MAX_DFA_STATES = 512
+_MAX_REPEAT = 32
+
+
+class _Unsupported(Exception):
+    """The expression is outside the fast paths: evaluate it with pyarrow.compute."""
+
+
+# A character class is (negated, frozenset of ASCII code points): it matches one code
+# point. Non-ASCII code points appear only through negation (or LIKE literals, as bytes).
+_ANY = (True, frozenset())
+_DOT = (True, frozenset([10]))           # RE2's '.' without (?s): anything but \n
+
+# regex AST: ("cls", cls) | ("bytes", b) | ("cat", [n]) | ("alt", [n]) | ("rep", n, lo, hi|None)
+_META = set("\\.+*?()|[]{}^$")
+_CONTROL = {"a": "\a", "f": "\f", "t": "\t", "n": "\n", "r": "\r", "v": "\v"}
+_PUNCT = set("\\.+*?()|[]{}^$-/&~#%'!\"@:;<>=,`_")
+
+
+class _RegexParser:
+    """Recursive descent over the subset of RE2 syntax the DFA path accepts.
+
+    Literals (non-ASCII ones as their UTF-8 bytes), escaped punctuation, \\n \\t and the
+    like, '.', classes of ASCII literals and ranges (optionally negated), groups ( ) and
+    (?: ), alternation, * + ? {n} {n,} {n,m} (lazy variants too: the same strings
+    match), '^' as the first and '$' as the last character. Anything else raises
+    _Unsupported, and RE2 evaluates the pattern.
+    """
+
+    def __init__(self, pattern: str):
+        self.p, self.i = pattern, 0
+
+    def parse(self) -> tuple[list, bool, bool]:
+        p = self.p
+        anchored_start = p.startswith("^")
+        body_end = len(p)
+        anchored_end = False
+        if p.endswith("$") and len(p) > int(anchored_start):
+            # '$' is escaped when an odd run of backslashes precedes it
+            k, slashes = len(p) - 2, 0
+            while k >= 0 and p[k] == "\\":
+                slashes, k = slashes + 1, k - 1
+            if slashes % 2 == 0:
+                anchored_end, body_end = True, len(p) - 1
+        self.p, self.i = p[:body_end], int(anchored_start)
+        alts = self.alternatives()
+        if self.i != len(self.p):
+            raise _Unsupported("unbalanced")
+        if len(alts) > 1 and (anchored_start or anchored_end):
+            raise _Unsupported("anchor with top-level alternation")
+        return ["alt", alts], anchored_start, anchored_end
+
+    def peek(self) -> str | None:
+        return self.p[self.i] if self.i < len(self.p) else None
+
+    def alternatives(self) -> list:
+        alts = [self.sequence()]
+        while self.peek() == "|":
+            self.i += 1
+            alts.append(self.sequence())
+        return alts
+
+    def sequence(self) -> list:
+        items = []
+        while self.peek() is not None and self.peek() not in "|)":
+            atom = self.atom()
+            atom = self.quantified(atom)
+            items.append(atom)
+        return ["cat", items]
+
+    def quantified(self, atom: list) -> list:
+        ch = self.peek()
+        if ch is None:
+            return atom
+        if ch in "*+?":
+            self.i += 1
+            lo, hi = {"*": (0, None), "+": (1, None), "?": (0, 1)}[ch]
+        elif ch == "{":
+            m = re.match(r"\{(\d+)(,(\d*))?\}", self.p[self.i:])
+            if not m:
+                raise _Unsupported("brace")
+            self.i += m.end()
+            lo = int(m.group(1))
+            hi = lo if m.group(2) is None else (int(m.group(3)) if m.group(3) else None)
+            if lo > _MAX_REPEAT or (hi is not None and (hi > _MAX_REPEAT or hi < lo)):
+                raise _Unsupported("repeat count")
+        else:
+            return atom
+        if self.peek() == "?":
+            self.i += 1                       # lazy: same strings match
+        if self.peek() is not None and self.peek() in "*+?{":
+            raise _Unsupported("double repetition")
+        return ["rep", atom, lo, hi]
+
+    def atom(self) -> list:
+        ch = self.p[self.i]
+        if ch == "(":
+            if self.p.startswith("(?:", self.i):
+                self.i += 3
+            elif self.p.startswith("(?", self.i):
+                raise _Unsupported("group flags")
+            else:
+                self.i += 1
+            alts = self.alternatives()
+            if self.peek() != ")":
+                raise _Unsupported("unbalanced")
+            self.i += 1
+            return ["alt", alts]
+        if ch == "[":
+            return ["cls", self.char_class()]
+        if ch == ".":
+            self.i += 1
+            return ["cls", _DOT]
+        if ch == "\\":
+            return ["cls", (False, frozenset([ord(self.escaped())]))]
+        if ch in _META:
+            raise _Unsupported(f"metacharacter {ch!r}")
+        self.i += 1
+        if ord(ch) > 127:
+            return ["bytes", ch.encode()]
+        return ["cls", (False, frozenset([ord(ch)]))]
+
+    def escaped(self) -> str:
+        nxt = self.p[self.i + 1] if self.i + 1 < len(self.p) else None
+        if nxt is None or (nxt not in _PUNCT and nxt not in _CONTROL):
+            raise _Unsupported("escape")
+        self.i += 2
+        return _CONTROL.get(nxt, nxt)
+
+    def char_class(self) -> tuple[bool, frozenset]:
+        self.i += 1
+        negated = self.peek() == "^"
+        if negated:
+            self.i += 1
+        if self.peek() in ("]", None):
+            raise _Unsupported("class starting with ]")
+        members: set[int] = set()
+        while True:
+            ch = self.peek()
+            if ch is None or ch == "[":
+                raise _Unsupported("class")
+            if ch == "]":
+                self.i += 1
+                break
+            lo = self.class_char()
+            if self.peek() == "-" and self.i + 1 < len(self.p) and self.p[self.i + 1] != "]":
+                self.i += 1
+                hi = self.class_char()
+                if hi < lo:
+                    raise _Unsupported("range")
+                members.update(range(lo, hi + 1))
+            else:
+                members.add(lo)
+        return negated, frozenset(members)
+
+    def class_char(self) -> int:
+        ch = self.peek()
+        if ch == "\\":
+            return ord(self.escaped())
+        if ch is None or ch in "[]" or ord(ch) > 127:
+            raise _Unsupported("class")
+        self.i += 1
+        return ord(ch)
+
+
+def _like_ast(pattern: str, escape: str | None) -> list:
+    """SQL LIKE (case-sensitive) → AST; same escape rules as like_to_regex."""
+    items, i, lit = [], 0, bytearray()
+
+    def flush():
+        if lit:
+            items.append(["bytes", bytes(lit)])
+            lit.clear()
+
+    while i < len(pattern):
+        ch = pattern[i]
+        if escape is not None and ch == escape and i + 1 < len(pattern):
+            lit.extend(pattern[i + 1].encode())
+            i += 2
+            continue
+        if ch == "%":
+            flush()
+            items.append(["rep", ["cls", _ANY], 0, None])
+        elif ch == "_":
+            flush()
+            items.append(["cls", _ANY])
+        else:
+            lit.extend(ch.encode())
+        i += 1
+    flush()
+    return ["cat", items]
+
+
+_CONT = (0x80, 0xBF)      # UTF-8 continuation bytes
+_LEADS = (0xC0, 0xFF)     # first bytes of non-ASCII code points
+
+
+class _NFA:
+    """Thompson NFA over bytes: states hold (lo, hi, target) byte ranges and ε-edges.
+
+    In `codepoints` mode (every literal is ASCII) the automaton reads one symbol per
+    code point: its first byte. Continuation bytes are skipped (the DFA stays put on
+    them), so a non-ASCII code point is just a lead byte, which negated classes match
+    and nothing else does. Otherwise code points are spelled out as UTF-8 sequences.
+    """
+
+    def __init__(self, codepoints: bool):
+        self.codepoints = codepoints
+        self.edges: list[list[tuple[int, int, int]]] = []
+        self.eps: list[list[int]] = []
+
+    def state(self) -> int:
+        self.edges.append([])
+        self.eps.append([])
+        return len(self.edges) - 1
+
+    def build(self, node: list) -> tuple[int, int]:
+        tag = node[0]
+        if tag == "cls":
+            return self.char(node[1])
+        if tag == "bytes":
+            start = cur = self.state()
+            for b in node[1]:
+                nxt = self.state()
+                self.edges[cur].append((b, b, nxt))
+                cur = nxt
+            return start, cur
+        if tag == "cat":
+            start = cur = self.state()
+            for item in node[1]:
+                s, e = self.build(item)
+                self.eps[cur].append(s)
+                cur = e
+            return start, cur
+        if tag == "alt":
+            start, end = self.state(), self.state()
+            for item in node[1]:
+                s, e = self.build(item)
+                self.eps[start].append(s)
+                self.eps[e].append(end)
+            return start, end
+        if tag == "rep":
+            _, sub, lo, hi = node
+            start = cur = self.state()
+            for _ in range(lo):
+                s, e = self.build(sub)
+                self.eps[cur].append(s)
+                cur = e
+            end = self.state()
+            self.eps[cur].append(end)
+            if hi is None:
+                s, e = self.build(sub)
+                self.eps[cur].append(s)
+                self.eps[e].append(cur)
+            else:
+                for _ in range(hi - lo):
+                    s, e = self.build(sub)
+                    self.eps[cur].append(s)
+                    self.eps[e].append(end)
+                    cur = e
+            return start, end
+        raise AssertionError(tag)
+
+    def char(self, cls: tuple[bool, frozenset]) -> tuple[int, int]:
+        """One code point of the class."""
+        negated, members = cls
+        start, end = self.state(), self.state()
+        for lo, hi in _runs([b for b in range(128) if (b in members) != negated]):
+            self.edges[start].append((lo, hi, end))
+        if negated and self.codepoints:
+            self.edges[start].append((_LEADS[0], _LEADS[1], end))
+        elif negated:             # a lead byte, then its continuation bytes
+            for lead_lo, lead_hi, tail in ((0xC0, 0xDF, 1), (0xE0, 0xEF, 2), (0xF0, 0xFF, 3)):
+                cur = self.state()
+                self.edges[start].append((lead_lo, lead_hi, cur))
+                for k in range(tail):
+                    nxt = end if k == tail - 1 else self.state()
+                    self.edges[cur].append((_CONT[0], _CONT[1], nxt))
+                    cur = nxt
+        return start, end
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for v in values:
+        if out and out[-1][1] == v - 1:
+            out[-1] = (out[-1][0], v)
+        else:
+            out.append((v, v))
+    return out
+
+
+def _ascii_only(node) -> bool:
+    if node[0] == "bytes":
+        return all(b < 128 for b in node[1])
+    if node[0] in ("cat", "alt"):
+        return all(_ascii_only(x) for x in node[1])
+    if node[0] == "rep":
+        return _ascii_only(node[1])
+    return True
+
+
+@dataclass(frozen=True)
+class Dfa:
+    """A byte DFA in the layout the kernel reads.
+
+    States are numbered skip states first, then the other live states, then terminal
+    ones (no match / a match whatever follows), and stored premultiplied by the class
+    count: from state index s, byte b leads to ``trans[s + cls[b]]``; indices >= nlive
+    are terminal, indices < nskip are skip states. ``final[s]`` is the verdict when the
+    string ends in s. A skip state stays put on most bytes: the kernel scans ahead to
+    the next byte b with ``stop[stop_base[s] + b]`` set before taking a transition, 8
+    bytes at a time while no byte of a word can stop it (``swar``, in states where every
+    ASCII stop byte is one of three; any byte >= 0x80 may stop when the mask is set). A match
+    must start with ``prefix[:nprefix]``: compared directly (a chain of table
+    look-ups is slower), then the DFA goes on from ``after_prefix``.
+    """
+
+    cls: np.ndarray
+    trans: np.ndarray
+    nclasses: int
+    nlive: int
+    nskip: int
+    stop_base: np.ndarray
+    stop: np.ndarray
+    final: np.ndarray
+    states: int
+    start: int
+    prefix: np.ndarray
+    nprefix: int
+    after_prefix: int
+    swar: np.ndarray      # [index, 5] uint64: 3 stop bytes broadcast, high-bit mask, usable
+
+
+def compile_dfa(ast: list, anchored_start: bool, anchored_end: bool) -> Dfa:
+    """Subset construction, minimization, kernel layout. Raises _Unsupported if large."""
+    codepoints = _ascii_only(ast)
+    nfa = _NFA(codepoints)
+    start, accept = nfa.build(ast)
+    if not anchored_start:             # search: anything may come first
+        pre = nfa.state()
+        nfa.edges[pre].append((0, 255, pre))
+        nfa.eps[pre].append(start)
+        start = pre
+    # byte classes: bytes no edge tells apart (continuation bytes always a class)
+    cuts = {0, 256, _CONT[0], _CONT[1] + 1}
+    for edges in nfa.edges:
+        for lo, hi, _ in edges:
+            cuts.update((lo, hi + 1))
+    bounds = sorted(cuts)
+    cls = np.zeros(256, dtype=np.int64)
+    reps = []
+    for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        cls[lo:hi] = k
+        reps.append(lo)
+    cont = int(cls[_CONT[0]])
+
+    def closure(states) -> frozenset:
+        seen, todo = set(states), list(states)
+        while todo:
+            for t in nfa.eps[todo.pop()]:
+                if t not in seen:
+                    seen.add(t)
+                    todo.append(t)
+        return frozenset(seen)
+
+    first = closure([start])
+    index, order, rows = {first: 0}, [first], []
+    k = 0
+    while k < len(order):
+        cur = order[k]
+        k += 1
+        row = []
+        for c, b in enumerate(reps):
+            if codepoints and c == cont:
+                row.append(index[cur])       # continuation bytes: stay
+                continue
+            nxt = closure([t for s in cur for lo, hi, t in nfa.edges[s] if lo <= b <= hi])
+            if nxt not in index:
+                if len(order) >= MAX_DFA_STATES:
+                    raise _Unsupported("too many DFA states")
+                index[nxt] = len(order)
+                order.append(nxt)
+            row.append(index[nxt])
+        rows.append(row)
+    final = np.array([int(accept in st) for st in order], dtype=np.uint8)
+    table = np.array(rows, dtype=np.int64).reshape(len(order), len(reps))
+    if not anchored_end:               # a search is decided at its first match
+        for st in np.flatnonzero(final):
+            table[st] = st
+    table, reps = _minimize(table, final)
+    return _layout(table, cls, final[reps], codepoints)
+
+
+def _minimize(table: np.ndarray, final: np.ndarray):
+    """Moore's partition refinement: merge states no input tells apart.
+
+    Returns (table over blocks, one representative state per block); block 0 holds
+    state 0, the start.
+    """
+    block = final.astype(np.int64)
+    while True:
+        sig = np.concatenate([block[:, None], block[table]], axis=1)
+        _, new = np.unique(sig, axis=0, return_inverse=True)
+        new = new.ravel()
+        if new.max() == block.max():
+            break
+        block = new
+    _, first = np.unique(block, return_index=True)
+    order = np.argsort(first)                  # blocks by first state: start's block first
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    block = rank[block]
+    reps = first[order]
+    return block[table[reps]], reps
+
+
+def _layout(table: np.ndarray, cls: np.ndarray, final: np.ndarray, codepoints: bool) -> Dfa:
+    """Renumber (skip states, other live states, terminal states), premultiply, and find
+    the literal bytes every match starts with."""
+    nstates, nclasses = table.shape
+    full = table[:, cls]                                        # [state, byte]
+    home = np.arange(nstates)[:, None]
+    symbols = np.ones(256, dtype=bool)
+    if codepoints:
+        symbols[_CONT[0]:_CONT[1] + 1] = False                  # never move the state
+    stays = ((full == home) | ~symbols).all(axis=1)
+    term = np.where(stays, np.where(final != 0, 2, 1), 0)      # the verdict cannot change
+    skip = ((full == home) & symbols).sum(axis=1) >= 32
+    skip &= term == 0
+    group = np.where(term != 0, 2, np.where(skip, 0, 1))
+    order = np.array(sorted(range(nstates), key=lambda s: (group[s], s)), dtype=np.int64)
+    rank = np.empty(nstates, dtype=np.int64)
+    rank[order] = np.arange(nstates)
+    stop = (full[order] != order[:, None]).astype(np.uint8)
+    stop_base = np.zeros(nstates * nclasses, dtype=np.int64)
+    stop_base[::nclasses] = np.arange(nstates) * 256
+    # a literal prefix: from the start, while one byte alone avoids the dead state
+    dead = np.flatnonzero(term == 1)
+    prefix, state = bytearray(), 0
+    while len(dead) and term[state] == 0 and not final[state] and len(prefix) < 64:
+        live = np.flatnonzero((full[state] != dead[0]) & symbols)
+        if len(live) != 1:
+            break
+        prefix.append(int(live[0]))
+        state = int(full[state, live[0]])
+    swar = np.zeros((nstates * nclasses, 5), dtype=np.uint64)
+    for k, st in enumerate(order):
+        stops = np.flatnonzero(stop[k])
+        low = [int(b) for b in stops if b < 128] or [0]
+        if skip[st] and len(low) <= 3:
+            swar[k * nclasses, :3] = [b * 0x0101010101010101 for b in (low * 3)[:3]]
+            swar[k * nclasses, 3] = 0x8080808080808080 if (stops >= 128).any() else 0
+            swar[k * nclasses, 4] = 1
+    return Dfa(cls.astype(np.int64), np.ascontiguousarray((rank[table[order]] * nclasses).ravel()),
+               nclasses, int((group != 2).sum()) * nclasses, int(skip.sum()) * nclasses,
+               stop_base, np.ascontiguousarray(stop.ravel()),
+               np.repeat(final[order], nclasses).astype(np.uint8), nstates,
+               int(rank[0]) * nclasses, np.frombuffer(bytes(prefix) or b"\0", dtype=np.uint8).copy(),
+               len(prefix), int(rank[state]) * nclasses, swar)
+
+
+@dataclass(frozen=True)
+class FastPlan:
+    """How a fast kernel evaluates one string expression."""
+
+    kind: str                     # "dfa", "set" or "length"
+    dfa: Dfa | None = None
+    words: "_Words | None" = None
+    negate: bool = False          # <>: the DFA matches '='
+    miss_is_null: bool = False    # IN with a NULL in the list: no match is NULL
+
+
+_PLANS: dict[str, FastPlan | None] = {}
+
+
+def fast_plan(e: list) -> FastPlan | None:
+    """A kernel for `e`, or None when it is left to pyarrow.compute."""
+    key = json.dumps(e)
+    if key not in _PLANS:
+        try:
+            _PLANS[key] = _plan(e)
+        except _Unsupported:
+            _PLANS[key] = None
+    return _PLANS[key]
+
+
+def _plan(e: list) -> FastPlan:
+    tag = e[0]
+    if tag != "cmp" and (len(e) < 2 or e[1] != ["col"]):
+        raise _Unsupported("argument is not the column itself")
+    if tag == "length":
+        return FastPlan("length")
+    if tag == "like":
+        _, _, pattern, ci, escape = e
+        if ci:
+            raise _Unsupported("ILIKE: Unicode case folding")
+        return FastPlan("dfa", compile_dfa(_like_ast(pattern, escape), True, True))
+    if tag == "starts_with":
+        ast = ["cat", [["bytes", e[2].encode()], ["rep", ["cls", _ANY], 0, None]]]
+        return FastPlan("dfa", compile_dfa(ast, True, True))
+    if tag == "regexp":
+        ast, a0, a1 = _RegexParser(e[2]).parse()
+        return FastPlan("dfa", compile_dfa(ast, a0, a1))
+    if tag == "in":
+        present = [x for x in e[2] if x is not None]
+        return FastPlan("set", words=_Words.of(present), miss_is_null=len(present) < len(e[2]))
+    if tag == "cmp":
+        _, op, a, b = e
+        if a != ["col"]:
+            a, b = b, a
+        if op not in ("eq", "ne") or a != ["col"] or b[0] != "lit" or b[1] is None:
+            raise _Unsupported("comparison")
+        return FastPlan("set", words=_Words.of([b[1]]), negate=op == "ne")
+    raise _Unsupported(tag)
+
+
+@dataclass(frozen=True)
+class _Words:
+    """Literal strings for = and IN, as UTF-8 bytes grouped by length: the ones of
+    length L are data[offsets[k]:offsets[k + 1]] for k in range(by_len[L], by_len[L + 1])."""
+
+    data: np.ndarray
+    offsets: np.ndarray
+    by_len: np.ndarray
+
+    @classmethod
+    def of(cls, values: list[str]) -> "_Words":
+        raw = sorted(set(v.encode() for v in values), key=lambda b: (len(b), b))
+        maxlen = max((len(b) for b in raw), default=0)
+        by_len = np.searchsorted(np.array([len(b) for b in raw], dtype=np.int64),
+                                 np.arange(maxlen + 2), side="left").astype(np.int64)
+        offsets = np.zeros(len(raw) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(b) for b in raw])
+        data = np.frombuffer(b"".join(raw) + b"\0", dtype=np.uint8).copy()
+        return cls(data, offsets, by_len)
+
+
+def string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(offsets of rows 0..n, data, validity bitmap, bit offset or -1) of a string array."""
+    if pa.types.is_large_string(values.type):
+        offsets_dtype = np.int64
+    elif pa.types.is_string(values.type):
+        offsets_dtype = np.int32
+    else:
+        raise _Unsupported(str(values.type))
+    bufs = values.buffers()
+    n = len(values)
+    offsets = np.frombuffer(bufs[1], dtype=offsets_dtype, count=values.offset + n + 1)[values.offset:] \
+        if bufs[1] is not None else np.zeros(n + 1, offsets_dtype)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and bufs[2].size else _EMPTY
+    if values.null_count == 0 or bufs[0] is None:
+        return offsets, data, _EMPTY, -1
+    return offsets, data, np.frombuffer(bufs[0], dtype=np.uint8), values.offset
+
+
+_EMPTY = np.zeros(1, dtype=np.uint8)
+
+
+def run_fast(plan: FastPlan, buffers, words: np.ndarray, valid: np.ndarray, lo: int, hi: int) -> None:
+    """Entries [lo, hi) of a lookup table for the rows of `buffers` (string_buffers)."""
+    offsets, data, bitmap, bitoff = buffers
+    if plan.kind == "length":
+        _length_kernel(offsets, data, bitmap, bitoff, lo, hi, words, valid)
+        return
+    if plan.kind == "set":
+        w = plan.words
+        _set_kernel(offsets, data, bitmap, bitoff, lo, hi, w.data, w.offsets, w.by_len,
+                    plan.negate, plan.miss_is_null, words, valid)
+        return
+    d = plan.dfa
+    _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, d.cls, d.trans, d.nlive, d.nskip,
+                d.stop_base, d.stop, d.swar, d.final, d.start, d.prefix, d.nprefix,
+                np.uint64(int.from_bytes(d.prefix[:8].tobytes(), "little")),
+                np.uint64((1 << (8 * min(d.nprefix, 8))) - 1), d.after_prefix,
+                plan.negate, plan.miss_is_null, words, valid)
+
+
+@intrinsic
+def _load_u64(typingctx, arr, idx):
+    """The 8 bytes arr[idx:idx + 8] as a little-endian uint64 (an unaligned load)."""
+    sig = nbt.uint64(arr, nbt.int64)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(64).as_pointer())
+        return builder.load(ptr, align=1)
+    return sig, codegen
+
+
+@intrinsic
+def _trailing_zeros(typingctx, x):
+    sig = nbt.int64(nbt.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+    return sig, codegen
+
+
+_LOW_ONES = np.uint64(0x0101010101010101)
+_HIGH_BITS = np.uint64(0x8080808080808080)
+
+
+@numba.njit(nogil=True, inline="always")
+def _zero_byte(x):
+    """Nonzero iff some byte of x is zero."""
+    return (x - _LOW_ONES) & ~x & _HIGH_BITS
+
+
+@numba.njit(nogil=True, cache=True)
+def _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, cls, trans, nlive, nskip, stop_base,
+                stop, swar, final, start, prefix, nprefix, prefix_word, prefix_mask, after_prefix,
+                negate, miss_is_null, words, valid):
+    """Run the DFA over rows [lo, hi). States are premultiplied by the class count:
+    index s < nskip scans ahead with its stop table, s >= nlive is terminal (the dead
+    state, or 'matched whatever follows')."""
+    for i in range(lo, hi):
+        if bitoff >= 0:
+            bit = bitoff + i
+            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
+                words[i] = 0
+                valid[i] = 0
+                continue
+        j = np.int64(offsets[i])
+        end = np.int64(offsets[i + 1])
+        s = start
+        if nprefix:
+            if end - j < nprefix:
+                s = -1
+            elif nprefix <= 8 and j + 8 <= data.shape[0]:
+                if (_load_u64(data, j) ^ prefix_word) & prefix_mask:
+                    s = -1
+            else:
+                for k in range(nprefix):
+                    if data[j + k] != prefix[k]:
+                        s = -1
+                        break
+            if s < 0:                       # no match
+                words[i] = negate
+                valid[i] = 0 if miss_is_null and not negate else 1
+                continue
+            s = after_prefix
+            j += nprefix
+        while s < nlive and j < end:
+            if s < nskip:
+                base = stop_base[s]
+                p0, p1, p2, high = swar[s, 0], swar[s, 1], swar[s, 2], swar[s, 3]
+                while swar[s, 4] and j + 8 <= end:
+                    x = _load_u64(data, j)
+                    hits = _zero_byte(x ^ p0) | _zero_byte(x ^ p1) | _zero_byte(x ^ p2) | (x & high)
+                    if hits != 0:       # the lowest flagged byte is the first candidate
+                        j += _trailing_zeros(hits) >> 3
+                        break
+                    j += 8
+                while j < end and stop[base + data[j]] == 0:
+                    j += 1
+                if j == end:
+                    break
+            s = trans[s + cls[data[j]]]
+            j += 1
+        hit = final[s] != 0
+        if hit != negate:
+            words[i] = 1
+            valid[i] = 1
+        else:
+            words[i] = 0
+            valid[i] = 0 if miss_is_null else 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _length_kernel(offsets, data, bitmap, bitoff, lo, hi, words, valid):
+    """Code points per row: bytes that are not UTF-8 continuation bytes (10xxxxxx)."""
+    if hi <= lo:
+        return
+    chunk = data[np.int64(offsets[lo]):np.int64(offsets[hi])]
+    seen = np.uint8(0)
+    for j in range(chunk.shape[0]):
+        seen |= chunk[j]
+    ascii_only = seen < 128
+    for i in range(lo, hi):
+        a = np.int64(offsets[i])
+        b = np.int64(offsets[i + 1])
+        if bitoff >= 0:
+            bit = bitoff + i
+            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
+                words[i] = 0
+                valid[i] = 0
+                continue
+        if ascii_only:
+            words[i] = b - a
+        else:
+            row = data[a:b]
+            n = 0
+            for j in range(row.shape[0]):
+                n += (row[j] & 0xC0) != 0x80
+            words[i] = n
+        valid[i] = 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _set_kernel(offsets, data, bitmap, bitoff, lo, hi, wdata, woffsets, by_len, negate,
+                miss_is_null, words, valid):
+    """Whether each row equals one of the literal strings (at most one per length)."""
+    maxlen = by_len.shape[0] - 2
+    for i in range(lo, hi):
+        if bitoff >= 0:
+            bit = bitoff + i
+            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
+                words[i] = 0
+                valid[i] = 0
+                continue
+        a = np.int64(offsets[i])
+        n = np.int64(offsets[i + 1]) - a
+        hit = False
+        if n <= maxlen:
+            for k in range(by_len[n], by_len[n + 1]):
+                w = woffsets[k]
+                same = True
+                for m in range(n):
+                    if data[a + m] != wdata[w + m]:
+                        same = False
+                        break
+                if same:
+                    hit = True
+                    break
+        if hit != negate:
+            words[i] = 1
+            valid[i] = 1
+        else:
+            words[i] = 0
+            valid[i] = 0 if miss_is_null and not negate else 1

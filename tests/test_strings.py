@@ -1,0 +1,301 @@
+"""String fast paths (engine/strings.py: byte DFAs, literal sets, length) give the answers
+of pyarrow.compute (RE2) and of DuckDB: NULLs, empty strings, multi-byte UTF-8, newlines,
+strings full of pattern characters, LIKE escapes, random LIKE patterns and regexes; per
+row and per dictionary value; VM and fused; one thread and two."""
+from __future__ import annotations
+
+import os
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import batchaot
+from batchaot.engine import columns, run, strings
+from batchaot.compiler import types as T
+
+# characters that matter to LIKE and regexes, multi-byte UTF-8 (2, 3, 4 bytes), newline
+ALPHABET = ["a", "b", "A", "@", ".", "%", "_", "\\", "-", " ", "\n", "é", "Ü", "日", "😀", "x"]
+
+
+def random_strings(rng: np.random.Generator, n: int, null_rate: float = 0.1, max_len: int = 10) -> pa.Array:
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(0, max_len + 1))
+        out.append("".join(rng.choice(ALPHABET, k)))
+    mask = rng.random(n) < null_rate
+    return pa.array(out, pa.string(), mask=mask)
+
+
+def fast_values(sexpr: list, values: pa.Array) -> list:
+    """The kernel's lookup table for `values` (without its NULL entry), as Python values."""
+    plan = strings.fast_plan(sexpr)
+    assert plan is not None, sexpr
+    n = len(values)
+    words = np.full(n + 1, 7, dtype=np.int64)
+    valid = np.full(n + 1, 7, dtype=np.uint8)
+    strings.run_fast(plan, strings.string_buffers(values), words, valid, 0, n)
+    return [int(w) if v else None for w, v in zip(words[:n], valid[:n])]
+
+
+def arrow_values(sexpr: list, values: pa.Array) -> list:
+    """The same expression with pyarrow.compute: the reference."""
+    out = strings.evaluate(sexpr, values)
+    return [None if x is None else int(x) for x in pc.cast(out, pa.int64()).to_pylist()]
+
+
+def agree(sexpr: list, values: pa.Array) -> None:
+    assert fast_values(sexpr, values) == arrow_values(sexpr, values), sexpr
+
+
+VALUES = random_strings(np.random.default_rng(1), 3000)
+EDGE = pa.array(["", None, "a", "@", "@@", "a@b", "a@b@c", "é@日", "a\nb", "a\n", "\n", "%", "_",
+                 "\\", "a%b", "a_b", "a\\b", "😀", "😀😀", "ab" * 40, "x" * 9 + "@" + "y" * 9,
+                 "SKU-1", "SKU-", "SKU", "sku-1", "paid", "paid ", "PAID"], pa.string())
+
+
+# --- which expressions get a kernel ------------------------------------------------
+
+@pytest.mark.parametrize("sexpr", [
+    ["like", ["col"], "%@%.%", False, None], ["like", ["col"], "a\\_b", False, "\\"],
+    ["starts_with", ["col"], "SKU-"], ["regexp", ["col"], "^[^@]+@[^@]+$"],
+    ["regexp", ["col"], "URGENT|ASAP"], ["regexp", ["col"], "^(?:ab|c)+x{2,3}\\.$"],
+    ["in", ["col"], ["new", "paid", None]], ["cmp", "eq", ["col"], ["lit", "paid"]],
+    ["cmp", "ne", ["lit", "paid"], ["col"]], ["length", ["col"]],
+])
+def test_common_expressions_have_a_kernel(sexpr) -> None:
+    assert strings.fast_plan(sexpr) is not None
+
+
+@pytest.mark.parametrize("sexpr", [
+    ["like", ["col"], "a%", True, None],                   # ILIKE: Unicode case folding
+    ["like", ["lower", ["col"]], "a%", False, None],       # not the column itself
+    ["regexp", ["col"], "(?i)abc"], ["regexp", ["col"], "\\d+"], ["regexp", ["col"], "\\bx"],
+    ["regexp", ["col"], "a^b"], ["regexp", ["col"], "^a|b$"], ["regexp", ["col"], "[[:alpha:]]"],
+    ["regexp", ["col"], "a{1000}"], ["regexp", ["col"], "[]a]"],
+    ["regexp", ["col"], "a{,2}"], ["regexp", ["col"], "(a"], ["regexp", ["col"], "a**"],
+    ["cmp", "lt", ["col"], ["lit", "m"]], ["cmp", "eq", ["col"], ["lit", None]],
+])
+def test_other_expressions_stay_with_pyarrow(sexpr) -> None:
+    assert strings.fast_plan(sexpr) is None
+
+
+# --- kernels against pyarrow.compute ---------------------------------------------------
+
+@pytest.mark.parametrize("sexpr", [
+    ["like", ["col"], "%@%.%", False, None], ["like", ["col"], "%", False, None],
+    ["like", ["col"], "", False, None], ["like", ["col"], "_", False, None],
+    ["like", ["col"], "__", False, None], ["like", ["col"], "a%b", False, None],
+    ["like", ["col"], "%\n%", False, None], ["like", ["col"], "a\\%%", False, "\\"],
+    ["like", ["col"], "%\\\\", False, "\\"], ["like", ["col"], "a\\", False, "\\"],
+    ["like", ["col"], "é_%", False, None], ["like", ["col"], "%日", False, None],
+    ["like", ["col"], "%😀_", False, None], ["like", ["col"], "aa%", False, "a"],
+    ["starts_with", ["col"], "a"], ["starts_with", ["col"], ""], ["starts_with", ["col"], "é"],
+    ["starts_with", ["col"], "SKU-"], ["starts_with", ["col"], "abababababab"],
+    ["regexp", ["col"], "^[^@]+@[^@]+$"], ["regexp", ["col"], "a.b"], ["regexp", ["col"], "^.$"],
+    ["regexp", ["col"], "^..$"], ["regexp", ["col"], "b$"], ["regexp", ["col"], "^$"],
+    ["regexp", ["col"], ""], ["regexp", ["col"], "[^a]"], ["regexp", ["col"], "^[^a-z\\n]*$"],
+    ["regexp", ["col"], "(a|@)+\\."], ["regexp", ["col"], "^a?b?$"], ["regexp", ["col"], "x{2}"],
+    ["regexp", ["col"], "^[a-b%_]{1,3}$"], ["regexp", ["col"], "\\\\|\\%"],
+    ["regexp", ["col"], "^(?:a|b|)+$"], ["regexp", ["col"], "a.*?b"], ["regexp", ["col"], "[-@]"],
+    ["regexp", ["col"], "é+"], ["regexp", ["col"], "^.日.$"], ["regexp", ["col"], "[^a]😀"],
+    ["in", ["col"], ["a", "", "@", "é@日"]], ["in", ["col"], ["a", None]], ["in", ["col"], [None]],
+    ["in", ["col"], ["ab" * 40, "😀😀", "paid"]],
+    ["cmp", "eq", ["col"], ["lit", ""]], ["cmp", "ne", ["col"], ["lit", "a"]],
+    ["cmp", "eq", ["lit", "😀"], ["col"]], ["length", ["col"]],
+])
+def test_kernel_equals_pyarrow(sexpr) -> None:
+    agree(sexpr, VALUES)
+    agree(sexpr, EDGE)
+    agree(sexpr, VALUES.slice(17, 500))           # an array offset into the buffers
+    agree(sexpr, pa.array([], pa.string()))
+
+
+def test_large_string_and_all_empty_buffers() -> None:
+    agree(["like", ["col"], "%a%", False, None], VALUES.cast(pa.large_string()))
+    agree(["length", ["col"]], VALUES.cast(pa.large_string()))
+    agree(["regexp", ["col"], "^$"], pa.array(["", None, ""], pa.string()))
+    agree(["length", ["col"]], pa.array([None, None], pa.string()))
+
+
+def test_ascii_and_non_ascii_lengths_in_one_array() -> None:
+    values = pa.array(["abc"] * 100 + ["日本語"] + [None] + ["é" * 50], pa.string())
+    agree(["length", ["col"]], values)
+    agree(["length", ["col"]], values.slice(0, 100))   # an all-ASCII range
+
+
+def test_skip_states_stop_on_every_byte_of_a_word() -> None:
+    """The 8-bytes-at-a-time scan must find a stop byte in any position of a word."""
+    values = pa.array(["x" * k + "@" + "y" * m + "." + "z" * k for k in range(20) for m in range(10)]
+                      + ["x" * k + "é" + "@" for k in range(20)], pa.string())
+    for sexpr in (["like", ["col"], "%@%.%", False, None], ["regexp", ["col"], "^[^@]+@[^@.]+\\.[^.]+$"],
+                  ["regexp", ["col"], "é@$"], ["like", ["col"], "%é@", False, None]):
+        agree(sexpr, values)
+
+
+LIKE_CHARS = st.sampled_from(["a", "b", "@", ".", "%", "_", "\\", "é", "日", "😀", "\n"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pattern=st.lists(LIKE_CHARS, max_size=8).map("".join), escape=st.sampled_from([None, "\\", "a"]))
+def test_random_like_patterns_equal_pyarrow(pattern: str, escape) -> None:
+    agree(["like", ["col"], pattern, False, escape], VALUES)
+
+
+@st.composite
+def regexes(draw, depth: int = 2) -> str:
+    """Patterns inside the DFA subset (and some RE2 accepts in other ways)."""
+    def atom(d):
+        options = [st.sampled_from(["a", "b", "@", ".", "\\.", "\\\\", "\\%", "_", "-", " ", "é", "\\n"]),
+                   st.sampled_from(["[ab]", "[^@]", "[^a-z]", "[a-c@]", "[-a]", "[^\\n]", "[%_]"])]
+        if d > 0:
+            options.append(st.builds(lambda xs: "(" + "|".join(xs) + ")",
+                                     st.lists(st.deferred(lambda: seq(d - 1)), min_size=1, max_size=3)))
+        return st.one_of(options).flatmap(
+            lambda a: st.sampled_from(["", "*", "+", "?", "{2}", "{1,3}", "{0,}", "*?"]).map(lambda q: a + q))
+
+    def seq(d):
+        return st.lists(atom(d), max_size=4).map("".join)
+
+    body = draw(seq(depth))
+    return draw(st.sampled_from(["", "^"])) + body + draw(st.sampled_from(["", "$"]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pattern=regexes())
+def test_random_regexes_equal_re2(pattern: str) -> None:
+    sexpr = ["regexp", ["col"], pattern]
+    if strings.fast_plan(sexpr) is None:
+        return                                   # e.g. too many DFA states: RE2 runs it
+    agree(sexpr, VALUES)
+    agree(sexpr, EDGE)
+
+
+REGEX_CHARS = st.sampled_from(list("^$.*+?()[]{}|\\-,0123ab@é^:") + ["(?:", "(?i)", "\\n", "[^"])
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pattern=st.lists(REGEX_CHARS, max_size=10).map("".join))
+def test_regex_noise_is_accepted_only_where_re2_agrees(pattern: str) -> None:
+    """Whatever the parser accepts, RE2 compiles too, and means the same."""
+    sexpr = ["regexp", ["col"], pattern]
+    if strings.fast_plan(sexpr) is None:
+        return
+    try:
+        expected = arrow_values(sexpr, EDGE)
+    except batchaot.errors.DataError:
+        pytest.fail(f"the DFA accepted {pattern!r}, which RE2 rejects")
+    assert fast_values(sexpr, EDGE) == expected
+    agree(sexpr, VALUES)
+
+
+# --- lookup tables through columns.build_lut ---------------------------------------------
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_build_lut_fast_in_parts_equals_pyarrow(parts) -> None:
+    def map_fn(fn, items):
+        return [fn(*x) for x in reversed(items)]     # any order: parts write their own rows
+    for sexpr, typ in ((["like", ["col"], "%a%", False, None], T.BOOL),
+                       (["length", ["col"]], T.Type(T.Kind.INT)),
+                       (["in", ["col"], ["a", None]], T.BOOL)):
+        got = columns.build_lut(VALUES, sexpr, typ, map_fn if parts > 1 else None, parts)
+        values = pa.concat_arrays([VALUES, pa.array([None], pa.string())])
+        want = columns.to_words(strings.evaluate(sexpr, values), typ, len(values))
+        ok = want[1] != 0
+        assert (got[1] == want[1]).all() and (got[0][ok] == want[0][ok]).all(), sexpr
+
+
+# --- end to end against DuckDB -----------------------------------------------------------
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("kernels")
+    old = os.environ.get("BATCHAOT_CACHE_DIR")
+    os.environ["BATCHAOT_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("BATCHAOT_CACHE_DIR", None)
+    else:
+        os.environ["BATCHAOT_CACHE_DIR"] = old
+
+
+def string_table(seed: int, n: int) -> pa.Table:
+    """`s`: mostly distinct (evaluated per row); `c`: few values (per dictionary value)."""
+    rng = np.random.default_rng(seed)
+    s = random_strings(rng, n, max_len=12)
+    few = ["", "a", "a@b.c", "é@日.x", "a_b", "a%b", "x\ny", "😀", "paid", "SKU-1"]
+    c = pa.array(rng.choice(few, n), pa.string(), mask=rng.random(n) < 0.1)
+    return pa.table({"rid": pa.array(np.arange(n)), "s": s, "c": c})
+
+
+def duckdb_rows(table: pa.Table, pred: str) -> list[int] | None:
+    con = duckdb.connect()
+    con.register("t", table)
+    try:
+        return [r[0] for r in con.execute(f"SELECT rid FROM t WHERE NOT ({pred}) ORDER BY rid").fetchall()]
+    except duckdb.Error:
+        return None
+
+
+def batchaot_rows(table: pa.Table, preds: list[str], engine: str, threads: int = 1) -> list[list[int]]:
+    programs = [batchaot.compile(p, table.schema, name=f"r{k}") for k, p in enumerate(preds)]
+    with run.Executor(engine=engine, threads=threads) as ex:
+        outcomes = ex.evaluate(programs, table.to_batches(max_chunksize=50_000))
+    return [o.row_ids.tolist() for o in outcomes]
+
+
+E2E = ["s LIKE '%@%.%'", "s LIKE '%a%'", "s NOT LIKE '_'", "s LIKE 'a\\_%' ESCAPE '\\'",
+       "s LIKE '%\\%' ESCAPE '\\'", "s LIKE '%é%'", "s LIKE '%日_'", "starts_with(s, 'a')",
+       "regexp_matches(s, '^[^@]+@[^@]+$')", "regexp_matches(s, 'a.b')", "regexp_matches(s, '^.{2,4}$')",
+       "regexp_matches(s, '(@|\\.)x')", "length(s) BETWEEN 2 AND 5", "length(s) > 8",
+       "s IN ('a', '', 'ab', NULL)", "s NOT IN ('a', 'b')", "s = 'a'", "s <> ''",
+       "c LIKE '%@%.%'", "c IN ('paid', 'a')", "length(c) = 1", "regexp_matches(c, '^[a-z]+$')",
+       "s LIKE '%a%' AND length(s) < 6 OR c = 'paid'"]
+
+
+@pytest.mark.parametrize("engine", ["vm", "fused"])
+def test_rules_equal_duckdb(engine) -> None:
+    table = string_table(3, 20_000)
+    assert columns._mostly_distinct(table["s"].combine_chunks())
+    assert not columns._mostly_distinct(table["c"].combine_chunks())
+    got = batchaot_rows(table, E2E, engine)
+    for pred, rows in zip(E2E, got):
+        assert rows == duckdb_rows(table, pred), pred
+
+
+def test_two_threads_split_per_row_tables(monkeypatch) -> None:
+    monkeypatch.setattr(run, "PARALLEL_MIN_ROWS", 1000)
+    monkeypatch.setattr(run, "PARALLEL_LUT_VALUES", 1000)
+    table = string_table(4, 30_000)
+    preds = E2E[:6] + E2E[12:14]
+    for engine in ("vm", "fused"):
+        got = batchaot_rows(table, preds, engine, threads=2)
+        for pred, rows in zip(preds, got):
+            assert rows == duckdb_rows(table, pred), (engine, pred)
+
+
+_LIKE_TABLE = string_table(5, 3000)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pattern=st.lists(LIKE_CHARS.filter(lambda ch: ch != "\n"), max_size=7).map("".join),
+       escape=st.sampled_from([None, "\\"]), negate=st.booleans())
+def test_random_like_patterns_equal_duckdb(pattern: str, escape, negate: bool) -> None:
+    sql = pattern.replace("'", "''")
+    pred = f"s {'NOT ' if negate else ''}LIKE '{sql}'" + (f" ESCAPE '{escape}'" if escape else "")
+    expected = duckdb_rows(_LIKE_TABLE, pred)
+    assume(expected is not None)        # DuckDB refuses a pattern ending in its escape
+    assert batchaot_rows(_LIKE_TABLE, [pred], "vm")[0] == expected, pred
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pattern=regexes())
+def test_random_regexes_equal_duckdb(pattern: str) -> None:
+    pred = f"regexp_matches(s, '{pattern}')"
+    expected = duckdb_rows(_LIKE_TABLE, pred)
+    assume(expected is not None)
+    assert batchaot_rows(_LIKE_TABLE, [pred], "vm")[0] == expected, pred
