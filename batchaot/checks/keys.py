@@ -302,7 +302,7 @@ _NEG_ZERO = np.int64(-0x8000000000000000)      # bits of -0.0
 _EXP_BITS = np.int64(0x7FF0000000000000)
 _MANT_BITS = np.int64(0x000FFFFFFFFFFFFF)
 _NAN_BITS = np.int64(0x7FF8000000000000)       # bits of the one NaN (as _float_bits)
-_SUB_ROWS = 8192                               # rows per sub-partition when counting
+_SUB_ROWS = 16384                              # rows per sub-partition when counting
 
 
 class ExactColumn:
@@ -395,9 +395,11 @@ def _hash1(v, forced, use_forced):
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact_buckets(values, is_float, valid, voff, lo, hi, bits, forced, use_forced, bucket, hist):
-    # bucket of each row in [lo, hi) by the hash's top `bits` bits; NULL rows get len(hist)
-    skip = hist.shape[0]
+def _exact_buckets(values, is_float, valid, voff, lo, hi, bits, forced, use_forced, bucket, hist_out):
+    # bucket of each row in [lo, hi) by the hash's top `bits` bits; NULL rows get len(hist);
+    # counted in a local histogram (threads share hist_out's cache lines)
+    skip = hist_out.shape[0]
+    hist = np.zeros(skip, np.int64)
     shift = np.uint64(64 - bits) if bits > 0 else np.uint64(0)
     for i in range(lo, hi):
         if not _valid_at(valid, voff, i):
@@ -408,20 +410,31 @@ def _exact_buckets(values, is_float, valid, voff, lo, hi, bits, forced, use_forc
             b = np.int64(_hash1(_canon(values[i], is_float), forced, use_forced) >> shift)
         bucket[i] = b
         hist[b] += 1
+    hist_out[:] = hist
 
 
 @numba.njit(cache=True, nogil=True)
 def _exact_scatter(bucket, raw, rows, row0, lo, hi, pos, out_rows, out_raw):
+    # one pass per output column: half the write streams of one pass for both, and faster
     skip = pos.shape[0]
-    contiguous = rows.shape[0] == 0
+    at = pos.copy()
+    if rows.shape[0] == 0:
+        for i in range(lo, hi):
+            b = bucket[i]
+            if b != skip:
+                out_rows[at[b]] = row0 + i
+                at[b] += 1
+    else:
+        for i in range(lo, hi):
+            b = bucket[i]
+            if b != skip:
+                out_rows[at[b]] = rows[i]
+                at[b] += 1
     for i in range(lo, hi):
         b = bucket[i]
-        if b == skip:
-            continue
-        p = pos[b]
-        pos[b] = p + 1
-        out_rows[p] = row0 + i if contiguous else rows[i]
-        out_raw[p] = raw[i]
+        if b != skip:
+            out_raw[pos[b]] = raw[i]
+            pos[b] += 1
 
 
 _pool = None
@@ -495,44 +508,90 @@ def raw_values(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 # counting (finish side) -----------------------------------------------------------------
 
 @numba.njit(cache=True, nogil=True)
-def _canon_into(values, is_float, out, off):
-    """out[off:off+n] = canonical values; returns (strictly increasing, first, last)."""
+def _canon_into(values, is_float, rows, out, off):
+    """out[off:off+n] = canonical values. Returns (values strictly increasing, first, last,
+    rows strictly increasing)."""
     n = values.shape[0]
     inc = True
-    prev = np.int64(0)
     for i in range(n):
         v = _canon(values[i], is_float)
-        if i > 0 and v <= prev:
-            inc = False
         out[off + i] = v
-        prev = v
+    for i in range(1, n):
+        inc &= out[off + i] > out[off + i - 1]
+    rows_inc = True
+    for i in range(1, rows.shape[0]):
+        rows_inc &= rows[i] > rows[i - 1]
     if n == 0:
-        return inc, np.int64(0), np.int64(0)
-    return inc, out[off], out[off + n - 1]
+        return inc, np.int64(0), np.int64(0), rows_inc
+    return inc, out[off], out[off + n - 1], rows_inc
+
+
+_SMALL_SLOTS = 1 << 16        # a table this big stays in L2: low-cardinality keys need no more
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact_mark(values, skip_bits, forced, use_forced, mark):
-    """Count every key of `values` exactly. Fills `mark` (zeros, one per row): 0 for a key
-    seen once, the key's count at its first row, 1 at its later rows; returns (duplicate
-    rows, duplicate keys).
+def _mark_small(values, forced, use_forced, mark, over_at, over_count):
+    """One table for all rows, as long as there are few distinct keys; False (and nothing
+    to trust in mark/counts) once there are more than the table can hold."""
+    n = values.shape[0]
+    cap = 16
+    while cap < 2 * n and cap < _SMALL_SLOTS:
+        cap *= 2
+    mask = np.uint64(cap - 1)
+    tkeys = np.empty(cap, np.int64)
+    tcount = np.zeros(cap, np.int64)
+    tfirst = np.empty(cap, np.int64)
+    slot = np.empty(n, np.int32)
+    used = 0
+    for i in range(n):
+        v = values[i]
+        s = _hash1(v, forced, use_forced) & mask
+        while tcount[s] != 0 and tkeys[s] != v:
+            s = (s + np.uint64(1)) & mask
+        if tcount[s] == 0:
+            used += 1
+            if 2 * used > cap:
+                return False, 0, 0, 0
+            tkeys[s] = v
+            tfirst[s] = i
+        tcount[s] += 1
+        slot[i] = np.int32(s)
+    n_rows = 0
+    n_keys = 0
+    n_over = 0
+    for i in range(n):
+        s = slot[i]
+        c = tcount[s]
+        first = tfirst[s] == i
+        # no branches on the data (duplicates and first rows come in no predictable
+        # order); and no call taking arrays in the loop (Numba counts references per call)
+        dup = c > 1
+        v = min(c, 255) if first else 1
+        mark[i] = v if dup else 0
+        n_rows += 1 if dup else 0
+        n_keys += 1 if (dup and first) else 0
+        if first and c >= 255:              # rare: the count goes to the overflow list
+            over_at[n_over] = i
+            over_count[n_over] = c
+            n_over += 1
+    return True, n_rows, n_keys, n_over
 
-    Rows are first split into sub-partitions of a few thousand by the hash bits below the
-    `skip_bits` top ones (the bucket's, constant here), so each hash table stays in cache.
-    """
+
+@numba.njit(cache=True, nogil=True)
+def _mark_partitioned(values, skip_bits, forced, use_forced, mark, over_at, over_count, sub_i):
+    """Rows split into sub-partitions of a few thousand by the hash bits below the
+    `skip_bits` top ones (the bucket's, constant here), so each hash table stays in cache."""
     n = values.shape[0]
     kbits = 0
-    while (n >> kbits) > _SUB_ROWS and kbits + skip_bits < 40:
+    while (n >> kbits) > _SUB_ROWS and kbits < 16 and kbits + skip_bits < 48:
         kbits += 1
     k_count = 1 << kbits
     shift = np.uint64(64 - skip_bits - kbits)
     kmask = np.uint64(k_count - 1)
-    sub = np.empty(n, np.int32)
+    sub = np.empty(n, np.uint16)
     bounds = np.zeros(k_count + 1, np.int64)
     for i in range(n):
-        s = 0
-        if kbits > 0:
-            s = np.int64((_hash1(values[i], forced, use_forced) >> shift) & kmask)
+        s = np.int64((_hash1(values[i], forced, use_forced) >> shift) & kmask)
         sub[i] = s
         bounds[s + 1] += 1
     biggest = 0
@@ -540,20 +599,26 @@ def _exact_mark(values, skip_bits, forced, use_forced, mark):
         biggest = max(biggest, bounds[k + 1])
         bounds[k + 1] += bounds[k]
     fill = bounds[:-1].copy()
-    sub_idx = np.empty(n, np.int64)
+    sub_v = np.empty(n, np.int64)
     for i in range(n):
-        p = fill[sub[i]]
-        fill[sub[i]] = p + 1
-        sub_idx[p] = i
+        k = sub[i]
+        sub_v[fill[k]] = values[i]
+        fill[k] += 1
+    fill = bounds[:-1].copy()
+    for i in range(n):
+        k = sub[i]
+        sub_i[fill[k]] = i
+        fill[k] += 1
     cap_max = 16
     while cap_max < 2 * biggest:
         cap_max *= 2
     tkeys = np.empty(cap_max, np.int64)
     tcount = np.zeros(cap_max, np.int64)
-    tfirst = np.empty(cap_max, np.int64)
-    slot = np.empty(max(biggest, 1), np.int64)
+    tfirst = np.empty(cap_max, sub_i.dtype)
+    slot = np.empty(max(biggest, 1), np.int32)
     n_rows = 0
     n_keys = 0
+    n_over = 0
     for k in range(k_count):
         lo, hi = bounds[k], bounds[k + 1]
         cap = 16
@@ -562,69 +627,101 @@ def _exact_mark(values, skip_bits, forced, use_forced, mark):
         tcount[:cap] = 0
         mask = np.uint64(cap - 1)
         for j in range(lo, hi):
-            i = sub_idx[j]
-            v = values[i]
+            v = sub_v[j]
             s = _hash1(v, forced, use_forced) & mask
             while tcount[s] != 0 and tkeys[s] != v:
                 s = (s + np.uint64(1)) & mask
-            if tcount[s] == 0:
-                tkeys[s] = v
-                tfirst[s] = i
-            tcount[s] += 1
-            slot[j - lo] = np.int64(s)
+            c = tcount[s]
+            tkeys[s] = v                             # the same value when it was there
+            tfirst[s] = sub_i[j] if c == 0 else tfirst[s]
+            tcount[s] = c + 1
+            slot[j - lo] = np.int32(s)
         for j in range(lo, hi):
             s = slot[j - lo]
+            i = sub_i[j]
             c = tcount[s]
-            if c > 1:
-                i = sub_idx[j]
-                n_rows += 1
-                if tfirst[s] == i:
-                    mark[i] = c
-                    n_keys += 1
-                else:
-                    mark[i] = 1
-    return n_rows, n_keys
+            first = tfirst[s] == i
+            dup = c > 1                                 # as in _mark_small
+            v = min(c, 255) if first else 1
+            mark[i] = v if dup else 0
+            n_rows += 1 if dup else 0
+            n_keys += 1 if (dup and first) else 0
+            if first and c >= 255:
+                over_at[n_over] = i
+                over_count[n_over] = c
+                n_over += 1
+    return n_rows, n_keys, n_over
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact_emit(mark, n_rows, n_keys):
-    """(duplicate row positions, first position and count of each duplicate key), in order."""
-    rows = np.empty(n_rows, np.int64)
-    firsts = np.empty(n_keys, np.int64)
-    counts = np.empty(n_keys, np.int64)
-    r = 0
+def _exact_emit(mark, over_at, over_count, n_keys, offsets, bitmap, per_piece):
+    """Duplicate rows as a bitmap (Arrow's bit order) and a count per piece
+    (offsets[k]:offsets[k+1]); returns each duplicate key's first position and count."""
+    order = np.argsort(over_at)
+    firsts = np.empty(n_keys + 1, np.int64)
+    out_counts = np.empty(n_keys + 1, np.int64)
     g = 0
-    for i in range(mark.shape[0]):
-        m = mark[i]
-        if m != 0:
-            rows[r] = i
-            r += 1
-            if m > 1:
-                firsts[g] = i
-                counts[g] = m
-                g += 1
-    return rows, firsts, counts
+    o = 0
+    n = mark.shape[0]
+    for w in range((n + 7) >> 3):
+        byte = 0
+        for i in range(w << 3, min(n, (w << 3) + 8)):
+            m = mark[i]
+            byte |= (1 if m != 0 else 0) << (i & 7)
+            firsts[g] = i                       # kept only where m >= 2 (no branch on m)
+            out_counts[g] = m
+            if m == 255:
+                out_counts[g] = over_count[order[o]]
+                o += 1
+            g += 1 if m >= 2 else 0
+        bitmap[w] = byte
+    for k in range(offsets.shape[0] - 1):
+        c = 0
+        for i in range(offsets[k], offsets[k + 1]):
+            c += mark[i] != 0
+        per_piece[k] = c
+    return firsts[:n_keys], out_counts[:n_keys]
 
 
-def exact_duplicates(values: np.ndarray, skip_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact duplicates among canonical int64 key values: (positions of every row whose
-    key occurs more than once, first position of each such key, its count), ascending."""
+def exact_duplicates(values: np.ndarray, skip_bits: int, offsets: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exact duplicates among canonical int64 key values, cut into pieces at `offsets`:
+    (bitmap of the rows whose key occurs more than once, in Arrow's bit order; how many
+    such rows per piece; first position of each such key, ascending; its count).
+
+    mark[i]: 0 for a key seen once, 1 at a duplicate key's later rows, its count at its
+    first row (255: the count is in the overflow list, with that row)."""
     use_forced = _forced_hash is not None
     forced = np.uint64(_forced_hash if use_forced else 0)
-    mark = np.zeros(len(values), np.int32 if len(values) < 2**31 else np.int64)  # counts fit
-    n_rows, n_keys = _exact_mark(values, skip_bits, forced, use_forced, mark)
-    return _exact_emit(mark, n_rows, n_keys)
+    n = len(values)
+    mark = np.zeros(n, np.uint8)
+    over_at = np.empty(n // 255 + 1, np.int64)           # keys counted 255 times or more
+    over_count = np.empty(n // 255 + 1, np.int64)
+    small, n_rows, n_keys, n_over = _mark_small(values, forced, use_forced, mark, over_at, over_count)
+    if not small:
+        sub_i = np.empty(n, np.int32 if n < 2**31 else np.int64)    # row of each sub-partition slot
+        n_rows, n_keys, n_over = _mark_partitioned(values, skip_bits, forced, use_forced, mark,
+                                                   over_at, over_count, sub_i)
+    bitmap = np.empty((n + 7) // 8, np.uint8)
+    per_piece = np.zeros(len(offsets) - 1, np.int64)
+    if n_rows == 0:
+        return bitmap, per_piece, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    firsts, out_counts = _exact_emit(mark, over_at[:n_over], over_count[:n_over], n_keys,
+                                     np.asarray(offsets, np.int64), bitmap, per_piece)
+    return bitmap, per_piece, firsts, out_counts
 
 
-def canonical_values(cols: Sequence[ExactColumn]) -> tuple[np.ndarray, bool]:
-    """The canonical int64 values of NULL-free exact columns, concatenated, and whether
-    every column is strictly increasing with value ranges that do not overlap (then every
-    value is distinct: a proof that needs no counting)."""
+def canonical_values(cols: Sequence[ExactColumn], rows: Sequence[np.ndarray]
+                     ) -> tuple[np.ndarray, bool, bool]:
+    """The canonical int64 values of NULL-free exact columns, concatenated; whether every
+    column is strictly increasing with value ranges that do not overlap (then every value
+    is distinct: a proof that needs no counting); whether each `rows` is strictly increasing."""
     total = sum(len(c.values) for c in cols)
     out = np.empty(total, np.int64)
-    spans, distinct, off = [], True, 0
-    for c in cols:
-        inc, first, last = _canon_into(c.values, c.is_float, out, off)
+    spans, distinct, rows_inc, off = [], True, True, 0
+    for c, r in zip(cols, rows):
+        inc, first, last, r_inc = _canon_into(c.values, c.is_float, r, out, off)
+        rows_inc &= bool(r_inc)
         if len(c.values):
             spans.append((int(first), int(last)))
             distinct &= bool(inc)
@@ -632,4 +729,4 @@ def canonical_values(cols: Sequence[ExactColumn]) -> tuple[np.ndarray, bool]:
     if distinct:
         spans.sort()
         distinct = all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
-    return out, distinct
+    return out, distinct, rows_inc

@@ -152,39 +152,41 @@ class UniqueCheck(CheckBase):
         order = sorted(range(len(pieces)), key=lambda i: (rank[pieces[i][0]], rows[i][0]))
         pieces, rows = [pieces[i] for i in order], [rows[i] for i in order]
         codes = [rank[s] for s, _ in pieces]
-        if not _in_order(codes, rows):
+        if not _pieces_apart(codes, rows):
             return None
         key = self.stored[0]
         cols = [keys.exact_column(t.column(key)) for _, t in pieces]
         if len({c.type for c in cols}) > 1:        # widths differ between files: compare as hashed
             return None
-        values, distinct = keys.canonical_values(cols)
+        values, distinct, rows_ascending = keys.canonical_values(cols, rows)
+        if not rows_ascending:
+            return None
         if distinct:
             return BucketResult(None, None)
-        dup, firsts, counts = keys.exact_duplicates(values, self.bits)
-        if len(dup) == 0:
-            return BucketResult(None, None)
-        del values
         offsets = np.cumsum([0] + [len(r) for r in rows])
+        bitmap, per_piece, firsts, counts = keys.exact_duplicates(values, self.bits, offsets)
+        del values
+        if not len(firsts):
+            return BucketResult(None, None)
         dictionary = pa.array(names, pa.string())
+        index_type = _index_type(len(names))
         typ = cols[0].type
+        mask = pa.py_buffer(bitmap)
         chunks, first_rows, first_codes, first_raw = [], [], [], []
-        dup_at = np.searchsorted(dup, offsets)
         first_at = np.searchsorted(firsts, offsets)
         for p, (_, t) in enumerate(pieces):
-            lo, hi = dup_at[p], dup_at[p + 1]
-            if hi > lo:
-                if hi - lo == t.num_rows:          # every row of the piece: reuse it as is
-                    got = t.select(["row", key])
-                else:
-                    local = pa.array(dup[lo:hi] - offsets[p])
-                    got = t.select(["row", key]).take(local)
-                chunks.append(got.add_column(0, "source", _codes_array(codes[p], got.num_rows, dictionary)))
+            if per_piece[p]:
+                got = t.select(["row", key])
+                if per_piece[p] < t.num_rows:      # else every row of the piece: reused as is
+                    got = got.filter(pa.Array.from_buffers(pa.bool_(), t.num_rows, [None, mask],
+                                                           offset=int(offsets[p])))
+                chunks.append(got.add_column(0, "source", pa.DictionaryArray.from_arrays(
+                    np.full(got.num_rows, codes[p], index_type), dictionary)))
             lo, hi = first_at[p], first_at[p + 1]
             if hi > lo:
                 local = firsts[lo:hi] - offsets[p]
                 first_rows.append(rows[p][local])
-                first_codes.append(np.full(hi - lo, codes[p], np.int32))
+                first_codes.append(np.full(hi - lo, codes[p], index_type))
                 first_raw.append(cols[p].raw[local])
         violating = pa.concat_tables(chunks)
         groups = pa.table({key: keys.raw_array(typ, np.concatenate(first_raw)),
@@ -254,37 +256,34 @@ class UniqueCheck(CheckBase):
         batches = [b for t in tables for b in t.to_batches() if b.num_rows]
         names, codes = _global_codes([b.column(b.schema.get_field_index("source")) for b in batches])
         rows = [b.column(b.schema.get_field_index("row")).to_numpy() for b in batches]
+        # batches that cover the same rows one after another: their writes share the cache
+        by_start = sorted(range(len(batches)), key=lambda k: (int(codes[k][0]), int(rows[k][0])))
+        batches, codes, rows = ([x[k] for k in by_start] for x in (batches, codes, rows))
         n = sum(len(r) for r in rows)
-        dest = _destinations(codes, rows, n)
         key_cols = self.stored
         types = {b.schema.field(key_cols[0]).type for b in batches}
-        exact = len(key_cols) == 1 and len(types) == 1 and _fixed_width(types.pop())
-        out_rows = np.empty(n, np.int64)
-        out_codes = np.empty(n, np.int32)
-        columns: dict[str, pa.Array] = {}
-        if exact:
-            raws = [keys.raw_values(b.column(b.schema.get_field_index(key_cols[0]))) for b in batches]
-            out_raw = np.empty(n, raws[0].dtype)
-            if dest is None:
-                order = _fallback_order(codes, rows)
-                _gather_all(order, rows, codes, raws, out_rows, out_codes, out_raw)
-            else:
-                keys.run_parallel(lambda k: _scatter(dest[k], rows[k], codes[k], raws[k],
-                                                     out_rows, out_codes, out_raw), list(range(len(batches))))
-            columns[key_cols[0]] = keys.raw_array(batches[0].schema.field(key_cols[0]).type, out_raw)
+        exact = len(key_cols) == 1 and len(types) == 1 and _fixed_width(next(iter(types)))
+        if exact:       # the key values themselves travel with their row
+            payload = [keys.raw_values(b.column(b.schema.get_field_index(key_cols[0]))) for b in batches]
+        else:           # the rows' positions do, and the key columns are taken at the end
+            offsets = np.cumsum([0] + [len(r) for r in rows])
+            payload = [np.arange(offsets[k], offsets[k + 1], dtype=np.int64) for k in range(len(rows))]
+        placed = _span_order(len(names), codes, rows, payload, n)
+        if placed is None:
+            order = np.lexsort((np.concatenate(rows), np.concatenate(
+                [_expand(c, len(r)) for c, r in zip(codes, rows)])))
+            out_rows = np.concatenate(rows)[order]
+            out_codes = np.concatenate([_expand(c, len(r)) for c, r in zip(codes, rows)])[order]
+            out_payload = np.concatenate(payload)[order]
+            out_codes = out_codes.astype(_index_type(len(names)))
         else:
-            if dest is None:
-                order = _fallback_order(codes, rows)
-            else:
-                order = np.empty(n, np.int64)
-                offsets = np.cumsum([0] + [len(r) for r in rows])
-                for k in range(len(batches)):
-                    _place(dest[k], offsets[k], order)
-            flat = pa.concat_tables([pa.Table.from_batches([b.select(key_cols + ["row"])]) for b in batches],
+            out_rows, out_codes, out_payload = placed
+        if exact:
+            columns = {key_cols[0]: keys.raw_array(next(iter(types)), out_payload)}
+        else:
+            flat = pa.concat_tables([pa.Table.from_batches([b.select(key_cols)]) for b in batches],
                                     promote_options="permissive")
-            taken = flat.take(pa.array(order))
-            out_rows = taken.column("row").to_numpy()
-            out_codes = np.concatenate(codes)[order] if n else np.zeros(0, np.int32)
+            taken = flat.take(pa.array(out_payload))
             columns = {c: taken.column(c) for c in key_cols}
         return pa.table({"rule": pa.DictionaryArray.from_arrays(np.zeros(n, np.int8),
                                                                 pa.array([self.name], pa.string())),
@@ -299,7 +298,7 @@ class UniqueCheck(CheckBase):
         names, codes = _global_codes([b.column(b.schema.get_field_index("first_source")) for b in batches])
         counts = np.concatenate([b.column(b.schema.get_field_index("count")).to_numpy() for b in batches])
         first = np.concatenate([b.column(b.schema.get_field_index("first_row")).to_numpy() for b in batches])
-        code = np.concatenate(codes)
+        code = np.concatenate([_expand(c, b.num_rows) for c, b in zip(codes, batches)])
         pick = np.arange(len(counts))
         if len(counts) > SAMPLE:
             threshold = np.partition(counts, len(counts) - SAMPLE)[len(counts) - SAMPLE]
@@ -322,8 +321,9 @@ class UniqueCheck(CheckBase):
 
 # --- helpers ---------------------------------------------------------------------------
 
-def _codes_array(code: int, n: int, dictionary: pa.Array) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(np.full(n, code, np.int32), dictionary)
+def _index_type(n: int) -> type:
+    """The smallest dictionary index type for n entries."""
+    return np.int8 if n <= 127 else np.int16 if n <= 32767 else np.int32
 
 
 def _as_dictionary(codes: pa.ChunkedArray | pa.Array, dictionary: pa.Array) -> pa.Array:
@@ -338,23 +338,13 @@ def _fixed_width(t: pa.DataType) -> bool:
         and t.bit_width in (8, 16, 32, 64)
 
 
-def _in_order(codes: list[int], rows: list[np.ndarray]) -> bool:
-    """Rows ascending within every piece, and pieces of one source not overlapping."""
+def _pieces_apart(codes: list[int], rows: list[np.ndarray]) -> bool:
+    """Pieces of one source do not overlap (each one's rows ascending is checked apart)."""
     last_code, last_row = -1, -1
     for c, r in zip(codes, rows):
-        if not _ascending(r):
-            return False
         if c == last_code and r[0] <= last_row:
             return False
         last_code, last_row = c, r[-1]
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
-def _ascending(rows):
-    for i in range(1, rows.shape[0]):
-        if rows[i] <= rows[i - 1]:
-            return False
     return True
 
 
@@ -383,8 +373,13 @@ def _global_codes(columns: list[pa.Array]) -> tuple[list[str], list[np.ndarray]]
     for c in encoded:
         remap = np.array([rank[s] for s in c.dictionary.to_pylist()], np.int32)
         idx = c.indices.to_numpy(zero_copy_only=False)
-        codes.append(remap[idx] if len(remap) > 1 or not len(idx) else np.full(len(idx), remap[0], np.int32))
+        codes.append(remap[idx] if len(remap) > 1 or not len(idx) else remap[:1])
     return names, codes
+
+
+def _expand(codes: np.ndarray, n: int) -> np.ndarray:
+    """A batch's codes, one per row (a constant code is kept as a single entry)."""
+    return codes if len(codes) == n else np.full(n, codes[0], np.int32)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -398,84 +393,72 @@ def _span(codes, rows, lo, hi):
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_at(codes, rows, base, lo, slots):
-    # slots[position of (code, row)] += 1; False if a (code, row) was there already
+def _span_scatter(codes, rows, payload, base, lo, present, span_payload):
+    const = codes.shape[0] != rows.shape[0]
     for i in range(rows.shape[0]):
-        c = codes[i]
+        c = codes[0] if const else codes[i]
         x = base[c] + rows[i] - lo[c]
-        if slots[x] != 0:
-            return False
-        slots[x] = 1
-    return True
+        present[x] = 1
+        span_payload[x] = payload[i]
 
 
 @numba.njit(cache=True, nogil=True)
-def _prefix(slots):
-    # a 0/1 mark per (code, row) slot -> each marked slot's rank among them
-    total = 0
-    for x in range(slots.shape[0]):
-        m = slots[x]
-        slots[x] = total
-        total += m
+def _span_compress(present, span_payload, base, lo, widths, start, stop, k, out_rows, out_codes, out_payload):
+    # the marked places in [start, stop) of the span, in order, written from out[k] on
+    for c in range(base.shape[0]):
+        a = max(start, base[c])
+        b = min(stop, base[c] + widths[c])
+        first = lo[c] - base[c]
+        for x in range(a, b):
+            if present[x]:
+                out_rows[k] = first + x
+                out_codes[k] = c
+                out_payload[k] = span_payload[x]
+                k += 1
+    return k
 
 
-@numba.njit(cache=True, nogil=True)
-def _dest(codes, rows, base, lo, slots, out):
-    for i in range(rows.shape[0]):
-        c = codes[i]
-        out[i] = slots[base[c] + rows[i] - lo[c]]
-
-
-def _destinations(codes: list[np.ndarray], rows: list[np.ndarray], n: int) -> list[np.ndarray] | None:
-    """Per batch, each row's position in (source, row) order: a counting pass over the
-    row range of each source. None when that range is much wider than the rows, or a
-    (source, row) occurs twice (then a sort orders them)."""
+def _span_order(n_codes: int, codes: list[np.ndarray], rows: list[np.ndarray],
+                payload: list[np.ndarray], n: int):
+    """(rows, codes, payload) of every batch, ordered by (code, row): each value is put
+    at its row's place in the row range of its source, then the range is read in order.
+    None when those ranges are much wider than the rows, or a (source, row) occurs twice
+    (then a sort orders them)."""
     if n == 0:
-        return []
-    n_codes = 1 + max(int(c.max()) for c in codes if len(c))
+        return None
     lo = np.full(n_codes, np.iinfo(np.int64).max, np.int64)
     hi = np.full(n_codes, np.iinfo(np.int64).min, np.int64)
     for c, r in zip(codes, rows):
-        _span(c, r, lo, hi)
+        if len(c) != len(r):                       # one source: numpy's min/max
+            lo[c[0]] = min(lo[c[0]], r.min())
+            hi[c[0]] = max(hi[c[0]], r.max())
+        else:
+            _span(c, r, lo, hi)
     widths = np.where(hi >= lo, hi - lo + 1, 0)
     total = int(widths.sum())
     if total > 4 * n + (1 << 20):
         return None
     base = np.zeros(n_codes, np.int64)
     np.cumsum(widths[:-1], out=base[1:])
-    slots = np.zeros(total, np.int32 if n < 2**31 else np.int64)
-    for c, r in zip(codes, rows):
-        if not _count_at(c, r, base, lo, slots):
-            return None
-    _prefix(slots)
-    dest = []
-    for c, r in zip(codes, rows):
-        out = np.empty(len(r), np.int64)
-        _dest(c, r, base, lo, slots, out)
-        dest.append(out)
-    return dest
+    present = np.zeros(total, np.uint8)
+    span_payload = np.empty(total, payload[0].dtype)
+    # batches come sorted by their first row: each thread takes a contiguous run of them,
+    # so the two write far apart (not into the same cache lines)
+    parts = min(keys.threads(), len(rows))
+    cuts = [len(rows) * k // parts for k in range(parts + 1)]
 
-
-@numba.njit(cache=True, nogil=True)
-def _scatter(dest, rows, codes, raw, out_rows, out_codes, out_raw):
-    for i in range(dest.shape[0]):
-        d = dest[i]
-        out_rows[d] = rows[i]
-        out_codes[d] = codes[i]
-        out_raw[d] = raw[i]
-
-
-@numba.njit(cache=True, nogil=True)
-def _place(dest, offset, order):
-    for i in range(dest.shape[0]):
-        order[dest[i]] = offset + i
-
-
-def _fallback_order(codes: list[np.ndarray], rows: list[np.ndarray]) -> np.ndarray:
-    return np.lexsort((np.concatenate(rows), np.concatenate(codes)))
-
-
-def _gather_all(order, rows, codes, raws, out_rows, out_codes, out_raw) -> None:
-    np.take(np.concatenate(rows), order, out=out_rows)
-    np.take(np.concatenate(codes), order, out=out_codes)
-    np.take(np.concatenate(raws), order, out=out_raw)
+    def place(k: int) -> None:
+        for j in range(cuts[k], cuts[k + 1]):
+            _span_scatter(codes[j], rows[j], payload[j], base, lo, present, span_payload)
+    keys.run_parallel(place, list(range(parts)))
+    out_rows = np.empty(n, np.int64)
+    out_codes = np.empty(n, _index_type(n_codes))
+    out_payload = np.empty(n, payload[0].dtype)
+    cuts = [total * k // parts for k in range(parts + 1)]
+    marked = [int(np.count_nonzero(present[a:b])) for a, b in zip(cuts, cuts[1:])]
+    if sum(marked) != n:
+        return None                                # a (source, row) twice: fewer places than rows
+    starts = np.cumsum([0] + marked)
+    keys.run_parallel(lambda k: _span_compress(present, span_payload, base, lo, widths, cuts[k], cuts[k + 1],
+                                               starts[k], out_rows, out_codes, out_payload), list(range(parts)))
+    return out_rows, out_codes, out_payload
