@@ -81,20 +81,33 @@ DIRECT_DISTINCT_RATIO = 0.5
 
 def _mostly_distinct(arr: pa.Array) -> bool:
     """Whether per-distinct-value evaluation would not pay (emails, ids, free text)."""
+    return _sample_distinct(arr) > DIRECT_DISTINCT_RATIO * max(_sample_valid(arr), 64)
+
+
+def _sample_distinct(arr: pa.Array) -> int:
+    return pc.count_distinct(arr.slice(0, SAMPLE_ROWS)).as_py()
+
+
+def _sample_valid(arr: pa.Array) -> int:
     sample = arr.slice(0, SAMPLE_ROWS)
-    valid = len(sample) - sample.null_count
-    return valid > 64 and pc.count_distinct(sample).as_py() > DIRECT_DISTINCT_RATIO * valid
+    return len(sample) - sample.null_count
 
 
 def _load_strings(arr: pa.Array) -> Loaded:
     if pa.types.is_null(arr.type):
         arr = arr.cast(pa.string())
-    if not pa.types.is_dictionary(arr.type) and _mostly_distinct(arr):
-        # Hashing every value to build a dictionary would cost more than it saves:
-        # the "dictionary" is the column itself and row i reads entry i.
-        bitmap, off = _validity(arr)
-        return Loaded(np.arange(len(arr), dtype=np.int64), bitmap, off, arr.cast(pa.string()))
     if not pa.types.is_dictionary(arr.type):
+        distinct, valid = _sample_distinct(arr), _sample_valid(arr)
+        if valid > 64 and distinct > DIRECT_DISTINCT_RATIO * valid:
+            # Hashing every value to build a dictionary would cost more than it saves:
+            # the "dictionary" is the column itself and row i reads entry i.
+            bitmap, off = _validity(arr)
+            return Loaded(np.arange(len(arr), dtype=np.int64), bitmap, off, arr.cast(pa.string()))
+        if distinct <= strings.ENCODE_MAX_DISTINCT // 4:
+            encoded = strings.encode(arr)
+            if encoded is not None:          # else more distinct values than the sample said
+                bitmap, off = _validity(arr)
+                return Loaded(encoded[0], bitmap, off, encoded[1].cast(pa.string()))
         arr = pc.dictionary_encode(arr)
     codes = arr.indices
     bitmap, off = _validity(codes)

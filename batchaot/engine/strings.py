@@ -870,3 +870,118 @@ def _set_kernel(offsets, data, bitmap, bitoff, lo, hi, wdata, woffsets, by_len, 
         else:
             words[i] = 0
             valid[i] = 0 if miss_is_null and not negate else 1
+
+
+# -- dictionary encoding of a low-cardinality column --------------------------------------
+
+ENCODE_MAX_DISTINCT = 4096
+_ENCODE_SLOTS = 2 * ENCODE_MAX_DISTINCT
+_K0, _K1, _K2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
+
+
+def encode(values: pa.Array) -> tuple[np.ndarray, pa.Array] | None:
+    """(int64 codes, dictionary) of a string array with few distinct values, or None
+    when it has more than ENCODE_MAX_DISTINCT. Codes of NULL rows are 0; the dictionary
+    holds no NULL. Several times faster than pc.dictionary_encode on short strings."""
+    try:
+        buffers = string_buffers(values)
+    except _Unsupported:
+        return None
+    offsets, data, bitmap, bitoff = buffers
+    codes = np.zeros(len(values), dtype=np.int64)
+    first = np.zeros(ENCODE_MAX_DISTINCT, dtype=np.int64)
+    ndistinct = _encode_kernel(offsets, data, bitmap, bitoff, codes, first)
+    if ndistinct < 0:
+        return None
+    dictionary = values.take(pa.array(first[:ndistinct]))
+    return codes, dictionary
+
+
+@numba.njit(nogil=True, inline="always")
+def _load_head(data, a, n):
+    """The first min(n, 8) bytes at data[a:] as a little-endian uint64, zero-filled."""
+    if n <= 0:
+        return np.uint64(0)
+    if a + 8 <= data.shape[0]:
+        x = _load_u64(data, a)
+        if n < 8:
+            x &= (np.uint64(1) << np.uint64(8 * n)) - np.uint64(1)
+        return x
+    x = np.uint64(0)
+    for k in range(min(n, 8)):
+        x |= np.uint64(data[a + k]) << np.uint64(8 * k)
+    return x
+
+
+@numba.njit(nogil=True, cache=True)
+def _encode_kernel(offsets, data, bitmap, bitoff, codes, first):
+    """Hash each row's bytes into an open-addressing table of distinct values; -1 once
+    there are more than first.shape[0] of them. Strings of up to 16 bytes are two
+    zero-padded words, hashed and compared without a loop."""
+    cap = first.shape[0]
+    nslots = 2 * cap
+    mask = nslots - 1
+    slot_code = np.full(nslots, -1, dtype=np.int64)
+    slot_w0 = np.zeros(nslots, dtype=np.uint64)
+    slot_w1 = np.zeros(nslots, dtype=np.uint64)
+    slot_h = np.zeros(nslots, dtype=np.uint64)
+    slot_n = np.zeros(nslots, dtype=np.int64)
+    ndistinct = 0
+    ndata = data.shape[0]
+    for i in range(codes.shape[0]):
+        if bitoff >= 0:
+            bit = bitoff + i
+            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
+                continue
+        a = np.int64(offsets[i])
+        n = np.int64(offsets[i + 1]) - a
+        short = n <= 16
+        if short and a + 16 <= ndata:
+            w0 = _load_u64(data, a)
+            w1 = _load_u64(data, a + 8)
+            keep = 8 * n
+            w0 &= _MASKS[min(keep, 64)]
+            w1 &= _MASKS[max(keep - 64, 0)]
+        elif short:
+            w0 = _load_head(data, a, n)
+            w1 = _load_head(data, a + 8, n - 8)
+        else:
+            w0 = np.uint64(0)
+            w1 = np.uint64(0)
+            k = 0
+            while k < n:
+                w1 = (w1 ^ _load_head(data, a + k, n - k)) * _K0
+                k += 8
+        h = (w0 * _K0) ^ (w1 * _K1) ^ (np.uint64(n) * _K2)
+        h ^= h >> np.uint64(29)
+        s = np.int64((h * _K1) >> np.uint64(40)) & mask
+        while True:
+            c = slot_code[s]
+            if c < 0:                           # a new value
+                if ndistinct == cap:
+                    return -1
+                slot_code[s] = ndistinct
+                slot_w0[s] = w0
+                slot_w1[s] = w1
+                slot_h[s] = h
+                slot_n[s] = n
+                first[ndistinct] = i
+                codes[i] = ndistinct
+                ndistinct += 1
+                break
+            if slot_h[s] == h and slot_w0[s] == w0 and slot_w1[s] == w1 and slot_n[s] == n:
+                same = True
+                if not short:                   # words were a digest: compare the bytes
+                    b = np.int64(offsets[first[c]])
+                    k = 0
+                    while same and k < n:
+                        same = _load_head(data, a + k, n - k) == _load_head(data, b + k, n - k)
+                        k += 8
+                if same:
+                    codes[i] = c
+                    break
+            s = (s + 1) & mask
+    return ndistinct
+
+
+_MASKS = np.array([(1 << b) - 1 if b < 64 else (1 << 64) - 1 for b in range(65)], dtype=np.uint64)
