@@ -148,6 +148,135 @@ def test_unique_buckets_can_be_finished_one_by_one() -> None:
     same_outcome(check.outcome(merged, results), check.finish(merged))
 
 
+def unique_rows_by_duckdb(table: pa.Table, key: list[str]) -> list[int]:
+    cols = ", ".join(f'"{k}"' for k in key)
+    not_null = " AND ".join(f'"{k}" IS NOT NULL' for k in key)
+    return [r for (r,) in duck(f"SELECT __r FROM (SELECT __r, count(*) OVER (PARTITION BY {cols}) c "
+                               f"FROM t WHERE {not_null}) WHERE c > 1 ORDER BY __r", t=numbered(table))]
+
+
+def exact_keys_table(seed: int, n: int) -> pa.Table:
+    """One column per fixed-width type, with NULLs, NaN, -0.0 and few distinct values."""
+    rng = np.random.default_rng(seed)
+
+    def mask() -> np.ndarray:
+        return rng.random(n) < 0.1
+
+    f = rng.choice([0.0, -0.0, np.nan, -np.nan, 1.5, -2.25, np.inf], n)
+    return pa.table({
+        "i8": pa.array(rng.integers(-20, 20, n), pa.int8(), mask=mask()),
+        "u16": pa.array(rng.integers(0, 60, n), pa.uint16(), mask=mask()),
+        "i32": pa.array(rng.integers(-100, 100, n), pa.int32(), mask=mask()),
+        "i64": pa.array(rng.integers(-2**62, 2**62, n) // 2**55, pa.int64(), mask=mask()),
+        "u64": pa.array(rng.integers(0, 300, n).astype(np.uint64) * np.uint64(2**54), pa.uint64(), mask=mask()),
+        "f32": pa.array(f.astype(np.float32), pa.float32(), mask=mask()),
+        "f64": pa.array(f, pa.float64(), mask=mask()),
+        "d": pa.array(rng.integers(0, 90, n).astype(np.int32), pa.int32()).cast(pa.date32()),
+        "ts": pa.array(rng.integers(0, 90, n) * 10**6, pa.timestamp("us"), mask=mask()),
+        "t64": pa.array(rng.integers(0, 90, n) * 1000, pa.time64("us")),
+        "dur": pa.array(rng.integers(0, 90, n), pa.duration("s"), mask=mask()),
+        "dict": pa.array(rng.integers(0, 40, n), pa.int64()).dictionary_encode(),
+    })
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_exact_keys_match_duckdb_and_the_hashed_path(seed, monkeypatch) -> None:
+    table = exact_keys_table(seed, 400)
+    for col in table.column_names:
+        check = check_for({"name": "u", "unique": [col]}, table.schema)
+        assert keys.exact_column(table[col]) is not None
+        exact = split_invariant(check, table, seed)
+        rows = exact.violating["row"].to_pylist() if exact.violating is not None else []
+        assert rows == unique_rows_by_duckdb(table, [col]), col
+        with keys.force_hash(seed):                   # every key collides: still exact
+            same_outcome(exact, run_split(check, [("<table>", table)], random.Random(seed), 50))
+        with monkeypatch.context() as m:
+            m.setattr(keys, "exact_column", lambda arr: None)
+            same_outcome(exact, run_split(check, [("<table>", table)], random.Random(seed), 50))
+
+
+def test_exact_and_hashed_pieces_in_one_bucket_agree() -> None:
+    # uint64 values of 2**63 and up have no int64: such batches go hashed, the others exact,
+    # and a bucket holding both kinds compares them as hashed pieces
+    big = np.uint64(2**63)
+    values = np.array([1, 2, 3, 1, 5, 6, 2, 8] * 3, np.uint64)
+    values[16:] += big                                 # the third batch is hashed
+    table = pa.table({"k": pa.array(values, pa.uint64())})
+    check = check_for({"name": "u", "unique": ["k"]}, table.schema)
+    out = run_split(check, [("<table>", table)], None, 8)
+    assert out.violating["row"].to_pylist() == list(range(16)) + [16, 17, 19, 22] == \
+        unique_rows_by_duckdb(table, ["k"])
+    assert out.violating["k"].to_pylist()[-4:] == [2**63 + 1, 2**63 + 2, 2**63 + 1, 2**63 + 2]
+    a = pa.table({"k": pa.array([1, 2, 3, 4], pa.int32())})      # widths differ between files
+    b = pa.table({"k": pa.array([4, 5, 1, 7], pa.int64())})
+    check = check_for({"name": "u", "unique": ["k"]}, a.schema)
+    out = run_split(check, [("a", a), ("b", b)], None)
+    assert [(r["source"], r["row"], r["k"]) for r in out.violating.to_pylist()] == \
+        [("a", 0, 1), ("a", 3, 4), ("b", 0, 4), ("b", 2, 1)]
+
+
+def test_increasing_batches_prove_distinct_only_when_their_ranges_do_not_overlap() -> None:
+    ids = pa.table({"k": pa.array(np.arange(1000), pa.int64())})
+    check = check_for({"name": "u", "unique": ["k"]}, ids.schema)
+    assert run_split(check, [("<table>", ids)], random.Random(1), 100).passed
+    overlap = pa.table({"k": pa.array(np.concatenate([np.arange(0, 500), np.arange(450, 950)]))})
+    out = split_invariant(check_for({"name": "u", "unique": ["k"]}, overlap.schema), overlap, 2)
+    assert out.violating["row"].to_pylist() == list(range(450, 500)) + list(range(500, 550))
+    assert out.details["duplicate_keys"] == 50
+
+
+@pytest.mark.parametrize("distinct", [3, 300, 40_000, 250_000])
+def test_exact_counts_many_rows(distinct) -> None:
+    # few keys (one table, counts of 255 and more) and many (cache-sized sub-partitions)
+    rng = np.random.default_rng(distinct)
+    values = rng.integers(0, distinct, 300_000)
+    table = pa.table({"k": values})
+    check = check_for({"name": "u", "unique": ["k"]}, table.schema)
+    out = run_split(check, [("<table>", table)], random.Random(0), 70_000)
+    uniq, counts = np.unique(values, return_counts=True)
+    dup = np.isin(values, uniq[counts > 1])
+    assert out.violations == int(dup.sum()) and out.value == int((counts > 1).sum())
+    assert out.violating["row"].to_pylist() == np.flatnonzero(dup).tolist()
+    assert out.violating["k"].to_pylist() == values[dup].tolist()
+    if distinct <= 300:                       # the sample: most repeated first, ties by first row
+        firsts = {int(u): int(np.flatnonzero(values == u)[0]) for u in uniq}
+        want = sorted(((int(c), int(u)) for u, c in zip(uniq, counts) if c > 1),
+                      key=lambda cu: (-cu[0], firsts[cu[1]]))[:10]
+        assert [(s["count"], s["key"]["k"]) for s in out.details["sample"]] == want
+
+
+def test_unique_with_where_and_sparse_or_repeated_rows() -> None:
+    table = random_table(9, n=400)
+    check = check_for({"name": "u", "unique": ["j"], "where": "i > 0"}, table.schema)
+    got = split_invariant(check, table, 9)
+    want = [r for (r,) in duck("SELECT __r FROM (SELECT __r, count(*) OVER (PARTITION BY j) c FROM t "
+                               "WHERE i > 0 AND j IS NOT NULL) WHERE c > 1 ORDER BY __r", t=numbered(table))]
+    assert got.violating["row"].to_pylist() == want
+    # rows far apart (no counting pass over their range) and a source read twice
+    t = pa.table({"k": pa.array([7, 7, 8, 8], pa.int64())})
+    check = check_for({"name": "u", "unique": ["k"]}, t.schema)
+    parts = [check.map(b, "s", start) for b, start in ((t.slice(0, 2).to_batches()[0], 0),
+                                                      (t.slice(2, 2).to_batches()[0], 10**12))]
+    out = check.finish(check.merge(parts))
+    assert out.violating["row"].to_pylist() == [0, 1, 10**12, 10**12 + 1]
+    twice = check.finish(check.merge([check.map(t.to_batches()[0], "s", 0), check.map(t.to_batches()[0], "s", 0)]))
+    assert twice.violations == 8 and twice.violating["row"].to_pylist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_unique_violating_columns_and_part_file_layout() -> None:
+    t = pa.table({"row": pa.array([1.5, 1.5, 2.0]), "v": [1, 2, 3]})
+    check = check_for({"name": "u", "unique": ["row"]}, t.schema)
+    out = run_split(check, [("a.parquet", t)], None)
+    assert out.violating.column_names == ["rule", "source", "row", "value_row"]
+    assert out.violating.to_pylist() == [{"rule": "u", "source": "a.parquet", "row": 0, "value_row": 1.5},
+                                         {"rule": "u", "source": "a.parquet", "row": 1, "value_row": 1.5}]
+    merged = check.merge([check.map(b, "a.parquet", 0) for b in t.to_batches()])
+    results = [check.finish_bucket(b) for b in merged.buckets]
+    (written,) = [check.labelled(r.violating) for r in results if r.violating is not None]
+    assert written.schema.field("rule").type == pa.string() == written.schema.field("source").type
+    assert written.to_pylist() == out.violating.to_pylist()
+
+
 # --- not_null ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", SEEDS)
