@@ -25,6 +25,7 @@ import batchaot
 from batchaot.compiler.opcodes import Op
 from batchaot.compiler.program import Program
 from batchaot.engine import fused, run, vm
+from batchaot.engine.buffers import Buffers
 from batchaot.engine.columns import Loaded
 from conftest import random_table
 from test_golden import CASES, GOLDEN_SCHEMA, HERE as GOLDEN_DIR
@@ -131,15 +132,14 @@ def _vm_row_by_row(prog: Program, cols: list[Loaded], n: int) -> tuple[int, int,
     R = np.zeros((prog.nregs, vm.BLOCK), np.int64)
     V = np.zeros((prog.nregs, vm.BLOCK), np.uint8)
     out = np.empty(1, np.int64)
-    empty_i = run._typed_list([], run.nbt.int64[::1])
-    empty_b = run._typed_list([], run.nbt.uint8[::1])
+    no_luts = Buffers([], np.int64)
     nviol, nnull, rows = 0, 0, []
     for i in range(n):
-        words = run._typed_list([c.words[i:i + 1] for c in cols], run.nbt.int64[::1])
-        bitmaps = run._typed_list([c.bitmap for c in cols], run.nbt.uint8[::1])
+        words = Buffers([c.words[i:i + 1] for c in cols], np.int64)
+        bitmaps = Buffers([c.bitmap for c in cols], np.uint8)
         offs = np.array([c.bitoff + i if c.bitoff >= 0 else -1 for c in cols], np.int64)
-        v, z = vm.run(prog.code, prog.kval, prog.kvalid, words, bitmaps, offs, empty_i, empty_b,
-                      1, R, V, prog.strict, i, out)
+        v, z = vm.run(prog.code, prog.kval, prog.kvalid, words.addr, words.lens, bitmaps.addr, bitmaps.lens,
+                      offs, no_luts.addr, no_luts.lens, no_luts.addr, no_luts.lens, 1, R, V, prog.strict, i, out)
         nviol, nnull = nviol + v, nnull + z
         rows += out[:v].tolist()
     return nviol, nnull, rows

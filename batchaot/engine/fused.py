@@ -85,14 +85,14 @@ from typing import Callable, Sequence
 import numba
 import numpy as np
 from numba import njit
-from numba.typed import List
 
 from ..compiler.opcodes import JUMPS, KINDS, Op
 from ..compiler.program import Program
 from . import vm
+from .buffers import Buffers, i64_at, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
 from .columns import Loaded
 
-GENERATOR_VERSION = "4"        # bump when the generated source changes meaning
+GENERATOR_VERSION = "5"        # bump when the generated source changes meaning
 MAX_FUSED_INSTRUCTIONS = 400   # larger sets run on shape kernels (module docstring)
 ROW_KERNEL_INSTRUCTIONS = 200  # smaller sets always get one per-row kernel
 SHAPE_BLOCK = 4096             # rows per block in shape kernels
@@ -234,7 +234,7 @@ def unpack_bits(bitmap, off, start, n, out):
         j += 1
 
 
-RUNTIME = ("unpack_bits", "add_f", "sub_f", "mul_f", "div_f", "mod_f", "neg_f", "abs_f", "round_f", "i2f",
+RUNTIME = ("i64_at", "u8_at", "unpack_bits", "add_f", "sub_f", "mul_f", "div_f", "mod_f", "neg_f", "abs_f", "round_f", "i2f",
            "f2i_ok", "f2i", "eq_f", "lt_f", "le_f", "idiv_i", "mod_i", "round_i")
 
 
@@ -728,8 +728,6 @@ I64 = nt.int64
 RI = nt.Array(nt.int64, 1, 'C', readonly=True)
 RB = nt.Array(nt.uint8, 1, 'C', readonly=True)
 RI2 = nt.Array(nt.int64, 2, 'C', readonly=True)
-LI = nt.ListType(nt.int64[::1])
-LB = nt.ListType(nt.uint8[::1])
 C2 = nt.Array(nt.int64, 2, 'C')
 O32 = nt.Array(nt.int32, 1, 'C')
 O64 = nt.Array(nt.int64, 1, 'C')
@@ -818,23 +816,25 @@ def generate_shape(prog: Program, nullable: Sequence[bool]) -> str:
     each block every rule of the group runs over it, so one compiled loop serves
     hundreds of rules while the block's columns stay in cache.
 
-    kernel(lo, hi, q0, row_base, cols, bitmaps, offs, colmap, kval, kbase, lutv, lutm,
-    lutstart, lutlen, strict, counts, out_rule, out_row, pos) -> (next row, next rule, pos).
+    kernel(lo, hi, q0, row_base, col_addr, col_len, bm_addr, bm_len, offs, colmap, kval,
+    kbase, lutv, lutm, lutstart, lutlen, strict, counts, out_rule, out_row, pos)
+    -> (next row, next rule, pos); columns and bitmaps come by address (engine/buffers.py).
     """
     reads: set[str] = set()
     body: list[_Line] = []
     emitter = _ShapeEmitter(prog, nullable, reads, body)
     emitter.generate()
     ncols, nluts = len(prog.columns), len(prog.luts)
-    params = ["lo", "hi", "q0", "row_base", "cols", "bitmaps", "offs", "vcols", "vslot", "colmap",
+    params = ["lo", "hi", "q0", "row_base", "col_addr", "col_len", "bm_addr", "bm_len", "offs", "vcols",
+              "vslot", "colmap",
               "kval", "kbase", "lutv", "lutm", "lutstart", "lutlen", "strict", "counts", "out_rule",
               "out_row", "pos"]
-    sig = ["I64", "I64", "I64", "I64", "LI", "LB", "RI", "RI", "RI", "RI2", "RI", "RI", "RI", "RB",
+    sig = ["I64", "I64", "I64", "I64", "RI", "RI", "RI", "RI", "RI", "RI", "RI", "RI2", "RI", "RI", "RI", "RB",
            "RI2", "RI2", "RB", "C2", "O32", "O64", "I64"]
     out = _preamble(f"the rules shaped like {prog.name!r}, block by block", 3, params, sig)
     per_rule = []
     for b in range(ncols):
-        per_rule += [f"c{b} = colmap[q, {b}]", f"w{b} = cols[c{b}]"]
+        per_rule += [f"c{b} = colmap[q, {b}]", f"w{b} = i64_at(col_addr, col_len, c{b})"]
         if nullable[b]:
             per_rule.append(f"u{b} = valid[vslot[c{b}]]")
     per_rule += [f"k{j} = kval[kbase[q] + {j}]"
@@ -852,7 +852,7 @@ def generate_shape(prog: Program, nullable: Sequence[bool]) -> str:
             f"        end = min(start + {SHAPE_BLOCK}, hi)",
             "        # validity as one byte per row, unpacked once per block for all rules",
             "        for u in range(vcols.shape[0]):",
-            "            unpack_bits(bitmaps[vcols[u]], offs[vcols[u]], start, end - start, valid[u])",
+            "            unpack_bits(u8_at(bm_addr, bm_len, vcols[u]), offs[vcols[u]], start, end - start, valid[u])",
             "        while q < nrules:",
             "            if pos > limit:",
             "                return start, q, pos"]
@@ -1163,13 +1163,6 @@ class _RowBound(Bound):
         return counts, chunks
 
 
-def _typed(items: Sequence[np.ndarray], item_type) -> List:
-    out = List.empty_list(item_type)
-    for x in items:
-        out.append(x)
-    return out
-
-
 def _flat_luts(luts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All lookup tables of the set in one value and one validity array, and where each starts."""
     sizes = np.array([len(v) for v, _ in luts], dtype=np.int64)
@@ -1186,8 +1179,9 @@ class _ShapeBound(Bound):
                  nullable: Sequence[bool]):
         rset = plan.rset
         self.nrules = plan.nrules
-        words = _typed([c.words for c in cols], numba.types.int64[::1])
-        bitmaps = _typed([c.bitmap for c in cols], numba.types.uint8[::1])
+        # kept on self: the kernels read these arrays by address
+        self._words = words = Buffers([c.words for c in cols], np.int64)
+        self._bitmaps = bitmaps = Buffers([c.bitmap for c in cols], np.uint8)
         offs = np.array([c.bitoff for c in cols] or [-1], dtype=np.int64)
         lutv, lutm, lstart = _flat_luts(luts)
         lsize = np.diff(lstart)
@@ -1202,7 +1196,7 @@ class _ShapeBound(Bound):
             vcols = np.unique(colmap[:, [b for b, x in enumerate(local) if x]]).astype(np.int64)
             vslot = np.full(len(cols) or 1, -1, dtype=np.int64)
             vslot[vcols] = np.arange(len(vcols))
-            args = (words, bitmaps, offs, vcols, vslot, colmap, rset.kval,
+            args = (words.addr, words.lens, bitmaps.addr, bitmaps.lens, offs, vcols, vslot, colmap, rset.kval,
                     np.array([rset.kbase[k] for k in members], dtype=np.int64),
                     lutv, lutm, np.ascontiguousarray(lstart[lmap]), np.ascontiguousarray(lsize[lmap]),
                     rset.strict[members])

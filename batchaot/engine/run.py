@@ -39,14 +39,13 @@ from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
-from numba import types as nbt
-from numba.typed import List
 
 from ..compiler.program import Program
 from ..compiler.types import from_arrow
 from ..errors import DataError
 from ..native import Pool
 from . import columns, fused, vm
+from .buffers import Buffers
 
 _REG_BYTES = vm.BLOCK * 8
 POOL_REGISTERS = 64          # registers per pooled block; larger programs count a pool miss
@@ -121,13 +120,6 @@ class _BatchInputs:
         if self._map is None or self._parts < 2 or len(dictionary) < PARALLEL_LUT_VALUES:
             return columns.build_lut(dictionary, sexpr, typ)
         return columns.build_lut(dictionary, sexpr, typ, self._map, self._parts)
-
-
-def _typed_list(items: Iterable[np.ndarray], item_type) -> List:
-    out = List.empty_list(item_type)
-    for x in items:
-        out.append(x)
-    return out
 
 
 class Executor:
@@ -323,23 +315,23 @@ class Executor:
         loaded = [inputs.column(name, t) for name, t in prog.columns]
         luts = [inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result)
                 for ci, sexpr, result in prog.luts]
-        cols = _typed_list((c.words[lo:hi] for c in loaded), nbt.int64[::1])
-        bitmaps = _typed_list((c.bitmap for c in loaded), nbt.uint8[::1])
+        cols = Buffers([c.words[lo:hi] for c in loaded], np.int64)
+        bitmaps = Buffers([c.bitmap for c in loaded], np.uint8)
         bitoffs = np.array([c.bitoff + lo if c.bitoff >= 0 else -1 for c in loaded] or [0],
                            dtype=np.int64)
-        lut_vals = _typed_list((v for v, _ in luts), nbt.int64[::1])
-        lut_valid = _typed_list((m for _, m in luts), nbt.uint8[::1])
+        lut_vals = Buffers([v for v, _ in luts], np.int64)
+        lut_valid = Buffers([m for _, m in luts], np.uint8)
+        args = (prog.code, prog.kval, prog.kvalid, cols.addr, cols.lens, bitmaps.addr, bitmaps.lens,
+                bitoffs, lut_vals.addr, lut_vals.lens, lut_valid.addr, lut_valid.lens, hi - lo)
         if registers is not None:
             R, V = registers
-            return vm.run(prog.code, prog.kval, prog.kvalid, cols, bitmaps, bitoffs,
-                          lut_vals, lut_valid, hi - lo, R, V, prog.strict, row_base + lo, out)
+            return vm.run(*args, R, V, prog.strict, row_base + lo, out)
         regs = self.pool.take(prog.nregs * _REG_BYTES)
         valid = self.pool.take(prog.nregs * vm.BLOCK)
         try:
             R = regs.view(np.int64).reshape(prog.nregs, vm.BLOCK)
             V = valid.reshape(prog.nregs, vm.BLOCK)
-            return vm.run(prog.code, prog.kval, prog.kvalid, cols, bitmaps, bitoffs,
-                          lut_vals, lut_valid, hi - lo, R, V, prog.strict, row_base + lo, out)
+            return vm.run(*args, R, V, prog.strict, row_base + lo, out)
         finally:
             self.pool.give(valid)
             self.pool.give(regs)

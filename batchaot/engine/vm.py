@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from ..compiler.opcodes import Op
+from .buffers import i64_at, u8_at
 
 BLOCK = 2048
 
@@ -131,12 +132,13 @@ def f_le(a: float, b: float) -> bool:
 # -- the interpreter ---------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def run(code, kval, kvalid, cols, bitmaps, bitoffs, lut_vals, lut_valid,
-        nrows, R, V, strict, row_base, out):
+def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
+        lv_addr, lv_len, lm_addr, lm_len, nrows, R, V, strict, row_base, out):
     """Run one program over `nrows` rows; write violating row numbers to `out`.
 
-    cols[i]: int64 words of column i (float columns viewed as int64); bitmaps[i] and
-    bitoffs[i]: its Arrow validity bitmap and bit offset (offset -1: no NULLs).
+    Column i: int64 words (float columns viewed as int64) at col_addr[i]; its Arrow
+    validity bitmap at bm_addr[i] with bit offset bitoffs[i] (-1: no NULLs). Lookup
+    table c: values at lv_addr[c], validity at lm_addr[c] (see engine/buffers.py).
     R/V: register values and validity, shape (nregs, BLOCK). Returns (violations,
     rows whose verdict is NULL).
     """
@@ -153,14 +155,14 @@ def run(code, kval, kvalid, cols, bitmaps, bitoffs, lut_vals, lut_valid,
             c = code[pc, 3]
             pc += 1
             if op == LOAD:
-                src = cols[b]
+                src = i64_at(col_addr, col_len, b)
                 for i in range(n):
                     R[a, i] = src[start + i]
                 off = bitoffs[b]
                 if off < 0:
                     V[a, :n] = 1
                 else:
-                    bm = bitmaps[b]
+                    bm = u8_at(bm_addr, bm_len, b)
                     for i in range(n):
                         bit = off + start + i
                         V[a, i] = (bm[bit >> 3] >> (bit & 7)) & 1
@@ -342,8 +344,8 @@ def run(code, kval, kvalid, cols, bitmaps, bitoffs, lut_vals, lut_valid,
                         R[a, i] = R[c, i]
                         V[a, i] = V[c, i]
             elif op == LUT:
-                lv = lut_vals[c]
-                lm = lut_valid[c]
+                lv = i64_at(lv_addr, lv_len, c)
+                lm = u8_at(lm_addr, lm_len, c)
                 last = lv.shape[0] - 1
                 for i in range(n):
                     k = R[b, i]
