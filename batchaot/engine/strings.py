@@ -441,36 +441,37 @@ def _ascii_only(node) -> bool:
     return True
 
 
+_STAY, _NEXT, _DEAD, _MATCH, _JUMP = 0, 1, 2, 3, 4
+
+
 @dataclass(frozen=True)
 class Dfa:
     """A byte DFA in the layout the kernel reads.
 
-    States are numbered skip states first, then the other live states, then terminal
-    ones (no match / a match whatever follows), and stored premultiplied by the class
-    count: from state index s, byte b leads to ``trans[s + cls[b]]``; indices >= nlive
-    are terminal, indices < nskip are skip states. ``final[s]`` is the verdict when the
-    string ends in s. A skip state stays put on most bytes: the kernel scans ahead to
-    the next byte b with ``stop[stop_base[s] + b]`` set before taking a transition, 8
-    bytes at a time while no byte of a word can stop it (``swar``, in states where every
-    ASCII stop byte is one of three; any byte >= 0x80 may stop when the mask is set). A match
-    must start with ``prefix[:nprefix]``: compared directly (a chain of table
-    look-ups is slower), then the DFA goes on from ``after_prefix``.
+    Live states are numbered so that a state's usual successor is the next number (a
+    walk from the start), and the two terminal states (no match / a match whatever
+    follows) are not numbered. ``act[s * 256 + b]`` says what byte b does in state s:
+    _STAY, _NEXT (s + 1), _DEAD, _MATCH, or _JUMP to ``trans[s * 256 + b]``. So the
+    kernel's next state rarely waits for a table look-up: the branch on the action is
+    predicted and s + 1 is known at once. ``final[s]`` is the verdict when the string
+    ends in s. A skip state (``skip[s]``) stays put on most bytes: the kernel scans
+    ahead to the next byte that does not, 8 bytes at a time where ``swar[s]`` allows
+    (every such ASCII byte is one of three; any byte >= 0x80 is a candidate when the
+    mask is set). A match must start with ``prefix[:nprefix]``: compared directly,
+    then the DFA goes on from ``after_prefix`` (-1: decided by the prefix alone, with
+    verdict ``final`` of... see after_verdict).
     """
 
-    cls: np.ndarray
+    act: np.ndarray
     trans: np.ndarray
-    nclasses: int
-    nlive: int
-    nskip: int
-    stop_base: np.ndarray
-    stop: np.ndarray
     final: np.ndarray
-    states: int
-    start: int
+    skip: np.ndarray
+    swar: np.ndarray      # [state, 5] uint64: 3 stop bytes broadcast, high-bit mask, usable
+    start: int            # -1: dead at once, -2: a match at once
     prefix: np.ndarray
     nprefix: int
-    after_prefix: int
-    swar: np.ndarray      # [index, 5] uint64: 3 stop bytes broadcast, high-bit mask, usable
+    after_prefix: int     # state after the prefix; -1 / -2 as for start
+    states: int
 
 
 def compile_dfa(ast: list, anchored_start: bool, anchored_end: bool) -> Dfa:
@@ -557,9 +558,9 @@ def _minimize(table: np.ndarray, final: np.ndarray):
 
 
 def _layout(table: np.ndarray, cls: np.ndarray, final: np.ndarray, codepoints: bool) -> Dfa:
-    """Renumber (skip states, other live states, terminal states), premultiply, and find
+    """Number the live states along the usual path, classify each transition, and find
     the literal bytes every match starts with."""
-    nstates, nclasses = table.shape
+    nstates = table.shape[0]
     full = table[:, cls]                                        # [state, byte]
     home = np.arange(nstates)[:, None]
     symbols = np.ones(256, dtype=bool)
@@ -567,38 +568,62 @@ def _layout(table: np.ndarray, cls: np.ndarray, final: np.ndarray, codepoints: b
         symbols[_CONT[0]:_CONT[1] + 1] = False                  # never move the state
     stays = ((full == home) | ~symbols).all(axis=1)
     term = np.where(stays, np.where(final != 0, 2, 1), 0)      # the verdict cannot change
-    skip = ((full == home) & symbols).sum(axis=1) >= 32
-    skip &= term == 0
-    group = np.where(term != 0, 2, np.where(skip, 0, 1))
-    order = np.array(sorted(range(nstates), key=lambda s: (group[s], s)), dtype=np.int64)
-    rank = np.empty(nstates, dtype=np.int64)
-    rank[order] = np.arange(nstates)
-    stop = (full[order] != order[:, None]).astype(np.uint8)
-    stop_base = np.zeros(nstates * nclasses, dtype=np.int64)
-    stop_base[::nclasses] = np.arange(nstates) * 256
+    # number live states depth first from the start, the successor most bytes lead to
+    # first, so that runs of states follow each other
+    order: list[int] = []
+    seen = set()
+    todo = [0]
+    while todo:
+        st = todo.pop()
+        if st in seen or term[st]:
+            continue
+        seen.add(st)
+        order.append(st)
+        succ, counts = np.unique(full[st][symbols], return_counts=True)
+        nxt = [int(x) for _, x in sorted(zip(counts, succ)) if x != st and not term[x] and x not in seen]
+        todo.extend(nxt)                     # the most common successor is popped first
+    nlive = len(order)
+    rank = np.full(nstates, -1, dtype=np.int64)
+    rank[order] = np.arange(nlive)
+    code = np.where(term == 1, -1, -2)       # terminal states as -1 (dead) / -2 (match)
+    target = np.where(term[full] != 0, code[full], rank[full])    # [state, byte]
+    act = np.full((max(nlive, 1), 256), _DEAD, dtype=np.uint8)
+    trans = np.zeros((max(nlive, 1), 256), dtype=np.int64)
+    skip = np.zeros(max(nlive, 1), dtype=np.uint8)
+    swar = np.zeros((max(nlive, 1), 5), dtype=np.uint64)
+    for k, st in enumerate(order):
+        t = target[st]
+        a = np.full(256, _JUMP, dtype=np.uint8)
+        a[t == k] = _STAY
+        a[t == k + 1] = _NEXT
+        a[t == -1] = _DEAD
+        a[t == -2] = _MATCH
+        act[k] = a
+        trans[k] = np.maximum(t, 0)
+        stops = np.flatnonzero(a != _STAY)
+        if (a == _STAY)[symbols].sum() >= 32:
+            skip[k] = 1
+            low = [int(b) for b in stops if b < 128] or [0]
+            if len(low) <= 3:
+                swar[k, :3] = [b * 0x0101010101010101 for b in (low * 3)[:3]]
+                swar[k, 3] = 0x8080808080808080 if (stops >= 128).any() else 0
+                swar[k, 4] = 1
     # a literal prefix: from the start, while one byte alone avoids the dead state
-    dead = np.flatnonzero(term == 1)
     prefix, state = bytearray(), 0
-    while len(dead) and term[state] == 0 and not final[state] and len(prefix) < 64:
-        live = np.flatnonzero((full[state] != dead[0]) & symbols)
+    while term[state] == 0 and not final[state] and len(prefix) < 64:
+        live = np.flatnonzero((term[full[state]] != 1) & symbols)
         if len(live) != 1:
             break
         prefix.append(int(live[0]))
         state = int(full[state, live[0]])
-    swar = np.zeros((nstates * nclasses, 5), dtype=np.uint64)
-    for k, st in enumerate(order):
-        stops = np.flatnonzero(stop[k])
-        low = [int(b) for b in stops if b < 128] or [0]
-        if skip[st] and len(low) <= 3:
-            swar[k * nclasses, :3] = [b * 0x0101010101010101 for b in (low * 3)[:3]]
-            swar[k * nclasses, 3] = 0x8080808080808080 if (stops >= 128).any() else 0
-            swar[k * nclasses, 4] = 1
-    return Dfa(cls.astype(np.int64), np.ascontiguousarray((rank[table[order]] * nclasses).ravel()),
-               nclasses, int((group != 2).sum()) * nclasses, int(skip.sum()) * nclasses,
-               stop_base, np.ascontiguousarray(stop.ravel()),
-               np.repeat(final[order], nclasses).astype(np.uint8), nstates,
-               int(rank[0]) * nclasses, np.frombuffer(bytes(prefix) or b"\0", dtype=np.uint8).copy(),
-               len(prefix), int(rank[state]) * nclasses, swar)
+
+    def number(st: int) -> int:
+        return int(rank[st]) if not term[st] else int(code[st])
+
+    return Dfa(np.ascontiguousarray(act.ravel()), np.ascontiguousarray(trans.ravel()),
+               np.array([final[st] for st in order] or [0], dtype=np.uint8), skip, swar,
+               number(0), np.frombuffer(bytes(prefix) or b"\0", dtype=np.uint8).copy(),
+               len(prefix), number(state), nstates)
 
 
 @dataclass(frozen=True)
@@ -710,8 +735,8 @@ def run_fast(plan: FastPlan, buffers, words: np.ndarray, valid: np.ndarray, lo: 
                     plan.negate, plan.miss_is_null, words, valid)
         return
     d = plan.dfa
-    _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, d.cls, d.trans, d.nlive, d.nskip,
-                d.stop_base, d.stop, d.swar, d.final, d.start, d.prefix, d.nprefix,
+    _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, d.act, d.trans, d.final, d.skip, d.swar,
+                d.start, d.prefix, d.nprefix,
                 np.uint64(int.from_bytes(d.prefix[:8].tobytes(), "little")),
                 np.uint64((1 << (8 * min(d.nprefix, 8))) - 1), d.after_prefix,
                 plan.negate, plan.miss_is_null, words, valid)
@@ -738,6 +763,7 @@ def _trailing_zeros(typingctx, x):
     return sig, codegen
 
 
+_ONE = np.uint64(1)
 _LOW_ONES = np.uint64(0x0101010101010101)
 _HIGH_BITS = np.uint64(0x8080808080808080)
 
@@ -749,12 +775,11 @@ def _zero_byte(x):
 
 
 @numba.njit(nogil=True, cache=True)
-def _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, cls, trans, nlive, nskip, stop_base,
-                stop, swar, final, start, prefix, nprefix, prefix_word, prefix_mask, after_prefix,
-                negate, miss_is_null, words, valid):
-    """Run the DFA over rows [lo, hi). States are premultiplied by the class count:
-    index s < nskip scans ahead with its stop table, s >= nlive is terminal (the dead
-    state, or 'matched whatever follows')."""
+def _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, act, trans, final, skip, swar, start,
+                prefix, nprefix, prefix_word, prefix_mask, after_prefix, negate, miss_is_null,
+                words, valid):
+    """Run the DFA (see Dfa) over rows [lo, hi)."""
+    ndata = data.shape[0]
     for i in range(lo, hi):
         if bitoff >= 0:
             bit = bitoff + i
@@ -766,40 +791,65 @@ def _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, cls, trans, nlive, nskip,
         end = np.int64(offsets[i + 1])
         s = start
         if nprefix:
-            if end - j < nprefix:
-                s = -1
-            elif nprefix <= 8 and j + 8 <= data.shape[0]:
-                if (_load_u64(data, j) ^ prefix_word) & prefix_mask:
-                    s = -1
-            else:
+            ok = end - j >= nprefix
+            if ok and nprefix <= 8 and j + 8 <= ndata:
+                ok = ((_load_u64(data, j) ^ prefix_word) & prefix_mask) == 0
+            elif ok:
                 for k in range(nprefix):
                     if data[j + k] != prefix[k]:
-                        s = -1
+                        ok = False
                         break
-            if s < 0:                       # no match
-                words[i] = negate
-                valid[i] = 0 if miss_is_null and not negate else 1
-                continue
-            s = after_prefix
+            s = after_prefix if ok else -1
             j += nprefix
-        while s < nlive and j < end:
-            if s < nskip:
-                base = stop_base[s]
-                p0, p1, p2, high = swar[s, 0], swar[s, 1], swar[s, 2], swar[s, 3]
-                while swar[s, 4] and j + 8 <= end:
-                    x = _load_u64(data, j)
-                    hits = _zero_byte(x ^ p0) | _zero_byte(x ^ p1) | _zero_byte(x ^ p2) | (x & high)
-                    if hits != 0:       # the lowest flagged byte is the first candidate
-                        j += _trailing_zeros(hits) >> 3
+        # s >= 0: a live state; -1: no match; -2: a match, whatever follows
+        while s >= 0 and j < end:
+            base = s << 8
+            if skip[s]:
+                found = False
+                if swar[s, 4]:
+                    p0, p1, p2, high = swar[s, 0], swar[s, 1], swar[s, 2], swar[s, 3]
+                    # words may reach past the row (not past the buffer): bytes beyond
+                    # `end` are masked off, so short rows take one step and no byte loop
+                    while j + 8 <= ndata:
+                        x = _load_u64(data, j)
+                        hits = _zero_byte(x ^ p0) | _zero_byte(x ^ p1) | _zero_byte(x ^ p2) | (x & high)
+                        left = end - j
+                        if left < 8:
+                            hits &= (_ONE << np.uint64(8 * left)) - _ONE
+                        if hits != 0:   # the lowest flagged byte is the first candidate
+                            shift = _trailing_zeros(hits) & 56
+                            j += shift >> 3
+                            b = np.int64((x >> np.uint64(shift)) & np.uint64(255))
+                            if act[base + b] != _STAY:
+                                found = True
+                                break
+                            j += 1      # a byte >= 0x80 that does not move it
+                            if j >= end:
+                                break
+                        elif left <= 8:
+                            j = end
+                            break
+                        else:
+                            j += 8
+                if not found:
+                    while j < end and act[base + data[j]] == _STAY:
+                        j += 1
+                    if j >= end:
                         break
-                    j += 8
-                while j < end and stop[base + data[j]] == 0:
-                    j += 1
-                if j == end:
-                    break
-            s = trans[s + cls[data[j]]]
+            b = np.int64(data[j])
             j += 1
-        hit = final[s] != 0
+            a = act[base + b]
+            if a == _NEXT:
+                s += 1
+            elif a == _STAY:
+                pass
+            elif a == _DEAD:
+                s = -1
+            elif a == _MATCH:
+                s = -2
+            else:
+                s = trans[base + b]
+        hit = s == -2 or (s >= 0 and final[s] != 0)
         if hit != negate:
             words[i] = 1
             valid[i] = 1
