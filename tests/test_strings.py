@@ -137,6 +137,35 @@ def test_skip_states_stop_on_every_byte_of_a_word() -> None:
         agree(sexpr, values)
 
 
+SPARSE = [["regexp", ["col"], "^[^@]+@[^@]+$"], ["like", ["col"], "%@%.%", False, None],
+          ["regexp", ["col"], "^[^@]+@[^@.]+\\.[^@.]+$"], ["like", ["col"], "%a%", False, None],
+          ["regexp", ["col"], "\\n"], ["like", ["col"], "%", False, None], ["regexp", ["col"], "@$"]]
+
+
+@pytest.mark.parametrize("sexpr", SPARSE)
+def test_sparse_and_dense_automata_agree(sexpr) -> None:
+    """Patterns where only a few bytes matter run on the sparse kernel; the dense one
+    must give the same answers."""
+    import dataclasses
+    plan = strings.fast_plan(sexpr)
+    assert plan.dfa.sparse is not None
+    dense = dataclasses.replace(plan, dfa=dataclasses.replace(plan.dfa, sparse=None))
+    for values in (VALUES, EDGE, VALUES.slice(5, 77)):
+        n = len(values)
+        got = [np.zeros(n + 1, np.int64), np.zeros(n + 1, np.uint8)]
+        want = [np.zeros(n + 1, np.int64), np.zeros(n + 1, np.uint8)]
+        strings.run_fast(plan, strings.string_buffers(values), *got, 0, n)
+        strings.run_fast(dense, strings.string_buffers(values), *want, 0, n)
+        assert (got[0] == want[0]).all() and (got[1] == want[1]).all()
+        agree(sexpr, values)
+
+
+def test_dense_automata_where_runs_are_not_all_alike() -> None:
+    for sexpr in (["regexp", ["col"], "a.b"], ["like", ["col"], "SKU-%", False, None],
+                  ["regexp", ["col"], "URGENT|ASAP"], ["like", ["col"], "%é%", False, None]):
+        assert strings.fast_plan(sexpr).dfa.sparse is None
+
+
 LIKE_CHARS = st.sampled_from(["a", "b", "@", ".", "%", "_", "\\", "é", "日", "😀", "\n"])
 
 

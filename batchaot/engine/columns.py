@@ -93,6 +93,18 @@ def _sample_valid(arr: pa.Array) -> int:
     return len(sample) - sample.null_count
 
 
+_IDENTITY = np.zeros(0, dtype=np.int64)
+
+
+def _identity(n: int) -> np.ndarray:
+    """0, 1, ..., n-1, shared by every batch (nothing writes to column words; not
+    flagged read-only, which would give Numba kernels another signature to compile)."""
+    global _IDENTITY
+    if len(_IDENTITY) < n:
+        _IDENTITY = np.arange(max(n, 2 * len(_IDENTITY)), dtype=np.int64)
+    return _IDENTITY[:n]
+
+
 def _load_strings(arr: pa.Array) -> Loaded:
     if pa.types.is_null(arr.type):
         arr = arr.cast(pa.string())
@@ -102,7 +114,7 @@ def _load_strings(arr: pa.Array) -> Loaded:
             # Hashing every value to build a dictionary would cost more than it saves:
             # the "dictionary" is the column itself and row i reads entry i.
             bitmap, off = _validity(arr)
-            return Loaded(np.arange(len(arr), dtype=np.int64), bitmap, off, arr.cast(pa.string()))
+            return Loaded(_identity(len(arr)), bitmap, off, arr.cast(pa.string()))
         if distinct <= strings.ENCODE_MAX_DISTINCT // 4:
             encoded = strings.encode(arr)
             if encoded is not None:          # else more distinct values than the sample said
@@ -140,9 +152,11 @@ def build_lut(dictionary: pa.Array, sexpr: list, typ: T.Type, map_fn=None,
     ranges = _split(n, parts if map_fn is not None else 1)
     plan = strings.fast_plan(sexpr)
     if plan is not None and typ.kind is (T.Kind.INT if plan.kind == "length" else T.Kind.BOOL):
-        # every fast expression is NULL on a NULL input: the last entry is (0, NULL)
-        words = np.zeros(n + 1, dtype=np.int64)
-        valid = np.zeros(n + 1, dtype=np.uint8)
+        # the kernels write every entry below n; every fast expression is NULL on a NULL
+        # input, so the last entry is (0, NULL)
+        words = np.empty(n + 1, dtype=np.int64)
+        valid = np.empty(n + 1, dtype=np.uint8)
+        words[n] = valid[n] = 0
         buffers = strings.string_buffers(dictionary)
         if len(ranges) > 1:
             map_fn(lambda lo, hi: strings.run_fast(plan, buffers, words, valid, lo, hi), ranges)

@@ -472,6 +472,7 @@ class Dfa:
     nprefix: int
     after_prefix: int     # state after the prefix; -1 / -2 as for start
     states: int
+    sparse: "Sparse | None" = None
 
 
 def compile_dfa(ast: list, anchored_start: bool, anchored_end: bool) -> Dfa:
@@ -623,7 +624,45 @@ def _layout(table: np.ndarray, cls: np.ndarray, final: np.ndarray, codepoints: b
     return Dfa(np.ascontiguousarray(act.ravel()), np.ascontiguousarray(trans.ravel()),
                np.array([final[st] for st in order] or [0], dtype=np.uint8), skip, swar,
                number(0), np.frombuffer(bytes(prefix) or b"\0", dtype=np.uint8).copy(),
-               len(prefix), number(state), nstates)
+               len(prefix), number(state), nstates,
+               _sparse(full, final, term, symbols) if codepoints else None)
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """A DFA in which at most three ASCII bytes matter and a run of any other code
+    points acts like one (``x[x[s]] == x[s]``, as in ``[^@]+`` or ``%``): a row is
+    decided by where those bytes are and whether the gaps between them are empty. The
+    kernel finds them 8 bytes at a time and makes one move per byte found and per gap.
+
+    ``x[s]``: the move on a non-empty gap; ``on[s * 4 + k]``: on special byte k (index
+    ``kind[b]``; k = 3 for padding bytes, a gap of one); ``term[s]``: 1 dead, 2 a match
+    whatever follows; ``final[s]``: the verdict at the end.
+    """
+
+    patterns: np.ndarray      # 3 uint64: the special bytes, broadcast (repeated to fill)
+    kind: np.ndarray          # int64[256]
+    x: np.ndarray
+    on: np.ndarray
+    term: np.ndarray
+    final: np.ndarray
+
+
+def _sparse(full: np.ndarray, final: np.ndarray, term: np.ndarray, symbols: np.ndarray) -> Sparse | None:
+    columns, counts = np.unique(full[:, symbols].T, axis=0, return_counts=True)
+    x = columns[np.argmax(counts)]                 # what most code points do
+    special = [b for b in range(256) if symbols[b] and (full[:, b] != x).any()]
+    if len(special) > 3 or any(b >= 128 for b in special) or (x[x] != x).any():
+        return None
+    kind = np.full(256, 3, dtype=np.int64)
+    on = np.repeat(x[:, None], 4, axis=1)
+    for k, b in enumerate(special):
+        kind[b] = k
+        on[:, k] = full[:, b]
+    pad = (special or [0]) * 3
+    return Sparse(np.array([b * 0x0101010101010101 for b in pad[:3]], dtype=np.uint64), kind,
+                  x.astype(np.int64), np.ascontiguousarray(on.ravel()).astype(np.int64),
+                  term.astype(np.uint8), final.astype(np.uint8))
 
 
 @dataclass(frozen=True)
@@ -735,6 +774,11 @@ def run_fast(plan: FastPlan, buffers, words: np.ndarray, valid: np.ndarray, lo: 
                     plan.negate, plan.miss_is_null, words, valid)
         return
     d = plan.dfa
+    if d.sparse is not None:
+        sp = d.sparse
+        _sparse_kernel(offsets, data, bitmap, bitoff, lo, hi, sp.patterns, sp.kind, sp.x, sp.on,
+                       sp.term, sp.final, plan.negate, plan.miss_is_null, words, valid)
+        return
     _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, d.act, d.trans, d.final, d.skip, d.swar,
                 d.start, d.prefix, d.nprefix,
                 np.uint64(int.from_bytes(d.prefix[:8].tobytes(), "little")),
@@ -1035,3 +1079,71 @@ def _encode_kernel(offsets, data, bitmap, bitoff, codes, first):
 
 
 _MASKS = np.array([(1 << b) - 1 if b < 64 else (1 << 64) - 1 for b in range(65)], dtype=np.uint64)
+
+
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+
+
+@numba.njit(nogil=True, inline="always")
+def _equal_bytes(x, pattern):
+    """The high bit of each byte of x that equals the pattern's byte (exact, no borrow)."""
+    y = x ^ pattern
+    return ~(((y & _LOW7) + _LOW7) | y | _LOW7)
+
+
+@numba.njit(nogil=True, cache=True)
+def _sparse_kernel(offsets, data, bitmap, bitoff, lo, hi, patterns, kind, x, on, term, final,
+                   negate, miss_is_null, words, valid):
+    """Run a Sparse DFA over rows [lo, hi)."""
+    ndata = data.shape[0]
+    p0, p1, p2 = patterns[0], patterns[1], patterns[2]
+    for i in range(lo, hi):
+        if bitoff >= 0:
+            bit = bitoff + i
+            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
+                words[i] = 0
+                valid[i] = 0
+                continue
+        a = np.int64(offsets[i])
+        end = np.int64(offsets[i + 1])
+        s = np.int64(0)
+        last = a - 1                      # where the last special byte was
+        j = a
+        while j < end:
+            if j + 8 <= ndata:            # a word may reach past the row: mask it
+                w = _load_u64(data, j)
+                hits = _equal_bytes(w, p0) | _equal_bytes(w, p1) | _equal_bytes(w, p2)
+                left = end - j
+                if left < 8:
+                    hits &= (_ONE << np.uint64(8 * left)) - _ONE
+                if hits != 0:
+                    while hits != 0:
+                        shift = _trailing_zeros(hits) & 56
+                        pos = j + (shift >> 3)
+                        if pos - last > 1:
+                            s = x[s]
+                        s = on[s * 4 + kind[np.int64((w >> np.uint64(shift)) & np.uint64(255))]]
+                        last = pos
+                        hits &= hits - _ONE
+                    if term[s] != 0:
+                        break
+                j += 8
+            else:
+                k = kind[np.int64(data[j])]
+                if k != 3:
+                    if j - last > 1:
+                        s = x[s]
+                    s = on[s * 4 + k]
+                    last = j
+                    if term[s] != 0:
+                        break
+                j += 1
+        if term[s] == 0 and end - last > 1:
+            s = x[s]
+        hit = term[s] == 2 or (term[s] == 0 and final[s] != 0)
+        if hit != negate:
+            words[i] = 1
+            valid[i] = 1
+        else:
+            words[i] = 0
+            valid[i] = 0 if miss_is_null else 1
