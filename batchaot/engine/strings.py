@@ -640,7 +640,7 @@ class Sparse:
     whatever follows; ``final[s]``: the verdict at the end.
     """
 
-    patterns: np.ndarray      # 3 uint64: the special bytes, broadcast (repeated to fill)
+    patterns: np.ndarray      # 3 uint64: the special bytes, broadcast (the last repeated)
     kind: np.ndarray          # int64[256]
     x: np.ndarray
     on: np.ndarray
@@ -659,8 +659,8 @@ def _sparse(full: np.ndarray, final: np.ndarray, term: np.ndarray, symbols: np.n
     for k, b in enumerate(special):
         kind[b] = k
         on[:, k] = full[:, b]
-    pad = (special or [0]) * 3
-    return Sparse(np.array([b * 0x0101010101010101 for b in pad[:3]], dtype=np.uint64), kind,
+    pad = (special + special[-1:] * 2)[:3] if special else [0, 0, 0]   # the kernel counts distinct ones
+    return Sparse(np.array([b * 0x0101010101010101 for b in pad], dtype=np.uint64), kind,
                   x.astype(np.int64), np.ascontiguousarray(on.ravel()).astype(np.int64),
                   term.astype(np.uint8), final.astype(np.uint8))
 
@@ -1097,6 +1097,7 @@ def _sparse_kernel(offsets, data, bitmap, bitoff, lo, hi, patterns, kind, x, on,
     """Run a Sparse DFA over rows [lo, hi)."""
     ndata = data.shape[0]
     p0, p1, p2 = patterns[0], patterns[1], patterns[2]
+    nspecial = 1 if p1 == p0 else (2 if p2 == p1 else 3)
     for i in range(lo, hi):
         if bitoff >= 0:
             bit = bitoff + i
@@ -1112,7 +1113,11 @@ def _sparse_kernel(offsets, data, bitmap, bitoff, lo, hi, patterns, kind, x, on,
         while j < end:
             if j + 8 <= ndata:            # a word may reach past the row: mask it
                 w = _load_u64(data, j)
-                hits = _equal_bytes(w, p0) | _equal_bytes(w, p1) | _equal_bytes(w, p2)
+                hits = _equal_bytes(w, p0)
+                if nspecial > 1:
+                    hits |= _equal_bytes(w, p1)
+                    if nspecial > 2:
+                        hits |= _equal_bytes(w, p2)
                 left = end - j
                 if left < 8:
                     hits &= (_ONE << np.uint64(8 * left)) - _ONE
