@@ -29,9 +29,9 @@ from .progress import Quiet
 
 # Without --address, below these sizes a job runs in this process, on all its cores:
 # measured on 2 cores with 12M rows (benchmarks/results/submit-12000000-rows-2cores.json)
-# in-process took 1.2 s and an already running local Ray 3.6 s (worker start-up, and
-# every unit's data crossing no faster) — so a local Ray only pays for data far larger
-# than that, or on a cluster (--address), where it always runs.
+# in-process took 1.2 s and an already running local Ray 3.6 s (actor start-up and Numba
+# initialization per worker, one thread each) — so a local Ray only pays for data far
+# larger than that, or on a cluster (--address), where it always runs.
 IN_PROCESS_ROWS = 64_000_000
 IN_PROCESS_BYTES = 4 << 30
 # A referenced dataset up to this many rows is read once into a key set every worker
