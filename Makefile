@@ -20,8 +20,9 @@ $(DEMO_DATA): | $(STAMP)
 	$(BIN)/python -m batchaot.samples data/demo --rows 200000
 
 # The demo's data breaks some rules on purpose: exit code 1 (rules failed) is the expected outcome.
+# `--mode ray` runs it on an embedded local Ray (a job this small would otherwise run in-process).
 demo: $(STAMP) $(DEMO_DATA)
-	$(BIN)/batchaot submit jobs/demo.yaml || test $$? -eq 1
+	$(BIN)/batchaot submit jobs/demo.yaml --mode ray || test $$? -eq 1
 	$(BIN)/batchaot inspect jobs/demo.yaml --schema $(DEMO_DATA) | tail -n 1
 
 # pytest exits 5 when no test ran; make treats that, like any failure, as an error.
