@@ -129,7 +129,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
             cluster = pool.Cluster(address, workers or job.workers)
             used_workers = min(cluster.workers, len(units))
             try:
-                progress.start(len(units), known_rows, f"ray, {used_workers} workers")
+                progress.start(len(units), known_rows, f"ray, {used_workers} worker{'s' * (used_workers > 1)}")
                 workers_pool = pool.WorkerPool(used_workers, blobs, checks, out, job.source.csv)
                 try:
                     progress.attach(workers_pool.actors)
