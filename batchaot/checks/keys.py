@@ -323,6 +323,46 @@ class ExactColumn:
 
 _RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _EMPTY_U8 = np.zeros(0, np.uint8)
+_POOL_BYTES = 1 << 16
+
+
+def empty(n: int, dtype) -> np.ndarray:
+    """An uninitialized array; a big one lives in Arrow's memory pool, whose allocator
+    hands freed memory out again, where numpy's big arrays are fresh pages from the OS
+    every time (a page fault per 4 KiB: as slow as the kernels themselves at these sizes)."""
+    dtype = np.dtype(dtype)
+    if n * dtype.itemsize < _POOL_BYTES:
+        return np.empty(n, dtype)
+    return np.frombuffer(pa.allocate_buffer(n * dtype.itemsize), dtype)
+
+
+_shared_zeros = np.zeros(0, np.uint8)
+
+
+def shared_zeros(n: int, dtype) -> np.ndarray:
+    """n zeros, read-only, all views of one buffer (grown as needed): for Arrow columns of
+    zeros, such as the dictionary indices of a constant column, that cost no memory each."""
+    global _shared_zeros
+    nbytes = n * np.dtype(dtype).itemsize
+    buf = _shared_zeros
+    if len(buf) < nbytes:
+        buf = zeros(max(nbytes, 2 * len(buf)), np.uint8)
+        buf.flags.writeable = False
+        if len(buf) > len(_shared_zeros):
+            _shared_zeros = buf
+    return buf[:nbytes].view(dtype)
+
+
+def zeros(n: int, dtype) -> np.ndarray:
+    out = empty(n, dtype)
+    out.fill(0)
+    return out
+
+
+def full(n: int, value, dtype) -> np.ndarray:
+    out = empty(n, dtype)
+    out.fill(value)
+    return out
 
 
 def exact_column(arr: pa.Array | pa.ChunkedArray) -> ExactColumn | None:
@@ -395,45 +435,59 @@ def _hash1(v, forced, use_forced):
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact_buckets(values, is_float, valid, voff, lo, hi, bits, forced, use_forced, bucket, hist_out):
+def _exact_buckets(values, is_float, valid, voff, lo, hi, bits, forced, use_forced, bucket, hist_out, span_out):
     # bucket of each row in [lo, hi) by the hash's top `bits` bits; NULL rows get len(hist);
-    # counted in a local histogram (threads share hist_out's cache lines)
+    # counted in a local histogram (threads share hist_out's cache lines); the smallest
+    # and largest canonical value go to span_out
     skip = hist_out.shape[0]
     hist = np.zeros(skip, np.int64)
     shift = np.uint64(64 - bits) if bits > 0 else np.uint64(0)
+    low = np.int64(0x7FFFFFFFFFFFFFFF)
+    high = np.int64(-0x7FFFFFFFFFFFFFFF - 1)
     for i in range(lo, hi):
         if not _valid_at(valid, voff, i):
             bucket[i] = skip
             continue
+        v = _canon(values[i], is_float)
+        low = min(low, v)
+        high = max(high, v)
         b = 0
         if bits > 0:
-            b = np.int64(_hash1(_canon(values[i], is_float), forced, use_forced) >> shift)
+            b = np.int64(_hash1(v, forced, use_forced) >> shift)
         bucket[i] = b
         hist[b] += 1
     hist_out[:] = hist
+    span_out[0] = low
+    span_out[1] = high
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact_scatter(bucket, raw, rows, row0, lo, hi, pos, out_rows, out_raw):
-    # one pass per output column: half the write streams of one pass for both, and faster
+def _scatter_rows(bucket, rows, row0, lo, hi, pos, out):
+    # each row's offset from row0 (rows empty: row i is row0 + i); one pass per output
+    # column: half the write streams of one pass for both, and faster
     skip = pos.shape[0]
-    at = pos.copy()
     if rows.shape[0] == 0:
         for i in range(lo, hi):
             b = bucket[i]
             if b != skip:
-                out_rows[at[b]] = row0 + i
-                at[b] += 1
+                out[pos[b]] = i
+                pos[b] += 1
     else:
         for i in range(lo, hi):
             b = bucket[i]
             if b != skip:
-                out_rows[at[b]] = rows[i]
-                at[b] += 1
+                out[pos[b]] = rows[i] - row0
+                pos[b] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_keys(bucket, src, base, lo, hi, pos, out):
+    # src[i] - base (the narrow form: it fits out's width) or src itself (base 0)
+    skip = pos.shape[0]
     for i in range(lo, hi):
         b = bucket[i]
         if b != skip:
-            out_raw[pos[b]] = raw[i]
+            out[pos[b]] = src[i] - base
             pos[b] += 1
 
 
@@ -459,34 +513,60 @@ def run_parallel(fn, items: list) -> list:
 _PARALLEL_ROWS = 1 << 17
 
 
-def exact_partition(col: ExactColumn, rows: np.ndarray | None, first_row: int, buckets: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, raw values, bounds) of the non-NULL rows, stably partitioned into `buckets`
-    by the key's hash: bucket b is [bounds[b], bounds[b + 1]). `rows` None means
-    first_row + 0..n-1."""
+class ExactParts:
+    """A batch's exact key column partitioned into buckets: bucket b is [bounds[b],
+    bounds[b + 1]) of `rows` (offsets from the batch's first row: uint32, or int64 for a
+    batch of 2**32 rows or more) and `keys`. `keys` is narrow when `key0` is set (the
+    values less key0, in as few bytes as their range needs: integers, dates, times...),
+    else the raw values of the column."""
+
+    __slots__ = ("rows", "keys", "bounds", "key0")
+
+    def __init__(self, rows, keys_, bounds, key0):
+        self.rows, self.keys, self.bounds, self.key0 = rows, keys_, bounds, key0
+
+
+def exact_partition(col: ExactColumn, rows: np.ndarray | None, first_row: int, buckets: int,
+                    narrow: bool = True) -> ExactParts:
+    """The non-NULL rows of `col`, stably partitioned into `buckets` by the key's hash
+    (as hash_rows would hash it). `rows` None means first_row + 0..n-1."""
     bits = bucket_bits(buckets)
     n = len(col.values)
     parts = threads() if n >= _PARALLEL_ROWS else 1
     cuts = [n * k // parts for k in range(parts + 1)]
-    bucket = np.empty(n, np.uint8 if buckets < 255 else np.int32)
+    bucket = empty(n, np.uint8 if buckets < 255 else np.int32)
     hists = np.zeros((parts, buckets), np.int64)
+    spans = np.zeros((parts, 2), np.int64)
     use_forced = _forced_hash is not None
     forced = np.uint64(_forced_hash if use_forced else 0)
     run_parallel(lambda k: _exact_buckets(col.values, col.is_float, col.valid, col.valid_offset,
                                           cuts[k], cuts[k + 1], bits, forced, use_forced, bucket,
-                                          hists[k]), list(range(parts)))
+                                          hists[k], spans[k]), list(range(parts)))
     per_bucket = hists.sum(axis=0)
     bounds = np.zeros(buckets + 1, np.int64)
     np.cumsum(per_bucket, out=bounds[1:])
     starts = bounds[:-1] + np.cumsum(hists, axis=0) - hists        # part k's first slot per bucket
     total = int(bounds[-1])
-    out_rows = np.empty(total, np.int64)
-    out_raw = np.empty(total, col.raw.dtype)
+    out_rows = empty(total, np.uint32 if n < 2**32 else np.int64)
     rows_in = np.zeros(0, np.int64) if rows is None else np.ascontiguousarray(rows, np.int64)
-    run_parallel(lambda k: _exact_scatter(bucket, col.raw, rows_in, np.int64(first_row), cuts[k],
-                                          cuts[k + 1], starts[k].copy(), out_rows, out_raw),
-                 list(range(parts)))
-    return out_rows, out_raw, bounds
+    key0, width = None, None
+    if narrow and not col.is_float and total:
+        low, high = int(spans[:, 0].min()), int(spans[:, 1].max())
+        width = next((w for w in (1, 2, 4) if high - low < 2 ** (8 * w)), None)
+        if width is not None:
+            key0 = low
+    if key0 is not None:
+        out_keys = empty(total, _RAW[width])
+        src, base = col.values, np.int64(key0)
+    else:
+        out_keys = empty(total, col.raw.dtype)
+        src, base = col.raw, col.raw.dtype.type(0)
+
+    def scatter(k: int) -> None:
+        _scatter_rows(bucket, rows_in, np.int64(first_row), cuts[k], cuts[k + 1], starts[k].copy(), out_rows)
+        _scatter_keys(bucket, src, base, cuts[k], cuts[k + 1], starts[k].copy(), out_keys)
+    run_parallel(scatter, list(range(parts)))
+    return ExactParts(out_rows, out_keys, bounds, key0)
 
 
 def raw_array(typ: pa.DataType, raw: np.ndarray) -> pa.Array:
@@ -508,13 +588,13 @@ def raw_values(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 # counting (finish side) -----------------------------------------------------------------
 
 @numba.njit(cache=True, nogil=True)
-def _canon_into(values, is_float, rows, out, off):
-    """out[off:off+n] = canonical values. Returns (values strictly increasing, first, last,
-    rows strictly increasing)."""
+def _canon_into(values, is_float, base, rows, out, off):
+    """out[off:off+n] = canonical values (of values + base: a narrow piece). Returns
+    (values strictly increasing, first, last, rows strictly increasing)."""
     n = values.shape[0]
     inc = True
     for i in range(n):
-        v = _canon(values[i], is_float)
+        v = _canon(np.int64(values[i]) + base, is_float)
         out[off + i] = v
     for i in range(1, n):
         inc &= out[off + i] > out[off + i - 1]
@@ -530,7 +610,7 @@ _SMALL_SLOTS = 1 << 16        # a table this big stays in L2: low-cardinality ke
 
 
 @numba.njit(cache=True, nogil=True)
-def _mark_small(values, forced, use_forced, mark, over_at, over_count):
+def _mark_small(values, forced, use_forced, mark, over_at, over_count, slot):
     """One table for all rows, as long as there are few distinct keys; False (and nothing
     to trust in mark/counts) once there are more than the table can hold."""
     n = values.shape[0]
@@ -541,7 +621,6 @@ def _mark_small(values, forced, use_forced, mark, over_at, over_count):
     tkeys = np.empty(cap, np.int64)
     tcount = np.zeros(cap, np.int64)
     tfirst = np.empty(cap, np.int64)
-    slot = np.empty(n, np.int32)
     used = 0
     for i in range(n):
         v = values[i]
@@ -578,7 +657,7 @@ def _mark_small(values, forced, use_forced, mark, over_at, over_count):
 
 
 @numba.njit(cache=True, nogil=True)
-def _mark_partitioned(values, skip_bits, forced, use_forced, mark, over_at, over_count, sub_i):
+def _mark_partitioned(values, skip_bits, forced, use_forced, mark, over_at, over_count, sub, sub_v, sub_i):
     """Rows split into sub-partitions of a few thousand by the hash bits below the
     `skip_bits` top ones (the bucket's, constant here), so each hash table stays in cache."""
     n = values.shape[0]
@@ -588,7 +667,6 @@ def _mark_partitioned(values, skip_bits, forced, use_forced, mark, over_at, over
     k_count = 1 << kbits
     shift = np.uint64(64 - skip_bits - kbits)
     kmask = np.uint64(k_count - 1)
-    sub = np.empty(n, np.uint16)
     bounds = np.zeros(k_count + 1, np.int64)
     for i in range(n):
         s = np.int64((_hash1(values[i], forced, use_forced) >> shift) & kmask)
@@ -599,7 +677,6 @@ def _mark_partitioned(values, skip_bits, forced, use_forced, mark, over_at, over
         biggest = max(biggest, bounds[k + 1])
         bounds[k + 1] += bounds[k]
     fill = bounds[:-1].copy()
-    sub_v = np.empty(n, np.int64)
     for i in range(n):
         k = sub[i]
         sub_v[fill[k]] = values[i]
@@ -694,15 +771,17 @@ def exact_duplicates(values: np.ndarray, skip_bits: int, offsets: np.ndarray
     use_forced = _forced_hash is not None
     forced = np.uint64(_forced_hash if use_forced else 0)
     n = len(values)
-    mark = np.zeros(n, np.uint8)
-    over_at = np.empty(n // 255 + 1, np.int64)           # keys counted 255 times or more
-    over_count = np.empty(n // 255 + 1, np.int64)
-    small, n_rows, n_keys, n_over = _mark_small(values, forced, use_forced, mark, over_at, over_count)
-    if not small:
-        sub_i = np.empty(n, np.int32 if n < 2**31 else np.int64)    # row of each sub-partition slot
-        n_rows, n_keys, n_over = _mark_partitioned(values, skip_bits, forced, use_forced, mark,
-                                                   over_at, over_count, sub_i)
-    bitmap = np.empty((n + 7) // 8, np.uint8)
+    mark = zeros(n, np.uint8)
+    over_at = empty(n // 255 + 1, np.int64)           # keys counted 255 times or more
+    over_count = empty(n // 255 + 1, np.int64)
+    index = np.int32 if n < 2**31 else np.int64
+    small, n_rows, n_keys, n_over = _mark_small(values, forced, use_forced, mark, over_at, over_count,
+                                                empty(n, np.int32))
+    if not small:       # sub-partition of each row, the values and rows in sub-partition order
+        n_rows, n_keys, n_over = _mark_partitioned(values, skip_bits, forced, use_forced, mark, over_at,
+                                                   over_count, empty(n, np.uint16), empty(n, np.int64),
+                                                   empty(n, index))
+    bitmap = empty((n + 7) // 8, np.uint8)
     per_piece = np.zeros(len(offsets) - 1, np.int64)
     if n_rows == 0:
         return bitmap, per_piece, np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -711,22 +790,46 @@ def exact_duplicates(values: np.ndarray, skip_bits: int, offsets: np.ndarray
     return bitmap, per_piece, firsts, out_counts
 
 
-def canonical_values(cols: Sequence[ExactColumn], rows: Sequence[np.ndarray]
+def canonical_values(pieces: Sequence[tuple[np.ndarray, bool, int]], rows: Sequence[np.ndarray]
                      ) -> tuple[np.ndarray, bool, bool]:
-    """The canonical int64 values of NULL-free exact columns, concatenated; whether every
-    column is strictly increasing with value ranges that do not overlap (then every value
-    is distinct: a proof that needs no counting); whether each `rows` is strictly increasing."""
-    total = sum(len(c.values) for c in cols)
-    out = np.empty(total, np.int64)
+    """The canonical int64 values of NULL-free pieces (values, is_float, base: the value
+    of a row is values[i] + base), concatenated; whether every piece is strictly
+    increasing with value ranges that do not overlap (then every value is distinct: a
+    proof that needs no counting); whether each `rows` is strictly increasing."""
+    total = sum(len(v) for v, _, _ in pieces)
+    out = empty(total, np.int64)
     spans, distinct, rows_inc, off = [], True, True, 0
-    for c, r in zip(cols, rows):
-        inc, first, last, r_inc = _canon_into(c.values, c.is_float, r, out, off)
+    for (values, is_float, base), r in zip(pieces, rows):
+        inc, first, last, r_inc = _canon_into(values, is_float, np.int64(base), r, out, off)
         rows_inc &= bool(r_inc)
-        if len(c.values):
+        if len(values):
             spans.append((int(first), int(last)))
             distinct &= bool(inc)
-        off += len(c.values)
+        off += len(values)
     if distinct:
         spans.sort()
         distinct = all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
     return out, distinct, rows_inc
+
+
+@numba.njit(cache=True, nogil=True)
+def _emit_piece(bitmap, boff, rows, row0, src, base, out_rows, out_keys):
+    # the rows of a piece flagged in bitmap (from bit boff on): their row numbers and keys
+    k = 0
+    for i in range(rows.shape[0]):
+        j = boff + i
+        if (bitmap[j >> 3] >> (j & 7)) & 1:
+            out_rows[k] = row0 + np.int64(rows[i])
+            out_keys[k] = src[i] + base
+            k += 1
+    return k
+
+
+def emit_piece(bitmap: np.ndarray, boff: int, count: int, rows: np.ndarray, row0: int,
+               src: np.ndarray, base, out_dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(row numbers, key values as out_dtype) of the `count` rows of a piece flagged in
+    `bitmap` from bit `boff` on; a key is src[i] + base."""
+    out_rows = empty(count, np.int64)
+    out_keys = empty(count, out_dtype)
+    _emit_piece(bitmap, np.int64(boff), rows, np.int64(row0), src, base, out_rows, out_keys)
+    return out_rows, out_keys

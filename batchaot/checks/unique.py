@@ -75,6 +75,7 @@ class UniqueCheck(CheckBase):
                 raise RuleError(spec.name, f"column '{name}' has type {schema.field(name).type}, "
                                 "which cannot be compared as a key")
         self.stored = [out_name(c) for c in self.out_columns]   # names in partials and output
+        self.key_type = plain_type(schema.field(self.out_columns[0]).type)
 
     def describe(self) -> str:
         return f"unique({', '.join(self.out_columns)})"
@@ -99,11 +100,20 @@ class UniqueCheck(CheckBase):
 
     def _map_exact(self, col: keys.ExactColumn, rows: np.ndarray | None, source: str,
                    first_row: int, checked: int) -> UniquePartial:
-        out_rows, out_raw, bounds = keys.exact_partition(col, rows, first_row, self.buckets)
-        table = pa.table({"row": out_rows, self.stored[0]: keys.raw_array(col.type, out_raw)})
-        return UniquePartial(checked, col.nulls,
-                             [[(source, table.slice(bounds[b], bounds[b + 1] - bounds[b]))]
-                              for b in range(self.buckets)])
+        # a piece is (row: offset from row0, key: narrow from key0 when the column's type is
+        # the check's, else as is); row0 and key0 ride in the piece's schema metadata
+        got = keys.exact_partition(col, rows, first_row, self.buckets, narrow=col.type == self.key_type)
+        meta = {_ROW0: str(first_row)}
+        if got.key0 is not None:
+            meta[_KEY0] = str(got.key0)
+            key = pa.Array.from_buffers(pa.from_numpy_dtype(got.keys.dtype), len(got.keys),
+                                        [None, pa.py_buffer(got.keys)])
+        else:
+            key = keys.raw_array(col.type, got.keys)
+        table = pa.table({"row": got.rows, self.stored[0]: key}).replace_schema_metadata(meta)
+        b = got.bounds
+        return UniquePartial(checked, col.nulls, [[(source, table.slice(b[k], b[k + 1] - b[k]))]
+                                                  for k in range(self.buckets)])
 
     def _split(self, source: str, table: pa.Table, hashes: np.ndarray) -> list[list[Piece]]:
         if self.buckets == 1:
@@ -145,51 +155,51 @@ class UniqueCheck(CheckBase):
         return self._finish_hashed(pieces)
 
     def _finish_exact(self, pieces: list[Piece]) -> BucketResult | None:
-        """Count exact pieces' keys; None if their rows are not in (source, row) order."""
+        """Count exact pieces' keys; None if they cannot be (rows not in (source, row)
+        order, or key types that differ between files): then they are compared hashed."""
         names = sorted({s for s, _ in pieces})
         rank = {s: i for i, s in enumerate(names)}
-        rows = [t.column("row").to_numpy() for _, t in pieces]
-        order = sorted(range(len(pieces)), key=lambda i: (rank[pieces[i][0]], rows[i][0]))
-        pieces, rows = [pieces[i] for i in order], [rows[i] for i in order]
-        codes = [rank[s] for s, _ in pieces]
-        if not _pieces_apart(codes, rows):
-            return None
         key = self.stored[0]
-        cols = [keys.exact_column(t.column(key)) for _, t in pieces]
-        if len({c.type for c in cols}) > 1:        # widths differ between files: compare as hashed
+        parts = [_exact_piece(t, key, self.key_type) for _, t in pieces]
+        if any(x is None for x in parts) or len({x.out_type for x in parts}) > 1:
             return None
-        values, distinct, rows_ascending = keys.canonical_values(cols, rows)
+        order = sorted(range(len(pieces)), key=lambda i: (rank[pieces[i][0]], parts[i].first_row))
+        pieces, parts = [pieces[i] for i in order], [parts[i] for i in order]
+        codes = [rank[s] for s, _ in pieces]
+        if not _pieces_apart(codes, parts):
+            return None
+        values, distinct, rows_ascending = keys.canonical_values(
+            [(x.values, x.is_float, x.base) for x in parts], [x.rows for x in parts])
         if not rows_ascending:
             return None
         if distinct:
             return BucketResult(None, None)
-        offsets = np.cumsum([0] + [len(r) for r in rows])
+        offsets = np.cumsum([0] + [len(x.rows) for x in parts])
         bitmap, per_piece, firsts, counts = keys.exact_duplicates(values, self.bits, offsets)
         del values
         if not len(firsts):
             return BucketResult(None, None)
         dictionary = pa.array(names, pa.string())
         index_type = _index_type(len(names))
-        typ = cols[0].type
-        mask = pa.py_buffer(bitmap)
-        chunks, first_rows, first_codes, first_raw = [], [], [], []
+        typ = parts[0].out_type
+        chunks, first_rows, first_codes, first_keys = [], [], [], []
         first_at = np.searchsorted(firsts, offsets)
-        for p, (_, t) in enumerate(pieces):
+        for p, x in enumerate(parts):
             if per_piece[p]:
-                got = t.select(["row", key])
-                if per_piece[p] < t.num_rows:      # else every row of the piece: reused as is
-                    got = got.filter(pa.Array.from_buffers(pa.bool_(), t.num_rows, [None, mask],
-                                                           offset=int(offsets[p])))
-                chunks.append(got.add_column(0, "source", pa.DictionaryArray.from_arrays(
-                    np.full(got.num_rows, codes[p], index_type), dictionary)))
+                got_rows, got_keys = keys.emit_piece(bitmap, offsets[p], per_piece[p], x.rows, x.row0,
+                                                     x.src, x.src_base, x.out_dtype)
+                chunks.append(pa.table({
+                    "source": pa.DictionaryArray.from_arrays(_constant(len(got_rows), codes[p], index_type),
+                                                             dictionary),
+                    "row": got_rows, key: keys.raw_array(typ, got_keys)}))
             lo, hi = first_at[p], first_at[p + 1]
             if hi > lo:
                 local = firsts[lo:hi] - offsets[p]
-                first_rows.append(rows[p][local])
+                first_rows.append(x.row0 + x.rows[local].astype(np.int64))
                 first_codes.append(np.full(hi - lo, codes[p], index_type))
-                first_raw.append(cols[p].raw[local])
+                first_keys.append((x.src[local] + x.src_base).astype(x.out_dtype).view(f"<u{x.out_dtype.itemsize}"))
         violating = pa.concat_tables(chunks)
-        groups = pa.table({key: keys.raw_array(typ, np.concatenate(first_raw)),
+        groups = pa.table({key: keys.raw_array(typ, np.concatenate(first_keys)),
                            "count": counts,
                            "first_source": pa.DictionaryArray.from_arrays(
                                np.concatenate(first_codes), dictionary),
@@ -206,7 +216,11 @@ class UniqueCheck(CheckBase):
 
     def _hashed(self, table: pa.Table) -> pa.Table:
         """An exact piece as a hashed one (a bucket that mixes both kinds)."""
-        cols = [keys.comparable(table.column(s)) for s in self.stored]
+        key = self.stored[0]
+        x = _exact_piece(table, key, self.key_type, decode=True)
+        table = pa.table({"row": x.row0 + x.rows.astype(np.int64),
+                          key: keys.raw_array(x.out_type, (x.src + x.src_base).astype(x.out_dtype))})
+        cols = [keys.comparable(table.column(key))]
         return table.add_column(0, HASH, pa.array(keys.hash_rows(cols, table.num_rows)))
 
     def _resolve(self, rows: pa.Table, dictionary: pa.Array) -> BucketResult:
@@ -285,7 +299,7 @@ class UniqueCheck(CheckBase):
                                     promote_options="permissive")
             taken = flat.take(pa.array(out_payload))
             columns = {c: taken.column(c) for c in key_cols}
-        return pa.table({"rule": pa.DictionaryArray.from_arrays(np.zeros(n, np.int8),
+        return pa.table({"rule": pa.DictionaryArray.from_arrays(keys.shared_zeros(n, np.int8),
                                                                 pa.array([self.name], pa.string())),
                          "source": pa.DictionaryArray.from_arrays(out_codes, pa.array(names, pa.string())),
                          "row": out_rows, **columns})
@@ -321,6 +335,10 @@ class UniqueCheck(CheckBase):
 
 # --- helpers ---------------------------------------------------------------------------
 
+def _constant(n: int, code: int, dtype) -> np.ndarray:
+    return keys.shared_zeros(n, dtype) if code == 0 else keys.full(n, code, dtype)
+
+
 def _index_type(n: int) -> type:
     """The smallest dictionary index type for n entries."""
     return np.int8 if n <= 127 else np.int16 if n <= 32767 else np.int32
@@ -338,14 +356,55 @@ def _fixed_width(t: pa.DataType) -> bool:
         and t.bit_width in (8, 16, 32, 64)
 
 
-def _pieces_apart(codes: list[int], rows: list[np.ndarray]) -> bool:
+def _pieces_apart(codes: list[int], parts: list) -> bool:
     """Pieces of one source do not overlap (each one's rows ascending is checked apart)."""
     last_code, last_row = -1, -1
-    for c, r in zip(codes, rows):
-        if c == last_code and r[0] <= last_row:
+    for c, x in zip(codes, parts):
+        if c == last_code and x.first_row <= last_row:
             return False
-        last_code, last_row = c, r[-1]
+        last_code, last_row = c, x.last_row
     return True
+
+
+class _ExactPiece:
+    """An exact piece's arrays: rows (offsets from row0), canonical-form values (each
+    values[i] + base), and how its keys are written back (src[i] + src_base as out_dtype,
+    raw bits of out_type)."""
+
+    __slots__ = ("rows", "row0", "values", "base", "is_float", "src", "src_base", "out_type", "out_dtype")
+
+    @property
+    def first_row(self) -> int:
+        return self.row0 + int(self.rows[0])
+
+    @property
+    def last_row(self) -> int:
+        return self.row0 + int(self.rows[-1])
+
+
+_ROW0, _KEY0 = b"batchaot.row0", b"batchaot.key0"
+
+
+def _exact_piece(t: pa.Table, key: str, key_type: pa.DataType, decode: bool = False) -> _ExactPiece | None:
+    x = _ExactPiece()
+    meta = t.schema.metadata or {}
+    x.rows = keys.raw_values(t.column("row")) if t.schema.field("row").type == pa.uint32() \
+        else t.column("row").to_numpy()
+    x.row0 = int(meta.get(_ROW0, b"0"))
+    if _KEY0 in meta:                          # narrow: values less key0, of the check's key type
+        x.values = x.src = keys.raw_values(t.column(key))
+        x.base = x.src_base = np.int64(int(meta[_KEY0]))
+        x.is_float = False
+        x.out_type = key_type
+        x.out_dtype = np.dtype(f"<i{key_type.bit_width // 8}")
+        return x
+    col = keys.exact_column(t.column(key))
+    if col is None:
+        return None
+    x.values, x.base, x.is_float = col.values, np.int64(0), col.is_float
+    x.src, x.src_base = col.raw, col.raw.dtype.type(0)
+    x.out_type, x.out_dtype = col.type, col.raw.dtype
+    return x
 
 
 def _candidates(pieces: list[Piece], candidate: np.ndarray) -> tuple[pa.Table, pa.Array]:
@@ -405,6 +464,8 @@ def _span_scatter(codes, rows, payload, base, lo, present, span_payload):
 @numba.njit(cache=True, nogil=True)
 def _span_compress(present, span_payload, base, lo, widths, start, stop, k, out_rows, out_codes, out_payload):
     # the marked places in [start, stop) of the span, in order, written from out[k] on
+    # (out_codes empty: one source, whose code 0 needs no writing)
+    codes = out_codes.shape[0] > 0
     for c in range(base.shape[0]):
         a = max(start, base[c])
         b = min(stop, base[c] + widths[c])
@@ -412,7 +473,8 @@ def _span_compress(present, span_payload, base, lo, widths, start, stop, k, out_
         for x in range(a, b):
             if present[x]:
                 out_rows[k] = first + x
-                out_codes[k] = c
+                if codes:
+                    out_codes[k] = c
                 out_payload[k] = span_payload[x]
                 k += 1
     return k
@@ -440,8 +502,8 @@ def _span_order(n_codes: int, codes: list[np.ndarray], rows: list[np.ndarray],
         return None
     base = np.zeros(n_codes, np.int64)
     np.cumsum(widths[:-1], out=base[1:])
-    present = np.zeros(total, np.uint8)
-    span_payload = np.empty(total, payload[0].dtype)
+    present = keys.zeros(total, np.uint8)
+    span_payload = keys.empty(total, payload[0].dtype)
     # batches come sorted by their first row: each thread takes a contiguous run of them,
     # so the two write far apart (not into the same cache lines)
     parts = min(keys.threads(), len(rows))
@@ -451,9 +513,9 @@ def _span_order(n_codes: int, codes: list[np.ndarray], rows: list[np.ndarray],
         for j in range(cuts[k], cuts[k + 1]):
             _span_scatter(codes[j], rows[j], payload[j], base, lo, present, span_payload)
     keys.run_parallel(place, list(range(parts)))
-    out_rows = np.empty(n, np.int64)
-    out_codes = np.empty(n, _index_type(n_codes))
-    out_payload = np.empty(n, payload[0].dtype)
+    out_rows = keys.empty(n, np.int64)
+    out_codes = keys.empty(n if n_codes > 1 else 0, _index_type(n_codes))
+    out_payload = keys.empty(n, payload[0].dtype)
     cuts = [total * k // parts for k in range(parts + 1)]
     marked = [int(np.count_nonzero(present[a:b])) for a, b in zip(cuts, cuts[1:])]
     if sum(marked) != n:
@@ -461,4 +523,6 @@ def _span_order(n_codes: int, codes: list[np.ndarray], rows: list[np.ndarray],
     starts = np.cumsum([0] + marked)
     keys.run_parallel(lambda k: _span_compress(present, span_payload, base, lo, widths, cuts[k], cuts[k + 1],
                                                starts[k], out_rows, out_codes, out_payload), list(range(parts)))
+    if n_codes == 1:
+        out_codes = keys.shared_zeros(n, out_codes.dtype)
     return out_rows, out_codes, out_payload
