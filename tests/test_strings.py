@@ -265,6 +265,12 @@ def test_build_lut_fast_in_parts_equals_pyarrow(parts) -> None:
 
 # --- end to end against DuckDB -----------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def fast_paths_for_small_data(monkeypatch):
+    """Small tables would stay with pyarrow.compute: use the kernels whatever the size."""
+    monkeypatch.setattr(columns, "FAST_MIN_VALUES", 0)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def kernel_cache(tmp_path_factory):
     path = tmp_path_factory.mktemp("kernels")
@@ -320,6 +326,17 @@ def test_rules_equal_duckdb(engine) -> None:
     got = batchaot_rows(table, E2E, engine)
     for pred, rows in zip(E2E, got):
         assert rows == duckdb_rows(table, pred), pred
+
+
+def test_small_data_stays_with_pyarrow(monkeypatch) -> None:
+    monkeypatch.setattr(columns, "FAST_MIN_VALUES", 4096)
+    called = []
+    monkeypatch.setattr(strings, "run_fast", lambda *a: called.append(a))
+    monkeypatch.setattr(strings, "encode", lambda *a: called.append(a))
+    table = string_table(6, 4000)
+    for pred in ("s LIKE '%a%'", "c = 'paid'"):
+        assert batchaot_rows(table, [pred], "vm")[0] == duckdb_rows(table, pred)
+    assert not called
 
 
 def test_two_threads_split_per_row_tables(monkeypatch) -> None:

@@ -77,6 +77,10 @@ def load(arr: pa.Array, typ: T.Type) -> Loaded:
 
 SAMPLE_ROWS = 4096
 DIRECT_DISTINCT_RATIO = 0.5
+# Fewer values than this are evaluated (and encoded) with pyarrow.compute: instant, while
+# the first use of a Numba string kernel in a process loads it from the disk cache
+# (~0.1 s; a few seconds to compile in a fresh environment).
+FAST_MIN_VALUES = 4096
 
 
 def _mostly_distinct(arr: pa.Array) -> bool:
@@ -115,7 +119,7 @@ def _load_strings(arr: pa.Array) -> Loaded:
             # the "dictionary" is the column itself and row i reads entry i.
             bitmap, off = _validity(arr)
             return Loaded(_identity(len(arr)), bitmap, off, arr.cast(pa.string()))
-        if distinct <= strings.ENCODE_MAX_DISTINCT // 4:
+        if distinct <= strings.ENCODE_MAX_DISTINCT // 4 and len(arr) >= FAST_MIN_VALUES:
             encoded = strings.encode(arr)
             if encoded is not None:          # else more distinct values than the sample said
                 bitmap, off = _validity(arr)
@@ -150,7 +154,7 @@ def build_lut(dictionary: pa.Array, sexpr: list, typ: T.Type, map_fn=None,
     """
     n = len(dictionary)
     ranges = _split(n, parts if map_fn is not None else 1)
-    plan = strings.fast_plan(sexpr)
+    plan = strings.fast_plan(sexpr) if n >= FAST_MIN_VALUES else None
     if plan is not None and typ.kind is (T.Kind.INT if plan.kind == "length" else T.Kind.BOOL):
         # the kernels write every entry below n; every fast expression is NULL on a NULL
         # input, so the last entry is (0, NULL)
