@@ -1,9 +1,29 @@
-"""String expressions, evaluated once per distinct value with pyarrow.compute.
+"""String expressions: lookup tables of their values, and string column encoding.
 
 A Program's LUT instruction indexes a table built here from a column's dictionary:
 entry i is the expression's value for dictionary value i, and one extra last entry
 holds its value for a NULL input. So a predicate over 10M rows with 5 distinct
-statuses costs 6 evaluations, never a Python object per row.
+statuses costs 6 evaluations, never a Python object per row. A mostly-distinct column
+(emails, ids) is its own dictionary: entry i is row i's value.
+
+Two evaluators give the same answers. ``evaluate`` uses pyarrow.compute (RE2 for LIKE
+and regexp_matches) and handles every expression. For large tables the common shapes
+on the column itself run as Numba kernels over the Arrow offsets and data buffers
+(``fast_plan`` / ``run_fast``), writing the table in place, on several threads:
+
+- LIKE (case-sensitive), starts_with and regexp_matches compile to a minimized byte
+  DFA (a conservative subset of RE2 syntax; anything else, ILIKE, \\d, flags, stays
+  with RE2). When every literal is ASCII it reads one symbol per code point (UTF-8
+  continuation bytes leave it in place), so '_' and '.' match one code point.
+  Patterns where at most three bytes matter and runs of other code points act alike
+  ('^[^@]+@[^@]+$', '%@%.%') run on a sparse kernel that finds those bytes 8 at a
+  time; the others on a dense one that skips ahead 8 bytes at a time where it can.
+- = / <> / IN compare against the literals grouped by length.
+- length counts code points (bytes that are not continuation bytes).
+
+Per 1M emails (one thread): '^[^@]+@[^@]+$' 12-15 ms (RE2: 58), LIKE '%@%.%' 12-16 ms
+(58), length 3.5 ms (11). ``encode`` dictionary-encodes a low-cardinality column
+(statuses: 5 ms per 1M rows; pc.dictionary_encode: 14).
 """
 from __future__ import annotations
 
@@ -14,10 +34,10 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from llvmlite import ir
 from numba import types as nbt
 from numba.extending import intrinsic
-import pyarrow.compute as pc
 
 from ..errors import DataError
 
@@ -129,15 +149,9 @@ def _first_bad(arr: pa.Array, bad: pa.Array) -> str:
     return pc.filter(arr, pc.fill_null(bad, False))[0].as_py()
 
 
-# -- fast paths: byte automata and counts over the Arrow buffers ------------------------
-#
-# The string expressions rules use most (LIKE, regexp_matches, starts_with, =, <>, IN,
-# length) on the column itself are evaluated by Numba kernels that read the Arrow
-# offsets and data buffers in place and write a lookup table directly: no Arrow result
-# arrays, no boolean-to-word conversions, and row ranges can run on several threads
-# (the kernels release the GIL). Predicates compile to a DFA over UTF-8 bytes, built here
-# from a small, conservative regex subset; any expression or pattern outside it is left
-# to pyarrow.compute (RE2) above, so answers never depend on which path ran.
+# -- fast paths: byte automata, literal sets and counts over the Arrow buffers -----------
+# (module docstring). Every fast expression is NULL on a NULL input; anything outside
+# them raises _Unsupported while planning, and pyarrow.compute evaluates it.
 
 MAX_DFA_STATES = 512
 _MAX_REPEAT = 32
@@ -458,8 +472,8 @@ class Dfa:
     ahead to the next byte that does not, 8 bytes at a time where ``swar[s]`` allows
     (every such ASCII byte is one of three; any byte >= 0x80 is a candidate when the
     mask is set). A match must start with ``prefix[:nprefix]``: compared directly,
-    then the DFA goes on from ``after_prefix`` (-1: decided by the prefix alone, with
-    verdict ``final`` of... see after_verdict).
+    then the DFA goes on from ``after_prefix``. ``sparse``: the same automaton for the
+    sparse kernel, where it qualifies (Sparse).
     """
 
     act: np.ndarray
@@ -471,7 +485,7 @@ class Dfa:
     prefix: np.ndarray
     nprefix: int
     after_prefix: int     # state after the prefix; -1 / -2 as for start
-    states: int
+    states: int           # before the terminal states were dropped (for tests and stats)
     sparse: "Sparse | None" = None
 
 
@@ -935,7 +949,7 @@ def _length_kernel(offsets, data, bitmap, bitoff, lo, hi, words, valid):
 @numba.njit(nogil=True, cache=True)
 def _set_kernel(offsets, data, bitmap, bitoff, lo, hi, wdata, woffsets, by_len, negate,
                 miss_is_null, words, valid):
-    """Whether each row equals one of the literal strings (at most one per length)."""
+    """Whether each row equals one of the literal strings (compared with those of its length)."""
     maxlen = by_len.shape[0] - 2
     for i in range(lo, hi):
         if bitoff >= 0:
