@@ -85,7 +85,8 @@ FAST_MIN_VALUES = 4096
 
 def _mostly_distinct(arr: pa.Array) -> bool:
     """Whether per-distinct-value evaluation would not pay (emails, ids, free text)."""
-    return _sample_distinct(arr) > DIRECT_DISTINCT_RATIO * max(_sample_valid(arr), 64)
+    valid = _sample_valid(arr)
+    return valid > 64 and _sample_distinct(arr) > DIRECT_DISTINCT_RATIO * valid
 
 
 def _sample_distinct(arr: pa.Array) -> int:
