@@ -8,6 +8,10 @@ and NaN = NaN for floats; integers compare by value whatever their width.
 `comparable()` turns a key column into the form in which Arrow's own equality, group-by
 and joins give exactly those semantics (floats become the int64 bits of a normalized
 double), and hashing works on that same form, so equal keys always hash equally.
+
+A key of one fixed-width column needs no confirming at all: its comparable form is one
+int64 per row, and the exact kernels below (exact_column, exact_partition,
+exact_duplicates) compare those values themselves.
 """
 from __future__ import annotations
 
@@ -547,7 +551,8 @@ def exact_partition(col: ExactColumn, rows: np.ndarray | None, first_row: int, b
     np.cumsum(per_bucket, out=bounds[1:])
     starts = bounds[:-1] + np.cumsum(hists, axis=0) - hists        # part k's first slot per bucket
     total = int(bounds[-1])
-    out_rows = empty(total, np.uint32 if n < 2**32 else np.int64)
+    span = n if rows is None or not len(rows) else int(rows[-1]) - first_row + 1   # rows ascend
+    out_rows = empty(total, np.uint32 if span <= 2**32 else np.int64)
     rows_in = np.zeros(0, np.int64) if rows is None else np.ascontiguousarray(rows, np.int64)
     key0, width = None, None
     if narrow and not col.is_float and total:

@@ -10,7 +10,9 @@ Two kinds of piece, which a bucket may mix (both kinds hash a key alike):
 
 - *exact*: the key is one fixed-width column (integers, floats, dates, times,
   timestamps: keys.exact_column), whose comparable form is one int64 per row. A piece is
-  (row, key); finish counts the int64 values themselves in cache-sized hash tables, so
+  (row, key), lean: the row as a uint32 offset from the batch's first row, an integer
+  key less the batch's smallest in 1, 2 or 4 bytes (both bases in the piece's schema
+  metadata). finish counts the int64 values themselves in cache-sized hash tables, so
   no hash collision can be mistaken for a duplicate and nothing needs confirming. A
   bucket whose pieces are each strictly increasing over disjoint ranges is proved
   duplicate-free without counting.
@@ -19,9 +21,11 @@ Two kinds of piece, which a bucket may mix (both kinds hash a key alike):
   few candidates left are grouped by their real key values, so a hash collision can
   never report a false duplicate either.
 
-Violating rows and groups name their source through a dictionary-encoded column (one
-small dictionary instead of a string per row); the outcome's rows are ordered by
-(source, row) with a counting pass over the row range, not a comparison sort.
+A bucket's violating rows and groups name their source through a dictionary-encoded
+column; the outcome orders every violating row by (source, row) with a counting pass
+over the row range (not a comparison sort) and dictionary-encodes its rule, source and,
+for a one-column key with few distinct duplicates, key columns (part files written
+through `labelled` have plain strings).
 """
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ DEFAULT_BUCKETS = 16
 class UniquePartial:
     rows: int                        # rows checked (after `where`)
     null_rows: int                   # rows with a NULL key column: never duplicates
-    buckets: list[list[Piece]] | None  # per bucket: (source, table of [__hash,] row, key columns);
+    buckets: list[list[Piece]] | None  # per bucket: (source, table of row, key columns [, __hash]);
     #                                    None in a *head*: the counts without the buckets (see split)
 
 
@@ -217,7 +221,7 @@ class UniqueCheck(CheckBase):
     def _hashed(self, table: pa.Table) -> pa.Table:
         """An exact piece as a hashed one (a bucket that mixes both kinds)."""
         key = self.stored[0]
-        x = _exact_piece(table, key, self.key_type, decode=True)
+        x = _exact_piece(table, key, self.key_type)
         table = pa.table({"row": x.row0 + x.rows.astype(np.int64),
                           key: keys.raw_array(x.out_type, (x.src + x.src_base).astype(x.out_dtype))})
         cols = [keys.comparable(table.column(key))]
@@ -243,8 +247,9 @@ class UniqueCheck(CheckBase):
     def outcome(self, partial: UniquePartial, results: list[BucketResult]) -> CheckOutcome:
         """The check's outcome from the merged counts (a partial or head) and every bucket's
         result; a bucket whose rows were written elsewhere has violating=None but its count."""
-        table = self._ordered([r.violating for r in results if r.violating is not None])
         groups = [r.groups for r in results if r.groups is not None and r.groups.num_rows]
+        table = self._ordered([r.violating for r in results if r.violating is not None],
+                              duplicate_keys=sum(g.num_rows for g in groups))
         n_bad = sum(r.rows for r in results)
         details = {"duplicate_keys": sum(g.num_rows for g in groups), "duplicate_rows": n_bad,
                    "null_key_rows": partial.null_rows, "sample": self._sample(groups)}
@@ -261,9 +266,11 @@ class UniqueCheck(CheckBase):
         return out.set_column(0, "rule", out["rule"].cast(pa.string())) \
             .set_column(1, "source", out["source"].cast(pa.string()))
 
-    def _ordered(self, tables: list[pa.Table]) -> pa.Table | None:
+    def _ordered(self, tables: list[pa.Table], duplicate_keys: int = 0) -> pa.Table | None:
         """rule, source, row, key columns of every violating row, sorted by (source, row)
-        whatever the split; rule and source dictionary-encoded."""
+        whatever the split; rule and source dictionary-encoded, and so is a one-column
+        fixed-width key when `duplicate_keys` (its number of distinct duplicate keys) is
+        small: each row's key then costs one or two bytes, not eight."""
         tables = [t for t in tables if t.num_rows]
         if not tables:
             return None
@@ -293,7 +300,7 @@ class UniqueCheck(CheckBase):
         else:
             out_rows, out_codes, out_payload = placed
         if exact:
-            columns = {key_cols[0]: keys.raw_array(next(iter(types)), out_payload)}
+            columns = {key_cols[0]: _key_column(next(iter(types)), out_payload, duplicate_keys)}
         else:
             flat = pa.concat_tables([pa.Table.from_batches([b.select(key_cols)]) for b in batches],
                                     promote_options="permissive")
@@ -350,6 +357,47 @@ def _as_dictionary(codes: pa.ChunkedArray | pa.Array, dictionary: pa.Array) -> p
     return pa.DictionaryArray.from_arrays(codes.cast(pa.int32()), dictionary)
 
 
+@numba.njit(cache=True, nogil=True)
+def _dict_encode(values, limit, out_idx, dict_values):
+    # dictionary indices of values, in order of first appearance; -1 past `limit` entries
+    cap = 16
+    while cap < 2 * limit:
+        cap *= 2
+    mask = np.uint64(cap - 1)
+    tkeys = np.empty(cap, values.dtype)
+    tidx = np.full(cap, -1, np.int64)
+    d = 0
+    for i in range(values.shape[0]):
+        v = values[i]
+        s = keys._mix(np.uint64(v)) & mask
+        while tidx[s] >= 0 and tkeys[s] != v:
+            s = (s + np.uint64(1)) & mask
+        if tidx[s] < 0:
+            if d == limit:
+                return -1
+            tkeys[s] = v
+            tidx[s] = d
+            dict_values[d] = v
+            d += 1
+        out_idx[i] = tidx[s]
+    return d
+
+
+def _key_column(typ: pa.DataType, raw: np.ndarray, duplicate_keys: int) -> pa.Array:
+    """The violating rows' keys (raw values of type typ): dictionary-encoded with int8 or
+    int16 indices when there are few distinct values, else as they are. Both the choice
+    and the index type depend only on the data, not on how it was split (a float key can
+    have more distinct values than keys: -0.0 and 0.0 are one key)."""
+    for index, limit in ((np.int8, 127), (np.int16, 32767)):
+        if 0 < duplicate_keys <= limit:
+            idx = keys.empty(len(raw), index)
+            values = np.empty(limit, raw.dtype)
+            d = _dict_encode(raw, limit, idx, values)
+            if d >= 0:
+                return pa.DictionaryArray.from_arrays(idx, keys.raw_array(typ, values[:d].copy()))
+    return keys.raw_array(typ, raw)
+
+
 def _fixed_width(t: pa.DataType) -> bool:
     """Types whose values are plain 1/2/4/8-byte words (keys.raw_values)."""
     return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t)) \
@@ -385,7 +433,7 @@ class _ExactPiece:
 _ROW0, _KEY0 = b"batchaot.row0", b"batchaot.key0"
 
 
-def _exact_piece(t: pa.Table, key: str, key_type: pa.DataType, decode: bool = False) -> _ExactPiece | None:
+def _exact_piece(t: pa.Table, key: str, key_type: pa.DataType) -> _ExactPiece | None:
     x = _ExactPiece()
     meta = t.schema.metadata or {}
     x.rows = keys.raw_values(t.column("row")) if t.schema.field("row").type == pa.uint32() \
