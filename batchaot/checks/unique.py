@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from ..errors import RuleError
 from ..spec import RuleSpec
 from . import keys
-from .base import (SAMPLE, CheckBase, CheckOutcome, Piece, column_list, jsonable, passes,
+from .base import (SAMPLE, CheckBase, CheckOutcome, Piece, bucketed, column_list, jsonable, passes,
                    out_name, plain_type, resolve_column)
 
 HASH = "__hash"
@@ -100,7 +100,7 @@ class UniqueCheck(CheckBase):
         table = pa.table({HASH: hashes, "row": rows,
                           **{s: sub.column(c).cast(plain_type(sub.column(c).type))
                              for s, c in zip(self.stored, self.out_columns)}})
-        return UniquePartial(checked, checked - sub.num_rows, self._split(source, table, hashes))
+        return UniquePartial(checked, checked - sub.num_rows, bucketed(source, table, hashes, self.buckets))
 
     def _map_exact(self, col: keys.ExactColumn, rows: np.ndarray | None, source: str,
                    first_row: int, checked: int) -> UniquePartial:
@@ -118,14 +118,6 @@ class UniqueCheck(CheckBase):
         b = got.bounds
         return UniquePartial(checked, col.nulls, [[(source, table.slice(b[k], b[k + 1] - b[k]))]
                                                   for k in range(self.buckets)])
-
-    def _split(self, source: str, table: pa.Table, hashes: np.ndarray) -> list[list[Piece]]:
-        if self.buckets == 1:
-            return [[(source, table)]]
-        order, bounds = keys.partition(hashes, self.buckets)
-        shuffled = table.take(pa.array(order))
-        return [[(source, shuffled.slice(bounds[b], bounds[b + 1] - bounds[b]))]
-                for b in range(self.buckets)]
 
     # -- merge ----------------------------------------------------------------------------
     def merge(self, partials: list[UniquePartial]) -> UniquePartial:
