@@ -557,3 +557,27 @@ def test_partitioned_reference_equals_shared_key_set(ref_dataset) -> None:
                 same_outcome(shared, got)
                 missing += got.violations
     assert missing > 0
+
+
+def test_dense_key_sets_are_exact_at_their_edges() -> None:
+    """Integer keys close together are probed in a bitset: exact at lo, hi and beyond."""
+    rng = np.random.default_rng(5)
+    values = np.unique(rng.integers(-1000, 1000, 300)).astype(np.int64)
+    dense = keys.DenseSet.of(pa.array(values))
+    probes = np.concatenate([values, np.arange(-1100, 1100), [np.iinfo(np.int64).min, np.iinfo(np.int64).max]])
+    assert dense is not None and (dense.contains(probes) == np.isin(probes, values)).all()
+    assert keys.DenseSet.of(pa.array([0, keys.DENSE_MAX_SPAN + 1], pa.int64())) is None      # too wide
+    assert keys.DenseSet.of(pa.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max])) is None
+    assert keys.DenseSet.of(pa.array([1.5])) is None and keys.DenseSet.of(pa.array([], pa.int64())) is None
+
+
+def test_reference_answers_the_same_with_and_without_the_dense_set(ref_dataset, monkeypatch) -> None:
+    table = random_table(4, n=400)
+    rule = {"name": "r", "reference": {"columns": ["i"], "dataset": str(ref_dataset / "*.parquet"), "key": ["a"]}}
+    check = check_for(rule, table.schema)
+    assert check.key_set.dense is not None
+    dense = run_split(check, [("<table>", table)], random.Random(4), 60)
+    monkeypatch.setattr(keys, "DENSE_MAX_SPAN", -1)
+    hashed = run_split(check_for(rule, table.schema), [("<table>", table)], random.Random(4), 60)
+    same_outcome(dense, hashed)
+    assert dense.violations > 100

@@ -49,6 +49,7 @@ class KeySet:
     rows: int                        # rows read from the dataset
     null_rows: int                   # rows with a NULL key (they match nothing)
     _index: keys.HashIndex | None = field(default=None, repr=False, compare=False)
+    _dense: object = field(default=None, repr=False, compare=False)   # DenseSet, False: none
 
     @property
     def index(self) -> keys.HashIndex:
@@ -56,8 +57,16 @@ class KeySet:
             self._index = keys.HashIndex(self.table.column(HASH).to_numpy())
         return self._index
 
+    @property
+    def dense(self) -> keys.DenseSet | None:
+        """A bitset of a one-column integer key whose values lie close together."""
+        if self._dense is None:
+            one = self.table.num_columns == 2                 # k0 and the hash
+            self._dense = (keys.DenseSet.of(self.table.column(0).combine_chunks()) if one else None) or False
+        return self._dense or None
+
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_index": None}      # rebuilt where it is used
+        return {**self.__dict__, "_index": None, "_dense": None}      # rebuilt where they are used
 
     def to_bytes(self) -> bytes:
         meta = {b"dataset": self.dataset.encode(), b"key": "\x1f".join(self.key).encode(),
@@ -302,17 +311,19 @@ class ReferenceCheck(CheckBase):
         if self.buckets:
             return self._map_partitioned(sub, rows, comp, checked, source)
         ks = self.key_set
-        missing = np.flatnonzero(~self._present(comp, sub.num_rows, ks, keys.hash_rows(comp, sub.num_rows)))
+        missing = np.flatnonzero(~self._present(comp, sub.num_rows, ks))
         pieces = []
         if len(missing):
             taken = pa.array(missing)
             pieces.append(piece(source, rows[missing], {c: sub.column(c).take(taken) for c in self.out_columns}))
         return ReferencePartial(checked, checked - sub.num_rows, pieces)
 
-    def _present(self, comp: list[pa.Array], n: int, ks: KeySet, hashes: np.ndarray) -> np.ndarray:
-        """Which of the n key tuples `comp` (with their hashes) are in the key set."""
+    def _present(self, comp: list[pa.Array], n: int, ks: KeySet, hashes: np.ndarray | None = None) -> np.ndarray:
+        """Which of the n key tuples `comp` (their hashes, if known) are in the key set."""
+        if ks.dense is not None and pa.types.is_int64(comp[0].type):
+            return ks.dense.contains(comp[0].to_numpy())         # exact: no hash to confirm
         ref = ks.table
-        at = ks.index.probe(hashes)
+        at = ks.index.probe(keys.hash_rows(comp, n) if hashes is None else hashes)
         present = np.zeros(n, dtype=bool)
         hit = np.flatnonzero(at >= 0)
         if len(hit) == 0:
