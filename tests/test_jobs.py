@@ -173,3 +173,65 @@ def test_unique_buckets_split_the_keys_evenly(layout, tmp_path) -> None:
     total = sum(u.rows for u in units)
     assert len(sizes) == checks[0].buckets and sum(sizes) == total
     assert max(sizes) <= 2 * total / len(sizes)
+
+
+def test_checks_over_partly_read_data_fail_and_say_so(tmp_path) -> None:
+    """on_error: continue — a unit that cannot be read leaves the checks incomplete."""
+    import pyarrow as pa
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"id": [1, 2, 3], "x": [1, 2, 3]}), tmp_path / "d" / "a.parquet")
+    pq.write_table(pa.table({"id": [1, 2, 3]}), tmp_path / "d" / "b.parquet")     # no column x
+    (tmp_path / "job.yaml").write_text(
+        "name: j\nsource: {path: 'd/*.parquet'}\non_error: continue\nrules:\n"
+        "  - {name: x_pos, check: 'x > 0'}\n  - {name: u, unique: [id]}\n"
+        "  - {name: n, row_count: {between: [1, null]}}\n")
+    res = batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process", output=str(tmp_path / "o"))
+    rules = {r["name"]: r for r in res.to_dict()["rules"]}
+    assert res.errors and "b.parquet" in res.errors[0] and not res.ok
+    for name in ("u", "n"):
+        assert not rules[name]["passed"] and "could not be read" in rules[name]["details"]["incomplete"]
+
+
+def test_a_check_failing_inside_arrow_is_a_unit_error_here_as_on_ray(tmp_path) -> None:
+    import pyarrow as pa
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"cid": pa.array([2**53 + 1], pa.int64())}), tmp_path / "d" / "a.parquet")
+    pq.write_table(pa.table({"id": pa.array([1.0])}), tmp_path / "ref.parquet")
+    (tmp_path / "job.yaml").write_text(
+        "name: j\nsource: {path: 'd/*.parquet'}\non_error: continue\nrules:\n"
+        "  - {name: r, reference: {columns: [cid], dataset: ref.parquet, key: [id]}}\n")
+    code, _, err = submit(str(tmp_path / "job.yaml"), "--mode", "in-process", "--output", str(tmp_path / "o"))
+    assert code in (1, 2) and "Traceback" not in err
+    res = batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process", output=str(tmp_path / "o"))
+    assert res.errors and "a.parquet" in res.errors[0] and not res.ok
+
+
+def test_partitioned_reference_over_files_of_different_widths(tmp_path, monkeypatch) -> None:
+    import pyarrow as pa
+    from batchaot.distributed import driver
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"cid": pa.array([1, 2, 9], pa.int64())}), tmp_path / "d" / "a.parquet")
+    pq.write_table(pa.table({"cid": pa.array([3, 8, None], pa.int32())}), tmp_path / "d" / "b.parquet")
+    pq.write_table(pa.table({"id": pa.array([1, 2, 3], pa.int64())}), tmp_path / "ref.parquet")
+    (tmp_path / "job.yaml").write_text(
+        "name: j\nsource: {path: 'd/*.parquet'}\nrules:\n"
+        "  - {name: r, reference: {columns: [cid], dataset: ref.parquet, key: [id]}}\n")
+    job = batchaot.Job.from_yaml(tmp_path / "job.yaml")
+    shared = job.run(mode="in-process", output=str(tmp_path / "s"))
+    monkeypatch.setattr(driver, "SHARED_REFERENCE_ROWS", 0)
+    parted = job.run(mode="in-process", output=str(tmp_path / "p"))
+    assert shared.to_dict()["rules"] == parted.to_dict()["rules"]
+    assert sorted(parted.violations["cid"].to_pylist()) == [8, 9]
+
+
+def test_reducers_send_back_a_sample_but_the_counts_stay_exact(layout, tmp_path) -> None:
+    """~2,000 duplicate keys over 16 buckets: each reducer returns its top ten only."""
+    (tmp_path / "job.yaml").write_text(
+        f"name: j\nsource: {{path: '{layout / 'data' / 'demo' / 'orders.parquet'}'}}\n"
+        "rules: [{name: u, unique: [customer_id]}, {name: u2, unique: [customer_id, status]}]\n")
+    job = batchaot.Job.from_yaml(tmp_path / "job.yaml")
+    res = job.run(mode="in-process", output=str(tmp_path / "o"))
+    ref = batchaot.validate(layout / "data" / "demo" / "orders.parquet", list(job.spec.rules))
+    got = [{k: v for k, v in r.items() if k != "row_groups_proven"} for r in res.to_dict()["rules"]]
+    assert got == ref.to_dict()["rules"] and got[0]["details"]["duplicate_keys"] > 1000
+    assert res.violations.num_rows == ref.violations.num_rows

@@ -50,6 +50,36 @@ class CheckOutcome:
     violating: pa.Table | None = None
 
 
+@dataclass
+class BucketResult:
+    """What finishing one bucket of a bucketed check (unique, partitioned reference) found."""
+
+    violating: pa.Table | None       # source, row, the check's columns (None once written elsewhere)
+    groups: pa.Table | None          # per key found: key columns, count, first_source, first_row
+    rows: int = 0                    # violating rows (kept when `violating` is dropped)
+    keys: int = 0                    # keys found (kept when `groups` is trimmed)
+    ref_keys: int = 0                # partitioned reference: distinct referenced keys in the bucket
+
+    def __post_init__(self) -> None:
+        if self.violating is not None:
+            self.rows = self.violating.num_rows
+        if self.groups is not None:
+            self.keys = self.groups.num_rows
+
+    def trim(self) -> None:
+        """Keep the counts and only the keys a summary can show: the SAMPLE most frequent
+        (ties: first seen) of every bucket hold the SAMPLE most frequent of all buckets.
+        What a reducer sends back to a driver, whatever the number of keys."""
+        self.violating = None
+        if self.groups is not None and self.groups.num_rows > SAMPLE:
+            g = self.groups
+            src = g.schema.get_field_index("first_source")
+            if pa.types.is_dictionary(g.schema.field(src).type):
+                g = g.set_column(src, "first_source", g.column(src).cast(pa.string()))
+            self.groups = g.sort_by([("count", "descending"), ("first_source", "ascending"),
+                                     ("first_row", "ascending")]).slice(0, SAMPLE)
+
+
 @runtime_checkable
 class DatasetCheck(Protocol):
     spec: RuleSpec

@@ -28,8 +28,8 @@ from ..errors import DataError, RuleError
 from ..io import sources, units
 from ..spec import RuleSpec
 from . import keys
-from .base import (SAMPLE, CheckBase, CheckOutcome, Piece, bucketed, column_list, jsonable, out_name, passes,
-                   piece, plain_type, resolve_column, spec_error, violating_table)
+from .base import (SAMPLE, BucketResult, CheckBase, CheckOutcome, Piece, bucketed, column_list, jsonable,
+                   out_name, passes, piece, plain_type, resolve_column, spec_error, violating_table)
 
 FIELDS = ("columns", "dataset", "key")
 EXAMPLE = "reference: {columns: [customer_id], dataset: customers.parquet, key: [id]}"
@@ -159,20 +159,6 @@ class ReferencePartial:
     ref_null_rows: int = 0     # ... and those with a NULL key
 
 
-@dataclass
-class ReferenceBucket:
-    """Missing keys found in one bucket of a partitioned reference check."""
-
-    violating: pa.Table | None     # source, row, the check's columns (None once written elsewhere)
-    groups: pa.Table | None        # per missing key: key columns, count, first_source, first_row
-    rows: int = 0                  # violating rows
-    ref_keys: int = 0              # distinct reference keys in this bucket
-
-    def __post_init__(self) -> None:
-        if self.violating is not None:
-            self.rows = self.violating.num_rows
-
-
 class ReferenceCheck(CheckBase):
     """Two ways to run: with a *shared* key set (the whole referenced key set in every
     process, built once), or *partitioned* (``partition(buckets)``): both sides are hashed
@@ -254,7 +240,8 @@ class ReferenceCheck(CheckBase):
                          checked: int, source: str) -> ReferencePartial:
         hashes = keys.hash_rows(comp, sub.num_rows)
         table = pa.table({HASH: hashes, "row": rows, **{f"k{i}": c for i, c in enumerate(comp)},
-                          **{out_name(c): sub.column(c).cast(plain_type(sub.column(c).type))
+                          # the rules' schema, not this file's: files may differ in width
+                          **{out_name(c): sub.column(c).cast(plain_type(self.schema.field(c).type))
                              for c in self.out_columns}})
         return ReferencePartial(checked, checked - sub.num_rows, [],
                                 bucketed(source, table, hashes, self.buckets))
@@ -263,29 +250,29 @@ class ReferenceCheck(CheckBase):
         """(head, buckets) — as unique's split: the counts, and the pieces of each bucket."""
         return replace(partial, buckets=None), partial.buckets
 
-    def finish_bucket(self, pieces: list[Piece]) -> ReferenceBucket:
+    def finish_bucket(self, pieces: list[Piece]) -> BucketResult:
         """The checked rows of one bucket whose key is not among that bucket's reference keys."""
         probe = [(s, t) for s, t in pieces if s != REFERENCE_SIDE and t.num_rows]
         names = [f"k{i}" for i in range(len(self.key))]
         ks = key_set_of(self.dataset, self.key, [t for s, t in pieces if s == REFERENCE_SIDE], 0, 0)
         if not probe:
-            return ReferenceBucket(None, None, ref_keys=ks.table.num_rows)
+            return BucketResult(None, None, ref_keys=ks.table.num_rows)
         rows = pa.concat_tables([t.add_column(0, "source", pa.array([s] * t.num_rows, pa.string()))
-                                 for s, t in probe])
+                                 for s, t in probe], promote_options="permissive")
         comp = [rows.column(n).combine_chunks() for n in names]
         present = self._present(comp, rows.num_rows, ks, rows.column(HASH).to_numpy())
         missing = rows.filter(pa.array(~present)).drop_columns([HASH, *names])
         if missing.num_rows == 0:
-            return ReferenceBucket(None, None, ref_keys=ks.table.num_rows)
+            return BucketResult(None, None, ref_keys=ks.table.num_rows)
         missing = missing.sort_by([("source", "ascending"), ("row", "ascending")])
         stored = [out_name(c) for c in self.out_columns]
         groups = keys.group_keys(missing, stored)
         first = missing.take(groups["i_min"])
         summary = first.select(stored).append_column("count", groups["i_count"]) \
             .append_column("first_source", first["source"]).append_column("first_row", first["row"])
-        return ReferenceBucket(missing, summary, ref_keys=ks.table.num_rows)
+        return BucketResult(missing, summary, ref_keys=ks.table.num_rows)
 
-    def outcome(self, partial: ReferencePartial, results: list[ReferenceBucket]) -> CheckOutcome:
+    def outcome(self, partial: ReferencePartial, results: list[BucketResult]) -> CheckOutcome:
         """The outcome of a partitioned check from its merged head and every bucket's result."""
         violating = [r.violating for r in results if r.violating is not None]
         groups = [r.groups for r in results if r.groups is not None]
@@ -298,7 +285,7 @@ class ReferenceCheck(CheckBase):
                       for r in top.to_pylist()]
         details = {"missing_rows": n_bad, "null_key_rows": partial.null_rows, "reference": self.dataset,
                    "reference_rows": partial.ref_rows, "reference_keys": sum(r.ref_keys for r in results),
-                   "missing_keys": sum(g.num_rows for g in groups), "sample": sample}
+                   "missing_keys": sum(r.keys for r in results), "sample": sample}
         table = self.labelled(pa.concat_tables(violating)) if violating else None
         return CheckOutcome(passed=passes(n_bad, partial.rows, self.spec.mostly), violations=n_bad,
                             rows=partial.rows, value=details["missing_keys"], details=details,

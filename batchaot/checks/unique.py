@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from ..errors import RuleError
 from ..spec import RuleSpec
 from . import keys
-from .base import (SAMPLE, CheckBase, CheckOutcome, Piece, bucketed, column_list, jsonable, passes,
+from .base import (SAMPLE, BucketResult, CheckBase, CheckOutcome, Piece, bucketed, column_list, jsonable, passes,
                    out_name, plain_type, resolve_column)
 
 HASH = "__hash"
@@ -52,19 +52,6 @@ class UniquePartial:
     null_rows: int                   # rows with a NULL key column: never duplicates
     buckets: list[list[Piece]] | None  # per bucket: (source, table of row, key columns [, __hash]);
     #                                    None in a *head*: the counts without the buckets (see split)
-
-
-@dataclass
-class BucketResult:
-    """The duplicates found in one bucket."""
-
-    violating: pa.Table | None       # source, row, key columns (None once written elsewhere)
-    groups: pa.Table | None          # key columns, count, first_source, first_row
-    rows: int = 0                    # violating rows (kept when `violating` is dropped)
-
-    def __post_init__(self) -> None:
-        if self.violating is not None:
-            self.rows = self.violating.num_rows
 
 
 class UniqueCheck(CheckBase):
@@ -241,9 +228,9 @@ class UniqueCheck(CheckBase):
         result; a bucket whose rows were written elsewhere has violating=None but its count."""
         groups = [r.groups for r in results if r.groups is not None and r.groups.num_rows]
         table = self._ordered([r.violating for r in results if r.violating is not None],
-                              duplicate_keys=sum(g.num_rows for g in groups))
+                              duplicate_keys=sum(r.keys for r in results))
         n_bad = sum(r.rows for r in results)
-        details = {"duplicate_keys": sum(g.num_rows for g in groups), "duplicate_rows": n_bad,
+        details = {"duplicate_keys": sum(r.keys for r in results), "duplicate_rows": n_bad,
                    "null_key_rows": partial.null_rows, "sample": self._sample(groups)}
         return CheckOutcome(passed=passes(n_bad, partial.rows, self.spec.mostly), violations=n_bad,
                             rows=partial.rows, value=details["duplicate_keys"], details=details,

@@ -144,7 +144,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     finally:
         progress.finish()
     _clear_temporaries(out)
-    result = JobResult(rules=_results(job, compiled, counts, check_outcomes),
+    result = JobResult(rules=_results(job, compiled, counts, check_outcomes, len(errors)),
                        rows=sum(r.rows for r in merged.values()), data=None, output=out, mode=mode,
                        workers=used_workers, units=len(units), job_name=job.name,
                        files=sorted({u.path for u in units}), errors=errors,
@@ -179,8 +179,16 @@ def _reduce_here(checks: list, jobs: list, out: str) -> dict:
 
 
 def _results(job: JobSpec, compiled: list, counts: dict[str, RuleOutcome],
-             check_outcomes: list) -> list:
-    """Per rule, in the job's order: a RuleResult or a CheckResult."""
+             check_outcomes: list, errors: int) -> list:
+    """Per rule, in the job's order: a RuleResult or a CheckResult. With `errors` (files
+    or units that could not be read), a dataset check saw part of the data only: its
+    answer (no duplicates, a row count, ...) is not one about the dataset, so it fails
+    and says why, rather than pass on what happened to be read."""
+    for outcome in check_outcomes:
+        if errors:
+            outcome.passed = False
+            outcome.details["incomplete"] = (f"{errors} file(s) or unit(s) could not be read (see errors): "
+                                             "computed over the rest of the data only")
     found = iter(check_outcomes)
     return [RuleResult(s, c, counts[c.name]) if isinstance(c, Program) else CheckResult(s, c, next(found))
             for s, c in zip(job.rules, compiled)]

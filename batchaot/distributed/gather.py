@@ -3,9 +3,11 @@
 Each unit's result carries one partial per check (a small *head* for a bucketed check
 such as ``unique``), and a bucketed check's bucket piece lists come beside it: plain
 lists in this process, Ray object references on a cluster, so the driver only ever
-holds references to them. After the last unit, every (check, bucket) is finished on
-its own — ideally where the data lives — and the check's outcome is built from the
-merged head and the buckets' results.
+holds references to them (Ray returns objects under its inline limit, 100 KiB, to the
+driver directly, so a small bucket does travel). After the last unit, every (check,
+bucket) is finished on its own by one worker, round robin, and the check's outcome is
+built from the merged head and the buckets' results — their counts and a sample of
+keys, never every key.
 """
 from __future__ import annotations
 

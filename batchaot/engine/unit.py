@@ -80,6 +80,13 @@ def violation_rows(batch: pa.RecordBatch, schema: pa.Schema, rule: str, rule_col
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _unit_error(unit: WorkUnit, exc: Exception) -> str:
+    if isinstance(exc, BatchaotError):
+        return str(exc)
+    lines = str(exc).strip().splitlines()
+    return f"{unit.path}: {type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 def buckets_of(check) -> int:
     """How many buckets a check's partial is split into (0: it travels whole)."""
     return getattr(check, "buckets", 0) if hasattr(check, "split") else 0
@@ -112,8 +119,10 @@ class UnitRunner:
         self.skipped, self.proven = 0, [0] * len(self.programs)
         try:
             rows, totals, part, partials = self._validate(unit)
-        except BatchaotError as exc:
-            return UnitResult(unit.id, unit.path, 0, None, None, error=str(exc),
+        except (BatchaotError, pa.ArrowException) as exc:
+            # the same unit error in this process as on a Ray worker (whose failures the
+            # pool turns into unit errors), never a traceback in one and an error in the other
+            return UnitResult(unit.id, unit.path, 0, None, None, error=_unit_error(unit, exc),
                               seconds=time.perf_counter() - started)
         return UnitResult(unit.id, unit.path, rows, counts_batch(self.names, totals, self.proven),
                           part, seconds=time.perf_counter() - started, row_groups_skipped=self.skipped,
@@ -139,8 +148,11 @@ class UnitRunner:
     def run_side(self, check_index: int, unit: WorkUnit) -> tuple[object, list[list]]:
         """(head, buckets) of one unit of a check's side input (a referenced dataset)."""
         check = self.checks[check_index]
-        parts = [check.map_side(batch) for batch in read_unit(unit, columns=check.side_columns,
-                                                                    threads=self.threads)]
+        try:
+            parts = [check.map_side(batch) for batch in read_unit(unit, columns=check.side_columns,
+                                                                        threads=self.threads)]
+        except pa.ArrowException as exc:
+            raise DataError(_unit_error(unit, exc)) from None
         return check.split(check.merge(parts))
 
     def _validate(self, unit: WorkUnit) -> tuple[int, list[RuleOutcome], str | None, list | None]:
@@ -241,12 +253,13 @@ def write_check_rows(output: str | None, part_id: str, table: pa.Table | None) -
 
 def reduce_bucket(check, check_index: int, bucket: int, piece_lists: list[list], output: str | None):
     """Finish one bucket of a bucketed check from every unit's pieces of it; with an
-    output folder, its violating rows go to a part file and only the counts come back."""
+    output folder, its violating rows go to a part file and only the counts and a sample
+    of the keys come back."""
     result = check.finish_bucket([p for pieces in piece_lists for p in pieces])
-    if output is not None and result.violating is not None:
-        table = check.labelled(result.violating)
-        write_check_rows(output, check_part_name(check_index, bucket), table)
-        result.violating = None
+    if output is not None:
+        if result.violating is not None:
+            write_check_rows(output, check_part_name(check_index, bucket), check.labelled(result.violating))
+        result.trim()              # counts and a sample travel back, not every key found
     return result
 
 
