@@ -185,3 +185,25 @@ def test_large_reference_is_partitioned_with_the_same_answer(local_ray, job_file
     parts = os.listdir(tmp_path / "part-ray" / "violations")
     assert any(p.startswith("part-check006-b") for p in parts)
     assert not any(p.startswith("part-check006-b") for p in os.listdir(tmp_path / "shared" / "violations"))
+
+
+class KillAtReduce(KillOnce):
+    """Kills one worker actor's process just as the buckets start being settled."""
+
+    def advance(self, rows: int, failing: int, error: str | None = None) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        if self.killed is None and text.startswith("settling"):
+            self.killed = self.pids[0]
+            os.kill(self.killed, signal.SIGKILL)
+
+
+def test_worker_killed_while_reducing_changes_nothing(local_ray, job_file, small_units, tmp_path) -> None:
+    _, job_path = job_file
+    job = batchaot.Job.from_yaml(job_path)
+    calm = job.run(mode="ray", workers=2, output=str(tmp_path / "calm"))
+    killer = KillAtReduce()
+    rough = job.run(mode="ray", workers=2, output=str(tmp_path / "rough"), progress=killer)
+    assert killer.killed is not None and not rough.errors
+    assert outcome(rough) == outcome(calm)
