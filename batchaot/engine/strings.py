@@ -686,7 +686,7 @@ class FastPlan:
     kind: str                     # "dfa", "set" or "length"
     dfa: Dfa | None = None
     words: "_Words | None" = None
-    negate: bool = False          # <>: the DFA matches '='
+    negate: bool = False          # <>: the literal set holds the '=' side
     miss_is_null: bool = False    # IN with a NULL in the list: no match is NULL
 
 
@@ -765,15 +765,23 @@ def string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray
         raise _Unsupported(str(values.type))
     bufs = values.buffers()
     n = len(values)
-    offsets = np.frombuffer(bufs[1], dtype=offsets_dtype, count=values.offset + n + 1)[values.offset:] \
-        if bufs[1] is not None else np.zeros(n + 1, offsets_dtype)
+    if bufs[1] is not None:
+        offsets = np.frombuffer(bufs[1], dtype=offsets_dtype, count=values.offset + n + 1)[values.offset:]
+    else:
+        offsets = _read_only(np.zeros(n + 1, offsets_dtype))
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and bufs[2].size else _EMPTY
     if values.null_count == 0 or bufs[0] is None:
         return offsets, data, _EMPTY, -1
     return offsets, data, np.frombuffer(bufs[0], dtype=np.uint8), values.offset
 
 
-_EMPTY = np.zeros(1, dtype=np.uint8)
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """Like the arrays over Arrow buffers, so kernels see one signature, not two."""
+    a.flags.writeable = False
+    return a
+
+
+_EMPTY = _read_only(np.zeros(1, dtype=np.uint8))
 
 
 def run_fast(plan: FastPlan, buffers, words: np.ndarray, valid: np.ndarray, lo: int, hi: int) -> None:
