@@ -157,68 +157,6 @@ class WorkerPool:
         return results
 
     def close(self) -> None:
-        if self.started:
-            ray.shutdown()
-
-
-class WorkerPool:
-    """Worker actors for one job: they validate units, then reduce the checks' buckets."""
-
-    def __init__(self, workers: int, program_blobs: list[bytes], checks: list, output: str | None,
-                 csv: dict | None):
-        # Programs and checks travel by value (a few KB): a restarted actor must never
-        # depend on an object-store entry that could be gone by then. Shared states (a
-        # reference check's key set) are put once; this driver owns them until the end.
-        self._shared = [_put(c.shared_state()) for c in checks]
-        blob = pickle.dumps(checks)
-        self.actors = [Worker.options(num_cpus=1).remote(program_blobs, blob, output, csv)
-                       for _ in range(workers)]
-        self.bucket_count = sum(buckets_of(c) for c in checks)
-
-    def run_units(self, units: Sequence[WorkUnit],
-                  on_result: Callable[[UnitResult, list], None]) -> None:
-        """Validate every unit; `on_result(result, bucket_refs)` sees each unit once."""
-        def call(actor, unit: WorkUnit):
-            return _call(actor.run, 1 + self.bucket_count, unit, self._shared)
-        self._stream(units, call, lambda ref, unit, rest: on_result(_result(ref, unit), rest))
-
-    def run_sides(self, jobs: list[tuple[int, WorkUnit]], checks: list,
-                  on_side: Callable[[int, object, list], None]) -> None:
-        """Map the (check, unit) side-input units; `on_side(check, head, bucket_refs)`."""
-        def call(actor, job: tuple[int, WorkUnit]):
-            return _call(actor.run_side, 1 + buckets_of(checks[job[0]]), *job)
-        self._stream(jobs, call, lambda ref, job, rest: on_side(job[0], _side(ref, job[1]), rest))
-
-    def _stream(self, items: Sequence, call: Callable, done: Callable) -> None:
-        """Feed items to the actors, IN_FLIGHT_PER_WORKER at a time each, in order."""
-        queue = deque(items)
-        pending: dict = {}
-
-        def submit(actor) -> None:
-            if queue:
-                item = queue.popleft()
-                first, rest = call(actor, item)
-                pending[first] = (actor, item, rest)
-
-        for actor in self.actors:
-            for _ in range(IN_FLIGHT_PER_WORKER):
-                submit(actor)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            actor, item, rest = pending.pop(ready[0])
-            done(ready[0], item, rest)
-            submit(actor)
-
-    def reduce(self, jobs: list[tuple[int, int, list]]) -> dict:
-        """Finish buckets on the actors, round robin: {(check, bucket): BucketResult}."""
-        refs = {(i, b): self.actors[n % len(self.actors)].reduce.remote(i, b, *items)
-                for n, (i, b, items) in enumerate(jobs)}
-        try:
-            return dict(zip(refs, ray.get(list(refs.values()))))
-        except RayError as exc:
-            raise DataError(f"reducing dataset checks failed: {_reason(exc)}") from None
-
-    def close(self) -> None:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self._shared = []
