@@ -118,12 +118,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
         if mode == "in-process":
             progress.start(len(units), known_rows, "in-process")
             runner = UnitRunner(blobs, out, job.source.csv, checks=checks, threads=os.cpu_count() or 1)
-            _note_sides(progress, sides)
-            for i, unit in sides:
-                gather.add_side(i, *runner.run_side(i, unit))
-            for unit in units:
-                on_result(*runner.run_split(unit))
-            check_outcomes = gather.finish(lambda jobs: _reduce_here(checks, jobs, out), progress.note)
+            check_outcomes = _run_here(runner, units, sides, gather, on_result, progress)
         else:
             from . import pool
             cluster = pool.Cluster(address, workers or job.workers)
@@ -132,11 +127,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
                 progress.start(len(units), known_rows, f"ray, {used_workers} worker{'s' * (used_workers > 1)}")
                 workers_pool = pool.WorkerPool(used_workers, blobs, checks, out, job.source.csv)
                 try:
-                    progress.attach(workers_pool.actors)
-                    _note_sides(progress, sides)
-                    workers_pool.run_sides(sides, checks, gather.add_side)
-                    workers_pool.run_units(units, on_result)
-                    check_outcomes = gather.finish(workers_pool.reduce, progress.note)
+                    check_outcomes = _run_on_ray(workers_pool, units, sides, checks, gather, on_result, progress)
                 finally:
                     workers_pool.close()
             finally:
@@ -153,6 +144,27 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     result.elapsed_s = time.perf_counter() - started
     sinks.write_summary(out, result.to_dict())
     return result
+
+
+def _run_here(runner: UnitRunner, units: list[WorkUnit], sides: list, gather: CheckGather,
+              on_result, progress) -> list:
+    """Sides, units and bucket reduces in this process; the checks' outcomes."""
+    _note_sides(progress, sides)
+    for i, unit in sides:
+        gather.add_side(i, *runner.run_side(i, unit))
+    for unit in units:
+        on_result(*runner.run_split(unit))
+    return gather.finish(lambda jobs: _reduce_here(runner.checks, jobs, runner.output), progress.note)
+
+
+def _run_on_ray(workers_pool, units: list[WorkUnit], sides: list, checks: list, gather: CheckGather,
+                on_result, progress) -> list:
+    """The same three phases on the pool's actors."""
+    progress.attach(workers_pool.actors)
+    _note_sides(progress, sides)
+    workers_pool.run_sides(sides, checks, gather.add_side)
+    workers_pool.run_units(units, on_result)
+    return gather.finish(workers_pool.reduce, progress.note)
 
 
 def _partition_references(checks: list) -> list[tuple[int, WorkUnit]]:
