@@ -220,13 +220,6 @@ class ReferenceCheck(CheckBase):
     def side_columns(self) -> list[str]:
         return list(self.key)
 
-    def referenced_rows(self) -> int:
-        """Rows of the referenced dataset as its footers tell (-1: unknown, or a URI)."""
-        if "://" in self.dataset:
-            return -1
-        planned = self.side_units()
-        return -1 if any(u.rows < 0 for u in planned) else sum(u.rows for u in planned)
-
     def map_side(self, batch: pa.RecordBatch) -> ReferencePartial:
         """One batch of the referenced dataset, its distinct keys hashed into the buckets."""
         table, nulls = key_table(batch, self.key, self.casts)

@@ -174,10 +174,10 @@ def _partition_references(checks: list) -> list[tuple[int, WorkUnit]]:
     for i, check in enumerate(checks):
         if not hasattr(check, "partition") or "://" in check.dataset:
             continue
-        rows = check.referenced_rows()
-        if rows < 0 or rows > SHARED_REFERENCE_ROWS:
+        planned = check.side_units()          # footers only: the rows, when they tell
+        if any(u.rows < 0 for u in planned) or sum(u.rows for u in planned) > SHARED_REFERENCE_ROWS:
             check.partition(REFERENCE_BUCKETS)
-            sides += [(i, unit) for unit in check.side_units()]
+            sides += [(i, unit) for unit in planned]
     return sides
 
 
