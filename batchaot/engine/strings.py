@@ -835,6 +835,15 @@ _HIGH_BITS = np.uint64(0x8080808080808080)
 
 
 @numba.njit(nogil=True, inline="always")
+def _is_null(bitmap, bitoff, i):
+    """Row i is NULL by its Arrow validity bitmap (bit offset -1: no NULLs)."""
+    if bitoff < 0:
+        return False
+    bit = bitoff + i
+    return not (bitmap[bit >> 3] >> (bit & 7)) & 1
+
+
+@numba.njit(nogil=True, inline="always")
 def _zero_byte(x):
     """Nonzero iff some byte of x is zero."""
     return (x - _LOW_ONES) & ~x & _HIGH_BITS
@@ -847,12 +856,10 @@ def _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, act, trans, final, skip, 
     """Run the DFA (see Dfa) over rows [lo, hi)."""
     ndata = data.shape[0]
     for i in range(lo, hi):
-        if bitoff >= 0:
-            bit = bitoff + i
-            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
-                words[i] = 0
-                valid[i] = 0
-                continue
+        if _is_null(bitmap, bitoff, i):
+            words[i] = 0
+            valid[i] = 0
+            continue
         j = np.int64(offsets[i])
         end = np.int64(offsets[i + 1])
         s = start
@@ -937,12 +944,10 @@ def _length_kernel(offsets, data, bitmap, bitoff, lo, hi, words, valid):
     for i in range(lo, hi):
         a = np.int64(offsets[i])
         b = np.int64(offsets[i + 1])
-        if bitoff >= 0:
-            bit = bitoff + i
-            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
-                words[i] = 0
-                valid[i] = 0
-                continue
+        if _is_null(bitmap, bitoff, i):
+            words[i] = 0
+            valid[i] = 0
+            continue
         if ascii_only:
             words[i] = b - a
         else:
@@ -960,12 +965,10 @@ def _set_kernel(offsets, data, bitmap, bitoff, lo, hi, wdata, woffsets, by_len, 
     """Whether each row equals one of the literal strings (compared with those of its length)."""
     maxlen = by_len.shape[0] - 2
     for i in range(lo, hi):
-        if bitoff >= 0:
-            bit = bitoff + i
-            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
-                words[i] = 0
-                valid[i] = 0
-                continue
+        if _is_null(bitmap, bitoff, i):
+            words[i] = 0
+            valid[i] = 0
+            continue
         a = np.int64(offsets[i])
         n = np.int64(offsets[i + 1]) - a
         hit = False
@@ -1045,10 +1048,8 @@ def _encode_kernel(offsets, data, bitmap, bitoff, codes, first):
     ndistinct = 0
     ndata = data.shape[0]
     for i in range(codes.shape[0]):
-        if bitoff >= 0:
-            bit = bitoff + i
-            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
-                continue
+        if _is_null(bitmap, bitoff, i):
+            continue
         a = np.int64(offsets[i])
         n = np.int64(offsets[i + 1]) - a
         short = n <= 16
@@ -1121,12 +1122,10 @@ def _sparse_kernel(offsets, data, bitmap, bitoff, lo, hi, patterns, kind, x, on,
     p0, p1, p2 = patterns[0], patterns[1], patterns[2]
     nspecial = 1 if p1 == p0 else (2 if p2 == p1 else 3)
     for i in range(lo, hi):
-        if bitoff >= 0:
-            bit = bitoff + i
-            if not (bitmap[bit >> 3] >> (bit & 7)) & 1:
-                words[i] = 0
-                valid[i] = 0
-                continue
+        if _is_null(bitmap, bitoff, i):
+            words[i] = 0
+            valid[i] = 0
+            continue
         a = np.int64(offsets[i])
         end = np.int64(offsets[i + 1])
         s = np.int64(0)
