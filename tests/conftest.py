@@ -68,3 +68,13 @@ class Oracle:
 @pytest.fixture(scope="session")
 def oracle() -> Oracle:
     return Oracle()
+
+
+@pytest.fixture(scope="module")
+def kernel_cache(tmp_path_factory):
+    """A fresh fused-kernel cache for one test module (BATCHAOT_CACHE_DIR), restored after:
+    a module that compiles kernels proves it on its own, not on what an earlier run left."""
+    path = tmp_path_factory.mktemp("kernels")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BATCHAOT_CACHE_DIR", str(path))
+        yield path

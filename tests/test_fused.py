@@ -35,16 +35,7 @@ from test_semantics_duckdb import CONSTRUCTS, _TABLES, predicates
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def kernel_cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kernels")
-    old = os.environ.get("BATCHAOT_CACHE_DIR")
-    os.environ["BATCHAOT_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("BATCHAOT_CACHE_DIR", None)
-    else:
-        os.environ["BATCHAOT_CACHE_DIR"] = old
+pytestmark = pytest.mark.usefixtures("kernel_cache")
 
 
 def answers(engine: str, programs: list[Program], batches, threads: int = 1) -> list[tuple]:

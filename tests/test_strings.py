@@ -4,8 +4,6 @@ strings full of pattern characters, LIKE escapes, random LIKE patterns and regex
 row and per dictionary value; VM and fused; one thread and two."""
 from __future__ import annotations
 
-import os
-
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -17,6 +15,8 @@ from hypothesis import strategies as st
 import batchaot
 from batchaot.engine import columns, run, strings
 from batchaot.compiler import types as T
+
+pytestmark = pytest.mark.usefixtures("kernel_cache")
 
 # characters that matter to LIKE and regexes, multi-byte UTF-8 (2, 3, 4 bytes), newline
 ALPHABET = ["a", "b", "A", "@", ".", "%", "_", "\\", "-", " ", "\n", "é", "Ü", "日", "😀", "x"]
@@ -269,18 +269,6 @@ def test_build_lut_fast_in_parts_equals_pyarrow(parts) -> None:
 def fast_paths_for_small_data(monkeypatch):
     """Small tables would stay with pyarrow.compute: use the kernels whatever the size."""
     monkeypatch.setattr(columns, "FAST_MIN_VALUES", 0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def kernel_cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kernels")
-    old = os.environ.get("BATCHAOT_CACHE_DIR")
-    os.environ["BATCHAOT_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("BATCHAOT_CACHE_DIR", None)
-    else:
-        os.environ["BATCHAOT_CACHE_DIR"] = old
 
 
 def string_table(seed: int, n: int) -> pa.Table:
