@@ -337,9 +337,19 @@ def _pandera_checks(rules: list[Rule]) -> tuple[dict[str, list], list, list[tupl
     return by_column, frame, where
 
 
+def _pandera_failures(schema, df, by: str) -> dict | None:
+    """Failure counts per (column, `by`) of a lazy pandera validation; None if it passed."""
+    import pandera.errors
+    try:
+        schema.validate(df, lazy=True)
+        return None
+    except pandera.errors.SchemaErrors as err:
+        report = err.failure_cases
+    return {(column, key): n for column, key, n in report.group_by("column", by).len().iter_rows()}
+
+
 @engine("pandera")
 def prepare_pandera(table: pa.Table, rules: list[Rule], threads: int) -> Run:
-    import pandera.errors
     import pandera.polars as pap
     import polars as pl
     by_column, frame_checks, where = _pandera_checks(rules)
@@ -349,13 +359,9 @@ def prepare_pandera(table: pa.Table, rules: list[Rule], threads: int) -> Run:
     df = pl.from_arrow(table)
 
     def run() -> list[int]:
-        try:
-            schema.validate(df, lazy=True)
+        found = _pandera_failures(schema, df, "check_number")
+        if found is None:
             return [0] * len(rules)
-        except pandera.errors.SchemaErrors as err:
-            report = err.failure_cases
-        found = {(column, number): n for column, number, n
-                 in report.group_by("column", "check_number").len().iter_rows()}
         unexpected = set(found) - set(where)
         if unexpected:     # e.g. a dtype or not_nullable failure: not one of our rules
             raise RuntimeError(f"pandera reported failures outside the rules: {sorted(unexpected, key=str)}")
@@ -648,7 +654,6 @@ def prepare_pandera_wide(table: pa.Table, rules: list[Rule], threads: int) -> Ru
     # `field_uniqueness` uses is_duplicated, so a column with two or more NULLs has them
     # among its failures too: they are taken off, using the not_nullable count of the
     # same report.
-    import pandera.errors
     import pandera.polars as pap
     import polars as pl
     _kinds(rules)
@@ -660,12 +665,9 @@ def prepare_pandera_wide(table: pa.Table, rules: list[Rule], threads: int) -> Ru
     df = pl.from_arrow(table)
 
     def run() -> list[int]:
-        try:
-            schema.validate(df, lazy=True)
+        found = _pandera_failures(schema, df, "check")
+        if found is None:
             return [0] * len(rules)
-        except pandera.errors.SchemaErrors as err:
-            report = err.failure_cases
-        found = {(col, check): n for col, check, n in report.group_by("column", "check").len().iter_rows()}
         out = []
         for r in rules:
             nulls = found.get((r.column, "not_nullable"), 0)
