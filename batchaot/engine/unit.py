@@ -109,11 +109,6 @@ class UnitRunner:
         self.skipped = 0
         self.proven = [0] * len(self.programs)
 
-    @property
-    def bucket_count(self) -> int:
-        """Bucket piece lists that run_split returns beside the result, over all checks."""
-        return sum(buckets_of(c) for c in self.checks)
-
     def run(self, unit: WorkUnit) -> UnitResult:
         started = time.perf_counter()
         self.skipped, self.proven = 0, [0] * len(self.programs)
