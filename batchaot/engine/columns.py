@@ -1,12 +1,20 @@
-"""Arrow arrays → the VM's inputs: 64-bit words, validity bitmaps, string lookup tables.
+"""Arrow arrays → the engines' inputs: 64-bit words, validity bitmaps, string lookup tables.
 
-Buffers are used in place where the layout already fits (int64, float64, timestamps);
-narrower types are widened once per batch. Validity stays an Arrow bitmap that the VM
-reads bit by bit, and arrays without NULLs carry no bitmap at all.
+Buffers are used in place wherever the layout allows: int64, float64 and timestamps are
+the VM's 64-bit words already, and narrower integers (int8-32, uint8-32, date32,
+dictionary codes) stay as they are for the fused tier, which widens them per row in
+registers; the VM and shape kernels get them widened once per batch (``Loaded.words``),
+on first use only. Reading an int32 column then costs 4 bytes per row, not a copy to
+8 bytes and a read of those. Validity stays an Arrow bitmap read bit by bit, and arrays
+without NULLs carry no bitmap at all.
+
+A mostly-distinct string column is its own dictionary (``Loaded.identity``): row i's
+code is i, so the fused tier indexes its lookup tables by row number and reads no
+codes at all. Lookup tables of boolean expressions hold one byte per entry.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -19,12 +27,35 @@ from . import strings
 _NO_BITMAP = np.zeros(1, dtype=np.uint8)
 
 
+# Physical layouts of a column's values, as the fused tier's kernels are specialized on.
+LAYOUTS = {np.dtype(np.int64): "i64", np.dtype(np.int32): "i32", np.dtype(np.int16): "i16",
+           np.dtype(np.int8): "i8", np.dtype(np.uint32): "u32", np.dtype(np.uint16): "u16",
+           np.dtype(np.uint8): "u8"}
+IDENTITY = "id"
+
+
 @dataclass
 class Loaded:
-    words: np.ndarray      # int64, one per row (float64 bits for doubles)
+    values: np.ndarray     # one per row: int64 words (float64 bits for doubles) or a narrower integer
     bitmap: np.ndarray     # uint8 Arrow validity bitmap (unused when bitoff < 0)
     bitoff: int            # bit offset of row 0 in bitmap, -1 if no NULLs
     dictionary: pa.Array | None = None   # string columns: the values the codes index
+    identity: bool = False               # string column that is its own dictionary: code i = row i
+    _wide: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def words(self) -> np.ndarray:
+        """The values as int64 words (widened on first use: the VM and shape kernels)."""
+        if self.values.dtype == np.int64:
+            return self.values
+        if self._wide is None:
+            self._wide = self.values.astype(np.int64)
+        return self._wide
+
+    @property
+    def layout(self) -> str:
+        """How the fused tier reads the values: a LAYOUTS code, or IDENTITY."""
+        return IDENTITY if self.identity else LAYOUTS[self.values.dtype]
 
 
 def _data(arr: pa.Array, dtype) -> np.ndarray:
@@ -42,12 +73,13 @@ def _validity(arr: pa.Array) -> tuple[np.ndarray, int]:
 
 
 def _words(arr: pa.Array, typ: T.Type) -> np.ndarray:
+    """The values of a fixed-width array: int64 words or a narrower integer (LAYOUTS)."""
     t = arr.type
     if pa.types.is_null(t):
         return np.zeros(len(arr), dtype=np.int64)
     if pa.types.is_boolean(t):
         bits = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
-        return np.unpackbits(bits, bitorder="little")[arr.offset:arr.offset + len(arr)].astype(np.int64)
+        return np.unpackbits(bits, bitorder="little")[arr.offset:arr.offset + len(arr)]
     if pa.types.is_floating(t):
         return _data(arr, t.to_pandas_dtype()).astype(np.float64, copy=False).view(np.int64)
     if pa.types.is_decimal(t):
@@ -57,11 +89,13 @@ def _words(arr: pa.Array, typ: T.Type) -> np.ndarray:
     if pa.types.is_date64(t):
         return np.floor_divide(_data(arr, np.int64), 86_400_000)
     if pa.types.is_date32(t):
-        return _data(arr, np.int32).astype(np.int64)
+        return _data(arr, np.int32)
     if pa.types.is_timestamp(t):
         return _data(arr, np.int64)
     if pa.types.is_integer(t):
-        return _data(arr, t.to_pandas_dtype()).astype(np.int64, copy=False)
+        values = _data(arr, t.to_pandas_dtype())
+        # uint64 wraps to int64 words, as it always has; narrower types stay as they are
+        return values.view(np.int64) if values.dtype == np.uint64 else values
     raise DataError(f"cannot load Arrow type {t}")
 
 
@@ -119,7 +153,7 @@ def _load_strings(arr: pa.Array) -> Loaded:
             # Hashing every value to build a dictionary would cost more than it saves:
             # the "dictionary" is the column itself and row i reads entry i.
             bitmap, off = _validity(arr)
-            return Loaded(_identity(len(arr)), bitmap, off, arr.cast(pa.string()))
+            return Loaded(_identity(len(arr)), bitmap, off, arr.cast(pa.string()), identity=True)
         if distinct <= strings.ENCODE_MAX_DISTINCT // 4 and len(arr) >= FAST_MIN_VALUES:
             encoded = strings.encode(arr)
             if encoded is not None:          # else more distinct values than the sample said
@@ -128,8 +162,8 @@ def _load_strings(arr: pa.Array) -> Loaded:
         arr = pc.dictionary_encode(arr)
     codes = arr.indices
     bitmap, off = _validity(codes)
-    words = _data(codes, codes.type.to_pandas_dtype()).astype(np.int64, copy=False)
-    return Loaded(np.ascontiguousarray(words), bitmap, off, arr.dictionary.cast(pa.string()))
+    values = _words(codes, T.Type(T.Kind.INT))
+    return Loaded(np.ascontiguousarray(values), bitmap, off, arr.dictionary.cast(pa.string()))
 
 
 def to_words(arr: pa.Array | pa.Scalar, typ: T.Type, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +173,12 @@ def to_words(arr: pa.Array | pa.Scalar, typ: T.Type, length: int) -> tuple[np.nd
     arr = arr.cast(_arrow_for(typ)) if typ.kind is not T.Kind.NULL else arr
     valid = np.asarray(arr.is_valid(), dtype=np.uint8) if arr.null_count else np.ones(len(arr), np.uint8)
     words = _words(arr, typ) if not pa.types.is_null(arr.type) else np.zeros(len(arr), np.int64)
-    return np.ascontiguousarray(words), valid
+    return np.ascontiguousarray(words, dtype=lut_dtype(typ)), valid
+
+
+def lut_dtype(typ: T.Type) -> np.dtype:
+    """Lookup table values: one byte for a boolean expression, else int64 words."""
+    return np.dtype(np.uint8) if typ.kind is T.Kind.BOOL else np.dtype(np.int64)
 
 
 def _arrow_for(typ: T.Type) -> pa.DataType:
@@ -159,7 +198,7 @@ def build_lut(dictionary: pa.Array, sexpr: list, typ: T.Type, map_fn=None,
     if plan is not None and typ.kind is (T.Kind.INT if plan.kind == "length" else T.Kind.BOOL):
         # the kernels write every entry below n; every fast expression is NULL on a NULL
         # input, so the last entry is (0, NULL)
-        words = np.empty(n + 1, dtype=np.int64)
+        words = np.empty(n + 1, dtype=lut_dtype(typ))
         valid = np.empty(n + 1, dtype=np.uint8)
         words[n] = valid[n] = 0
         buffers = strings.string_buffers(dictionary)

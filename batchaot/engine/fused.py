@@ -90,9 +90,9 @@ from ..compiler.opcodes import JUMPS, KINDS, Op
 from ..compiler.program import Program
 from . import vm
 from .buffers import Buffers, i64_at, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
-from .columns import Loaded
+from .columns import IDENTITY, Loaded
 
-GENERATOR_VERSION = "5"        # bump when the generated source changes meaning
+GENERATOR_VERSION = "6"        # bump when the generated source changes meaning
 MAX_FUSED_INSTRUCTIONS = 400   # larger sets run on shape kernels (module docstring)
 ROW_KERNEL_INSTRUCTIONS = 200  # smaller sets always get one per-row kernel
 SHAPE_BLOCK = 4096             # rows per block in shape kernels
@@ -727,6 +727,11 @@ from batchaot.engine.fused import {runtime}
 I64 = nt.int64
 RI = nt.Array(nt.int64, 1, 'C', readonly=True)
 RB = nt.Array(nt.uint8, 1, 'C', readonly=True)
+R8 = nt.Array(nt.int8, 1, 'C', readonly=True)
+R16 = nt.Array(nt.int16, 1, 'C', readonly=True)
+R32 = nt.Array(nt.int32, 1, 'C', readonly=True)
+RU16 = nt.Array(nt.uint16, 1, 'C', readonly=True)
+RU32 = nt.Array(nt.uint32, 1, 'C', readonly=True)
 RI2 = nt.Array(nt.int64, 2, 'C', readonly=True)
 C2 = nt.Array(nt.int64, 2, 'C')
 O32 = nt.Array(nt.int32, 1, 'C')
@@ -749,6 +754,21 @@ def _bit(g: str | int, row: str = "i") -> str:
     return f"o{g} < 0 or ((m{g}[(o{g} + {row}) >> 3] >> ((o{g} + {row}) & 7)) & 1) != 0"
 
 
+# column layout (columns.LAYOUTS) -> the argument's type in SIGNATURE, and whether a
+# value is widened to an int64 register as it is read
+_LAYOUT_TYPES = {"i64": ("RI", False), "i32": ("R32", True), "i16": ("R16", True), "i8": ("R8", True),
+                 "u32": ("RU32", True), "u16": ("RU16", True), "u8": ("RB", True)}
+
+
+def _layouts(rset: RuleSet, layouts: Sequence[str] | None) -> tuple[str, ...]:
+    return tuple(layouts) if layouts is not None else ("i64",) * len(rset.columns)
+
+
+def _lut_type(result: str) -> str:
+    """A lookup table's values: bytes for a boolean expression (columns.lut_dtype)."""
+    return "RB" if result == "boolean" else "RI"
+
+
 def _body(lines: list[_Line], reads: set[str], indent: int) -> list[str]:
     pad = "    " * indent
     return [pad + "    " * line.depth + line.text for line in lines
@@ -765,13 +785,18 @@ def _merged_inits(k: int, merged: set[int], reads: set[str]) -> list[str]:
     return out
 
 
-def generate(rset: RuleSet, nullable: Sequence[bool]) -> str:
+def generate(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | None = None) -> str:
     """Source of the per-row kernel for `rset` (columns flagged in `nullable` may be NULL).
+
+    `layouts` (columns.LAYOUTS codes, default all int64) are the columns' physical
+    types: narrower integers are read as they are and widened in registers, and an
+    IDENTITY string column is no argument at all (its code is the row number).
 
     kernel(lo, hi, row_base, <columns>, kval, <luts>, strict, counts, out_rule, out_row, pos)
     -> (next row, pos): stops early, to be called again from the returned row, when the
     pair buffers could not take one more row's violations.
     """
+    layouts = _layouts(rset, layouts)
     reads: set[str] = set()
     body: list[_Line] = []
     inits: list[str] = []
@@ -783,12 +808,15 @@ def generate(rset: RuleSet, nullable: Sequence[bool]) -> str:
 
     ncols, nluts, nprog = len(rset.columns), len(rset.luts), len(rset.programs)
     nulls = [g for g in range(ncols) if nullable[g]]
-    params = (["lo", "hi", "row_base"] + [f"w{g}" for g in range(ncols)]
+    stored = [g for g in range(ncols) if layouts[g] != IDENTITY]
+    params = (["lo", "hi", "row_base"] + [f"w{g}" for g in stored]
               + [f"m{g}" for g in nulls] + [f"o{g}" for g in nulls] + ["kval"]
               + [f"t{t}{x}" for t in range(nluts) for x in ("v", "m")]
               + ["strict", "counts", "out_rule", "out_row", "pos"])
-    sig = (["I64", "I64", "I64"] + ["RI"] * ncols + ["RB"] * len(nulls) + ["I64"] * len(nulls)
-           + ["RI"] + ["RI", "RB"] * nluts + ["RB", "C2", "O32", "O64", "I64"])
+    sig = (["I64", "I64", "I64"] + [_LAYOUT_TYPES[layouts[g]][0] for g in stored]
+           + ["RB"] * len(nulls) + ["I64"] * len(nulls) + ["RI"]
+           + [x for _, _, result in rset.luts for x in (_lut_type(result), "RB")]
+           + ["RB", "C2", "O32", "O64", "I64"])
     out = _preamble(f"{nprog} rules, one pass per row", 2, params, sig)
     pre = [f"k{g} = kval[{g}]" for g in sorted(int(x[1:]) for x in reads if x[0] == "k" and x[1:].isdigit())]
     pre += [f"t{t}n = t{t}v.shape[0] - 1" for t in range(nluts)]
@@ -799,7 +827,12 @@ def generate(rset: RuleSet, nullable: Sequence[bool]) -> str:
     # every column once per row, shared by all rules; validity straight from the bitmap
     # (measured: faster here than unpacking it a block at a time, as shape kernels do)
     for g in range(ncols):
-        out.append(f"        x{g} = w{g}[i]")
+        if layouts[g] == IDENTITY:
+            out.append(f"        x{g} = i")
+        elif _LAYOUT_TYPES[layouts[g]][1]:
+            out.append(f"        x{g} = np.int64(w{g}[i])")
+        else:
+            out.append(f"        x{g} = w{g}[i]")
         if nullable[g]:
             out.append(f"        y{g} = {_bit(g)}")
     out += _body(body, reads, 2)
@@ -890,6 +923,7 @@ class Kernel:
     nullable: tuple[bool, ...]
     fn: Callable
     path: Path
+    layouts: tuple[str, ...] = ()
 
 
 _LOCK = threading.RLock()
@@ -927,9 +961,10 @@ def _mask(nullable: Sequence[bool]) -> str:
     return "".join("1" if x else "0" for x in nullable)
 
 
-def kernel_key(rset: RuleSet, nullable: Sequence[bool]) -> str:
-    """Per-row kernel key: versions, the set's shape (no constant values), NULL-able columns."""
-    return _key("row", rset.shape, _mask(nullable))
+def kernel_key(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | None = None) -> str:
+    """Per-row kernel key: versions, the set's shape (no constant values), NULL-able
+    columns, and the columns' layouts."""
+    return _key("row", rset.shape, _mask(nullable), ",".join(_layouts(rset, layouts)))
 
 
 def shape_key(shape: str, nullable: Sequence[bool]) -> str:
@@ -966,29 +1001,33 @@ def _covers(have: Sequence[bool], need: Sequence[bool]) -> bool:
     return all(h or not n for h, n in zip(have, need))
 
 
-def _cached_row_kernel(rset: RuleSet, nullable: Sequence[bool]) -> Kernel | None:
-    key = kernel_key(rset, nullable)
+def _cached_row_kernel(rset: RuleSet, nullable: Sequence[bool], layouts: tuple[str, ...]) -> Kernel | None:
+    key = kernel_key(rset, nullable, layouts)
     if key in _MEMORY:
         return _MEMORY[key]
     # a kernel that checks validity for more columns handles this batch too
     for known in _BY_SHAPE.get(rset.shape, ()):
-        if _covers(known.nullable, nullable):
+        if known.layouts == layouts and _covers(known.nullable, nullable):
             return known
     return None
 
 
-def get_kernel(rset: RuleSet, nullable: Sequence[bool]) -> Kernel:
-    """The per-row kernel for `rset` when the columns flagged in `nullable` hold NULLs."""
+def get_kernel(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | None = None) -> Kernel:
+    """The per-row kernel for `rset` when the columns flagged in `nullable` hold NULLs
+    and its columns have these layouts (columns.LAYOUTS; default all int64)."""
     nullable = tuple(bool(x) for x in nullable)
+    layouts = _layouts(rset, layouts)
     with _LOCK:
-        known = _cached_row_kernel(rset, nullable)
+        known = _cached_row_kernel(rset, nullable, layouts)
         if known is not None:
             STATS["memory_hits"] += 1
             return known
         # batches differing in which columns hold NULLs share one kernel from now on
         for other in _BY_SHAPE.get(rset.shape, ()):
-            nullable = tuple(a or b for a, b in zip(nullable, other.nullable))
-        kernel = _obtain(kernel_key(rset, nullable), nullable, lambda: generate(rset, nullable))
+            if other.layouts == layouts:
+                nullable = tuple(a or b for a, b in zip(nullable, other.nullable))
+        kernel = _obtain(kernel_key(rset, nullable, layouts), nullable,
+                         lambda: generate(rset, nullable, layouts), layouts)
         _BY_SHAPE.setdefault(rset.shape, []).append(kernel)
         return kernel
 
@@ -1004,7 +1043,8 @@ def get_shape_kernel(prog: Program, nullable: Sequence[bool]) -> Kernel:
         return _obtain(key, nullable, lambda: generate_shape(prog, nullable))
 
 
-def _obtain(key: str, nullable: tuple[bool, ...], source: Callable[[], str]) -> Kernel:
+def _obtain(key: str, nullable: tuple[bool, ...], source: Callable[[], str],
+            layouts: tuple[str, ...] = ()) -> Kernel:
     """Import the kernel from the disk cache (numba loads its machine code), or compile it."""
     text = source()
     path = _source_path(key)
@@ -1023,7 +1063,7 @@ def _obtain(key: str, nullable: tuple[bool, ...], source: Callable[[], str]) -> 
     fn = _import(path, f"batchaot_kernel_{key}").kernel
     STATS["disk_hits"] += sum(fn.stats.cache_hits.values())
     STATS["compiles"] += sum(fn.stats.cache_misses.values())
-    kernel = Kernel(key, nullable, fn, path)
+    kernel = Kernel(key, nullable, fn, path, layouts)
     _MEMORY[key] = kernel
     return kernel
 
@@ -1114,10 +1154,12 @@ class Plan:
             groups.setdefault(shape_key(self.shapes[k], local), []).append(k)
         return groups
 
-    def compile_seconds(self, nullable: Sequence[bool]) -> float:
+    def compile_seconds(self, nullable: Sequence[bool], layouts: Sequence[str] | None = None) -> float:
         """Estimated compile time still to pay before this plan runs (0 when cached)."""
         if self.per_row:
-            if _cached_row_kernel(self.rset, nullable) or _on_disk(kernel_key(self.rset, nullable)):
+            layouts = _layouts(self.rset, layouts)
+            if (_cached_row_kernel(self.rset, nullable, layouts)
+                    or _on_disk(kernel_key(self.rset, nullable, layouts))):
                 return 0.0
             return COMPILE_BASE_S + COMPILE_PER_INSTRUCTION_S * self.rset.instructions
         return SHAPE_COMPILE_S * sum(key not in _MEMORY and not _on_disk(key)
@@ -1127,7 +1169,7 @@ class Plan:
         """Kernels and arguments for one batch (`cols`/`luts`: the set's, in order)."""
         nullable = [c.bitoff >= 0 for c in cols]
         if self.per_row:
-            kernel = get_kernel(self.rset, nullable)
+            kernel = get_kernel(self.rset, nullable, [c.layout for c in cols])
             return _RowBound(kernel, kernel_args(self.rset, kernel, cols, luts), self.nrules)
         return _ShapeBound(self, cols, luts, nullable)
 
@@ -1144,8 +1186,13 @@ def kernel_args(rset: RuleSet, kernel: Kernel, cols: Sequence[Loaded],
     for g, col in enumerate(cols):
         if col.bitoff >= 0 and not kernel.nullable[g]:
             raise AssertionError(f"kernel {kernel.key} cannot see NULLs in column {rset.columns[g]}")
-    lut_args = [a for pair in luts for a in pair]
-    return (*[c.words for c in cols], *[cols[g].bitmap for g in nulls],
+        if kernel.layouts and col.layout != kernel.layouts[g]:
+            raise AssertionError(f"kernel {kernel.key} reads column {rset.columns[g]} as "
+                                 f"{kernel.layouts[g]}, not {col.layout}")
+    lut_args = [a for (_, _, result), (values, valid) in zip(rset.luts, luts)
+                for a in (np.ascontiguousarray(values, dtype=np.uint8 if _lut_type(result) == "RB" else np.int64),
+                          valid)]
+    return (*[c.values for c in cols if not c.identity], *[cols[g].bitmap for g in nulls],
             *[int(cols[g].bitoff) for g in nulls], rset.kval, *lut_args, rset.strict)
 
 
@@ -1167,7 +1214,7 @@ def _flat_luts(luts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarra
     """All lookup tables of the set in one value and one validity array, and where each starts."""
     sizes = np.array([len(v) for v, _ in luts], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    values = np.concatenate([v for v, _ in luts] + [np.zeros(1, np.int64)])
+    values = np.concatenate([v.astype(np.int64, copy=False) for v, _ in luts] + [np.zeros(1, np.int64)])
     valid = np.concatenate([m for _, m in luts] + [np.zeros(1, np.uint8)])
     return values, valid, starts
 

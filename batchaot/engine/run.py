@@ -103,12 +103,19 @@ class _BatchInputs:
             self._cols[key] = columns.load(self.batch.column(idx), typ)
         return self._cols[key]
 
-    def lut(self, name: str, type_text: str, sexpr: list, result: str):
+    def lut(self, name: str, type_text: str, sexpr: list, result: str, wide: bool = False):
+        """(values, validity) of a lookup table; `wide`: values as int64 words (the VM's)."""
         key = (name, json.dumps([sexpr, result]))
         if key not in self._luts:
             col = self.column(name, type_text)
             self._luts[key] = self._build_lut(col.dictionary, sexpr, columns.parse_type(result))
-        return self._luts[key]
+        values, valid = self._luts[key]
+        if not wide or values.dtype == np.int64:
+            return values, valid
+        wide_key = key + ("wide",)
+        if wide_key not in self._luts:
+            self._luts[wide_key] = (values.astype(np.int64), valid)
+        return self._luts[wide_key]
 
     def preload(self, wanted: Iterable[tuple[str, str]]) -> None:
         """Load these columns (name, type) concurrently (dictionary encoding is the cost)."""
@@ -205,11 +212,11 @@ class Executor:
         if rows < AUTO_MIN_ROWS:
             return "vm"
         plan = self._plan(programs)
-        nullable = [inputs.column(name, t).bitoff >= 0 for name, t in plan.rset.columns]
+        cols = [inputs.column(name, t) for name, t in plan.rset.columns]
         pending = self._compiling.get(plan)
         if pending is not None and (not pending.done() or pending.exception() is not None):
             return "vm"                     # still compiling (or it failed: stay on the VM)
-        compile_s = plan.compile_seconds(nullable)
+        compile_s = plan.compile_seconds([c.bitoff >= 0 for c in cols], [c.layout for c in cols])
         saved_s = rows * plan.rset.instructions * AUTO_SAVED_NS_PER_ROW_INSTRUCTION * 1e-9
         if saved_s > compile_s:
             return "fused"
@@ -281,7 +288,7 @@ class Executor:
             for name, t in prog.columns:
                 inputs.column(name, t)
             for ci, sexpr, result in prog.luts:
-                inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result)
+                inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result, wide=True)
         nregs = max(prog.nregs for _, prog in items)
         taken = [(self.pool.take(nregs * _REG_BYTES), self.pool.take(nregs * vm.BLOCK)) for _ in ranges]
         try:
@@ -313,7 +320,7 @@ class Executor:
         """Run one program with the VM over rows [lo, hi) of the batch (default: all)."""
         hi = inputs.batch.num_rows if hi is None else hi
         loaded = [inputs.column(name, t) for name, t in prog.columns]
-        luts = [inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result)
+        luts = [inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result, wide=True)
                 for ci, sexpr, result in prog.luts]
         cols = Buffers([c.words[lo:hi] for c in loaded], np.int64)
         bitmaps = Buffers([c.bitmap for c in loaded], np.uint8)
