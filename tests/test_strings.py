@@ -224,6 +224,20 @@ def test_regex_noise_is_accepted_only_where_re2_agrees(pattern: str) -> None:
     agree(sexpr, VALUES)
 
 
+@pytest.mark.parametrize("nlit", [1, 6, 300])
+def test_in_lists_of_every_length_equal_pyarrow(nlit) -> None:
+    """Literals of 0-24 bytes (short ones are hashed as two words, longer ones compared
+    byte by byte) against rows that equal them or miss them by one byte or one length."""
+    rng = np.random.default_rng(nlit)
+    alphabet = ["a", "b", "\0", "é", "x", "@"]
+    literals = sorted({"".join(rng.choice(alphabet, int(rng.integers(0, 25)))) for _ in range(nlit)})
+    near = [lit[:-1] + "z" for lit in literals if lit] + [lit + "a" for lit in literals]
+    rows = pa.array(list(rng.choice(literals + near + [None], 3000)), pa.string())
+    for present in (literals, literals + [None]):
+        agree(["in", ["col"], present], rows)
+        agree(["in", ["col"], present], rows.slice(7, 1000))
+
+
 # --- dictionary encoding of low-cardinality columns -------------------------------------
 
 def decoded(values: pa.Array) -> list:

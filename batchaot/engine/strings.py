@@ -758,11 +758,21 @@ def _plan(e: list) -> FastPlan:
 @dataclass(frozen=True)
 class _Words:
     """Literal strings for = and IN, as UTF-8 bytes grouped by length: the ones of
-    length L are data[offsets[k]:offsets[k + 1]] for k in range(by_len[L], by_len[L + 1])."""
+    length L are data[offsets[k]:offsets[k + 1]] for k in range(by_len[L], by_len[L + 1]).
+
+    Literals of up to 16 bytes also sit in a collision-free hash table: a row of up to
+    16 bytes is two zero-padded little-endian words, hashed to one slot and compared
+    there, with no branch that depends on the row (rows of random statuses made the
+    length-grouped scan mispredict about once a row). ``table[slot]`` = (word 0, word
+    1, length; -1 when empty), slot = (_short_hash(...) * mult) >> shift.
+    """
 
     data: np.ndarray
     offsets: np.ndarray
     by_len: np.ndarray
+    table: np.ndarray         # uint64 (slots, 3)
+    mult: np.uint64
+    shift: np.uint64
 
     @classmethod
     def of(cls, values: list[str]) -> "_Words":
@@ -773,7 +783,37 @@ class _Words:
         offsets = np.zeros(len(raw) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(b) for b in raw])
         data = np.frombuffer(b"".join(raw) + b"\0", dtype=np.uint8).copy()
-        return cls(data, offsets, by_len)
+        return cls(data, offsets, by_len, *_short_table([b for b in raw if len(b) <= 16]))
+
+
+_SHORT_SLOTS_MAX = 1 << 16
+
+
+def _short_table(raw: list[bytes]) -> tuple[np.ndarray, np.uint64, np.uint64]:
+    """A collision-free table of these short literals (see _Words), or an empty one
+    (mult 0) when none is found within _SHORT_SLOTS_MAX slots: the kernel then scans."""
+    keys = np.array([[int.from_bytes(b[:8], "little"), int.from_bytes(b[8:16], "little"), len(b)]
+                     for b in raw], dtype=np.uint64).reshape(-1, 3)
+    hashes = _short_hash.py_func(keys[:, 0], keys[:, 1], keys[:, 2])   # numpy: wraps like the kernel
+    rng = np.random.default_rng(0)
+    bits = max(2, int(np.ceil(np.log2(len(raw) + 1))) + 1)
+    while (1 << bits) <= _SHORT_SLOTS_MAX and len(raw):
+        for _ in range(32):
+            mult = np.uint64(int(rng.integers(1, 1 << 62)) * 2 + 1)
+            shift = np.uint64(64 - bits)
+            slots = (hashes * mult) >> shift
+            if len(np.unique(slots)) == len(raw):
+                table = np.full((1 << bits, 3), np.iinfo(np.uint64).max, dtype=np.uint64)
+                table[slots.astype(np.int64)] = keys
+                return table, mult, shift
+        bits += 1
+    return np.full((1, 3), np.iinfo(np.uint64).max, dtype=np.uint64), np.uint64(0), np.uint64(63)
+
+
+@numba.njit(inline="always")
+def _short_hash(w0, w1, n):
+    h = (w0 * _K0) ^ (w1 * _K1) ^ (n * _K2)
+    return h ^ (h >> np.uint64(29))
 
 
 def string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -813,8 +853,8 @@ def run_fast(plan: FastPlan, buffers, words: np.ndarray, valid: np.ndarray, lo: 
         return
     if plan.kind == "set":
         w = plan.words
-        _set_kernel(offsets, data, bitmap, bitoff, lo, hi, w.data, w.offsets, w.by_len,
-                    plan.negate, plan.miss_is_null, words, valid)
+        _set_kernel(offsets, data, bitmap, bitoff, lo, hi, w.data, w.offsets, w.by_len, w.table,
+                    w.mult, w.shift, plan.negate, plan.miss_is_null, words, valid)
         return
     d = plan.dfa
     if d.sparse is not None:
@@ -981,10 +1021,13 @@ def _length_kernel(offsets, data, bitmap, bitoff, lo, hi, words, valid):
 
 
 @numba.njit(nogil=True, cache=True)
-def _set_kernel(offsets, data, bitmap, bitoff, lo, hi, wdata, woffsets, by_len, negate,
-                miss_is_null, words, valid):
-    """Whether each row equals one of the literal strings (compared with those of its length)."""
+def _set_kernel(offsets, data, bitmap, bitoff, lo, hi, wdata, woffsets, by_len, table, mult, shift,
+                negate, miss_is_null, words, valid):
+    """Whether each row equals one of the literal strings: up to 16 bytes by one probe
+    of the literals' hash table (_Words), longer ones against the literals of their
+    length, byte by byte."""
     maxlen = by_len.shape[0] - 2
+    ndata = data.shape[0]
     for i in range(lo, hi):
         if _is_null(bitmap, bitoff, i):
             words[i] = 0
@@ -993,7 +1036,16 @@ def _set_kernel(offsets, data, bitmap, bitoff, lo, hi, wdata, woffsets, by_len, 
         a = np.int64(offsets[i])
         n = np.int64(offsets[i + 1]) - a
         hit = False
-        if n <= maxlen:
+        if n <= 16 and mult != 0:
+            if a + 16 <= ndata:
+                w0 = _load_u64(data, a) & _MASKS[min(8 * n, 64)]
+                w1 = _load_u64(data, a + 8) & _MASKS[max(8 * n - 64, 0)]
+            else:
+                w0 = _load_head(data, a, n)
+                w1 = _load_head(data, a + 8, n - 8)
+            slot = np.int64((_short_hash(w0, w1, np.uint64(n)) * mult) >> shift)
+            hit = (table[slot, 0] == w0) & (table[slot, 1] == w1) & (table[slot, 2] == np.uint64(n))
+        elif n <= maxlen:
             for k in range(by_len[n], by_len[n + 1]):
                 w = woffsets[k]
                 same = True
