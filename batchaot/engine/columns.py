@@ -192,28 +192,56 @@ def build_lut(dictionary: pa.Array, sexpr: list, typ: T.Type, map_fn=None,
     With `map_fn` (run fn(*item) for each item, concurrently) the values are evaluated
     in `parts` row ranges at once; the Numba kernels and pyarrow both release the GIL.
     """
-    n = len(dictionary)
-    ranges = _split(n, parts if map_fn is not None else 1)
-    plan = strings.fast_plan(sexpr) if n >= FAST_MIN_VALUES else None
-    if plan is not None and typ.kind is (T.Kind.INT if plan.kind == "length" else T.Kind.BOOL):
-        # the kernels write every entry below n; every fast expression is NULL on a NULL
-        # input, so the last entry is (0, NULL)
-        words = np.empty(n + 1, dtype=lut_dtype(typ))
-        valid = np.empty(n + 1, dtype=np.uint8)
-        words[n] = valid[n] = 0
-        buffers = strings.string_buffers(dictionary)
-        if len(ranges) > 1:
-            map_fn(lambda lo, hi: strings.run_fast(plan, buffers, words, valid, lo, hi), ranges)
+    build = LutBuild(dictionary, sexpr, typ, parts if map_fn is not None else 1)
+    if build.parts > 1:
+        map_fn(build.run, [(k,) for k in range(build.parts)])
+    else:
+        build.run(0)
+    return build.result()
+
+
+class LutBuild:
+    """One lookup table built in `parts` row ranges: run(k) for every part (in any order,
+    concurrently), then result(). Lets a caller queue the parts among other work."""
+
+    def __init__(self, dictionary: pa.Array, sexpr: list, typ: T.Type, parts: int = 1):
+        n = len(dictionary)
+        self.dictionary, self.sexpr, self.typ = dictionary, sexpr, typ
+        self.ranges = _split(n, parts)
+        plan = strings.fast_plan(sexpr) if n >= FAST_MIN_VALUES else None
+        if plan is not None and typ.kind is not (T.Kind.INT if plan.kind == "length" else T.Kind.BOOL):
+            plan = None
+        self.plan = plan
+        if plan is not None:
+            # the kernels write every entry below n; every fast expression is NULL on a
+            # NULL input, so the last entry is (0, NULL)
+            self.words = np.empty(n + 1, dtype=lut_dtype(typ))
+            self.valid = np.empty(n + 1, dtype=np.uint8)
+            self.words[n] = self.valid[n] = 0
+            self.buffers = strings.string_buffers(dictionary)
+        self.done: list = [None] * len(self.ranges)
+
+    @property
+    def parts(self) -> int:
+        return len(self.ranges)
+
+    def run(self, k: int) -> None:
+        lo, hi = self.ranges[k]
+        if self.plan is not None:
+            strings.run_fast(self.plan, self.buffers, self.words, self.valid, lo, hi)
         else:
-            strings.run_fast(plan, buffers, words, valid, 0, n)
-        return words, valid
-    if len(ranges) > 1:
-        done = map_fn(lambda lo, hi: build_lut(dictionary.slice(lo, hi - lo), sexpr, typ), ranges)
+            values = pa.concat_arrays([self.dictionary.slice(lo, hi - lo), pa.array([None], pa.string())])
+            self.done[k] = to_words(strings.evaluate(self.sexpr, values), self.typ, len(values))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.plan is not None:
+            return self.words, self.valid
+        done = self.done
+        if len(done) == 1:
+            return done[0]
         # each part ends with the entry for a NULL input: keep the last part's only
         return (np.concatenate([v[:-1] for v, _ in done] + [done[-1][0][-1:]]),
                 np.concatenate([m[:-1] for _, m in done] + [done[-1][1][-1:]]))
-    values = pa.concat_arrays([dictionary, pa.array([None], pa.string())])
-    return to_words(strings.evaluate(sexpr, values), typ, len(values))
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:

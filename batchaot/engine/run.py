@@ -32,6 +32,7 @@ a serial run.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -80,7 +81,8 @@ class _BatchInputs:
 
     With `map_fn` (run fn(*item) for each item, concurrently) and `parts` > 1, the
     lookup table of a large dictionary (a mostly-distinct string column is its own
-    dictionary) is evaluated in `parts` slices at once; pyarrow releases the GIL.
+    dictionary) is evaluated in `parts` slices at once; the Numba kernels and pyarrow
+    release the GIL. :meth:`preload` does the same for a whole rule set's inputs at once.
     """
 
     def __init__(self, batch: pa.RecordBatch, map_fn=None, parts: int = 1):
@@ -117,11 +119,49 @@ class _BatchInputs:
             self._luts[wide_key] = (values.astype(np.int64), valid)
         return self._luts[wide_key]
 
-    def preload(self, wanted: Iterable[tuple[str, str]]) -> None:
-        """Load these columns (name, type) concurrently (dictionary encoding is the cost)."""
-        todo = [key for key in dict.fromkeys(wanted) if key not in self._cols]
-        if self._map is not None and len(todo) > 1:
-            self._map(self.column, todo)     # distinct keys: the dict writes do not clash
+    def preload(self, wanted: Iterable[tuple[str, str]], luts: Iterable[tuple[str, str, list, str]],
+                submit) -> None:
+        """Load these columns (name, type) and build these lookup tables (name, type,
+        sexpr, result) concurrently with `submit` (fn, *args) -> Future.
+
+        A table's parts are queued as soon as its column is loaded, so evaluating a
+        regexp over a mostly-distinct column overlaps dictionary-encoding another one,
+        instead of waiting for every column first.
+        """
+        tables: dict[tuple[str, str], list[tuple[list, str]]] = {}
+        for name, type_text, sexpr, result in luts:
+            tables.setdefault((name, type_text), []).append((sexpr, result))
+        futures: list = []
+        lock = threading.Lock()
+        builds: dict[tuple[str, str], columns.LutBuild] = {}
+
+        def queue(fn, *args) -> None:
+            with lock:
+                futures.append(submit(fn, *args))
+
+        def load(key: tuple[str, str]) -> None:
+            col = self.column(*key)          # distinct keys: the dict writes do not clash
+            for sexpr, result in tables.get(key, ()):
+                lut_key = (key[0], json.dumps([sexpr, result]))
+                if lut_key in self._luts or lut_key in builds:
+                    continue
+                parts = 2 * self._parts if len(col.dictionary) >= PARALLEL_LUT_VALUES else 1
+                build = builds[lut_key] = columns.LutBuild(col.dictionary, sexpr, columns.parse_type(result), parts)
+                for k in range(build.parts):
+                    queue(build.run, k)
+
+        for key in dict.fromkeys([*wanted, *tables]):
+            queue(load, key)
+        done = 0
+        while True:           # a load queues its tables' parts before it completes
+            with lock:
+                if done == len(futures):
+                    break
+                future = futures[done]
+            future.result()
+            done += 1
+        for lut_key, build in builds.items():
+            self._luts[lut_key] = build.result()
 
     def _build_lut(self, dictionary: pa.Array, sexpr: list, typ) -> tuple[np.ndarray, np.ndarray]:
         if self._map is None or self._parts < 2 or len(dictionary) < PARALLEL_LUT_VALUES:
@@ -191,7 +231,9 @@ class Executor:
         key = tuple(programs[k] for k in live)
         if self.threads > 1 and n >= PARALLEL_MIN_ROWS:
             inputs = _BatchInputs(batch, self._map, self.threads)
-            inputs.preload(c for prog in key for c in prog.columns)
+            inputs.preload([c for prog in key for c in prog.columns],
+                           [(*prog.columns[ci], sexpr, result) for prog in key for ci, sexpr, result in prog.luts],
+                           self._submit)
         else:
             inputs = _BatchInputs(batch)
         self._rows_seen[key] = self._rows_seen.get(key, 0) + n
@@ -253,9 +295,15 @@ class Executor:
     def _map(self, fn, items: list) -> list:
         if len(items) == 1:
             return [fn(*items[0])]
+        return list(self._pool().map(lambda args: fn(*args), items))
+
+    def _submit(self, fn, *args) -> Future:
+        return self._pool().submit(fn, *args)
+
+    def _pool(self) -> ThreadPoolExecutor:
         if self._workers is None:
             self._workers = ThreadPoolExecutor(self.threads, thread_name_prefix="batchaot")
-        return list(self._workers.map(lambda args: fn(*args), items))
+        return self._workers
 
     def _run_fused(self, plan: fused.Plan, targets: list[int], inputs: _BatchInputs, row_base: int,
                    ranges: list[tuple[int, int]], outcomes: list[RuleOutcome]) -> None:
