@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -229,7 +230,7 @@ def test_no_nulls_variant_has_no_validity_code() -> None:
     rset = fused.RuleSet.build([batchaot.compile("i > 0 AND f < 10", GOLDEN_SCHEMA)])
     lean, full = fused.generate(rset, [False, False]), fused.generate(rset, [True, True])
     assert "m0" not in lean and "y0" not in lean and "& " not in lean
-    assert "m0[" in full and "y0" in full
+    assert "valid_word(m0" in full and "y0" in full
 
 
 def test_kernel_source_lands_in_the_cache_dir_whole(kernel_cache) -> None:
@@ -374,7 +375,7 @@ def test_narrow_layouts_are_in_the_kernel_and_its_key() -> None:
     assert [c for c, _ in rset.columns] == ["i32", "low", "uniq"]
     source = fused.generate(rset, [True] * 3, ["i32", "u16", "id"])
     assert "R32, RU16" in source and "np.int64(w0[i])" in source and "x2 = i" in source
-    assert "w2" not in source                       # an identity column is no argument
+    assert not re.search(r"\bw2\b", source)         # an identity column is no argument
     keys = {fused.kernel_key(rset, [True] * 3, layout)
             for layout in (["i32", "u16", "id"], ["i64", "u16", "id"], ["i32", "i32", "id"])}
     assert len(keys) == 3

@@ -14,6 +14,7 @@ from typing import Sequence
 import numba
 import numpy as np
 from numba import types
+from llvmlite import ir
 from numba.extending import intrinsic
 
 
@@ -43,6 +44,20 @@ def i64_at(addrs, lens, j):
 def u8_at(addrs, lens, j):
     """Entry j of a uint8 Buffers as an array."""
     return numba.carray(_u8_pointer(addrs[j]), lens[j])
+
+
+@intrinsic
+def load_u64(typingctx, arr, idx):
+    """The 8 bytes of a uint8 array at [idx, idx + 8) as a little-endian uint64: one
+    unaligned load (string kernels read 8 bytes at a time, fused kernels 64 validity
+    bits). The caller keeps idx + 8 within the array."""
+    sig = types.uint64(arr, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(64).as_pointer())
+        return builder.load(ptr, align=1)
+    return sig, codegen
 
 
 class Buffers:

@@ -89,10 +89,10 @@ from numba import njit
 from ..compiler.opcodes import JUMPS, KINDS, Op
 from ..compiler.program import Program
 from . import vm
-from .buffers import Buffers, i64_at, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
+from .buffers import Buffers, i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
 from .columns import IDENTITY, Loaded
 
-GENERATOR_VERSION = "6"        # bump when the generated source changes meaning
+GENERATOR_VERSION = "7"        # bump when the generated source changes meaning
 MAX_FUSED_INSTRUCTIONS = 400   # larger sets run on shape kernels (module docstring)
 ROW_KERNEL_INSTRUCTIONS = 200  # smaller sets always get one per-row kernel
 SHAPE_BLOCK = 4096             # rows per block in shape kernels
@@ -234,7 +234,29 @@ def unpack_bits(bitmap, off, start, n, out):
         j += 1
 
 
-RUNTIME = ("i64_at", "u8_at", "unpack_bits", "add_f", "sub_f", "mul_f", "div_f", "mod_f", "neg_f", "abs_f", "round_f", "i2f",
+@njit(cache=True, nogil=True)
+def valid_word(bitmap, off, base):
+    """Validity of rows [base, base + 64) as one word, bit k for row base + k (Arrow bit
+    offset `off`, -1: all valid). Bits past the bitmap's end are 0; no row reads them."""
+    if off < 0:
+        return np.uint64(0xFFFFFFFFFFFFFFFF)
+    bit = off + base
+    byte = bit >> 3
+    shift = np.uint64(bit & 7)
+    n = bitmap.shape[0]
+    if byte + 9 <= n:
+        word = load_u64(bitmap, byte) >> shift
+        if shift:
+            word |= np.uint64(bitmap[byte + 8]) << (np.uint64(64) - shift)
+        return word
+    word = np.uint64(0)
+    for k in range(min(9, n - byte)):
+        b = np.uint64(bitmap[byte + k])
+        word |= (b << np.uint64(8 * k)) >> shift if k < 8 else b << (np.uint64(64) - shift)
+    return word
+
+
+RUNTIME = ("i64_at", "u8_at", "unpack_bits", "valid_word", "add_f", "sub_f", "mul_f", "div_f", "mod_f", "neg_f", "abs_f", "round_f", "i2f",
            "f2i_ok", "f2i", "eq_f", "lt_f", "le_f", "idiv_i", "mod_i", "round_i")
 
 
@@ -749,11 +771,6 @@ def _preamble(what: str, nret: int, params: list[str], sig: list[str]) -> list[s
                             nret=nret, sig=", ".join(sig), params=", ".join(params)).splitlines()
 
 
-def _bit(g: str | int, row: str = "i") -> str:
-    """Arrow validity bit of `row` in bitmap m<g> at bit offset o<g> (-1: no bitmap)."""
-    return f"o{g} < 0 or ((m{g}[(o{g} + {row}) >> 3] >> ((o{g} + {row}) & 7)) & 1) != 0"
-
-
 # column layout (columns.LAYOUTS) -> the argument's type in SIGNATURE, and whether a
 # value is widened to an int64 register as it is read
 _LAYOUT_TYPES = {"i64": ("RI", False), "i32": ("R32", True), "i16": ("R16", True), "i8": ("R8", True),
@@ -821,11 +838,17 @@ def generate(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | N
     pre = [f"k{g} = kval[{g}]" for g in sorted(int(x[1:]) for x in reads if x[0] == "k" and x[1:].isdigit())]
     pre += [f"t{t}n = t{t}v.shape[0] - 1" for t in range(nluts)]
     pre += [f"s{k} = strict[{k}] != 0" for k in range(nprog)]
+    pre += [f"vw{g} = np.uint64(0)" for g in nulls]
     pre += inits + [f"limit = out_row.shape[0] - {nprog}", "i = lo"]
     out += ["    " + x for x in pre]
     out += ["    while i < hi:", "        if pos > limit:", "            break"]
-    # every column once per row, shared by all rules; validity straight from the bitmap
-    # (measured: faster here than unpacking it a block at a time, as shape kernels do)
+    # validity: one word per column and 64 rows, a shift per row (measured: ~12% faster
+    # than reading each row's bit from the bitmap, and faster than unpacking it a
+    # block at a time, as shape kernels do)
+    if nulls:
+        out.append("        if (i & 63) == 0 or i == lo:")
+        out += [f"            vw{g} = valid_word(m{g}, o{g}, i - (i & 63))" for g in nulls]
+    # every column once per row, shared by all rules
     for g in range(ncols):
         if layouts[g] == IDENTITY:
             out.append(f"        x{g} = i")
@@ -834,7 +857,7 @@ def generate(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | N
         else:
             out.append(f"        x{g} = w{g}[i]")
         if nullable[g]:
-            out.append(f"        y{g} = {_bit(g)}")
+            out.append(f"        y{g} = ((vw{g} >> np.uint64(i & 63)) & np.uint64(1)) != 0")
     out += _body(body, reads, 2)
     out += ["        i += 1", "    return i, pos"]
     return "\n".join(out) + "\n"

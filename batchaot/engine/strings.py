@@ -41,6 +41,7 @@ from numba import types as nbt
 from numba.extending import intrinsic
 
 from ..errors import DataError
+from .buffers import load_u64
 
 _CMP = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal,
         "gt": pc.greater, "ge": pc.greater_equal}
@@ -870,18 +871,6 @@ def run_fast(plan: FastPlan, buffers, words: np.ndarray, valid: np.ndarray, lo: 
 
 
 @intrinsic
-def _load_u64(typingctx, arr, idx):
-    """The 8 bytes arr[idx:idx + 8] as a little-endian uint64 (an unaligned load)."""
-    sig = nbt.uint64(arr, nbt.int64)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(64).as_pointer())
-        return builder.load(ptr, align=1)
-    return sig, codegen
-
-
-@intrinsic
 def _trailing_zeros(typingctx, x):
     sig = nbt.int64(nbt.uint64)
 
@@ -927,7 +916,7 @@ def _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, act, trans, final, skip, 
         if nprefix:
             ok = end - j >= nprefix
             if ok and nprefix <= 8 and j + 8 <= ndata:
-                ok = ((_load_u64(data, j) ^ prefix_word) & prefix_mask) == 0
+                ok = ((load_u64(data, j) ^ prefix_word) & prefix_mask) == 0
             elif ok:
                 for k in range(nprefix):
                     if data[j + k] != prefix[k]:
@@ -945,7 +934,7 @@ def _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, act, trans, final, skip, 
                     # words may reach past the row (not past the buffer): bytes beyond
                     # `end` are masked off, so short rows take one step and no byte loop
                     while j + 8 <= ndata:
-                        x = _load_u64(data, j)
+                        x = load_u64(data, j)
                         hits = _zero_byte(x ^ p0) | _zero_byte(x ^ p1) | _zero_byte(x ^ p2) | (x & high)
                         left = end - j
                         if left < 8:
@@ -1038,8 +1027,8 @@ def _set_kernel(offsets, data, bitmap, bitoff, lo, hi, wdata, woffsets, by_len, 
         hit = False
         if n <= 16 and mult != 0:
             if a + 16 <= ndata:
-                w0 = _load_u64(data, a) & _MASKS[min(8 * n, 64)]
-                w1 = _load_u64(data, a + 8) & _MASKS[max(8 * n - 64, 0)]
+                w0 = load_u64(data, a) & _MASKS[min(8 * n, 64)]
+                w1 = load_u64(data, a + 8) & _MASKS[max(8 * n - 64, 0)]
             else:
                 w0 = _load_head(data, a, n)
                 w1 = _load_head(data, a + 8, n - 8)
@@ -1097,7 +1086,7 @@ def _load_head(data, a, n):
     if n <= 0:
         return np.uint64(0)
     if a + 8 <= data.shape[0]:
-        x = _load_u64(data, a)
+        x = load_u64(data, a)
         if n < 8:
             x &= (np.uint64(1) << np.uint64(8 * n)) - np.uint64(1)
         return x
@@ -1129,8 +1118,8 @@ def _encode_kernel(offsets, data, bitmap, bitoff, codes, first):
         n = np.int64(offsets[i + 1]) - a
         short = n <= 16
         if short and a + 16 <= ndata:
-            w0 = _load_u64(data, a)
-            w1 = _load_u64(data, a + 8)
+            w0 = load_u64(data, a)
+            w1 = load_u64(data, a + 8)
             keep = 8 * n
             w0 &= _MASKS[min(keep, 64)]
             w1 &= _MASKS[max(keep - 64, 0)]
@@ -1211,14 +1200,14 @@ def _special_bits(data, d0, d1, p0, p1, p2, nspecial):
     bits[whole:] = 0
     if nspecial == 1:
         for m in range(whole):
-            bits[m] = _byte_bits(_equal_bytes(_load_u64(data, d0 + 8 * m), p0))
+            bits[m] = _byte_bits(_equal_bytes(load_u64(data, d0 + 8 * m), p0))
     elif nspecial == 2:
         for m in range(whole):
-            w = _load_u64(data, d0 + 8 * m)
+            w = load_u64(data, d0 + 8 * m)
             bits[m] = _byte_bits(_equal_bytes(w, p0) | _equal_bytes(w, p1))
     else:
         for m in range(whole):
-            w = _load_u64(data, d0 + 8 * m)
+            w = load_u64(data, d0 + 8 * m)
             bits[m] = _byte_bits(_equal_bytes(w, p0) | _equal_bytes(w, p1) | _equal_bytes(w, p2))
     for k in range(8 * whole, n):                        # the last few bytes, one at a time
         b = np.uint64(data[d0 + k]) * _LOW_ONES
@@ -1255,7 +1244,7 @@ def _sparse_kernel(offsets, data, bitmap, bitoff, lo, hi, patterns, kind, step, 
         j = a
         while j < end and term[s] == 0:
             take = min(end - j, 56)
-            win = (_load_u64(bits, j >> 3) >> np.uint64(j & 7)) & ((_ONE << np.uint64(take)) - _ONE)
+            win = (load_u64(bits, j >> 3) >> np.uint64(j & 7)) & ((_ONE << np.uint64(take)) - _ONE)
             while win != 0:          # terminal states absorb: checked once per window
                 pos = j + _trailing_zeros(win)
                 k = only if nspecial == 1 else kind[np.int64(data[d0 + pos])]
