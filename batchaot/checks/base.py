@@ -17,7 +17,7 @@ import datetime as dt
 import decimal
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +48,26 @@ class CheckOutcome:
     value: float | int | None = None
     details: dict = field(default_factory=dict)
     violating: pa.Table | None = None
+
+
+class LazyOutcome(CheckOutcome):
+    """A CheckOutcome whose ``violating`` table is built by `build` when first read: the
+    check kept which rows violate, and taking their columns waits until someone asks
+    (Result.violations, a part file)."""
+
+    def __init__(self, build: Callable[[], pa.Table | None], **fields: Any):
+        super().__init__(**fields)
+        self._build: Callable[[], pa.Table | None] | None = build
+
+    @property
+    def violating(self) -> pa.Table | None:
+        if self._build is not None:
+            self._table, self._build = self._build(), None
+        return self._table
+
+    @violating.setter
+    def violating(self, table: pa.Table | None) -> None:
+        self._table, self._build = table, None
 
 
 @dataclass

@@ -2,6 +2,10 @@
 
 Passes when the fraction of non-NULL rows is at least `mostly` (default 1.0: no NULL at
 all). NaN is a value, not NULL, as in SQL.
+
+map counts a batch's NULLs from its Arrow metadata (null_count) and, only when there
+are some, keeps their row numbers; the violating table (whose column values are all
+NULL) is built when the outcome's ``violating`` is first read.
 """
 from __future__ import annotations
 
@@ -12,14 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..spec import RuleSpec
-from .base import CheckBase, CheckOutcome, Piece, passes, piece, resolve_column, row_numbers, spec_error, violating_table
+from .base import (CheckBase, CheckOutcome, LazyOutcome, passes, piece, plain_type, resolve_column, row_numbers,
+                   spec_error, violating_table)
 
 
 @dataclass
 class NotNullPartial:
     rows: int
     nulls: int
-    pieces: list[Piece]          # the NULL rows: (source, table of row and the column)
+    pieces: list[tuple[str, np.ndarray, pa.DataType]]   # the NULL rows: source, row numbers, column type
 
 
 class NotNullCheck(CheckBase):
@@ -42,8 +47,7 @@ class NotNullCheck(CheckBase):
             return NotNullPartial(sub.num_rows, 0, [])
         at = np.flatnonzero(pc.is_null(col).to_numpy(zero_copy_only=False))
         numbers = row_numbers(rows, first_row, sub.num_rows)[at]
-        return NotNullPartial(sub.num_rows, len(at),
-                              [piece(source, numbers, {self.column: col.take(pa.array(at))})])
+        return NotNullPartial(sub.num_rows, len(at), [(source, numbers, plain_type(col.type))])
 
     def merge(self, partials: list[NotNullPartial]) -> NotNullPartial:
         return NotNullPartial(sum(p.rows for p in partials), sum(p.nulls for p in partials),
@@ -55,6 +59,19 @@ class NotNullCheck(CheckBase):
         mostly = 1.0 if self.spec.mostly is None else self.spec.mostly
         details = {"null_rows": nulls, "null_fraction": round(1.0 - present, 12),
                    "non_null_fraction": round(present, 12), "mostly": mostly}
-        return CheckOutcome(passed=passes(nulls, rows, self.spec.mostly), violations=nulls, rows=rows,
-                            value=round(present, 12), details=details,
-                            violating=violating_table(self.name, partial.pieces))
+        fields = dict(passed=passes(nulls, rows, self.spec.mostly), violations=nulls, rows=rows,
+                      value=round(present, 12), details=details)
+        if not nulls:
+            return CheckOutcome(**fields)
+        return LazyOutcome(_NullRows(self.name, self.column, partial.pieces).table, **fields)
+
+
+class _NullRows:
+    """The NULL rows of a not_null check as violating rows (built when first read)."""
+
+    def __init__(self, rule: str, column: str, pieces: list[tuple[str, np.ndarray, pa.DataType]]):
+        self.rule, self.column, self.pieces = rule, column, pieces
+
+    def table(self) -> pa.Table | None:
+        return violating_table(self.rule, [piece(s, rows, {self.column: pa.nulls(len(rows), t)})
+                                           for s, rows, t in self.pieces])
