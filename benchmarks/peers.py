@@ -571,8 +571,8 @@ def _kinds(rules: list[Rule]) -> None:
 
 @wide_engine("batchaot")
 def prepare_batchaot_wide(table: pa.Table, rules: list[Rule], threads: int) -> Run:
-    # run_checks is one thread whatever `threads` says (batchaot spreads dataset checks
-    # over Ray workers, not threads); it also keeps every duplicate row for the report
+    # run_checks finishes the checks on `threads` threads; every duplicate and NULL row is
+    # found in the timed run (as bitmaps and row numbers), its table is built when read
     from batchaot.api import BATCH_ROWS, compile_rules, load_rule_specs
     from batchaot.checks import run_checks
     _kinds(rules)
@@ -583,7 +583,7 @@ def prepare_batchaot_wide(table: pa.Table, rules: list[Rule], threads: int) -> R
         starts.append(starts[-1] + b.num_rows)
 
     def run() -> list[int]:
-        outcomes = run_checks(checks, ((b, "<table>", s) for b, s in zip(batches, starts)))
+        outcomes = run_checks(checks, ((b, "<table>", s) for b, s in zip(batches, starts)), threads=threads)
         return [o.violations for o in outcomes]
     return run
 

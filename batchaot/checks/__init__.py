@@ -5,6 +5,7 @@ same in this process (:func:`run_checks`) and across Ray workers (batchaot.distr
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
 import pyarrow as pa
@@ -28,11 +29,25 @@ def build_check(spec: RuleSpec, schema: pa.Schema) -> DatasetCheck:
     return KINDS[spec.kind](spec, schema)
 
 
-def run_checks(checks: list[DatasetCheck],
-               batches: Iterable[tuple[pa.RecordBatch, str, int]]) -> list[CheckOutcome]:
-    """Run `checks` in this process over (batch, source, first_row) triples."""
-    partials: list[list[Partial]] = [[] for _ in checks]
-    for batch, source, first_row in batches:
-        for check, found in zip(checks, partials):
-            found.append(check.map(batch, source, first_row))
-    return [check.finish(check.merge(found)) for check, found in zip(checks, partials)]
+def run_checks(checks: list[DatasetCheck], batches: Iterable[tuple[pa.RecordBatch, str, int]],
+               threads: int = 1) -> list[CheckOutcome]:
+    """Run `checks` in this process over (batch, source, first_row) triples.
+
+    With `threads` > 1 the checks run concurrently, each mapping every batch and then
+    finishing on one thread (their kernels release the GIL), so the batches are listed
+    first. Checks share no state: the outcomes are those of a serial run.
+    """
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, not {threads!r}")
+    if threads == 1 or len(checks) < 2:
+        partials: list[list[Partial]] = [[] for _ in checks]
+        for batch, source, first_row in batches:
+            for check, found in zip(checks, partials):
+                found.append(check.map(batch, source, first_row))
+        return [check.finish(check.merge(found)) for check, found in zip(checks, partials)]
+    listed = list(batches)
+
+    def run(check: DatasetCheck) -> CheckOutcome:
+        return check.finish(check.merge([check.map(b, source, first) for b, source, first in listed]))
+    with ThreadPoolExecutor(min(threads, len(checks)), thread_name_prefix="batchaot-checks") as pool:
+        return list(pool.map(run, checks))
