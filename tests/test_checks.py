@@ -71,7 +71,26 @@ def split_invariant(check, table: pa.Table, seed: int):
     rng = random.Random(seed)
     for max_batch in (1, 7, 64):
         same_outcome(whole, run_split(check, [("<table>", table)], rng, max_batch))
+    if check.spec.kind == "unique":      # as a distributed run settles it: bucket by bucket
+        same_outcome(whole, by_buckets(check, [("<table>", table)], rng, 50))
     return whole
+
+
+def by_buckets(check, parts: list[tuple[str, pa.Table]], rng: random.Random, max_batch: int):
+    """map over random batches, split each partial into head and buckets (as a worker
+    does), every bucket finished alone, the outcome from the merged heads."""
+    heads, buckets = [], []
+    for source, table in parts:
+        start = 0
+        while start < table.num_rows:
+            n = rng.randint(1, max_batch)
+            for batch in table.slice(start, n).to_batches():
+                head, parts_of = check.split(check.map(batch, source, start))
+                heads.append(head)
+                buckets.append(parts_of)
+                start += batch.num_rows
+    results = [check.finish_bucket([pc for b in buckets for pc in b[k]]) for k in range(check.buckets)]
+    return check.outcome(check.merge(heads), results)
 
 
 def duck(sql: str, **tables) -> list[tuple]:
@@ -144,7 +163,8 @@ def test_unique_buckets_can_be_finished_one_by_one() -> None:
     table = random_table(4, n=500)
     check = check_for({"name": "u", "unique": ["j", "b"]}, table.schema)
     merged = check.merge([check.map(b, "<table>", 0) for b in table.to_batches()])
-    results = [check.finish_bucket(pickle.loads(pickle.dumps(b))) for b in reversed(merged.buckets)]
+    head, buckets = check.split(merged)
+    results = [check.finish_bucket(pickle.loads(pickle.dumps(b))) for b in reversed(buckets)]
     same_outcome(check.outcome(merged, results), check.finish(merged))
 
 
@@ -271,7 +291,7 @@ def test_unique_violating_columns_and_part_file_layout() -> None:
     assert out.violating.to_pylist() == [{"rule": "u", "source": "a.parquet", "row": 0, "value_row": 1.5},
                                          {"rule": "u", "source": "a.parquet", "row": 1, "value_row": 1.5}]
     merged = check.merge([check.map(b, "a.parquet", 0) for b in t.to_batches()])
-    results = [check.finish_bucket(b) for b in merged.buckets]
+    results = [check.finish_bucket(b) for b in check.split(merged)[1]]
     (written,) = [check.labelled(r.violating) for r in results if r.violating is not None]
     assert written.schema.field("rule").type == pa.string() == written.schema.field("source").type
     assert written.to_pylist() == out.violating.to_pylist()

@@ -2,7 +2,15 @@
 
 As SQL UNIQUE: a row with a NULL in any key column is never a duplicate.
 
-map partitions the checked rows into P buckets by the top bits of their key's hash
+A one-column fixed-width key (integers, floats, dates, times, timestamps:
+keys.exact_column) is *held*: map keeps the batch's key column as it is (zero-copy)
+and merge lists them. In this process finish settles every held column at once
+(duplicates.find: the cheapest exact method for the data, no buckets), and the
+outcome keeps only which rows are duplicates: their table (row numbers and keys) is
+built when ``violating`` is first read. ``split``, which only a distributed run calls,
+partitions held columns into buckets as below.
+
+Any other key is partitioned by map into P buckets by the top bits of the key's hash
 (Numba, over the Arrow buffers); merge concatenates per bucket; finish resolves each
 bucket on its own (``finish_bucket``, so a driver can reduce buckets in parallel).
 
@@ -29,7 +37,7 @@ through `labelled` have plain strings).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -38,12 +46,29 @@ import pyarrow.compute as pc
 
 from ..errors import RuleError
 from ..spec import RuleSpec
-from . import keys
-from .base import (SAMPLE, BucketResult, CheckBase, CheckOutcome, Piece, bucketed, column_list, jsonable, passes,
-                   out_name, plain_type, resolve_column)
+from . import duplicates, keys
+from .base import (SAMPLE, BucketResult, CheckBase, CheckOutcome, LazyOutcome, Piece, bucketed, column_list,
+                   jsonable, passes, out_name, plain_type, resolve_column)
 
 HASH = "__hash"
 DEFAULT_BUCKETS = 16
+
+
+@dataclass
+class Held:
+    """One batch's exact key column, as map found it (after `where`)."""
+
+    source: str
+    first_row: int
+    rows: np.ndarray | None          # row numbers within source; None: first_row + 0..n-1
+    key: pa.Array
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """(first, last) row number."""
+        if self.rows is None:
+            return self.first_row, self.first_row + len(self.key) - 1
+        return int(self.rows[0]), int(self.rows[-1])
 
 
 @dataclass
@@ -51,7 +76,9 @@ class UniquePartial:
     rows: int                        # rows checked (after `where`)
     null_rows: int                   # rows with a NULL key column: never duplicates
     buckets: list[list[Piece]] | None  # per bucket: (source, table of row, key columns [, __hash]);
-    #                                    None in a *head*: the counts without the buckets (see split)
+    #                                    None in a *head* (the counts alone, see split) or
+    #                                    when every batch was held
+    held: list[Held] = field(default_factory=list)   # exact key columns, whole (module doc)
 
 
 class UniqueCheck(CheckBase):
@@ -74,10 +101,9 @@ class UniqueCheck(CheckBase):
     # -- map ----------------------------------------------------------------------------
     def map(self, batch: pa.RecordBatch, source: str, first_row: int) -> UniquePartial:
         sub, rows = self.rows_of(batch, first_row)
-        if len(self.out_columns) == 1:
-            col = keys.exact_column(sub.column(0))
-            if col is not None:
-                return self._map_exact(col, rows, source, first_row, sub.num_rows)
+        if len(self.out_columns) == 1 and keys.exact_column(sub.column(0)) is not None:
+            key = sub.column(0)
+            return UniquePartial(sub.num_rows, key.null_count, None, [Held(source, first_row, rows, key)])
         rows = np.arange(first_row, first_row + sub.num_rows, dtype=np.int64) if rows is None else rows
         checked = sub.num_rows
         valid = keys.valid_rows(sub.columns)
@@ -89,11 +115,12 @@ class UniqueCheck(CheckBase):
                              for s, c in zip(self.stored, self.out_columns)}})
         return UniquePartial(checked, checked - sub.num_rows, bucketed(source, table, hashes, self.buckets))
 
-    def _map_exact(self, col: keys.ExactColumn, rows: np.ndarray | None, source: str,
-                   first_row: int, checked: int) -> UniquePartial:
+    def _partition(self, held: Held) -> list[list[Piece]]:
+        """A held column as one exact piece per bucket."""
         # a piece is (row: offset from row0, key: narrow from key0 when the column's type is
         # the check's, else as is); row0 and key0 ride in the piece's schema metadata
-        got = keys.exact_partition(col, rows, first_row, self.buckets, narrow=col.type == self.key_type)
+        col, source, first_row = keys.exact_column(held.key), held.source, held.first_row
+        got = keys.exact_partition(col, held.rows, first_row, self.buckets, narrow=col.type == self.key_type)
         meta = {_ROW0: str(first_row)}
         if got.key0 is not None:
             meta[_KEY0] = str(got.key0)
@@ -103,28 +130,66 @@ class UniqueCheck(CheckBase):
             key = keys.raw_array(col.type, got.keys)
         table = pa.table({"row": got.rows, self.stored[0]: key}).replace_schema_metadata(meta)
         b = got.bounds
-        return UniquePartial(checked, col.nulls, [[(source, table.slice(b[k], b[k + 1] - b[k]))]
-                                                  for k in range(self.buckets)])
+        return [[(source, table.slice(b[k], b[k + 1] - b[k]))] for k in range(self.buckets)]
 
     # -- merge ----------------------------------------------------------------------------
     def merge(self, partials: list[UniquePartial]) -> UniquePartial:
-        """Partials, or heads (see split): a merge of heads is a head."""
+        """Partials, or heads (see split): a merge of heads is a head. Held columns stay
+        whole unless a partial has buckets: then they are partitioned too."""
         rows, null_rows = sum(p.rows for p in partials), sum(p.null_rows for p in partials)
+        held = [h for p in partials for h in p.held]
         if all(p.buckets is None for p in partials):
-            return UniquePartial(rows, null_rows, None)
-        if any(p.buckets is None or len(p.buckets) != self.buckets for p in partials):
+            return UniquePartial(rows, null_rows, None, held)
+        if any((p.buckets is None and not p.held) or (p.buckets is not None and len(p.buckets) != self.buckets)
+               for p in partials):
             raise ValueError(f"unique '{self.name}': partials must all have {self.buckets} buckets")
-        return UniquePartial(rows, null_rows,
-                             [[pc for p in partials for pc in p.buckets[b]] for b in range(self.buckets)])
+        return UniquePartial(rows, null_rows, self._all_buckets(partials))
+
+    def _all_buckets(self, partials: list[UniquePartial]) -> list[list[Piece]]:
+        """Every partial's pieces per bucket, held columns partitioned."""
+        parts = [p.buckets for p in partials if p.buckets is not None]
+        parts += [self._partition(h) for p in partials for h in p.held]
+        return [[pc for b in parts for pc in b[k]] for k in range(self.buckets)]
 
     def split(self, partial: UniquePartial) -> tuple[UniquePartial, list[list[Piece]]]:
         """(head, buckets): the small counts, and each bucket's pieces to be finished on
         their own (finish_bucket) wherever that bucket's reducer runs."""
-        return UniquePartial(partial.rows, partial.null_rows, None), partial.buckets
+        return UniquePartial(partial.rows, partial.null_rows, None), self._all_buckets([partial])
 
     # -- finish ---------------------------------------------------------------------------
     def finish(self, partial: UniquePartial) -> CheckOutcome:
-        return self.outcome(partial, keys.run_parallel(self.finish_bucket, partial.buckets))
+        if partial.buckets is None:
+            done = self._finish_held(partial)
+            if done is not None:
+                return done
+        head, buckets = self.split(partial)
+        return self.outcome(head, keys.run_parallel(self.finish_bucket, buckets))
+
+    def _finish_held(self, partial: UniquePartial) -> CheckOutcome | None:
+        """Every held column settled at once (duplicates.find); None when they cannot be:
+        the same rows held twice, or key types that differ between batches."""
+        held = [h for h in partial.held if len(h.key) > h.key.null_count]
+        names = sorted({h.source for h in held})
+        rank = {s: i for i, s in enumerate(names)}
+        held.sort(key=lambda h: (rank[h.source], h.span[0]))
+        if not _held_apart([rank[h.source] for h in held], [h.span for h in held]):
+            return None
+        cols = [keys.exact_column(h.key) for h in held]
+        if len({c.type for c in cols}) > 1:
+            return None
+        found = duplicates.find(cols)
+        sample = []
+        for count, position in found.sample:
+            p, i = found.locate(position)
+            value = keys.raw_array(cols[p].type, cols[p].raw[i:i + 1]).to_pylist()[0]
+            sample.append({"key": jsonable({self.out_columns[0]: value}), "count": count})
+        details = {"duplicate_keys": found.keys, "duplicate_rows": found.rows,
+                   "null_key_rows": partial.null_rows, "sample": sample}
+        fields = dict(passed=passes(found.rows, partial.rows, self.spec.mostly), violations=found.rows,
+                      rows=partial.rows, value=found.keys, details=details)
+        if not found.rows:
+            return CheckOutcome(**fields)
+        return LazyOutcome(_HeldRows(self.name, self.stored[0], held, cols, found).table, **fields)
 
     def finish_bucket(self, pieces: list[Piece]) -> BucketResult:
         """Exact duplicates among the rows of one bucket (all partials' pieces of it)."""
@@ -320,6 +385,42 @@ class UniqueCheck(CheckBase):
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+def _held_apart(codes: list[int], spans: list[tuple[int, int]]) -> bool:
+    """Held columns (in (source, first row) order) of one source cover apart row ranges."""
+    return all(a != b or s[1] < t[0] for a, b, s, t in zip(codes, codes[1:], spans, spans[1:]))
+
+
+class _HeldRows:
+    """The duplicate rows of held columns, as the violating table of `outcome` lays them
+    out: rule, source, row, key; in (source, row) order, which is the held order."""
+
+    def __init__(self, rule: str, key: str, held: list[Held], cols: list[keys.ExactColumn],
+                 found: duplicates.Found):
+        self.rule, self.key, self.held, self.cols, self.found = rule, key, held, cols, found
+
+    def table(self) -> pa.Table:
+        rows, raw, sources, counts = [], [], [], []
+        for p, (h, col) in enumerate(zip(self.held, self.cols)):
+            at = self.found.indices(p, col)
+            if not len(at):
+                continue
+            rows.append(h.first_row + at if h.rows is None else h.rows[at])
+            raw.append(col.raw[at])
+            if not sources or sources[-1] != h.source:
+                sources.append(h.source)
+                counts.append(0)
+            counts[-1] += len(at)
+        n = sum(counts)
+        index = _index_type(len(sources))
+        codes = keys.shared_zeros(n, index) if len(sources) == 1 else \
+            np.repeat(np.arange(len(sources), dtype=index), counts)
+        return pa.table({
+            "rule": pa.DictionaryArray.from_arrays(keys.shared_zeros(n, np.int8), pa.array([self.rule], pa.string())),
+            "source": pa.DictionaryArray.from_arrays(codes, pa.array(sources, pa.string())),
+            "row": np.concatenate(rows),
+            self.key: _key_column(self.cols[0].type, np.concatenate(raw), self.found.keys)})
+
 
 def _constant(n: int, code: int, dtype) -> np.ndarray:
     return keys.shared_zeros(n, dtype) if code == 0 else keys.full(n, code, dtype)
