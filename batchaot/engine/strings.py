@@ -1056,7 +1056,6 @@ def _set_kernel(offsets, data, bitmap, bitoff, lo, hi, wdata, woffsets, by_len, 
 # -- dictionary encoding of a low-cardinality column --------------------------------------
 
 ENCODE_MAX_DISTINCT = 4096          # codes are uint16
-_ENCODE_SLOTS = 2 * ENCODE_MAX_DISTINCT
 _K0, _K1, _K2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
 
 
@@ -1096,19 +1095,39 @@ def _load_head(data, a, n):
     return x
 
 
+@numba.njit(nogil=True, inline="always")
+def _slot_of(w0, w1, n, mask):
+    h = (w0 * _K0) ^ (w1 * _K1) ^ (np.uint64(n) * _K2)
+    h ^= h >> np.uint64(29)
+    return np.int64((h * _K1) >> np.uint64(40)) & mask
+
+
+@numba.njit(nogil=True, cache=True)
+def _grow(table, mask):
+    """The open-addressing table rehashed into twice the slots."""
+    bigger = np.zeros((2 * table.shape[0], 4), dtype=np.uint64)
+    new_mask = 2 * table.shape[0] - 1
+    for t in range(table.shape[0]):
+        if table[t, 3] != 0:
+            s = _slot_of(table[t, 0], table[t, 1], np.int64(table[t, 2]), new_mask)
+            while bigger[s, 3] != 0:
+                s = (s + 1) & new_mask
+            bigger[s] = table[t]
+    return bigger, new_mask
+
+
 @numba.njit(nogil=True, cache=True)
 def _encode_kernel(offsets, data, bitmap, bitoff, codes, first):
     """Hash each row's bytes into an open-addressing table of distinct values; -1 once
     there are more than first.shape[0] of them. Strings of up to 16 bytes are two
-    zero-padded words, hashed and compared without a loop."""
+    zero-padded words, hashed and compared without a loop.
+
+    The table starts at 64 slots and doubles at half full: a row (w0, w1, length,
+    code + 1; 0 empty) per slot, so a probe touches one cache line, and a column of
+    a few statuses probes a table that stays in L1."""
     cap = first.shape[0]
-    nslots = 2 * cap
-    mask = nslots - 1
-    slot_code = np.full(nslots, -1, dtype=np.int64)
-    slot_w0 = np.zeros(nslots, dtype=np.uint64)
-    slot_w1 = np.zeros(nslots, dtype=np.uint64)
-    slot_h = np.zeros(nslots, dtype=np.uint64)
-    slot_n = np.zeros(nslots, dtype=np.int64)
+    table = np.zeros((64, 4), dtype=np.uint64)
+    mask = 63
     ndistinct = 0
     ndata = data.shape[0]
     for i in range(codes.shape[0]):
@@ -1133,33 +1152,33 @@ def _encode_kernel(offsets, data, bitmap, bitoff, codes, first):
             while k < n:
                 w1 = (w1 ^ _load_head(data, a + k, n - k)) * _K0
                 k += 8
-        h = (w0 * _K0) ^ (w1 * _K1) ^ (np.uint64(n) * _K2)
-        h ^= h >> np.uint64(29)
-        s = np.int64((h * _K1) >> np.uint64(40)) & mask
+        s = _slot_of(w0, w1, n, mask)
         while True:
-            c = slot_code[s]
-            if c < 0:                           # a new value
+            c = table[s, 3]
+            if c == 0:                          # a new value
                 if ndistinct == cap:
                     return -1
-                slot_code[s] = ndistinct
-                slot_w0[s] = w0
-                slot_w1[s] = w1
-                slot_h[s] = h
-                slot_n[s] = n
+                table[s, 0] = w0
+                table[s, 1] = w1
+                table[s, 2] = np.uint64(n)
+                table[s, 3] = np.uint64(ndistinct + 1)
                 first[ndistinct] = i
                 codes[i] = ndistinct
                 ndistinct += 1
+                if 2 * ndistinct > mask:
+                    table, mask = _grow(table, mask)
                 break
-            if slot_h[s] == h and slot_w0[s] == w0 and slot_w1[s] == w1 and slot_n[s] == n:
+            if table[s, 0] == w0 and table[s, 1] == w1 and table[s, 2] == np.uint64(n):
+                code = np.int64(c) - 1
                 same = True
                 if not short:                   # words were a digest: compare the bytes
-                    b = np.int64(offsets[first[c]])
+                    b = np.int64(offsets[first[code]])
                     k = 0
                     while same and k < n:
                         same = _load_head(data, a + k, n - k) == _load_head(data, b + k, n - k)
                         k += 8
                 if same:
-                    codes[i] = c
+                    codes[i] = code
                     break
             s = (s + 1) & mask
     return ndistinct
