@@ -6,7 +6,11 @@ Two kinds of kernel, both generated as Python source from the optimized bytecode
   one loop over the rows evaluates every rule of the set. Each register is a pair of
   locals (an int64 word; a bool validity only where it can be NULL), each instruction
   one or a few statements, and every column the set reads is loaded once per row and
-  shared by all rules (one trip through memory).
+  shared by all rules (one trip through memory). Columns are read in their own width
+  (int32, date32, uint16 dictionary codes: columns.LAYOUTS) and widened in registers;
+  a string column that is its own dictionary is no argument at all, its lookup
+  tables are indexed by row number; validity comes one 64-row word per column at a
+  time.
 * Shape kernels (:func:`generate_shape`), for large sets: rules whose bytecode has the
   same shape (same opcodes and registers; columns, constants and lookup tables apart)
   share one kernel that takes each rule's wiring as data and runs block by block:
@@ -39,8 +43,8 @@ level once per call site, which made compile time quadratic in the rule count).
 Constants are not in the source: kernels read the set's constant table, so ``x < 3``
 and ``x < 4`` share a kernel; strictness is data too. The cache key hashes the
 shape (opcodes, registers, column / lookup-table wiring, which constants are NULL;
-no constant values), the column types, which columns may hold NULLs in the batch
-(the no-NULLs variant has no validity code), and the numba / numpy / Python /
+no constant values), the column types and physical layouts, which columns may hold
+NULLs in the batch (the no-NULLs variant has no validity code), and the numba / numpy / Python /
 batchaot / generator versions plus the source of the helpers.
 
 Disk cache. ``cache=True`` cannot cache exec'd code, so each kernel's source goes to
