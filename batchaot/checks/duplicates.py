@@ -36,7 +36,7 @@ from . import keys
 from .keys import _canon, _hash1, _valid_at
 
 SAMPLE = 10                 # as base.SAMPLE (not imported: base imports keys, and so on)
-SMALL_KEYS = 1 << 15        # keys of one table: 64K slots of 24 bytes, 1.5 MB (L2)
+SMALL_KEYS = 1 << 15        # keys of one table (at most half its 64K slots of 24 bytes: 1.5 MB, L2)
 DENSE_SPAN_PER_ROW = 4      # a span up to 4 bytes per row is counted directly
 DENSE_MIN_SPAN = 1 << 16    # ... and any span up to this
 PART_ROWS = 1 << 15         # rows per radix part: a part's table stays in L2
@@ -153,6 +153,18 @@ def _increasing_apart(cols: Sequence[keys.ExactColumn]) -> bool:
 
 # --- 2. few keys: one table ---------------------------------------------------------------
 
+_SMALL_SHIFT = np.uint64(64 - 16)          # slots: the top 16 bits of a product (2 * SMALL_KEYS)
+_FIBONACCI = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _small_slot(v, forced, use_forced):
+    # Fibonacci hashing: one multiply, where _mix takes two and the shifts between
+    if use_forced:
+        return forced >> _SMALL_SHIFT
+    return (np.uint64(v) * _FIBONACCI) >> _SMALL_SHIFT
+
+
 @numba.njit(cache=True, nogil=True)
 def _small_count(values, is_float, valid, voff, pos0, forced, use_forced, tkeys, tcount, tfirst, used, limit):
     # count each key of the piece in the table; the new number of keys, or -1 past `limit`
@@ -161,7 +173,7 @@ def _small_count(values, is_float, valid, voff, pos0, forced, use_forced, tkeys,
         if not _valid_at(valid, voff, i):
             continue
         v = _canon(values[i], is_float)
-        s = _hash1(v, forced, use_forced) & mask
+        s = _small_slot(v, forced, use_forced)
         while tcount[s] != 0 and tkeys[s] != v:
             s = (s + np.uint64(1)) & mask
         if tcount[s] == 0:
@@ -185,7 +197,7 @@ def _small_flag(values, is_float, valid, voff, forced, use_forced, tkeys, tcount
         for i in range(w << 3, min(n, (w << 3) + 8)):
             if _valid_at(valid, voff, i):
                 v = _canon(values[i], is_float)
-                s = _hash1(v, forced, use_forced) & mask
+                s = _small_slot(v, forced, use_forced)
                 while tkeys[s] != v:
                     s = (s + np.uint64(1)) & mask
                 dup = tcount[s] > 1
@@ -197,7 +209,7 @@ def _small_flag(values, is_float, valid, voff, forced, use_forced, tkeys, tcount
 
 def _few_keys(cols: Sequence[keys.ExactColumn], found: Found) -> bool:
     """Method 2; False (found untouched) when there are more than SMALL_KEYS keys."""
-    slots = 2 * SMALL_KEYS
+    slots = 1 << (64 - int(_SMALL_SHIFT))
     tkeys, tcount, tfirst = np.empty(slots, np.int64), np.zeros(slots, np.int64), np.empty(slots, np.int64)
     forced, use_forced = _forced()
     used = 0
