@@ -16,6 +16,7 @@ exact_duplicates) compare those values themselves.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator, Sequence
 
 import numba
@@ -496,6 +497,7 @@ def _scatter_keys(bucket, src, base, lo, hi, pos, out):
 
 
 _pool = None
+_pool_lock = threading.Lock()
 
 
 def threads() -> int:
@@ -508,9 +510,10 @@ def run_parallel(fn, items: list) -> list:
     global _pool
     if len(items) <= 1 or threads() == 1:
         return [fn(x) for x in items]
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _pool = ThreadPoolExecutor(threads(), thread_name_prefix="batchaot-keys")
+    with _pool_lock:            # run_checks may finish several checks at once
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            _pool = ThreadPoolExecutor(threads(), thread_name_prefix="batchaot-keys")
     return list(_pool.map(fn, items))
 
 
