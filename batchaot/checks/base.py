@@ -10,6 +10,16 @@ workers (the distributed driver calls exactly these three methods):
 * ``merge(partials)`` combines partials. It is associative and order-independent: any
   split of the data into batches and units gives the same final answer.
 * ``finish(partial)`` turns the merged partial into a :class:`CheckOutcome`.
+
+A bucketed check (``unique``) also has ``split(partial) -> (head, buckets)`` and
+``finish_bucket``: a worker splits its unit's partial, and each bucket is finished
+where its reducer runs. Its map may keep the batch's key column itself (zero-copy)
+and leave partitioning to ``split``, which only a distributed run calls: in one
+process, finish then sees every batch at once.
+
+An outcome's violating rows may be kept as row numbers (or bitmaps) and their table
+built when first read (:class:`LazyOutcome`): finding them is the check's work,
+taking their columns waits until a report asks for them.
 """
 from __future__ import annotations
 
