@@ -33,9 +33,9 @@ import numba
 import numpy as np
 
 from . import keys
+from .base import SAMPLE
 from .keys import _canon, _hash1, _valid_at
 
-SAMPLE = 10                 # as base.SAMPLE (not imported: base imports keys, and so on)
 SMALL_KEYS = 1 << 15        # keys of one table (at most half its 64K slots of 24 bytes: 1.5 MB, L2)
 DENSE_SPAN_PER_ROW = 4      # a span up to 4 bytes per row is counted directly
 DENSE_MIN_SPAN = 1 << 16    # ... and any span up to this
