@@ -1,13 +1,16 @@
-"""Where the time of `unique` goes: map, finish (per bucket) and outcome, per key column.
+"""Where the time of `unique` goes on the bucket path: map, split + finish per bucket, outcome.
 
     python benchmarks/bench_unique.py [--rows 2000000] [--columns a,b] [--repeat 2]
 
 On datagen.wide_table (the cuallee shape: 19 int64/float64 columns, several of them
-low-cardinality), runs one `unique: [col]` check per column in this process, the way
-batchaot.checks.run_checks does (batches of BATCH_ROWS rows, one map per batch, one
-finish), and prints the best time of each phase per column, the duplicate rows found,
-and the peak RSS. Threads: the kernels use NUMBA_NUM_THREADS threads (set it to 1 for a
-serial profile). Prints only; bench_peers.py --shape cuallee is the recorded comparison.
+low-cardinality), runs one `unique: [col]` check per column in this process the way a
+distributed run settles it (batches of BATCH_ROWS rows, one map per batch, merge, split
+into hash buckets, finish_bucket per bucket), and prints the best time of each phase per
+column, the duplicate rows found, and the peak RSS. map only holds a one-column key
+(zero-copy), so its time is ~0 and the partitioning shows under finish_s. In one process
+run_checks settles held keys with checks/duplicates.py instead (bench_peers.py --shape
+cuallee times that, and is the recorded comparison). Threads: the kernels use
+NUMBA_NUM_THREADS threads (set it to 1 for a serial profile). Prints only.
 """
 from __future__ import annotations
 
