@@ -345,6 +345,21 @@ class CheckBase:
         return head + "\n; where:\n" + self.filter.program.disassemble(which)
 
 
+def most_repeated(counts: np.ndarray, pick_ties: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """Indices of the SAMPLE largest counts, unordered; of the keys tied at the cut,
+    pick_ties(tied, k) chooses k (a check's own tie order)."""
+    pick = np.arange(len(counts))
+    if len(counts) > SAMPLE:
+        threshold = np.partition(counts, len(counts) - SAMPLE)[len(counts) - SAMPLE]
+        above = np.flatnonzero(counts > threshold)
+        tied = np.flatnonzero(counts == threshold)
+        need = SAMPLE - len(above)
+        if len(tied) > need:
+            tied = pick_ties(tied, need) if need else tied[:0]
+        pick = np.concatenate([above, tied])
+    return pick
+
+
 def bucketed(source: str, table: pa.Table, hashes: np.ndarray, buckets: int) -> list[list[Piece]]:
     """The rows of `table` as one piece per bucket, by the top bits of their hashes."""
     if buckets == 1:

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from . import keys
-from .base import SAMPLE
+from .base import SAMPLE, most_repeated
 from .keys import _canon, _hash1, _valid_at
 
 SMALL_KEYS = 1 << 15        # keys of one table (at most half its 64K slots of 24 bytes: 1.5 MB, L2)
@@ -507,14 +507,6 @@ def _partitioned(cols: Sequence[keys.ExactColumn], valid: int, found: Found) -> 
 
 def _top(counts: np.ndarray, firsts: np.ndarray) -> list[tuple[int, int]]:
     """(count, first position) of the SAMPLE most repeated keys, ties by first position."""
-    pick = np.arange(len(counts))
-    if len(counts) > SAMPLE:
-        threshold = np.partition(counts, len(counts) - SAMPLE)[len(counts) - SAMPLE]
-        above = np.flatnonzero(counts > threshold)
-        tied = np.flatnonzero(counts == threshold)
-        need = SAMPLE - len(above)
-        if len(tied) > need:
-            tied = tied[np.argpartition(firsts[tied], need - 1)[:need]] if need else tied[:0]
-        pick = np.concatenate([above, tied])
+    pick = most_repeated(counts, lambda tied, k: tied[np.argpartition(firsts[tied], k - 1)[:k]])
     pick = pick[np.lexsort((firsts[pick], -counts[pick]))]
     return [(int(counts[i]), int(firsts[i])) for i in pick]

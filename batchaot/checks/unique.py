@@ -47,8 +47,8 @@ import pyarrow.compute as pc
 from ..errors import RuleError
 from ..spec import RuleSpec
 from . import duplicates, keys
-from .base import (SAMPLE, BucketResult, CheckBase, CheckOutcome, LazyOutcome, Piece, bucketed, column_list,
-                   jsonable, passes, out_name, plain_type, resolve_column)
+from .base import (BucketResult, CheckBase, CheckOutcome, LazyOutcome, Piece, bucketed, column_list,
+                   jsonable, most_repeated, passes, out_name, plain_type, resolve_column)
 
 HASH = "__hash"
 DEFAULT_BUCKETS = 16
@@ -364,15 +364,7 @@ class UniqueCheck(CheckBase):
         counts = np.concatenate([b.column(b.schema.get_field_index("count")).to_numpy() for b in batches])
         first = np.concatenate([b.column(b.schema.get_field_index("first_row")).to_numpy() for b in batches])
         code = np.concatenate([_expand(c, b.num_rows) for c, b in zip(codes, batches)])
-        pick = np.arange(len(counts))
-        if len(counts) > SAMPLE:
-            threshold = np.partition(counts, len(counts) - SAMPLE)[len(counts) - SAMPLE]
-            above = np.flatnonzero(counts > threshold)
-            tied = np.flatnonzero(counts == threshold)
-            need = SAMPLE - len(above)
-            if len(tied) > need:
-                tied = tied[np.lexsort((first[tied], code[tied]))[:need]]
-            pick = np.concatenate([above, tied])
+        pick = most_repeated(counts, lambda tied, k: tied[np.lexsort((first[tied], code[tied]))[:k]])
         pick = pick[np.lexsort((first[pick], code[pick], -counts[pick]))]
         offsets = np.cumsum([0] + [b.num_rows for b in batches])
         out = []
