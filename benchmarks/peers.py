@@ -582,9 +582,17 @@ def prepare_batchaot_wide(table: pa.Table, rules: list[Rule], threads: int) -> R
     for b in batches[:-1]:
         starts.append(starts[-1] + b.num_rows)
 
+    last: list = []
+
     def run() -> list[int]:
         outcomes = run_checks(checks, ((b, "<table>", s) for b, s in zip(batches, starts)), threads=threads)
+        last[:] = outcomes
         return [o.violations for o in outcomes]
+
+    def materialize() -> int:
+        """Build the violations tables of the last run (what Result.violations reads)."""
+        return sum(o.violating.num_rows for o in last if o.violating is not None)
+    run.materialize = materialize     # timed apart by the harness (bench_peers.child)
     return run
 
 
