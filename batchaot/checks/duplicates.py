@@ -439,9 +439,7 @@ def _part_count(out_v, out_p, bounds, forced, use_forced, flags, dcount, dfirst)
     biggest = 1
     for b in range(bounds.shape[0] - 1):
         biggest = max(biggest, bounds[b + 1] - bounds[b])
-    cap = 16
-    while cap < 2 * biggest:
-        cap *= 2
+    cap = keys.table_size(biggest)
     tkeys = np.empty(cap, np.int64)
     tcount = np.zeros(cap, np.int64)
     tfirst = np.empty(cap, np.int64)
@@ -450,21 +448,7 @@ def _part_count(out_v, out_p, bounds, forced, use_forced, flags, dcount, dfirst)
     flagged = 0
     for b in range(bounds.shape[0] - 1):
         lo, hi = bounds[b], bounds[b + 1]
-        size = 16
-        while size < 2 * (hi - lo):
-            size *= 2
-        tcount[:size] = 0
-        mask = np.uint64(size - 1)
-        for j in range(lo, hi):
-            v = out_v[j]
-            s = _hash1(v, forced, use_forced) & mask
-            while tcount[s] != 0 and tkeys[s] != v:
-                s = (s + np.uint64(1)) & mask
-            if tcount[s] == 0:
-                tkeys[s] = v
-                tfirst[s] = out_p[j]
-            tcount[s] += 1
-            slot[j - lo] = s
+        keys.count_part(out_v, out_p, lo, hi, forced, use_forced, tkeys, tcount, tfirst, slot)
         for j in range(lo, hi):
             s = slot[j - lo]
             c = tcount[s]

@@ -161,20 +161,24 @@ def _fold_column(h: np.ndarray, arr: pa.Array) -> None:
 
 # --- hash tables -------------------------------------------------------------------
 
-def _capacity(n: int) -> int:
+@numba.njit(inline="always")
+def table_size(n):
+    """Slots of an open-addressing table for n keys: a power of two, at least 16 and 2n
+    (at most half full). Kernels inline it; Python calls _capacity."""
     cap = 16
     while cap < 2 * n:
         cap *= 2
     return cap
 
 
+_capacity = table_size.py_func
+
+
 @numba.njit(cache=True, nogil=True)
 def duplicate_hashes(h):
     """Mask of rows whose hash occurs at least twice (the only candidates for duplicates)."""
     n = h.shape[0]
-    cap = 16
-    while cap < 2 * n:
-        cap *= 2
+    cap = table_size(n)
     mask = np.uint64(cap - 1)
     keys = np.empty(cap, np.uint64)
     counts = np.zeros(cap, np.uint8)        # 0 empty, 1 seen once, 2 seen twice or more
@@ -439,6 +443,26 @@ def _hash1(v, forced, use_forced):
     return _mix(np.uint64(v))
 
 
+@numba.njit(inline="always")
+def count_part(values, origin, lo, hi, forced, use_forced, tkeys, tcount, tfirst, slot):
+    """Count values[lo:hi] (canonical int64 keys) in an open-addressing table sized for
+    them: tcount[s] of key tkeys[s], tfirst[s] = origin[j] of its first row j; slot[j - lo]
+    is row j's slot. The tables must hold table_size(hi - lo) slots; the rest is untouched."""
+    size = table_size(hi - lo)
+    tcount[:size] = 0
+    mask = np.uint64(size - 1)
+    for j in range(lo, hi):
+        v = values[j]
+        s = _hash1(v, forced, use_forced) & mask
+        while tcount[s] != 0 and tkeys[s] != v:
+            s = (s + np.uint64(1)) & mask
+        c = tcount[s]
+        tkeys[s] = v                             # the same value when it was there
+        tfirst[s] = origin[j] if c == 0 else tfirst[s]
+        tcount[s] = c + 1
+        slot[j - lo] = s
+
+
 @numba.njit(cache=True, nogil=True)
 def _exact_buckets(values, is_float, valid, voff, lo, hi, bits, forced, use_forced, bucket, hist_out, span_out):
     # bucket of each row in [lo, hi) by the hash's top `bits` bits; NULL rows get len(hist);
@@ -622,9 +646,7 @@ def _mark_small(values, forced, use_forced, mark, over_at, over_count, slot):
     """One table for all rows, as long as there are few distinct keys; False (and nothing
     to trust in mark/counts) once there are more than the table can hold."""
     n = values.shape[0]
-    cap = 16
-    while cap < 2 * n and cap < _SMALL_SLOTS:
-        cap *= 2
+    cap = min(table_size(n), _SMALL_SLOTS)
     mask = np.uint64(cap - 1)
     tkeys = np.empty(cap, np.int64)
     tcount = np.zeros(cap, np.int64)
@@ -694,9 +716,7 @@ def _mark_partitioned(values, skip_bits, forced, use_forced, mark, over_at, over
         k = sub[i]
         sub_i[fill[k]] = i
         fill[k] += 1
-    cap_max = 16
-    while cap_max < 2 * biggest:
-        cap_max *= 2
+    cap_max = table_size(biggest)
     tkeys = np.empty(cap_max, np.int64)
     tcount = np.zeros(cap_max, np.int64)
     tfirst = np.empty(cap_max, sub_i.dtype)
@@ -706,21 +726,7 @@ def _mark_partitioned(values, skip_bits, forced, use_forced, mark, over_at, over
     n_over = 0
     for k in range(k_count):
         lo, hi = bounds[k], bounds[k + 1]
-        cap = 16
-        while cap < 2 * (hi - lo):
-            cap *= 2
-        tcount[:cap] = 0
-        mask = np.uint64(cap - 1)
-        for j in range(lo, hi):
-            v = sub_v[j]
-            s = _hash1(v, forced, use_forced) & mask
-            while tcount[s] != 0 and tkeys[s] != v:
-                s = (s + np.uint64(1)) & mask
-            c = tcount[s]
-            tkeys[s] = v                             # the same value when it was there
-            tfirst[s] = sub_i[j] if c == 0 else tfirst[s]
-            tcount[s] = c + 1
-            slot[j - lo] = np.int32(s)
+        count_part(sub_v, sub_i, lo, hi, forced, use_forced, tkeys, tcount, tfirst, slot)
         for j in range(lo, hi):
             s = slot[j - lo]
             i = sub_i[j]

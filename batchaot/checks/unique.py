@@ -432,9 +432,7 @@ def _as_dictionary(codes: pa.ChunkedArray | pa.Array, dictionary: pa.Array) -> p
 @numba.njit(cache=True, nogil=True)
 def _dict_encode(values, limit, out_idx, dict_values):
     # dictionary indices of values, in order of first appearance; -1 past `limit` entries
-    cap = 16
-    while cap < 2 * limit:
-        cap *= 2
+    cap = keys.table_size(limit)
     mask = np.uint64(cap - 1)
     tkeys = np.empty(cap, values.dtype)
     tidx = np.full(cap, -1, np.int64)
