@@ -145,6 +145,8 @@ class _BatchInputs:
                 lut_key = (key[0], json.dumps([sexpr, result]))
                 if lut_key in self._luts or lut_key in builds:
                     continue
+                # twice as many parts as threads: smaller parts even out when one thread
+                # is still encoding another column
                 parts = 2 * self._parts if len(col.dictionary) >= PARALLEL_LUT_VALUES else 1
                 build = builds[lut_key] = columns.LutBuild(col.dictionary, sexpr, columns.parse_type(result), parts)
                 for k in range(build.parts):
