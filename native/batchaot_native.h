@@ -29,6 +29,18 @@ enum ba_kind {
     BA_KIND_N = 6     /* immediate integer */
 };
 
+/* Integer types of NARROW_I's immediate: the range a value must fit, else NULL. */
+enum ba_int {
+    BA_INT_I64 = 0,   /* every int64: no check */
+    BA_INT_I8 = 1,
+    BA_INT_I16 = 2,
+    BA_INT_I32 = 3,
+    BA_INT_U8 = 4,
+    BA_INT_U16 = 5,
+    BA_INT_U32 = 6,
+    BA_INT_U64 = 7    /* 0 <= x: an int64 register never exceeds 2^63 - 1 */
+};
+
 /* Error codes: 0 is success, every error is negative (see ba_strerror). */
 enum ba_error {
     BA_OK = 0,
