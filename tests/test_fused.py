@@ -237,9 +237,9 @@ def test_kernel_source_lands_in_the_cache_dir_whole(kernel_cache) -> None:
     prog = batchaot.compile("j * 3 - i <> 7", GOLDEN_SCHEMA)
     rset = fused.RuleSet.build([prog])
     kernel = fused.get_kernel(rset, [True, True])
-    assert kernel.path.parent == kernel_cache and kernel.path.name == f"bk_{kernel.key}.py"
+    assert kernel.path.parent == kernel_cache / "kernels" and kernel.path.name == f"bk_{kernel.key}.py"
     assert kernel.path.read_text() == fused.generate(rset, kernel.nullable)
-    assert not list(kernel_cache.glob(".bk_*"))          # no temporary file left behind
+    assert not list(kernel.path.parent.glob(".bk_*"))    # no temporary file left behind
     assert fused.get_kernel(rset, [True, True]) is kernel
 
 
@@ -258,7 +258,7 @@ _CACHE_SCRIPT = textwrap.dedent("""
 
 
 def test_a_fresh_process_loads_the_kernel_from_disk(tmp_path) -> None:
-    env = dict(os.environ, BATCHAOT_CACHE_DIR=str(tmp_path / "kernels"))
+    env = dict(os.environ, BATCHAOT_CACHE_DIR=str(tmp_path / "cache"))
     script = _CACHE_SCRIPT.format(tests=str(Path(__file__).parent))
 
     def fresh_process() -> dict:

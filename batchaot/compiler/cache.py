@@ -19,11 +19,43 @@ COMPILER_VERSION = "1"   # bump when lowering or optimization changes the byteco
 
 
 def cache_root() -> str:
+    """Every cache of batchaot lives under here: ``$BATCHAOT_CACHE_DIR``, else ~/.cache/batchaot."""
     return os.environ.get("BATCHAOT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "batchaot")
+
+
+class UnsafeCacheDir(OSError):
+    """A cache folder that someone else could write: loading from it could run their code."""
+
+
+def private_dir(path: str) -> str:
+    """Create `path` (and missing parents) readable and writable by this user only, and
+    refuse a folder that another user owns or that others may write into.
+
+    What a cache holds is loaded and run (kernels, compiled rules), so the folder must
+    be ours alone; a folder of ours that is too open is closed (chmod 0700).
+    """
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.stat(path)
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise UnsafeCacheDir(f"batchaot's cache folder {path} belongs to another user; "
+                             "set BATCHAOT_CACHE_DIR to a folder of your own")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
 
 
 def default_dir() -> str:
     return os.path.join(cache_root(), "programs")
+
+
+def trusted_dir(path: str) -> bool:
+    """Whether files under `path` may be loaded: ours, and nobody else may write there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    owner_ok = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return owner_ok and not st.st_mode & 0o022
 
 
 def _write_atomically(path: str, data: bytes) -> None:
@@ -32,7 +64,8 @@ def _write_atomically(path: str, data: bytes) -> None:
         try:
             fh = open(tmp, "wb")
         except FileNotFoundError:      # the first entry of its folder (not checked per write)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            private_dir(os.path.dirname(os.path.dirname(path)))
+            private_dir(os.path.dirname(path))
             fh = open(tmp, "wb")
         with fh:
             fh.write(data)
@@ -71,6 +104,9 @@ class ProgramCache:
         return os.path.join(self.folder, k[:2], f"{k}.baot")
 
     def get(self, k: str) -> Program | None:
+        if not trusted_dir(self.folder):
+            self.misses += 1
+            return None
         try:
             with open(self._path(k), "rb") as fh:
                 program = Program.from_bytes(fh.read())
@@ -94,6 +130,8 @@ class TableCache:
         return os.path.join(self.folder, k[:2], f"{k}.arrow")
 
     def get(self, k: str) -> pa.Table | None:
+        if not trusted_dir(self.folder):
+            return None
         try:
             with pa.memory_map(self._path(k)) as source:
                 return pa.ipc.open_file(source).read_all()

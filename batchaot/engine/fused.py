@@ -48,13 +48,17 @@ NULLs in the batch (the no-NULLs variant has no validity code), and the numba / 
 batchaot / generator versions plus the source of the helpers.
 
 Disk cache. ``cache=True`` cannot cache exec'd code, so each kernel's source goes to
-``<cache dir>/bk_<key>.py`` (``$BATCHAOT_CACHE_DIR``, else ``~/.cache/batchaot/kernels``),
-written to a temporary file and hard-linked into place, so concurrent processes never
-see a partial file nor change its mtime (numba's cache index is stamped with it), then
-imported with importlib. The kernel is compiled eagerly for one explicit signature
-(read-only inputs), so numba's cache beside the file serves the next process and every
-Ray worker on the machine. :data:`STATS` counts memory hits, disk (numba cache) hits,
-compiles and sources written.
+``<cache root>/kernels/bk_<key>.py`` (``$BATCHAOT_CACHE_DIR``, else ``~/.cache/batchaot``;
+the folder is this user's alone, 0700), written to a temporary file and hard-linked into
+place so concurrent processes never see a partial file. The source that runs is the
+text generated in this process (compiled with ``compile()``, never read back, no .pyc);
+the file anchors numba's cache, whose index and data files (pickles) are loaded only
+when their SHA-256 hashes equal the manifest ``bk_<key>.manifest.json`` written after
+they were compiled, and are deleted and rebuilt otherwise. No user text (rule names,
+columns, literals) enters the source: rules are indices, constants come in a table.
+Kernels are compiled for one explicit signature (read-only inputs), so the cache serves
+the next process and every Ray worker on the machine. :data:`STATS` counts memory hits,
+disk (numba cache) hits, compiles, sources written and cache entries rejected.
 
 Measured (2-core x86-64, 10M rows; benchmarks/bench_engines.py writes the full set):
 
@@ -73,7 +77,6 @@ Measured (2-core x86-64, 10M rows; benchmarks/bench_engines.py writes the full s
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
 import json
 import math
@@ -81,6 +84,7 @@ import os
 import sys
 import tempfile
 import threading
+import types
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +94,14 @@ import numba
 import numpy as np
 from numba import njit
 
+from ..compiler.cache import cache_root, private_dir, trusted_dir
 from ..compiler.opcodes import JUMPS, KINDS, Op
 from ..compiler.program import Program
 from . import vm
 from .buffers import Buffers, i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
 from .columns import IDENTITY, Loaded
 
-GENERATOR_VERSION = "7"        # bump when the generated source changes meaning
+GENERATOR_VERSION = "8"        # bump when the generated source changes meaning
 MAX_FUSED_INSTRUCTIONS = 400   # larger sets run on shape kernels (module docstring)
 ROW_KERNEL_INSTRUCTIONS = 200  # smaller sets always get one per-row kernel
 SHAPE_BLOCK = 4096             # rows per block in shape kernels
@@ -765,7 +770,6 @@ O64 = nt.Array(nt.int64, 1, 'C')
 SIGNATURE = nt.UniTuple(nt.int64, {nret})({sig})
 
 
-@njit(SIGNATURE, cache=True, nogil=True)
 def kernel({params}):
 """
 
@@ -822,7 +826,7 @@ def generate(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | N
     body: list[_Line] = []
     inits: list[str] = []
     for k, prog in enumerate(rset.programs):
-        body.append(_Line(0, f"# rule {k}: {prog.name}"))
+        body.append(_Line(0, f"# rule {k}"))     # an index: no user text enters kernel source
         emitter = _SetEmitter(k, rset, nullable, reads, body)
         emitter.generate()
         inits += _merged_inits(k, emitter.merged, reads)
@@ -891,7 +895,7 @@ def generate_shape(prog: Program, nullable: Sequence[bool]) -> str:
               "out_row", "pos"]
     sig = ["I64", "I64", "I64", "I64", "RI", "RI", "RI", "RI", "RI", "RI", "RI", "RI2", "RI", "RI", "RI", "RB",
            "RI2", "RI2", "RB", "C2", "O32", "O64", "I64"]
-    out = _preamble(f"the rules shaped like {prog.name!r}, block by block", 3, params, sig)
+    out = _preamble("the rules of one bytecode shape, block by block", 3, params, sig)
     per_rule = []
     for b in range(ncols):
         per_rule += [f"c{b} = colmap[q, {b}]", f"w{b} = i64_at(col_addr, col_len, c{b})"]
@@ -960,9 +964,9 @@ _VERSIONS: list[str] = []
 
 
 def cache_dir() -> Path:
-    """Where kernel sources (and numba's cache beside them) live; read on every use."""
-    env = os.environ.get("BATCHAOT_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "batchaot" / "kernels"
+    """Where kernel sources, numba's cache files for them and their manifests live
+    (``<cache root>/kernels``, a folder only this user can write); read on every use."""
+    return Path(cache_root()) / "kernels"
 
 
 def _versions() -> str:
@@ -1010,9 +1014,13 @@ def _source_path(key: str) -> Path:
     return cache_dir() / f"bk_{key}.py"
 
 
+def _manifest_path(key: str) -> Path:
+    return cache_dir() / f"bk_{key}.manifest.json"
+
+
 def _on_disk(key: str) -> bool:
-    path = _source_path(key)
-    return path.exists() and any((path.parent / "__pycache__").glob(f"{path.stem}.*.nbi"))
+    """Whether a verified compiled kernel for `key` is (probably) on disk: its manifest is."""
+    return _manifest_path(key).exists()
 
 
 def forget() -> None:
@@ -1072,27 +1080,92 @@ def get_shape_kernel(prog: Program, nullable: Sequence[bool]) -> Kernel:
 
 def _obtain(key: str, nullable: tuple[bool, ...], source: Callable[[], str],
             layouts: tuple[str, ...] = ()) -> Kernel:
-    """Import the kernel from the disk cache (numba loads its machine code), or compile it."""
+    """Load the kernel's machine code from the disk cache if it verifies, else compile it.
+
+    What runs is always the source generated here, in this process: the file on disk
+    only anchors numba's cache (its index is stamped with the file's content), and no
+    .pyc is read. numba's own cache files (pickles) are loaded only when their hashes
+    match the manifest this process's user wrote after compiling them; anything else
+    in their place is deleted and the kernel recompiled.
+    """
     text = source()
     path = _source_path(key)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(str(path.parent))
         try:
             current = path.read_text()
-        except FileNotFoundError:
+        except (FileNotFoundError, UnicodeDecodeError):
             current = None
         if current != text:
-            _write_atomic(path, text, replace=current is not None)
+            _write_atomic(path, text, replace=path.exists())
             STATS["sources_written"] += 1
     except OSError as exc:
-        raise OSError(f"batchaot cannot write its kernel cache {path.parent}: {exc}; "
-                      "set BATCHAOT_CACHE_DIR to a writable directory") from exc
-    fn = _import(path, f"batchaot_kernel_{key}").kernel
-    STATS["disk_hits"] += sum(fn.stats.cache_hits.values())
-    STATS["compiles"] += sum(fn.stats.cache_misses.values())
+        raise OSError(f"batchaot cannot use its kernel cache {path.parent}: {exc}; "
+                      "set BATCHAOT_CACHE_DIR to a folder of your own") from exc
+    module = types.ModuleType(f"batchaot_kernel_{key}")
+    module.__file__ = str(path)
+    exec(compile(text, str(path), "exec"), module.__dict__)   # noqa: S102 - our own generated text
+    sys.modules[module.__name__] = module     # numba's cached environment re-imports it by name
+    fn = njit(cache=True, nogil=True)(module.kernel)
+    manifest = _manifest_path(key)
+    if not _verify_numba_files(fn, manifest):
+        STATS["cache_rejected"] += 1
+    fn.compile(module.SIGNATURE)
+    fn.disable_compile()    # as @njit(signature) does: one signature, never a silent second
+    hits, misses = sum(fn.stats.cache_hits.values()), sum(fn.stats.cache_misses.values())
+    STATS["disk_hits"] += hits
+    STATS["compiles"] += misses
+    if misses:
+        _write_manifest(fn, manifest)
     kernel = Kernel(key, nullable, fn, path, layouts)
     _MEMORY[key] = kernel
     return kernel
+
+
+def _numba_files(fn) -> list[Path]:
+    """numba's cache files (index and data) of dispatcher `fn`, wherever numba keeps them
+    (beside the source, or under NUMBA_CACHE_DIR)."""
+    cache_file = fn._cache._cache_file
+    folder = Path(cache_file._cache_path)
+    base = cache_file._index_name[:-len(".nbi")]
+    return sorted(p for p in folder.glob(f"{base}.*") if p.suffix in (".nbi", ".nbc"))
+
+
+def _digest_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verify_numba_files(fn, manifest: Path) -> bool:
+    """True if numba's cache files for `fn` are exactly those the manifest records (or
+    there are none); otherwise delete them, so that numba compiles afresh."""
+    files = _numba_files(fn)
+    if not files:
+        return True
+    try:
+        recorded = json.loads(manifest.read_text()) if trusted_dir(str(manifest.parent)) else None
+    except (OSError, ValueError):
+        recorded = None
+    if isinstance(recorded, dict) and recorded == {p.name: _digest_file(p) for p in files}:
+        return True
+    for p in files:
+        try:
+            p.unlink()
+        except OSError as exc:
+            raise OSError(f"batchaot cannot remove the unverified kernel cache file {p}: {exc}") from exc
+    return False
+
+
+def _write_manifest(fn, manifest: Path) -> None:
+    """Record the hashes of the cache files numba just wrote (atomically: a reader never
+    sees half a manifest). A cache that cannot be written only costs time."""
+    try:
+        record = {p.name: _digest_file(p) for p in _numba_files(fn)}
+        fd, tmp = tempfile.mkstemp(dir=manifest.parent, prefix=".bk_", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, manifest)
+    except OSError:
+        pass
 
 
 def _write_atomic(path: Path, text: str, replace: bool) -> None:
@@ -1105,8 +1178,8 @@ def _write_atomic(path: Path, text: str, replace: bool) -> None:
             os.replace(tmp, path)
             return
         try:
-            # link() fails if the name exists, so the first writer's file (and the mtime
-            # numba's cache index was stamped with) is never touched again
+            # link() fails if the name exists, so the first writer's file (and the
+            # content numba's cache index was stamped with) is never touched again
             os.link(tmp, path)
         except FileExistsError:
             pass
@@ -1116,21 +1189,6 @@ def _write_atomic(path: Path, text: str, replace: bool) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _import(path: Path, module_name: str):
-    module = sys.modules.get(module_name)
-    if module is not None and getattr(module, "__file__", None) == str(path):
-        return module
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)    # compiles, or loads numba's cache
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
 
 
 # -- plans: how a rule set runs on this tier ---------------------------------------------
