@@ -39,6 +39,7 @@ class RuleResult:
         return {
             "name": self.spec.name, "severity": self.spec.severity, "passed": self.passed,
             "violations": o.violations, "rows": o.rows, "null_rows": o.nulls,
+            "overflow_rows": o.overflows,
             "failing_fraction": round(self.failing_fraction, 9), "kind": self.spec.kind,
             "check": self.spec.body, "strict": self.spec.strict, "mostly": self.spec.mostly,
             "zero_tick": o.zero_tick, "columns": self.program.column_names,

@@ -130,7 +130,7 @@ def _vm_row_by_row(prog: Program, cols: list[Loaded], n: int) -> tuple[int, int,
         words = Buffers([c.words[i:i + 1] for c in cols], np.int64)
         bitmaps = Buffers([c.bitmap for c in cols], np.uint8)
         offs = np.array([c.bitoff + i if c.bitoff >= 0 else -1 for c in cols], np.int64)
-        v, z = vm.run(prog.code, prog.kval, prog.kvalid, words.addr, words.lens, bitmaps.addr, bitmaps.lens,
+        v, z, _ = vm.run(prog.code, prog.kval, prog.kvalid, words.addr, words.lens, bitmaps.addr, bitmaps.lens,
                       offs, no_luts.addr, no_luts.lens, no_luts.addr, no_luts.lens, 1, R, V, prog.strict, i, out)
         nviol, nnull = nviol + v, nnull + z
         rows += out[:v].tolist()

@@ -25,7 +25,7 @@ def vm_verdicts(prog: dict, columns: list[isa.Column], strict: bool) -> tuple[se
     code = np.asarray(prog["code"], dtype=np.int32).reshape(-1, 4)
     kval = np.asarray(prog["kval"] or [0], dtype=np.int64)
     kvalid = np.asarray(prog["kvalid"] or [0], dtype=np.uint8)
-    nviol, nnull = vm.run(code, kval, kvalid, cols.addr, cols.lens, bitmaps.addr, bitmaps.lens, bitoffs,
+    nviol, nnull, _ = vm.run(code, kval, kvalid, cols.addr, cols.lens, bitmaps.addr, bitmaps.lens, bitoffs,
                           lut_vals.addr, lut_vals.lens, lut_valid.addr, lut_valid.lens, nrows, R, V, strict, 0, out)
     return set(out[:nviol].tolist()), nnull
 

@@ -41,7 +41,7 @@ class Op:
     type: Type
     op: str
     args: tuple["Node", ...]
-    imm: int = 0        # digits for round
+    imm: int = 0        # digits for round; the integer type (enum ba_int) for narrow
 
 
 @dataclass(frozen=True)

@@ -130,9 +130,11 @@ class Emitter:
             opcode = Op[fam.upper()]
         elif fam in ("i2f", "f2i"):
             opcode = Op[fam.upper()]
+        elif fam == "narrow":
+            opcode = Op.NARROW_I
         else:
             opcode = typed(fam, physical)
-        if fam == "round":
+        if fam in ("round", "narrow"):     # an immediate: digits, or the integer type
             self.emit(opcode, r, args[0], node.imm)
         else:
             self.emit(opcode, r, *args)

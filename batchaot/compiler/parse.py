@@ -515,13 +515,19 @@ class Binder:
                 return _literal_from_string(self, arg.sexpr[1], target, node, safe)
             return self.lookup(target, ["cast", arg.sexpr, target.kind.value, target.scale, safe],
                                arg.col)
-        return self.cast_value(arg, target, node)
+        value = self.cast_value(arg, target, node)
+        code = T.INT_RANGE_CODES.get(_type_name(node))
+        if code and target.kind is Kind.INT and not isinstance(value, Lit):
+            return Op(T.INT, "narrow", (value,), imm=code)     # out of range: NULL
+        if code and isinstance(value, Lit) and value.value is not None and not _fits(value.value, code):
+            return Lit(T.INT, None)
+        return value
 
     _v_trycast = _v_cast
 
     def cast_target(self, node: exp.Cast) -> Type:
         to = node.args["to"]
-        name = to.this.name if hasattr(to.this, "name") else str(to.this)
+        name = _type_name(node)
         if name in ("TIMESTAMPNTZ", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMPTZ"):
             scale = {"TIMESTAMP_S": 0, "TIMESTAMP_MS": 3, "TIMESTAMP_NS": 9}.get(name, 6)
             return Type(Kind.TIMESTAMP, scale)
@@ -585,6 +591,21 @@ class _Sql:
 
     def __str__(self) -> str:
         return " ".join(p if isinstance(p, str) else p.sql("duckdb") for p in self.parts)
+
+
+def _type_name(node: exp.Cast) -> str:
+    """The CAST target's type name as sqlglot spells it (INT, TINYINT, DECIMAL, ...)."""
+    to = node.args["to"]
+    return to.this.name if hasattr(to.this, "name") else str(to.this)
+
+
+_INT_BOUNDS = {1: (-2 ** 7, 2 ** 7 - 1), 2: (-2 ** 15, 2 ** 15 - 1), 3: (-2 ** 31, 2 ** 31 - 1),
+               4: (0, 2 ** 8 - 1), 5: (0, 2 ** 16 - 1), 6: (0, 2 ** 32 - 1), 7: (0, 2 ** 63 - 1)}
+
+
+def _fits(value: int, code: int) -> bool:
+    lo, hi = _INT_BOUNDS[code]
+    return lo <= value <= hi
 
 
 class _StrConst:

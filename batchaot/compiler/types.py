@@ -92,6 +92,11 @@ def from_arrow(t: pa.DataType) -> Type:
     raise UnsupportedType(str(t))
 
 
+# The range an integer CAST target holds (enum ba_int of native/batchaot_native.h, the
+# immediate of NARROW_I): a value outside it becomes NULL, as DuckDB's TRY_CAST.
+INT_RANGE_CODES = {"TINYINT": 1, "SMALLINT": 2, "INT": 3, "UTINYINT": 4, "USMALLINT": 5,
+                   "UINT": 6, "UBIGINT": 7}
+
 # SQL type names (as sqlglot's DataType.Type names them) accepted in CAST.
 CAST_TARGETS = {
     "BOOLEAN": BOOL,

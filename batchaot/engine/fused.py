@@ -214,7 +214,32 @@ def idiv_i(x, y):
 
 @njit(cache=True, nogil=True)
 def mod_i(x, y):
-    return x - vm.idiv_trunc(x, y) * y
+    return vm.mod_i(x, y)
+
+
+@njit(cache=True, nogil=True)
+def add_ok(x, y):
+    return vm.add_ok(x, y)
+
+
+@njit(cache=True, nogil=True)
+def sub_ok(x, y):
+    return vm.sub_ok(x, y)
+
+
+@njit(cache=True, nogil=True)
+def mul_ok(x, y):
+    return vm.mul_ok(x, y)
+
+
+@njit(cache=True, nogil=True)
+def idiv_ok(x, y):
+    return vm.idiv_ok(x, y)
+
+
+@njit(cache=True, nogil=True)
+def narrow_ok(x, code):
+    return vm.narrow_ok(x, code)
 
 
 @njit(cache=True, nogil=True)
@@ -266,7 +291,8 @@ def valid_word(bitmap, off, base):
 
 
 RUNTIME = ("i64_at", "u8_at", "unpack_bits", "valid_word", "add_f", "sub_f", "mul_f", "div_f", "mod_f", "neg_f", "abs_f", "round_f", "i2f",
-           "f2i_ok", "f2i", "eq_f", "lt_f", "le_f", "idiv_i", "mod_i", "round_i")
+           "f2i_ok", "f2i", "eq_f", "lt_f", "le_f", "idiv_i", "mod_i", "round_i",
+           "add_ok", "sub_ok", "mul_ok", "idiv_ok", "narrow_ok")
 
 
 @njit(cache=True, nogil=True)
@@ -290,7 +316,8 @@ def group_pairs(rules, rows, n, nrules):
 
 
 _HELPERS = (vm.round_digits, vm.idiv_trunc, vm.round_int, vm.f_eq, vm.f_lt, vm.f_le,
-            vm.product_error, vm.round_half_away, _f, _w) + tuple(globals()[n] for n in RUNTIME)
+            vm.product_error, vm.round_half_away, vm.add_ok, vm.sub_ok, vm.mul_ok, vm.idiv_ok,
+            vm.narrow_ok, vm.mod_i, vm._magnitude, _f, _w) + tuple(globals()[n] for n in RUNTIME)
 
 
 # -- a rule set laid out as one kernel's arguments ----------------------------------
@@ -430,6 +457,33 @@ def _merged_registers(code: np.ndarray, skips: list[tuple[int, int]], starts: se
     return merged
 
 
+# Opcodes whose result can be an overflow's NULL although their inputs are not (vm.run).
+_OVERFLOW_SOURCES = frozenset({Op.ADD_I, Op.SUB_I, Op.MUL_I, Op.IDIV_I, Op.NEG_I, Op.ABS_I,
+                               Op.NARROW_I, Op.F2I})
+
+
+def _tainted_registers(code: np.ndarray) -> set[int]:
+    """Registers that may hold an overflow's NULL somewhere in the program (vm.run's
+    taint, computed statically): empty for a program without integer arithmetic, whose
+    kernel then carries no taint code at all."""
+    tainted: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for op, a, b, c in code:
+            op = Op(int(op))
+            kinds = KINDS[op]
+            if kinds[0] != "R" or op in JUMPS or op == Op.RET or int(a) in tainted:
+                continue
+            inputs = [int(r) for kind, r in zip(kinds[1:], (b, c)) if kind == "R"]
+            if op in (Op.LOAD, Op.LOADK, Op.ISNULL, Op.NOTNULL):
+                continue
+            if op in _OVERFLOW_SOURCES or any(r in tainted for r in inputs):
+                tainted.add(int(a))
+                changed = True
+    return tainted
+
+
 class _ProgramEmitter:
     """Per-row statements for one program; subclasses say where its inputs come from."""
 
@@ -441,6 +495,7 @@ class _ProgramEmitter:
         self.static: set[int] = set()      # registers known valid at this point
         self.depth = 0
         self.merged: set[int] = set()
+        self.tainted = _tainted_registers(prog.code)   # may carry an overflow's NULL
 
     # inputs (overridden)
     def column(self, b: int) -> tuple[str, str]:
@@ -485,6 +540,44 @@ class _ProgramEmitter:
 
     def tmp(self, pc: int, tag: str) -> str:
         return f"p{self.k}t{pc}{tag}"
+
+    # overflow taint (vm.run): a bool per tainted register, True where its NULL is an overflow's
+    def o(self, reg: int) -> str:
+        if reg not in self.tainted:
+            return "False"
+        name = f"p{self.k}o{reg}"
+        self.reads.add(name)
+        return name
+
+    def set_o(self, reg: int, expr: str, depth: int = 0) -> None:
+        if reg in self.tainted:
+            name = f"p{self.k}o{reg}"
+            self.emit(f"{name} = {expr}", depth, assigns=name)
+
+    def follow_taint(self, a: int, inputs: Sequence[int]) -> None:
+        """A result is an overflow's NULL where it is NULL and a tainted input is."""
+        if a not in self.tainted:
+            return
+        sources = [self.o(r) for r in inputs if r in self.tainted]
+        va = self.v(a)
+        if not sources or va == _TRUE:
+            self.set_o(a, "False")
+        else:
+            self.set_o(a, f"({' | '.join(sources)}) & (not {va})")
+
+    def follow_taint_raw(self, a: int, inputs: Sequence[int]) -> None:
+        """Before the result's validity is set: it is NULL wherever a tainted input is."""
+        if a in self.tainted:
+            sources = [self.o(r) for r in inputs if r in self.tainted]
+            self.set_o(a, " | ".join(sources) if sources else "False")
+
+    def source_taint(self, a: int, inputs: Sequence[int], valid_in: str, fits: str) -> None:
+        """An overflow source: tainted inputs, or valid inputs that did not fit."""
+        if a not in self.tainted:
+            return
+        terms = [self.o(r) for r in inputs if r in self.tainted]
+        terms.append(f"({_conj(valid_in, f'(not {fits})')})")
+        self.set_o(a, " | ".join(terms))
 
     # the whole program
     def generate(self) -> None:
@@ -534,19 +627,27 @@ class _ProgramEmitter:
         elif op == Op.MOV:
             self.set_r(a, self.r(b))
             self.set_v(a, self.v(b))
-        elif name in ("ADD_I", "SUB_I", "MUL_I"):
-            sym = {"ADD_I": "+", "SUB_I": "-", "MUL_I": "*"}[name]
-            self.set_r(a, f"{self.r(b)} {sym} {self.r(c)}")
-            self.set_v(a, _conj(self.v(b), self.v(c)))
+            self.set_o(a, self.o(b))
+        elif op in (Op.ADD_I, Op.SUB_I, Op.MUL_I):
+            # the check comes first: numba's signed arithmetic must never overflow
+            fits, x, y = self.tmp(pc, "fit"), self.r(b), self.r(c)
+            sym = {Op.ADD_I: "+", Op.SUB_I: "-", Op.MUL_I: "*"}[op]
+            self.emit(f"{fits} = {op.name[:3].lower()}_ok({x}, {y})")
+            valid_in = _conj(self.v(b), self.v(c))
+            self.source_taint(a, (b, c), valid_in, fits)
+            self.set_r(a, f"{x} {sym} {y} if {fits} else np.int64(0)")
+            self.set_v(a, _conj(valid_in, fits))
         elif op in (Op.IDIV_I, Op.MOD_I):
             self.division(pc, op, a, b, c)
-        elif op == Op.NEG_I:
-            self.set_r(a, f"-{self.r(b)}")
-            self.set_v(a, self.v(b))
-        elif op == Op.ABS_I:
-            x = self.r(b)
-            self.set_r(a, f"-{x} if {x} < 0 else {x}")
-            self.set_v(a, self.v(b))
+        elif op in (Op.NEG_I, Op.ABS_I, Op.NARROW_I):
+            fits, x = self.tmp(pc, "fit"), self.r(b)
+            self.emit(f"{fits} = narrow_ok({x}, {c})" if op == Op.NARROW_I
+                      else f"{fits} = {x} != {vm._I64_MIN}")
+            valid_in = self.v(b)
+            self.source_taint(a, (b,), valid_in, fits)
+            value = {Op.NEG_I: f"-{x}", Op.ABS_I: f"(-{x} if {x} < 0 else {x})", Op.NARROW_I: x}[op]
+            self.set_r(a, f"{value} if {fits} else np.int64(0)")
+            self.set_v(a, _conj(valid_in, fits))
         elif op == Op.ROUND_I:
             self.set_r(a, f"round_i({self.r(b)}, {c})")
             self.set_v(a, self.v(b))
@@ -560,8 +661,10 @@ class _ProgramEmitter:
             self.set_r(a, f"round_f({self.r(b)}, {c})")
             self.set_v(a, self.v(b))
         elif op == Op.F2I:
-            ok = self.tmp(pc, "ok")
-            self.emit(f"{ok} = {_conj(self.v(b), f'f2i_ok({self.r(b)})')}")
+            ok, fits = self.tmp(pc, "ok"), self.tmp(pc, "fit")
+            self.emit(f"{fits} = f2i_ok({self.r(b)})")
+            self.emit(f"{ok} = {_conj(self.v(b), fits)}")
+            self.source_taint(a, (b,), self.v(b), fits)
             self.set_r(a, f"f2i({self.r(b)}) if {ok} else 0")
             self.set_v(a, ok)
         elif name[:2] in ("EQ", "NE", "LT", "LE", "GT", "GE"):
@@ -593,6 +696,9 @@ class _ProgramEmitter:
             self.verdict(a, last)
         else:   # pragma: no cover - a test checks every opcode has a branch
             raise NotImplementedError(f"fused: no translation for {name}")
+        if op not in _OVERFLOW_SOURCES and op not in (Op.MOV, Op.SELECT, Op.IDIV_I, Op.MOD_I) \
+                and KINDS[op][0] == "R" and op not in JUMPS and op != Op.RET:
+            self.follow_taint(a, [r for kind, r in zip(KINDS[op][1:], (b, c)) if kind == "R"])
 
     def comparison(self, name: str, b: int, c: int) -> str:
         if name.endswith("_I"):
@@ -604,7 +710,15 @@ class _ProgramEmitter:
 
     def division(self, pc: int, op: Op, a: int, b: int, c: int) -> None:
         ok = self.tmp(pc, "ok")
-        self.emit(f"{ok} = {_conj(self.v(b), self.v(c), f'({self.r(c)} != 0)')}")
+        valid_in = _conj(self.v(b), self.v(c))
+        if op == Op.IDIV_I:              # MIN // -1 overflows: a source of taint
+            fits = self.tmp(pc, "fit")
+            self.emit(f"{fits} = ({self.r(c)} != -1) | ({self.r(b)} != {vm._I64_MIN})")
+            self.source_taint(a, (b, c), valid_in, fits)
+            self.emit(f"{ok} = {_conj(valid_in, fits, f'({self.r(c)} != 0)')}")
+        else:
+            self.follow_taint_raw(a, (b, c))
+            self.emit(f"{ok} = {_conj(valid_in, f'({self.r(c)} != 0)')}")
         self.emit(f"if {ok}:")
         if op == Op.IDIV_I:
             self.set_r(a, f"idiv_i({self.r(b)}, {self.r(c)})", 1)
@@ -655,6 +769,7 @@ class _ProgramEmitter:
         self.set_r(a, self.r(c), 1)
         # R[a] keeps its old value and validity on rows where the SELECT does not fire
         self.emit(f"p{self.k}v{a} = {self.v(c)}", 1, assigns=f"p{self.k}v{a}")
+        self.set_o(a, self.o(c), 1)
         if keep_static:
             self.static.add(a)
         else:
@@ -686,6 +801,8 @@ class _ProgramEmitter:
         else:
             self.emit(f"if not {va}:")
             self.emit(f"counts[{q}, 1] += 1", 1)
+            if a in self.tainted:
+                self.emit(f"counts[{q}, 2] += {self.o(a)}", 1)
             self.emit(f"if ({va} & ({ra} == 0)) | ((not {va}) & s{k}):")
         for stmt in (f"out_rule[pos] = {q}", "out_row[pos] = row_base + i", "pos += 1",
                      f"counts[{q}, 0] += 1"):
@@ -741,9 +858,11 @@ class _ShapeEmitter(_ProgramEmitter):
         if va == _TRUE:
             self.emit(f"bad = {ra} == 0")
             self.emit("nul = False")
+            self.emit("ofl = False")
         else:
             self.emit(f"bad = ({va} & ({ra} == 0)) | ((not {va}) & s0)")
             self.emit(f"nul = not {va}")
+            self.emit(f"ofl = (not {va}) & {self.o(a)}" if a in self.tainted else "ofl = False")
         if not last:
             self.emit(f"g0 = {len(self.prog.code)}")
 
@@ -800,13 +919,15 @@ def _body(lines: list[_Line], reads: set[str], indent: int) -> list[str]:
             if line.assigns is None or line.assigns in reads]
 
 
-def _merged_inits(k: int, merged: set[int], reads: set[str]) -> list[str]:
+def _merged_inits(k: int, merged: set[int], reads: set[str], tainted: set[int] = frozenset()) -> list[str]:
     out = []
     for reg in sorted(merged):
         if f"p{k}r{reg}" in reads:
             out.append(f"p{k}r{reg} = np.int64(0)")
         if f"p{k}v{reg}" in reads:
             out.append(f"p{k}v{reg} = False")
+    # taint flags: defined on every path (a register's taint may be set on one branch only)
+    out += [f"p{k}o{reg} = False" for reg in sorted(tainted) if f"p{k}o{reg}" in reads]
     return out
 
 
@@ -829,7 +950,7 @@ def generate(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | N
         body.append(_Line(0, f"# rule {k}"))     # an index: no user text enters kernel source
         emitter = _SetEmitter(k, rset, nullable, reads, body)
         emitter.generate()
-        inits += _merged_inits(k, emitter.merged, reads)
+        inits += _merged_inits(k, emitter.merged, reads, emitter.tainted)
 
     ncols, nluts, nprog = len(rset.columns), len(rset.luts), len(rset.programs)
     nulls = [g for g in range(ncols) if nullable[g]]
@@ -905,7 +1026,7 @@ def generate_shape(prog: Program, nullable: Sequence[bool]) -> str:
                  for j in sorted(int(x[1:]) for x in reads if x[0] == "k" and x[1:].isdigit())]
     for c in range(nluts):
         per_rule += [f"t{c}s = lutstart[q, {c}]", f"t{c}n = lutlen[q, {c}] - 1"]
-    per_rule += ["s0 = strict[q] != 0"] + _merged_inits(0, emitter.merged, reads)
+    per_rule += ["s0 = strict[q] != 0"] + _merged_inits(0, emitter.merged, reads, emitter.tainted)
     out += ["    nrules = colmap.shape[0]",
             f"    flags = np.empty({SHAPE_BLOCK}, dtype=np.uint8)",
             f"    valid = np.empty((max(vcols.shape[0], 1), {SHAPE_BLOCK}), dtype=np.uint8)",
@@ -923,9 +1044,9 @@ def generate_shape(prog: Program, nullable: Sequence[bool]) -> str:
     out += ["            " + x for x in per_rule]
     # slices with a 0-based index: LLVM then knows the trip count and can vectorize
     out += [f"            v{b} = w{b}[start:end]" for b in range(ncols)]
-    out += ["            nbad = 0", "            nnul = 0", "            for j in range(end - start):"]
+    out += ["            nbad = 0", "            nnul = 0", "            nofl = 0", "            for j in range(end - start):"]
     if len(prog.code) and prog.code[-1][0] != Op.RET or sum(int(op == Op.RET) for op in prog.code[:, 0]) > 1:
-        out += ["                bad = False", "                nul = False"]
+        out += ["                bad = False", "                nul = False", "                ofl = False"]
     for b in range(ncols):
         out.append(f"                x{b} = v{b}[j]")
         if nullable[b]:
@@ -934,7 +1055,9 @@ def generate_shape(prog: Program, nullable: Sequence[bool]) -> str:
     out += ["                flags[j] = bad",
             "                nbad += bad",
             "                nnul += nul",
+            "                nofl += ofl",
             "            counts[q, 1] += nnul",
+            "            counts[q, 2] += nofl",
             "            if nbad:",
             "                counts[q, 0] += nbad",
             "                for j in range(end - start):",
@@ -1202,7 +1325,7 @@ class Scratch:
         self.rows = np.empty(size, dtype=np.int64)
 
 
-Outcome = tuple[np.ndarray, list[list[np.ndarray]]]     # counts (rules, 2), row-id chunks per rule
+Outcome = tuple[np.ndarray, list[list[np.ndarray]]]     # counts (rules, 3), row-id chunks per rule
 
 
 class Plan:
@@ -1286,7 +1409,7 @@ class _RowBound(Bound):
         self.kernel, self.args, self.nrules = kernel, args, nrules
 
     def run(self, lo: int, hi: int, row_base: int, scratch: Scratch) -> Outcome:
-        counts = np.zeros((self.nrules, 2), dtype=np.int64)
+        counts = np.zeros((self.nrules, 3), dtype=np.int64)   # violations, NULL, overflow NULL
         chunks: list[list[np.ndarray]] = [[] for _ in range(self.nrules)]
         while lo < hi:
             lo, pos = self.kernel.fn(lo, hi, row_base, *self.args, counts,
@@ -1335,10 +1458,10 @@ class _ShapeBound(Bound):
             self.groups.append((kernel, args, members))
 
     def run(self, lo: int, hi: int, row_base: int, scratch: Scratch) -> Outcome:
-        counts = np.zeros((self.nrules, 2), dtype=np.int64)
+        counts = np.zeros((self.nrules, 3), dtype=np.int64)   # violations, NULL, overflow NULL
         chunks: list[list[np.ndarray]] = [[] for _ in range(self.nrules)]
         for kernel, args, members in self.groups:
-            part = np.zeros((len(members), 2), dtype=np.int64)
+            part = np.zeros((len(members), 3), dtype=np.int64)
             start, q = lo, 0
             while start < hi:
                 start, q, pos = kernel.fn(start, hi, q, row_base, *args, part,

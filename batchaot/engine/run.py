@@ -66,6 +66,7 @@ class RuleOutcome:
     rows: int = 0
     violations: int = 0
     nulls: int = 0                       # rows whose predicate was NULL
+    overflows: int = 0                   # ... of which an integer overflow made NULL
     zero_tick: bool = False
     row_chunks: list = field(default_factory=list)
 
@@ -326,6 +327,7 @@ class Executor:
                 res.row_chunks.extend(chunks[r])
 
     def _scratch_for(self, nrules: int, part: int) -> fused.Scratch:
+                res.overflows += int(counts[r, 2])
         # one buffer per (rule count, thread slot): ranges of one batch never share one
         key = (nrules, part)
         if key not in self._scratch:
@@ -349,25 +351,27 @@ class Executor:
                 out = np.empty(hi - lo, dtype=np.int64)
                 found = []
                 for k, prog in items:
-                    nviol, nnull = self.run_program(prog, inputs, row_base, out, lo, hi, (R, V))
-                    found.append((k, nviol, nnull, out[:nviol].copy() if nviol else None))
+                    nviol, nnull, novf = self.run_program(prog, inputs, row_base, out, lo, hi, (R, V))
+                    found.append((k, nviol, nnull, novf, out[:nviol].copy() if nviol else None))
                 return found
 
             for found in self._map(work, [(p, lo, hi) for p, (lo, hi) in enumerate(ranges)]):
-                for k, nviol, nnull, rows in found:
+                for k, nviol, nnull, novf, rows in found:
                     outcomes[k].violations += nviol
                     outcomes[k].nulls += nnull
                     if rows is not None:
                         outcomes[k].row_chunks.append(rows)
         finally:
+                    outcomes[k].overflows += novf
             for regs, valid in reversed(taken):
                 self.pool.give(valid)
                 self.pool.give(regs)
 
     def run_program(self, prog: Program, inputs: _BatchInputs, row_base: int,
                     out: np.ndarray, lo: int = 0, hi: int | None = None,
-                    registers: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, int]:
-        """Run one program with the VM over rows [lo, hi) of the batch (default: all)."""
+                    registers: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, int, int]:
+        """Run one program with the VM over rows [lo, hi) of the batch (default: all):
+        (violations, NULL verdicts, NULL verdicts from an integer overflow)."""
         hi = inputs.batch.num_rows if hi is None else hi
         loaded = [inputs.column(name, t) for name, t in prog.columns]
         luts = [inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result, wide=True)

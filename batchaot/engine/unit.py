@@ -29,7 +29,7 @@ from ..io.units import WorkUnit, read_unit
 from .run import Executor, RuleOutcome
 from .stats import row_group_proofs
 
-COUNT_FIELDS = ("rows", "violations", "nulls")
+COUNT_FIELDS = ("rows", "violations", "nulls", "overflows")
 
 
 @dataclass
@@ -39,7 +39,7 @@ class UnitResult:
     unit: str
     path: str
     rows: int
-    counts: pa.RecordBatch | None        # rule, rows, violations, nulls
+    counts: pa.RecordBatch | None        # rule, rows, violations, nulls, overflows
     part: str | None                     # violations part file, if any row failed
     error: str | None = None
     seconds: float = 0.0
@@ -220,6 +220,7 @@ class UnitRunner:
             if o.violations and sink.enabled:
                 schema = sink.schema or violation_schema(batch.schema, self.columns)
                 sink.write(violation_rows(batch, schema, prog.name, prog.column_names,
+            total.overflows += o.overflows
                                           o.row_ids, first_row, unit.path))
 
     def _check_columns(self, batch: pa.RecordBatch, unit: WorkUnit) -> None:

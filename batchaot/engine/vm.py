@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..compiler.opcodes import Op
+from ..compiler.opcodes import KINDS, Op
 from .buffers import i64_at, u8_at
 
 BLOCK = 2048
@@ -34,8 +34,17 @@ EQ_F, NE_F, LT_F, LE_F, GT_F, GE_F = (int(Op.EQ_F), int(Op.NE_F), int(Op.LT_F), 
 NOT, AND, OR, ISNULL, NOTNULL = int(Op.NOT), int(Op.AND), int(Op.OR), int(Op.ISNULL), int(Op.NOTNULL)
 COALESCE, SELECT, LUT = int(Op.COALESCE), int(Op.SELECT), int(Op.LUT)
 JMP, JALLF, JALLT, JNONET, RET = int(Op.JMP), int(Op.JALLF), int(Op.JALLT), int(Op.JNONET), int(Op.RET)
+NARROW_I = int(Op.NARROW_I)
+
+# How a result's overflow taint follows its inputs' (run()): 0 the opcode sets it itself
+# or writes no register, 1 from R[B], 2 from R[B] and R[C]. Derived from the operand kinds.
+_SELF_TAINTING = {Op.LOAD, Op.LOADK, Op.MOV, Op.ADD_I, Op.SUB_I, Op.MUL_I, Op.IDIV_I, Op.MOD_I,
+                  Op.NEG_I, Op.ABS_I, Op.NARROW_I, Op.F2I, Op.SELECT}
+TAINT_RULE = np.array([0 if op in _SELF_TAINTING or KINDS[op][0] != "R" or KINDS[op][1] != "R"
+                       else (2 if KINDS[op][2] == "R" else 1) for op in Op], dtype=np.uint8)
 
 _I64_MIN = -(2 ** 63)
+_I64_MAX = 2 ** 63 - 1
 _TWO63 = 9.223372036854775808e18
 
 
@@ -89,10 +98,75 @@ def round_digits(x: float, d: int) -> float:
     return math.copysign(t, x)
 
 
+# Integer overflow gives NULL (DuckDB's TRY). numba emits signed arithmetic with LLVM's
+# nsw flag, so an overflowing x + y is undefined, not wrapped: every check below tests
+# the operands *before* computing, and callers compute only where the check passed.
+
+@njit(inline="always")
+def add_ok(x: int, y: int) -> bool:
+    return (x <= _I64_MAX - y) if y > 0 else (x >= _I64_MIN - y)
+
+
+@njit(inline="always")
+def sub_ok(x: int, y: int) -> bool:
+    return (x >= _I64_MIN + y) if y > 0 else (x <= _I64_MAX + y)
+
+
+@njit(inline="always")
+def _magnitude(x: int) -> np.uint64:
+    return np.uint64(-(x + 1)) + np.uint64(1) if x < 0 else np.uint64(x)
+
+
+@njit(inline="always")
+def mul_ok(x: int, y: int) -> bool:
+    if -2147483648 <= x <= 2147483647 and -2147483648 <= y <= 2147483647:
+        return True                       # the common case: no division
+    ux, uy = _magnitude(x), _magnitude(y)
+    if ux == 0:
+        return True
+    limit = np.uint64(2 ** 63) if (x < 0) != (y < 0) else np.uint64(2 ** 63 - 1)
+    return uy <= limit // ux
+
+
+@njit(inline="always")
+def narrow_ok(x: int, code: int) -> bool:
+    """Whether x fits the integer type `code` (enum ba_int: 0 int64, 1 int8, 2 int16,
+    3 int32, 4 uint8, 5 uint16, 6 uint32, 7 uint64)."""
+    if code == 1:
+        return -128 <= x <= 127
+    if code == 2:
+        return -32768 <= x <= 32767
+    if code == 3:
+        return -2147483648 <= x <= 2147483647
+    if code == 4:
+        return 0 <= x <= 255
+    if code == 5:
+        return 0 <= x <= 65535
+    if code == 6:
+        return 0 <= x <= 4294967295
+    if code == 7:
+        return x >= 0
+    return True
+
+
+@njit(inline="always")
+def idiv_ok(x: int, y: int) -> bool:
+    return y != 0 and not (y == -1 and x == _I64_MIN)
+
+
+@njit(inline="always")
+def mod_i(x: int, y: int) -> int:
+    """x % y with the sign of x, for y != 0 (MIN % -1 is 0, not an overflow)."""
+    if y == -1:
+        return 0
+    return x - idiv_trunc(x, y) * y
+
+
 @njit(inline="always")
 def idiv_trunc(x: int, y: int) -> int:
+    """x // y truncated toward zero; callers exclude y = 0 and MIN // -1 (idiv_ok)."""
     if y == -1:
-        return -x            # wraps for INT64_MIN, as the C optimizer does
+        return -x
     q = x // y
     if q < 0 and q * y != x:
         q += 1               # Python floors; SQL truncates toward zero
@@ -111,6 +185,8 @@ def round_int(x: int, d: int) -> int:
     r = x - q * m
     if 2 * abs(r) >= m:
         q += 1 if x > 0 else -1
+    if not mul_ok(q, m):              # only at the very ends of int64: stay in range
+        q -= 1 if x > 0 else -1
     return q * m
 
 
@@ -140,11 +216,24 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
     validity bitmap at bm_addr[i] with bit offset bitoffs[i] (-1: no NULLs). Lookup
     table c: values at lv_addr[c], validity at lm_addr[c] (see engine/buffers.py).
     R/V: register values and validity, shape (nregs, BLOCK). Returns (violations,
-    rows whose verdict is NULL).
+    rows whose verdict is NULL, rows whose verdict is NULL because an integer overflowed).
+
+    Overflow taint: where a program can overflow (it has a TAINTS opcode), T[r, i] marks
+    a NULL in register r that an overflow produced; it travels with NULLs through the
+    program (an operation that gives a non-NULL result clears it), so the verdict's
+    taint says whether the row's NULL verdict is an overflow's.
     """
     F = R.view(np.float64)
     nviol = 0
     nnull = 0
+    novf = 0
+    taint = False
+    for pc in range(code.shape[0]):
+        op = code[pc, 0]
+        if op == ADD_I or op == SUB_I or op == MUL_I or op == IDIV_I or op == NEG_I or op == ABS_I \
+                or op == NARROW_I or op == F2I:
+            taint = True
+    T = np.zeros((R.shape[0] if taint else 1, BLOCK), dtype=np.uint8)
     for start in range(0, nrows, BLOCK):
         n = min(BLOCK, nrows - start)
         pc = 0
@@ -166,46 +255,63 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                     for i in range(n):
                         bit = off + start + i
                         V[a, i] = (bm[bit >> 3] >> (bit & 7)) & 1
+                if taint:
+                    T[a, :n] = 0
             elif op == LOADK:
                 R[a, :n] = kval[b]
                 V[a, :n] = kvalid[b]
+                if taint:
+                    T[a, :n] = 0
             elif op == MOV:
                 R[a, :n] = R[b, :n]
                 V[a, :n] = V[b, :n]
+                if taint:
+                    T[a, :n] = T[b, :n]
             elif op == NOP:
                 pass
-            elif op == ADD_I:
-                for i in range(n):
-                    R[a, i] = R[b, i] + R[c, i]
-                    V[a, i] = V[b, i] & V[c, i]
-            elif op == SUB_I:
-                for i in range(n):
-                    R[a, i] = R[b, i] - R[c, i]
-                    V[a, i] = V[b, i] & V[c, i]
-            elif op == MUL_I:
-                for i in range(n):
-                    R[a, i] = R[b, i] * R[c, i]
-                    V[a, i] = V[b, i] & V[c, i]
-            elif op == IDIV_I or op == MOD_I:
-                for i in range(n):
-                    y = R[c, i]
-                    ok = V[b, i] & V[c, i] & (y != 0)
-                    V[a, i] = ok
-                    if ok:
-                        x = R[b, i]
-                        q = idiv_trunc(x, y)
-                        R[a, i] = q if op == IDIV_I else x - q * y
-                    else:
-                        R[a, i] = 0
-            elif op == NEG_I:
-                for i in range(n):
-                    R[a, i] = -R[b, i]
-                    V[a, i] = V[b, i]
-            elif op == ABS_I:
+            elif op == ADD_I or op == SUB_I or op == MUL_I:
                 for i in range(n):
                     x = R[b, i]
-                    R[a, i] = -x if x < 0 else x
-                    V[a, i] = V[b, i]
+                    y = R[c, i]
+                    vin = V[b, i] & V[c, i]
+                    if op == ADD_I:
+                        fits = add_ok(x, y)
+                        R[a, i] = x + y if fits else 0
+                    elif op == SUB_I:
+                        fits = sub_ok(x, y)
+                        R[a, i] = x - y if fits else 0
+                    else:
+                        fits = mul_ok(x, y)
+                        R[a, i] = x * y if fits else 0
+                    V[a, i] = vin & fits
+                    T[a, i] = T[b, i] | T[c, i] | (vin & (not fits))   # taint: these ops are sources
+            elif op == IDIV_I or op == MOD_I:
+                for i in range(n):
+                    x = R[b, i]
+                    y = R[c, i]
+                    vin = V[b, i] & V[c, i]
+                    fits = (y != -1) | (x != _I64_MIN) | (op == MOD_I)
+                    ok = vin & (y != 0) & fits
+                    V[a, i] = ok
+                    if ok:
+                        R[a, i] = idiv_trunc(x, y) if op == IDIV_I else mod_i(x, y)
+                    else:
+                        R[a, i] = 0
+                    if taint:
+                        T[a, i] = T[b, i] | T[c, i] | (vin & (not fits))
+            elif op == NEG_I or op == ABS_I or op == NARROW_I:
+                for i in range(n):
+                    x = R[b, i]
+                    fits = narrow_ok(x, c) if op == NARROW_I else x != _I64_MIN
+                    if op == NEG_I:
+                        R[a, i] = -x if fits else 0
+                    elif op == ABS_I:
+                        R[a, i] = (-x if x < 0 else x) if fits else 0
+                    else:
+                        R[a, i] = x
+                    V[a, i] = V[b, i] & fits
+                    if taint:
+                        T[a, i] = T[b, i] | (V[b, i] & (not fits))
             elif op == ROUND_I:
                 for i in range(n):
                     R[a, i] = round_int(R[b, i], c)
@@ -255,9 +361,11 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
             elif op == F2I:
                 for i in range(n):
                     x = np.rint(F[b, i])
-                    ok = V[b, i] & (x >= -_TWO63) & (x < _TWO63)
+                    fits = (x >= -_TWO63) & (x < _TWO63)
+                    ok = V[b, i] & fits
                     V[a, i] = ok
                     R[a, i] = np.int64(x) if ok else 0
+                    T[a, i] = T[b, i] | (V[b, i] & (not fits))     # a source: T is full-size
             elif op == EQ_I:
                 for i in range(n):
                     R[a, i] = R[b, i] == R[c, i]
@@ -343,6 +451,8 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                     if V[b, i] and R[b, i] != 0:
                         R[a, i] = R[c, i]
                         V[a, i] = V[c, i]
+                        if taint:
+                            T[a, i] = T[c, i]
             elif op == LUT:
                 lv = i64_at(lv_addr, lv_len, c)
                 lm = u8_at(lm_addr, lm_len, c)
@@ -384,10 +494,19 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                     valid = V[a, i]
                     if not valid:
                         nnull += 1
+                        if taint:
+                            novf += T[a, i]
                     if (valid and R[a, i] == 0) or (strict and not valid):
                         out[nviol] = row_base + start + i
                         nviol += 1
                 break
             else:
                 raise ValueError("unknown opcode")
-    return nviol, nnull
+            if taint and TAINT_RULE[op] != 0:
+                # a NULL in the result is an overflow's if it came from a tainted input
+                # (SOURCES above set their own; AND/OR/COALESCE/IS NULL results that are
+                # not NULL carry no taint)
+                for i in range(n):
+                    t = T[b, i] | (T[c, i] if TAINT_RULE[op] == 2 else 0)
+                    T[a, i] = t & (V[a, i] == 0)
+    return nviol, nnull, novf
