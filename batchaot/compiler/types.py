@@ -71,12 +71,12 @@ def from_arrow(t: pa.DataType) -> Type:
     if pa.types.is_boolean(t):
         return BOOL
     if pa.types.is_integer(t):
-        if pa.types.is_uint64(t):
-            raise UnsupportedType(f"{t} (values above 2^63 do not fit int64)")
+        # uint64 too: its values below 2^63 are bigints; engine/columns.py refuses a batch
+        # holding a larger one (naming the column) rather than wrap it negative
         return INT
     if pa.types.is_floating(t):
         return FLOAT
-    if pa.types.is_decimal(t):
+    if pa.types.is_decimal(t):         # decimal32/64/128/256 alike: the value is what counts
         if t.precision > MAX_DECIMAL_PRECISION:
             raise UnsupportedType(f"{t}: precision above {MAX_DECIMAL_PRECISION} cannot be "
                                   "held exactly; CAST it to DOUBLE in the rule if rounding is acceptable")

@@ -83,20 +83,53 @@ def _words(arr: pa.Array, typ: T.Type) -> np.ndarray:
     if pa.types.is_floating(t):
         return _data(arr, t.to_pandas_dtype()).astype(np.float64, copy=False).view(np.int64)
     if pa.types.is_decimal(t):
-        # decimal128 is two little-endian int64 words; precision <= 18 fits the low word
-        raw = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=2 * (arr.offset + len(arr)))
-        return raw[2 * arr.offset::2].copy()
+        return _decimal_words(arr)
     if pa.types.is_date64(t):
-        return np.floor_divide(_data(arr, np.int64), 86_400_000)
+        # DuckDB reads date64 milliseconds as days truncated toward zero (-1 ms is 1970-01-01)
+        ms = _data(arr, np.int64)
+        days = np.floor_divide(ms, _MS_PER_DAY)
+        days += (ms < 0) & (days * _MS_PER_DAY != ms)
+        return days
     if pa.types.is_date32(t):
         return _data(arr, np.int32)
     if pa.types.is_timestamp(t):
         return _data(arr, np.int64)
     if pa.types.is_integer(t):
         values = _data(arr, t.to_pandas_dtype())
-        # uint64 wraps to int64 words, as it always has; narrower types stay as they are
-        return values.view(np.int64) if values.dtype == np.uint64 else values
+        if values.dtype == np.uint64:
+            return _uint64_words(arr, values)
+        return values                    # narrower types stay as they are (LAYOUTS)
     raise DataError(f"cannot load Arrow type {t}")
+
+
+_MS_PER_DAY = 86_400_000
+# Bytes per value of each decimal width: the value is a little-endian two's-complement
+# integer of that many bytes. Precision <= 18 (the only one the binder accepts) always
+# fits the lowest 8 bytes, which hold it exactly (the higher words only repeat its sign).
+_DECIMAL_BYTES = {32: 4, 64: 8, 128: 16, 256: 32}
+
+
+def _decimal_words(arr: pa.Array) -> np.ndarray:
+    t = arr.type
+    width = _DECIMAL_BYTES[t.bit_width]
+    n = arr.offset + len(arr)
+    if width == 4:
+        return np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n)[arr.offset:]
+    words = width // 8
+    raw = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=words * n)
+    return raw[words * arr.offset::words].copy() if words > 1 else raw[arr.offset:]
+
+
+def _uint64_words(arr: pa.Array, values: np.ndarray) -> np.ndarray:
+    """uint64 values as bigints: exact below 2^63; a larger (valid) value is refused
+    rather than wrapped negative."""
+    signed = values.view(np.int64)
+    if len(signed) and signed.min() < 0:
+        bad = pc.max(arr).as_py()
+        if bad is not None and bad >= 1 << 63:
+            raise DataError(f"uint64 value {bad} is above 2^63-1, the largest BIGINT; "
+                            "rules read uint64 columns whose values fit a BIGINT")
+    return signed
 
 
 def load(arr: pa.Array, typ: T.Type) -> Loaded:
@@ -147,6 +180,7 @@ def _identity(n: int) -> np.ndarray:
 def _load_strings(arr: pa.Array) -> Loaded:
     if pa.types.is_null(arr.type):
         arr = arr.cast(pa.string())
+    arr = _plain_strings(arr)
     if not pa.types.is_dictionary(arr.type):
         distinct, valid = _sample_distinct(arr), _sample_valid(arr)
         if valid > 64 and distinct > DIRECT_DISTINCT_RATIO * valid:
@@ -164,6 +198,18 @@ def _load_strings(arr: pa.Array) -> Loaded:
     bitmap, off = _validity(codes)
     values = _words(codes, T.Type(T.Kind.INT))
     return Loaded(np.ascontiguousarray(values), bitmap, off, arr.dictionary.cast(pa.string()))
+
+
+def _plain_strings(arr: pa.Array) -> pa.Array:
+    """string_view (values or a dictionary's) → string, once per batch: the string
+    kernels and pyarrow.compute read offsets-and-data layouts only."""
+    t = arr.type
+    if pa.types.is_dictionary(t) and pa.types.is_string_view(t.value_type):
+        return pa.DictionaryArray.from_arrays(arr.indices, _plain_strings(arr.dictionary))
+    if pa.types.is_string_view(t):
+        big = arr.nbytes >= 1 << 31
+        return arr.cast(pa.large_string() if big else pa.string())
+    return arr
 
 
 def to_words(arr: pa.Array | pa.Scalar, typ: T.Type, length: int) -> tuple[np.ndarray, np.ndarray]:

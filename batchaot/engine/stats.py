@@ -13,8 +13,7 @@ every number.
 """
 from __future__ import annotations
 
-import datetime as dt
-import decimal
+import json
 import struct
 from dataclasses import dataclass
 from itertools import product
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 
 from ..compiler.opcodes import JUMPS, Op
 from ..compiler.program import Program
+from ..compiler.types import UnsupportedType, from_arrow
 
 # Values are ordered by key: (0, number) for numbers, (1, 0) for NaN (above them all).
 NAN_KEY = (1, 0)
@@ -116,43 +116,95 @@ def compare(op: str, a: Abstract, b: Abstract) -> Abstract:
 
 # -- statistics → abstract column values ----------------------------------------------
 
-_EPOCH = dt.date(1970, 1, 1)
 _TS_SCALE = {"timestamp_s": 0, "timestamp_ms": 3, "timestamp": 6, "timestamp_ns": 9}
+_PARQUET_UNIT = {"milliseconds": 3, "microseconds": 6, "nanoseconds": 9}
 
 
-def _key(value, type_text: str):
-    """A statistics min/max as an ordering key in the VM's representation, or None."""
-    if isinstance(value, bool):
-        return (0, int(value))
-    if type_text == "double":
-        return (0, float(value))
-    if type_text == "date" and isinstance(value, dt.date):
-        return (0, (value - _EPOCH).days)
-    if type_text in _TS_SCALE and isinstance(value, dt.datetime):
-        delta = value.replace(tzinfo=None) - dt.datetime(1970, 1, 1)
-        micros = (delta.days * 86400 + delta.seconds) * 10 ** 6 + delta.microseconds
-        scale = _TS_SCALE[type_text]
-        return (0, micros * 10 ** (scale - 6) if scale >= 6 else micros // 10 ** (6 - scale))
-    if type_text.startswith("decimal(") and isinstance(value, decimal.Decimal):
-        scale = int(type_text[:-1].split(",")[1])
-        return (0, int(value.scaleb(scale)))
-    if type_text in ("bigint", "boolean") and isinstance(value, int):
-        return (0, value)
-    return None
+def _logical(stats) -> dict:
+    try:
+        return json.loads(stats.logical_type.to_json())
+    except (ValueError, AttributeError):
+        return {}
+
+
+def _bounds(stats, type_text: str) -> tuple[tuple, tuple] | None:
+    """A statistics (min, max) as ordering keys in the VM's representation, or None when
+    they cannot be trusted to bound every value.
+
+    Read from the *physical* values (``min_raw``), never through Python conversions
+    (a nanosecond timestamp has no datetime, a time zone would shift a wall clock):
+    timestamps are UTC instants in Parquet's unit, dates days, decimals unscaled integers.
+    """
+    physical = stats.physical_type
+    logical = _logical(stats)
+    kind = logical.get("Type", "None")
+    lo, hi = stats.min_raw, stats.max_raw
+    if physical in ("INT96", "BYTE_ARRAY") and kind != "Decimal":
+        return None          # INT96: no defined order; strings: old writers got them wrong
+    if kind == "Decimal":
+        if not type_text.startswith("decimal(") or int(type_text[:-1].split(",")[1]) != logical.get("scale"):
+            return None
+        if isinstance(lo, bytes):
+            lo, hi = (int.from_bytes(v, "big", signed=True) for v in (lo, hi))
+    elif type_text == "double":
+        if physical not in ("FLOAT", "DOUBLE") or lo != lo or hi != hi:
+            return None      # a NaN bound (a hostile or old writer) orders nothing
+    elif type_text == "date":
+        if kind != "Date":
+            return None
+    elif type_text in _TS_SCALE:
+        unit = _PARQUET_UNIT.get(logical.get("timeUnit", ""))
+        if kind != "Timestamp" or unit is None:
+            return None
+        lo, hi = _rescale(lo, unit, _TS_SCALE[type_text], floor=True), \
+            _rescale(hi, unit, _TS_SCALE[type_text], floor=False)
+    elif type_text == "boolean":
+        if physical != "BOOLEAN":
+            return None
+    elif type_text == "bigint":
+        if physical not in ("INT32", "INT64") or kind not in ("None", "Int"):
+            return None
+        if kind == "Int" and not logical.get("isSigned", True):
+            return None      # unsigned: old writers stored (and ordered) them signed
+    else:
+        return None
+    if isinstance(lo, bool) or isinstance(hi, bool):
+        lo, hi = int(lo), int(hi)
+    if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float))) or lo > hi:
+        return None          # min above max: the statistics lie; trust nothing
+    return (0, lo), (0, hi)
+
+
+def _rescale(value: int, unit: int, target: int, floor: bool) -> int:
+    """A tick count in 10^-unit s as one in 10^-target s, rounded outward (a bound
+    stays a bound)."""
+    if target >= unit:
+        return value * 10 ** (target - unit)
+    q, r = divmod(value, 10 ** (unit - target))
+    return q if floor or r == 0 else q + 1
 
 
 def column_abstract(stats, type_text: str, arrow_type: pa.DataType, rows: int) -> Abstract:
+    """What a row group's statistics say about one column: unknown (TOP) unless they are
+    there and can be trusted. Missing min/max bound nothing, a float column may hold
+    NaN whatever they say (Parquet statistics leave NaN out), unsigned and string
+    statistics are never trusted."""
     if stats is None or not stats.has_null_count:
         return TOP
     nulls = stats.null_count
-    if nulls >= rows:
+    if nulls < 0 or nulls > rows:
+        return TOP
+    if nulls == rows:
         return Abstract(null=True, valid=False)
-    unsigned = pa.types.is_unsigned_integer(arrow_type)   # old writers stored them signed
-    if not stats.has_min_max or unsigned or type_text == "varchar":
+    if not stats.has_min_max or pa.types.is_unsigned_integer(arrow_type) or type_text == "varchar":
         return Abstract(null=nulls > 0)
-    lo, hi = _key(stats.min, type_text), _key(stats.max, type_text)
-    if lo is None or hi is None:
+    try:
+        bounds = _bounds(stats, type_text)
+    except (ValueError, TypeError, OverflowError, pa.ArrowException):
+        bounds = None
+    if bounds is None:
         return Abstract(null=nulls > 0)
+    lo, hi = bounds
     if type_text == "double":
         hi = NAN_KEY          # statistics ignore NaN; it may be there
     return Abstract(lo, hi, null=nulls > 0, valid=True)
@@ -232,17 +284,28 @@ def row_group_proofs(meta: pq.FileMetaData, schema: pa.Schema, programs: list[Pr
                      row_group: int) -> list[bool]:
     """For one row group, which programs its statistics prove TRUE on every row."""
     rg = meta.row_group(row_group)
-    index = {rg.column(j).path_in_schema: j for j in range(rg.num_columns)}
+    paths = [rg.column(j).path_in_schema for j in range(rg.num_columns)]
+    index = {p: j for j, p in enumerate(paths) if paths.count(p) == 1}   # ambiguous: unknown
     out = []
     for prog in programs:
         cols = []
         for name, type_text in prog.columns:
             j = index.get(name)
-            field = schema.field(name) if name in schema.names else None
-            if j is None or field is None:
-                cols.append(TOP)
+            field = schema.field(name) if schema.get_all_field_indices(name) == [schema.get_field_index(name)] \
+                and name in schema.names else None
+            if j is None or field is None or not _bound_as(field.type, type_text):
+                cols.append(TOP)     # missing, nested, or not the type the rule was compiled for
                 continue
             stats = rg.column(j).statistics
             cols.append(column_abstract(stats, type_text, field.type, rg.num_rows))
         out.append(proves_true(prog, cols))
     return out
+
+
+def _bound_as(arrow_type: pa.DataType, type_text: str) -> bool:
+    """Whether this file's column is what the program was compiled for: else reading it
+    fails (naming the column), and its statistics must not prove that away."""
+    try:
+        return str(from_arrow(arrow_type)) == type_text
+    except UnsupportedType:
+        return False

@@ -1,9 +1,16 @@
-"""Data files → Arrow tables. The format comes from the extension unless given."""
+"""Data files → Arrow tables. The format comes from the extension unless given.
+
+CSV and JSONL files may be compressed (``orders.csv.gz``, ``.bz2``, ``.zst``, ``.lz4``):
+pyarrow decompresses them as a stream. Text formats are read in 64 MiB blocks, so a
+single value of up to that size (a 10 MB string cell) reads as any other, and the column
+types a CSV gets are the same whether ``validate`` reads it whole or ``submit`` streams it.
+"""
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -19,69 +26,199 @@ FORMATS = {
     ".arrow": "ipc", ".feather": "ipc", ".ipc": "ipc",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
 }
+# Compressed text files pyarrow decompresses while reading (by the file's extension).
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
+TEXT_FORMATS = ("csv", "jsonl")
+BLOCK_BYTES = 64 << 20      # CSV/JSONL block: the longest row that can be read, and type inference's sample
+
+
+def split_compression(path: str) -> tuple[str, str | None]:
+    """(path without a compression extension, codec or None)."""
+    stem, ext = os.path.splitext(path)
+    codec = COMPRESSED.get(ext.lower())
+    return (stem, codec) if codec else (path, None)
 
 
 def infer_format(path: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
+    stem, codec = split_compression(path)
+    ext = os.path.splitext(stem)[1].lower()
     if ext not in FORMATS:
         known = ", ".join(sorted(FORMATS))
-        raise DataError(f"{path}: cannot tell the format from '{ext or 'no extension'}'; "
-                        f"use one of {known}")
-    return FORMATS[ext]
+        shown = ext + os.path.splitext(path)[1] if codec else ext
+        raise DataError(f"{path}: cannot tell the format from '{shown or 'no extension'}'; "
+                        f"use one of {known} (CSV and JSONL may end in "
+                        f"{', '.join(sorted(COMPRESSED))})")
+    fmt = FORMATS[ext]
+    if codec and fmt not in TEXT_FORMATS:
+        raise DataError(f"{path}: a {codec}-compressed {fmt} file cannot be read as it is: "
+                        f"decompress it ({fmt} files compress their own pages)")
+    return fmt
+
+
+def is_data_file(path: str) -> bool:
+    """Whether a file found in a folder is one batchaot reads (by its extension)."""
+    stem, codec = split_compression(path)
+    fmt = FORMATS.get(os.path.splitext(stem)[1].lower())
+    return fmt is not None and (codec is None or fmt in TEXT_FORMATS)
 
 
 def csv_options(path: str, options: dict | None = None) -> dict:
     """pyarrow CSV reader options from a job's `source.csv` (delimiter, header, skip_rows,
     null_values); a .tsv file defaults to tabs."""
     options = options or {}
-    delimiter = options.get("delimiter", "\t" if path.endswith(".tsv") else ",")
+    tsv = split_compression(path)[0].lower().endswith(".tsv")
+    delimiter = options.get("delimiter", "\t" if tsv else ",")
     header = options.get("header", True)
-    read = pacsv.ReadOptions(skip_rows=int(options.get("skip_rows", 0)), autogenerate_column_names=not header)
+    read = pacsv.ReadOptions(skip_rows=int(options.get("skip_rows", 0)), autogenerate_column_names=not header,
+                             block_size=BLOCK_BYTES)
     convert = pacsv.ConvertOptions(null_values=options["null_values"]) if "null_values" in options else None
     return dict(read_options=read, parse_options=pacsv.ParseOptions(delimiter=delimiter),
                 convert_options=convert)
 
 
-def read_table(path: str, fmt: str | None = None, csv: dict | None = None) -> pa.Table:
-    """Read one data file; any failure is a DataError naming the file."""
+def read_table(path: str, fmt: str | None = None, csv: dict | None = None,
+               columns: list[str] | None = None) -> pa.Table:
+    """Read one data file (only `columns` where the format allows: None reads all); any
+    failure is a DataError naming the file."""
     fmt = fmt or infer_format(path)
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     with reading(path, fmt):
         if fmt == "parquet":
-            return pq.read_table(path)
+            return pq.read_table(path, columns=columns)
         if fmt == "csv":
-            return pacsv.read_csv(path, **csv_options(path, csv))
+            return pacsv.read_csv(path, **_csv_opts(path, csv, columns))
         if fmt == "ipc":
-            return feather.read_table(path)
+            return feather.read_table(path, columns=columns)
         if fmt == "jsonl":
-            return pajson.read_json(path)
+            table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
+            return _select(table, columns, path)
     raise DataError(f"{path}: unknown format '{fmt}'")
+
+
+def _csv_opts(path: str, csv: dict | None, columns: list[str] | None) -> dict:
+    opts = csv_options(path, csv)
+    if columns:                  # an empty list would mean "all" to pyarrow
+        convert = opts["convert_options"] or pacsv.ConvertOptions()
+        convert.include_columns = columns
+        opts["convert_options"] = convert
+    return opts
+
+
+def _select(data, columns: list[str] | None, path: str):
+    if columns is None:
+        return data
+    missing = [c for c in columns if c not in data.schema.names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} that the rules read")
+    return data.select(columns)
 
 
 def iter_batches(path: str, fmt: str, columns: list[str] | None = None, csv: dict | None = None,
                  batch_rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
-    """Stream a non-Parquet file batch by batch, so a file larger than memory goes through."""
+    """Stream a non-Parquet file batch by batch, so a file larger than memory goes through.
+    Many small record batches (an IPC file written row by row) come merged."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     with reading(path, fmt):
         if fmt == "csv":
-            opts = csv_options(path, csv)
-            if columns is not None:
-                convert = opts["convert_options"] or pacsv.ConvertOptions()
-                convert.include_columns = columns
-                opts["convert_options"] = convert
-            opts["read_options"].block_size = 64 << 20
-            yield from pacsv.open_csv(path, **opts)
+            yield from coalesce(pacsv.open_csv(path, **_csv_opts(path, csv, columns)), batch_rows)
         elif fmt == "ipc":
             with pa.memory_map(path) as source:
                 reader = pa.ipc.open_file(source)
-                for i in range(reader.num_record_batches):
-                    batch = reader.get_batch(i)
-                    yield batch.select(columns) if columns is not None else batch
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+                yield from coalesce((_select(b, columns, path) for b in batches), batch_rows)
         else:
-            table = read_table(path, fmt)
-            yield from (table.select(columns) if columns is not None else table).to_batches(batch_rows)
+            table = read_table(path, fmt, columns=columns)
+            yield from table.to_batches(batch_rows)
+
+
+COALESCE_ROWS = 1 << 16
+
+
+def coalesce(batches, batch_rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
+    """Record batches, consecutive small ones merged (up to `batch_rows` rows): rules cost
+    a fixed overhead per batch, which thousands of tiny batches would multiply."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if batch.num_rows >= COALESCE_ROWS and not held:
+            yield batch
+            continue
+        held.append(batch)
+        rows += batch.num_rows
+        if rows >= COALESCE_ROWS:
+            yield from _merged(held, batch_rows)
+            held, rows = [], 0
+    if held:
+        yield from _merged(held, batch_rows)
+
+
+def _merged(batches: list[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    if len(batches) == 1:
+        yield batches[0]
+        return
+    yield from pa.Table.from_batches(batches).combine_chunks().to_batches(batch_rows)
+
+
+def rechunk(table: pa.Table, batch_rows: int = 1 << 20) -> pa.Table:
+    """A table whose columns come in many small chunks, as one chunk per column (one copy):
+    evaluation works batch by batch, and 100,000 ten-row batches would take minutes."""
+    chunks = max((col.num_chunks for col in table.columns), default=0)
+    if chunks <= 1 or table.num_rows // chunks >= COALESCE_ROWS:
+        return table
+    return table.combine_chunks()
+
+
+@dataclass
+class Piece:
+    """Consecutive rows of one source as `validate` holds them."""
+
+    source: str
+    first_row: int               # row number of the piece's first row within its source
+    rows: int
+    table: pa.Table | None       # None: Parquet row groups not decoded (see read_pieces)
+    row_groups: int = 0          # how many row groups were not decoded
+
+
+def read_pieces(path: str, columns: list[str] | None = None,
+                skip: Callable[[pq.FileMetaData, pa.Schema, int], bool] | None = None) -> list[Piece]:
+    """One file as `validate` reads it: only `columns` (None: all), and Parquet row groups
+    for which skip(metadata, arrow schema, row group) is True not decoded at all (their
+    pages are never read: row-group statistics proved every rule), as `submit` does."""
+    fmt = infer_format(path)
+    if fmt != "parquet" or skip is None:
+        table = read_table(path, fmt, columns=columns)
+        return [Piece(path, 0, table.num_rows, table)]
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    pieces: list[Piece] = []
+    with reading(path, fmt):
+        pf = pq.ParquetFile(path)
+        meta, schema = pf.metadata, pf.schema_arrow
+        row = 0
+        run: list[int] = []
+        run_skipped = None
+        for rg in range(meta.num_row_groups):
+            skipped = bool(skip(meta, schema, rg))
+            if run and skipped != run_skipped:
+                pieces.append(_piece(pf, path, run, run_skipped, row, columns))
+                row += pieces[-1].rows
+                run = []
+            run.append(rg)
+            run_skipped = skipped
+        if run:
+            pieces.append(_piece(pf, path, run, run_skipped, row, columns))
+    return pieces
+
+
+def _piece(pf: pq.ParquetFile, path: str, groups: list[int], skipped: bool, first_row: int,
+           columns: list[str] | None) -> Piece:
+    if skipped:
+        rows = sum(pf.metadata.row_group(rg).num_rows for rg in groups)
+        return Piece(path, first_row, rows, None, len(groups))
+    table = pf.read_row_groups(groups, columns=columns)
+    return Piece(path, first_row, table.num_rows, table)
 
 
 @contextmanager
@@ -101,8 +238,12 @@ def read_schema(path: str, fmt: str | None = None, csv: dict | None = None) -> p
     if fmt == "parquet" and os.path.exists(path):
         with reading(path, fmt):
             return pq.read_schema(path)
-    if fmt in ("csv", "ipc"):
-        return next(iter_batches(path, fmt, csv=csv)).schema
+    if fmt == "ipc" and os.path.exists(path):
+        with reading(path, fmt), pa.memory_map(path) as source:
+            return pa.ipc.open_file(source).schema
+    if fmt == "csv" and os.path.exists(path):
+        with reading(path, fmt):
+            return pacsv.open_csv(path, **csv_options(path, csv)).schema
     return read_table(path, fmt, csv=csv).schema
 
 

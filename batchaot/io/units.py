@@ -37,7 +37,7 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
     for item in patterns:
         if os.path.isdir(item):
             found = sorted(p for p in glob.glob(os.path.join(item, "**", "*"), recursive=True)
-                           if os.path.isfile(p) and os.path.splitext(p)[1].lower() in sources.FORMATS)
+                           if os.path.isfile(p) and sources.is_data_file(p))
         elif glob.has_magic(item):
             found = sorted(glob.glob(item, recursive=True))
         else:
@@ -86,6 +86,10 @@ def _parquet_units(index: int, path: str, unit_rows: int) -> Iterator[WorkUnit]:
         row += info.num_rows
     if group:
         yield WorkUnit(f"{index:04d}-{group[0]:04d}", path, "parquet", tuple(group), first, rows, nbytes)
+    elif meta.num_row_groups == 0:
+        # a file without row groups holds no rows: still a unit, so that it is checked
+        # (row rules pass on 0 rows, a row_count rule sees them) as an empty CSV is
+        yield WorkUnit(f"{index:04d}-0000", path, "parquet", (), 0, 0, 0)
 
 
 def read_unit(unit: WorkUnit, columns: list[str] | None = None, csv: dict | None = None,
@@ -95,8 +99,13 @@ def read_unit(unit: WorkUnit, columns: list[str] | None = None, csv: dict | None
     if unit.format != "parquet":
         yield from sources.iter_batches(unit.path, unit.format, columns, csv, batch_rows)
         return
+    if not unit.row_groups:
+        return
     with sources.reading(unit.path, "parquet"):
         pf = pq.ParquetFile(unit.path, read_dictionary=_dictionary_columns(unit.path, columns))
+        missing = [c for c in columns or () if c not in pf.schema_arrow.names]
+        if missing:
+            raise DataError(f"{unit.path}: missing column(s) {', '.join(missing)} that the rules read")
         yield from pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups),
                                    columns=columns, use_threads=threads > 1)
 
