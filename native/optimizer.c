@@ -136,7 +136,7 @@ static const value NULL_VALUE = {false, 0};
  * SQL, and a fixed pattern keeps C and the Python reference byte-identical. */
 static const uint64_t CANONICAL_NAN = 0x7ff8000000000000u;
 
-static value of_int(uint64_t u)   /* two's-complement wrap, without UB */
+static value of_int(uint64_t u)   /* the word with these bits, without UB */
 {
     value v = {true, 0};
     memcpy(&v.bits, &u, sizeof u);
@@ -174,9 +174,10 @@ static int compare_float(double x, double y)
 
 static int compare_int(int64_t x, int64_t y) { return (x > y) - (x < y); }
 
-/* ROUND_I: x to a multiple of 10^-digits, half away from zero. opcodes.def does
- * not say what happens when that multiple (or 10^-digits) leaves int64, so those
- * cases are not folded (false). */
+/* ROUND_I: x to a multiple of 10^-digits, half away from zero. Where that
+ * multiple (or 10^-digits) leaves int64, opcodes.def's general rule makes the row
+ * NULL, but ROUND_I's own row does not say so: those cases are not folded (false),
+ * the VM decides. */
 static bool round_int(int64_t x, int32_t digits, value *out)
 {
     if (digits >= 0) {
@@ -242,25 +243,67 @@ static value float_to_int(double x)
     return of_int((uint64_t)(int64_t)r);
 }
 
-/* A NULL-propagating opcode on valid inputs x, y (imm: operand C). Integer
- * arithmetic runs on uint64 so that overflow wraps instead of being UB. */
+/* Integer arithmetic that leaves int64 is NULL (DuckDB's TRY), never a wrapped
+ * value: the compiler builtins compute the exact result's low bits and say
+ * whether it fits, without UB. */
+static value add_int(int64_t x, int64_t y)
+{
+    int64_t r;
+    return __builtin_add_overflow(x, y, &r) ? NULL_VALUE : of_int((uint64_t)r);
+}
+
+static value sub_int(int64_t x, int64_t y)
+{
+    int64_t r;
+    return __builtin_sub_overflow(x, y, &r) ? NULL_VALUE : of_int((uint64_t)r);
+}
+
+static value mul_int(int64_t x, int64_t y)
+{
+    int64_t r;
+    return __builtin_mul_overflow(x, y, &r) ? NULL_VALUE : of_int((uint64_t)r);
+}
+
+/* NARROW_I: x where it fits the integer type `type` (enum ba_int), else NULL.
+ * False for a type the enum does not name: opcodes.def leaves it undefined. */
+static bool narrow_int(int64_t x, int32_t type, value *out)
+{
+    int64_t lo, hi;
+    switch (type) {
+    case BA_INT_I64: lo = INT64_MIN; hi = INT64_MAX; break;
+    case BA_INT_I8: lo = INT8_MIN; hi = INT8_MAX; break;
+    case BA_INT_I16: lo = INT16_MIN; hi = INT16_MAX; break;
+    case BA_INT_I32: lo = INT32_MIN; hi = INT32_MAX; break;
+    case BA_INT_U8: lo = 0; hi = UINT8_MAX; break;
+    case BA_INT_U16: lo = 0; hi = UINT16_MAX; break;
+    case BA_INT_U32: lo = 0; hi = UINT32_MAX; break;
+    case BA_INT_U64: lo = 0; hi = INT64_MAX; break;
+    default: return false;
+    }
+    *out = x >= lo && x <= hi ? of_int((uint64_t)x) : NULL_VALUE;
+    return true;
+}
+
+/* A NULL-propagating opcode on valid inputs x, y (imm: operand C). */
 static bool evaluate_valid(int32_t op, int64_t x, int64_t y, int32_t imm, value *out)
 {
-    const uint64_t ux = (uint64_t)x, uy = (uint64_t)y;
     const double fx = as_float(x), fy = as_float(y);
     switch (op) {
-    case BA_OP_MOV: *out = of_int(ux); return true;
-    case BA_OP_ADD_I: *out = of_int(ux + uy); return true;
-    case BA_OP_SUB_I: *out = of_int(ux - uy); return true;
-    case BA_OP_MUL_I: *out = of_int(ux * uy); return true;
-    case BA_OP_IDIV_I:   /* INT64_MIN / -1 wraps to INT64_MIN instead of trapping */
-        *out = y == 0 ? NULL_VALUE : y == -1 ? of_int(0u - ux) : of_int((uint64_t)(x / y));
+    case BA_OP_MOV: *out = of_int((uint64_t)x); return true;
+    case BA_OP_ADD_I: *out = add_int(x, y); return true;
+    case BA_OP_SUB_I: *out = sub_int(x, y); return true;
+    case BA_OP_MUL_I: *out = mul_int(x, y); return true;
+    case BA_OP_IDIV_I:   /* INT64_MIN / -1 overflows */
+        *out = y == 0 || (x == INT64_MIN && y == -1) ? NULL_VALUE : of_int((uint64_t)(x / y));
         return true;
-    case BA_OP_MOD_I:
+    case BA_OP_MOD_I:    /* INT64_MIN % -1 is 0, but computing it traps */
         *out = y == 0 ? NULL_VALUE : y == -1 ? of_int(0u) : of_int((uint64_t)(x % y));
         return true;
-    case BA_OP_NEG_I: *out = of_int(0u - ux); return true;
-    case BA_OP_ABS_I: *out = of_int(x < 0 ? 0u - ux : ux); return true;
+    case BA_OP_NEG_I: *out = x == INT64_MIN ? NULL_VALUE : of_int((uint64_t)-x); return true;
+    case BA_OP_ABS_I:
+        *out = x == INT64_MIN ? NULL_VALUE : of_int((uint64_t)(x < 0 ? -x : x));
+        return true;
+    case BA_OP_NARROW_I: return narrow_int(x, imm, out);
     case BA_OP_ROUND_I: return round_int(x, imm, out);
     case BA_OP_ADD_F: *out = of_float(fx + fy); return true;
     case BA_OP_SUB_F: *out = of_float(fx - fy); return true;
@@ -661,6 +704,8 @@ static enum fold_result fold_insn(ba_program *p, const knowledge *k, ba_insn *in
         return evaluate(in->op, b, c, in->c, &out) ? load_constant(p, in, out) : KEEP;
     if (kb || kc)
         return simplify(p, in, kb ? &b : NULL, kc ? &c : NULL);
+    if (in->op == BA_OP_NARROW_I && in->c == BA_INT_I64)
+        return move(in, in->b);    /* every int64 fits */
     return KEEP;
 }
 

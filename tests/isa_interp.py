@@ -33,6 +33,19 @@ def wrap(x: int) -> int:
     return (x + (1 << 63)) % (1 << 64) - (1 << 63)
 
 
+def exact(x: int) -> "Cell":
+    """An integer result: NULL where it does not fit int64 (overflow never wraps)."""
+    return (True, x) if INT64_MIN <= x <= INT64_MAX else NULL
+
+
+# NARROW_I's immediate: enum ba_int's values (from C) -> the numpy type to fit.
+_lib = native.lib
+NARROW_TYPES = {_lib.BA_INT_I64: np.iinfo(np.int64), _lib.BA_INT_I8: np.iinfo(np.int8),
+                _lib.BA_INT_I16: np.iinfo(np.int16), _lib.BA_INT_I32: np.iinfo(np.int32),
+                _lib.BA_INT_U8: np.iinfo(np.uint8), _lib.BA_INT_U16: np.iinfo(np.uint16),
+                _lib.BA_INT_U32: np.iinfo(np.uint32), _lib.BA_INT_U64: np.iinfo(np.uint64)}
+
+
 @dataclass
 class Column:
     words: np.ndarray   # int64 (float64 bits for float columns)
@@ -100,13 +113,16 @@ def _scalar(name: str, b: Cell, c: Cell, imm: int) -> Cell:
     fx, fy = b2f(x), b2f(y)
     with np.errstate(all="ignore"):
         match name:
-            case "ADD_I": return True, wrap(x + y)
-            case "SUB_I": return True, wrap(x - y)
-            case "MUL_I": return True, wrap(x * y)
-            case "IDIV_I": return NULL if y == 0 else (True, wrap(_trunc_div(x, y)))
-            case "MOD_I": return NULL if y == 0 else (True, wrap(x - _trunc_div(x, y) * y))
-            case "NEG_I": return True, wrap(-x)
-            case "ABS_I": return True, wrap(abs(x))
+            case "ADD_I": return exact(x + y)
+            case "SUB_I": return exact(x - y)
+            case "MUL_I": return exact(x * y)
+            case "IDIV_I": return NULL if y == 0 else exact(_trunc_div(x, y))
+            case "MOD_I": return NULL if y == 0 else exact(x - _trunc_div(x, y) * y)
+            case "NEG_I": return exact(-x)
+            case "ABS_I": return exact(abs(x))
+            case "NARROW_I":    # a type enum ba_int does not name: nothing fits
+                t = NARROW_TYPES.get(imm)
+                return (True, x) if t is not None and t.min <= x <= t.max else NULL
             case "ROUND_I":
                 if imm >= 0:
                     return True, x
@@ -114,7 +130,7 @@ def _scalar(name: str, b: Cell, c: Cell, imm: int) -> Cell:
                 q = _trunc_div(x, m)
                 if 2 * abs(x - q * m) >= m:
                     q += 1 if x >= 0 else -1
-                return True, wrap(q * m)
+                return exact(q * m)     # the general rule: overflow is NULL
             case "ADD_F": return _fl(fx + fy)
             case "SUB_F": return _fl(fx - fy)
             case "MUL_F": return _fl(fx * fy)

@@ -29,7 +29,11 @@ OPTIMIZER = native.Optimizer()
 INT64_MIN, INT64_MAX = isa.INT64_MIN, isa.INT64_MAX
 f2b = isa.f2b
 
-SPECIAL_INTS = [0, 1, -1, 2, 3, 7, -7, 10, 15, -25, 100, 12345, INT64_MIN, INT64_MAX, INT64_MIN + 1]
+SPECIAL_INTS = [0, 1, -1, 2, 3, 7, -7, 10, 15, -25, 100, 12345, INT64_MIN, INT64_MAX, INT64_MIN + 1,
+                INT64_MAX - 1, 127, 128, -128, -129, 255, 256, 65535, -32769, 2**31 - 1, -2**31,
+                2**32, 3037000499, -3037000500, 2**62, -2**62]
+# NARROW_I's immediates: every type of enum ba_int (numbers from C)
+INT_TYPES = [getattr(native.lib, f"BA_INT_{t}") for t in ("I64", "I8", "I16", "I32", "U8", "U16", "U32", "U64")]
 SPECIAL_FLOATS = [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 0.1, 3.0, 1e300, -1e300, 1e-300,
                   9.3e18, -9.3e18, 9.2233720368547758e18, math.inf, -math.inf, math.nan]
 NEG_NAN = int(np.array([0xFFF8000000000123], dtype=np.uint64).view(np.int64)[0])
@@ -76,7 +80,7 @@ def _operand(rng, kind: str, pc: int, n: int, sizes: dict) -> int | None:
     if kind == "_":
         return 0
     if kind == "N":
-        return int(rng.choice([-1, -2, -3, 0, 1, 2, 3, -18, -19, 30, -400, 400, INT64_MIN >> 33]))
+        return int(rng.choice([-1, -2, -3, 0, 1, 2, 3, 4, 5, 6, 7, 8, -18, -19, 30, -400, 400, INT64_MIN >> 33]))
     if kind == "J":
         return int(rng.integers(pc + 1, n)) if pc + 1 < n else None
     bound = sizes[kind]
@@ -274,6 +278,8 @@ def test_scalar_folds_match_the_isa(name):
     words = SPECIAL_WORDS + [f2b(x) for x in (7.0, -7.0, 1e19, 0.25)]
     inputs = [(1, w) for w in words] + [(0, 0)]
     imms = [-20, -19, -18, -2, -1, 0, 1, 2, 400, -400] if kinds[2] == "N" else [None]
+    if name == "NARROW_I":
+        imms = INT_TYPES + [-1, 8, 400]
     folded = 0
     for vb, wb in inputs:
         for vc, wc in inputs if kinds[2] == "R" else [(1, 0)]:
@@ -291,6 +297,53 @@ def test_scalar_folds_match_the_isa(name):
                     assert cells_equal(got, expect), (name, wb, wc, imm, got, expect)
                     assert c.verdict == ("null" if not got[0] else "true" if got[1] else "false")
     assert folded > 0
+
+
+INT_FOLDS = {"ADD_I": lambda x, y: x + y, "SUB_I": lambda x, y: x - y, "MUL_I": lambda x, y: x * y,
+             "IDIV_I": lambda x, y: None if y == 0 else abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1),
+             "NEG_I": lambda x, y: -x, "ABS_I": lambda x, y: abs(x)}
+
+
+@pytest.mark.parametrize("name", sorted(INT_FOLDS))
+def test_integer_overflow_folds_to_null_never_wraps(name):
+    """Exact (Python-integer) arithmetic: a result outside int64 folds to NULL."""
+    edges = [INT64_MIN, INT64_MIN + 1, -2**62, -3037000500, -3037000499, -2, -1, 0, 1, 2,
+             3037000499, 3037000500, 2**62, INT64_MAX - 1, INT64_MAX]
+    unary = KINDS[name][2] != "R"
+    nulls = 0
+    for x in edges:
+        for y in [0] if unary else edges:
+            prog = dict(code=[[OP["LOADK"], 0, 0, 0], [OP["LOADK"], 1, 1, 0],
+                              [OP[name], 2, 0, 0 if unary else 1], [OP["RET"], 2, 0, 0]],
+                        kval=[x, y], kvalid=[1, 1], nregs=3, ncols=0, nluts=0)
+            c, _ = both(prog)
+            assert c.after == 2 and c.code[0][0] == OP["LOADK"], (name, x, y)
+            k = c.code[0][2]
+            exact = INT_FOLDS[name](x, y)
+            if exact is None or not INT64_MIN <= exact <= INT64_MAX:
+                assert not c.kvalid[k], (name, x, y, c.kval[k])
+                nulls += 1
+            else:
+                assert c.kvalid[k] and c.kval[k] == exact, (name, x, y)
+    assert nulls > 0
+
+
+@pytest.mark.parametrize("int_type", INT_TYPES)
+def test_narrow_folds_and_int64_becomes_a_move(int_type):
+    info = isa.NARROW_TYPES[int_type]
+    for x in SPECIAL_INTS:
+        prog = dict(code=[[OP["LOADK"], 0, 0, 0], [OP["NARROW_I"], 1, 0, int_type], [OP["RET"], 1, 0, 0]],
+                    kval=[x], kvalid=[1], nregs=2, ncols=0, nluts=0)
+        c, _ = both(prog)
+        k = c.code[0][2]
+        assert c.after == 2 and bool(c.kvalid[k]) == (info.min <= x <= info.max), (int_type, x)
+    on_column = dict(code=[[OP["LOAD"], 0, 0, 0], [OP["NARROW_I"], 1, 0, int_type], [OP["RET"], 1, 0, 0]],
+                     kval=[], kvalid=[], nregs=2, ncols=1, nluts=0)
+    c, _ = both(on_column, passes=["fold_constants"])
+    want = "MOV" if int_type == native.lib.BA_INT_I64 else "NARROW_I"
+    assert c.code[1].tolist() == [OP[want], 1, 0, 0 if want == "MOV" else int_type]
+    c, _ = both(on_column)
+    assert len(c.code) == (2 if want == "MOV" else 3)
 
 
 def test_fold_appends_a_new_constant():
@@ -315,7 +368,7 @@ def cells_equal(x: isa.Cell, y: isa.Cell) -> bool:
 
 TYPED_PRODUCERS = {
     "i": ["LOAD", "LOADK", "LOADK", "ADD_I", "SUB_I", "MUL_I", "IDIV_I", "MOD_I", "NEG_I", "ABS_I",
-          "ROUND_I", "F2I", "COALESCE", "MOV", "SELECT"],
+          "ROUND_I", "NARROW_I", "F2I", "COALESCE", "MOV", "SELECT"],
     "f": ["LOAD", "LOADK", "LOADK", "ADD_F", "SUB_F", "MUL_F", "DIV_F", "MOD_F", "NEG_F", "ABS_F",
           "ROUND_F", "I2F", "COALESCE", "MOV", "SELECT"],
     "b": ["LOAD", "LOADK", "LOADK", "EQ_I", "NE_I", "LT_I", "LE_I", "GT_I", "GE_I", "EQ_F", "NE_F",
@@ -389,6 +442,8 @@ class TypedGenerator:
             row = [OP[name], dest, self.choice(pool), 0]
             if kinds[2] == "R":
                 row[3] = self.choice(pool)
+            elif name == "NARROW_I":
+                row[3] = self.choice(INT_TYPES)
             elif kinds[2] == "N":
                 row[3] = int(self.rng.choice([-19, -18, -3, -2, -1, 0, 1, 2, 3, 400]))
         self.code.append(row)

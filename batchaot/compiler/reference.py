@@ -90,6 +90,34 @@ def _wrap(x: int) -> Value:
     return True, x - (1 << 64) if x >> 63 else x
 
 
+def _checked(x: int) -> Value:
+    """Integer arithmetic's exact result, NULL where it leaves int64 (DuckDB's TRY)."""
+    return (True, x) if _INT64_MIN <= x <= _INT64_MAX else NULL
+
+
+# NARROW_I's immediate (enum ba_int, numbers from C): the range a value must fit.
+_lib = native.lib
+_INT_RANGES: dict[int, tuple[int, int]] = {
+    _lib.BA_INT_I64: (_INT64_MIN, _INT64_MAX),
+    _lib.BA_INT_I8: (-(1 << 7), (1 << 7) - 1),
+    _lib.BA_INT_I16: (-(1 << 15), (1 << 15) - 1),
+    _lib.BA_INT_I32: (-(1 << 31), (1 << 31) - 1),
+    _lib.BA_INT_U8: (0, (1 << 8) - 1),
+    _lib.BA_INT_U16: (0, (1 << 16) - 1),
+    _lib.BA_INT_U32: (0, (1 << 32) - 1),
+    _lib.BA_INT_U64: (0, _INT64_MAX),      # an int64 register never exceeds 2^63 - 1
+}
+_INT_I64 = _lib.BA_INT_I64
+
+
+def _narrow_int(x: int, int_type: int) -> Value | None:
+    """NARROW_I; None for a type enum ba_int does not name (not folded)."""
+    if int_type not in _INT_RANGES:
+        return None
+    lo, hi = _INT_RANGES[int_type]
+    return (True, x) if lo <= x <= hi else NULL
+
+
 def _bool(b: bool) -> Value:
     return True, int(b)
 
@@ -130,7 +158,8 @@ def _tdiv(x: int, y: int) -> int:
 
 
 def _round_int(x: int, digits: int) -> Value | None:
-    """ROUND_I; None where opcodes.def leaves the result undefined (not folded)."""
+    """ROUND_I; None where the result leaves int64 (not folded: ROUND_I's row does not
+    say, the VM decides), as native/optimizer.c."""
     if digits >= 0:
         return True, x
     if digits < -18:
@@ -201,13 +230,13 @@ def _ieee(f: Callable, x: float, y: float) -> float:
 
 
 _INT_OPS: dict[int, Callable[[int, int], Value]] = {
-    Op.ADD_I: lambda x, y: _wrap(x + y),
-    Op.SUB_I: lambda x, y: _wrap(x - y),
-    Op.MUL_I: lambda x, y: _wrap(x * y),
-    Op.IDIV_I: lambda x, y: NULL if y == 0 else _wrap(_tdiv(x, y)),   # MIN / -1 wraps
+    Op.ADD_I: lambda x, y: _checked(x + y),
+    Op.SUB_I: lambda x, y: _checked(x - y),
+    Op.MUL_I: lambda x, y: _checked(x * y),
+    Op.IDIV_I: lambda x, y: NULL if y == 0 else _checked(_tdiv(x, y)),   # MIN // -1 overflows
     Op.MOD_I: lambda x, y: NULL if y == 0 else _wrap(x - _tdiv(x, y) * y),
-    Op.NEG_I: lambda x, y: _wrap(-x),
-    Op.ABS_I: lambda x, y: _wrap(abs(x)),
+    Op.NEG_I: lambda x, y: _checked(-x),
+    Op.ABS_I: lambda x, y: _checked(abs(x)),
     Op.I2F: lambda x, y: _float(float(x)),
     Op.NOT: lambda x, y: _bool(x == 0),
     Op.EQ_I: lambda x, y: _bool(x == y),
@@ -255,6 +284,8 @@ def _evaluate(op: int, b: Value, c: Value, imm: int) -> Value | None:
     x, y = b[1], c[1]
     if op == Op.ROUND_I:
         return _round_int(x, imm)
+    if op == Op.NARROW_I:
+        return _narrow_int(x, imm)
     if op == Op.ROUND_F:
         return _float(_round_float(_as_float(x), imm))
     if op in _INT_OPS:
@@ -420,6 +451,8 @@ def _fold_insn(prog: _Program, known: dict[int, Value], ins: list[int]) -> str:
         return _KEEP if out is None else _load_constant(prog, ins, out)
     if b is not None or c is not None:
         return _simplify(prog, ins, b, c)
+    if op == Op.NARROW_I and ins[3] == _INT_I64:
+        return _move(ins, ins[2])     # every int64 fits
     return _KEEP
 
 
