@@ -275,7 +275,14 @@ FOLDABLE = [info.name for info in TABLE
 def test_scalar_folds_match_the_isa(name):
     """OP r2, r0, r1 on constants: C folds it to what the reference and the ISA compute."""
     kinds = KINDS[name]
-    words = SPECIAL_WORDS + [f2b(x) for x in (7.0, -7.0, 1e19, 0.25)]
+    floats = [f2b(x) for x in SPECIAL_FLOATS + [7.0, -7.0, 1e19, 0.25]] + [NEG_NAN]
+    # the words of the opcode's own type, and a few of the other (bits are bits)
+    if name.endswith("_F") or name == "F2I":
+        words = floats + [0, 1, -1, INT64_MIN, INT64_MAX]
+    elif name.endswith("_I") or name == "I2F":
+        words = SPECIAL_INTS + [f2b(0.5), f2b(math.nan), NEG_NAN]
+    else:
+        words = [0, 1, 2, -1, INT64_MIN, f2b(-0.0), f2b(math.nan)]
     inputs = [(1, w) for w in words] + [(0, 0)]
     imms = [-20, -19, -18, -2, -1, 0, 1, 2, 400, -400] if kinds[2] == "N" else [None]
     if name == "NARROW_I":
