@@ -82,9 +82,19 @@ def compile_rules(specs: Sequence[RuleSpec], schema: pa.Schema) -> list[Program 
 
 def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None) -> Result:
     """Check `data` against `rules`; optionally write summary.json and violations to `output`."""
+    if output is None:
+        return _validate(data, rules)
+    # the folder is this run's from here on (locked; its earlier results are replaced
+    # only when this one is complete, or by a summary saying that it failed)
+    with sinks.OutputRun(os.fspath(output)) as target:
+        result = _validate(data, rules)
+        write_result(result, target.staging)
+        target.commit(result.to_dict())
+    return result
+
+
+def _validate(data: DataLike, rules: RulesLike) -> Result:
     started = time.perf_counter()
-    if output is not None:
-        sinks.prepare_output(os.fspath(output))
     specs = load_rule_specs(rules)
     found = load_sources(data)
     table = _concat(found)
@@ -97,8 +107,6 @@ def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | No
                else CheckResult(s, c, next(check_outcomes)) for s, c in zip(specs, compiled)]
     result = Result(results, rows=table.num_rows, data=table, sources=_starts(found))
     result.elapsed_s = time.perf_counter() - started
-    if output is not None:
-        write_result(result, os.fspath(output))
     return result
 
 
@@ -119,9 +127,10 @@ def _starts(found: list[tuple[str, pa.Table]]) -> list[tuple[str, int]]:
     return starts
 
 
-def write_result(result: Result, output: str) -> None:
-    sinks.write_violations(output, result.violations)
-    sinks.write_summary(output, result.to_dict())
+def write_result(result: Result, folder: str) -> None:
+    """The violating rows as violations/part-00000.parquet in `folder` (a run's staging
+    folder: sinks.OutputRun puts it in place with the summary)."""
+    sinks.write_violations(folder, result.violations)
 
 
 def compile(rule: str | dict | RuleSpec, schema: pa.Schema | pa.Table, *, name: str | None = None,

@@ -6,6 +6,7 @@ input (one line on stderr, no traceback).
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -13,8 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import api
-from .errors import BatchaotError
+from .errors import BatchaotError, ResourceError
 from .io import sources
+from .io.sinks import ignore_file_size_signal
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -28,10 +30,36 @@ class _Group(click.Group):
     """Turns user-facing errors raised anywhere below into one line and exit code 2."""
 
     def invoke(self, ctx: click.Context):
+        ignore_file_size_signal()       # past `ulimit -f` a write fails (exit 2), not the process
         try:
             return super().invoke(ctx)
         except BatchaotError as exc:
             _fail(exc)
+        except MemoryError:
+            _fail(ResourceError("out of memory: the run was stopped (its output folder, if any, "
+                                "holds a summary saying so); give it more memory or less data at once"))
+
+
+def _reserve_stdout():
+    """With --json, stdout carries exactly one JSON object: from here on anything else that
+    would reach it — Ray's "(raylet) A worker died ..." lines, printed by a driver thread
+    whenever a worker dies, a library's print, a child process — goes to stderr, at the
+    Python and at the file-descriptor level. Returns the stream the JSON goes to."""
+    out = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        fd, err_fd = out.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):   # not a real file (a test runner's capture)
+        return out
+    out.flush()
+    stream = os.fdopen(os.dup(fd), "w", encoding="utf-8")
+    os.dup2(err_fd, fd)                 # children (raylet, workers) inherit stderr as stdout
+    return stream
+
+
+def _emit_json(stream, text: str) -> None:
+    stream.write(text + "\n")
+    stream.flush()
 
 
 @click.group(cls=_Group)
@@ -47,9 +75,10 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def validate(data: tuple[str, ...], rules: str, output: str | None, as_json: bool) -> None:
     """Check DATA (Parquet, CSV, Arrow IPC or JSONL files, globs) against RULES."""
+    stream = _reserve_stdout() if as_json else None
     result = api.validate(list(data), rules, output=output)
     if as_json:
-        click.echo(result.to_json())
+        _emit_json(stream, result.to_json())
     else:
         _print_result(result, output)
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
@@ -76,11 +105,12 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
     from .distributed import Job
     from .distributed.progress import choose
 
+    stream = _reserve_stdout() if as_json else None
     job = Job.from_yaml(job_file)
     result = job.run(address=address, workers=workers, output=output, mode=mode,
                      progress=choose(quiet or as_json))
     if as_json:
-        click.echo(result.to_json())
+        _emit_json(stream, result.to_json())
     elif job.spec.kind == "compile":
         _print_compile(result.to_dict())
     else:

@@ -30,3 +30,7 @@ class DataError(BatchaotError):
 
 class OutputError(BatchaotError):
     """An output location that cannot be written."""
+
+
+class ResourceError(BatchaotError):
+    """The machine ran out of something the run needs (memory): it cannot finish."""

@@ -28,9 +28,12 @@ def test_cluster_yaml_passes_rays_schema() -> None:
 
 @pytest.fixture(scope="module")
 def two_nodes():
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
+    # a shared machine: Ray's memory monitor must not kill workers for others' memory use
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_memory_monitor_refresh_ms", "0")
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
     ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     yield cluster
     ray.shutdown()

@@ -23,6 +23,7 @@ from ..native import PASS_NAMES
 from ..spec import load_rules
 
 CHUNK_FILES = 8
+COMPILED = "compiled.parquet"
 IN_PROCESS_FILES = 16
 
 ROW_SCHEMA = pa.schema(
@@ -133,10 +134,19 @@ def run_compile(job: JobSpec, *, address: str | None = None, workers: int | None
     if job.schema is None:
         raise SpecError(f"{job.file}: compile job '{job.name}' needs 'schema: {{path: data file}}' "
                         "to bind column names and types")
-    schema = sources.read_schema(job.schema)
     out = output or job.output
-    if out:
-        sinks.prepare_output(out)
+    if not out:
+        return _compile(job, None, address, workers, mode, started)
+    with sinks.OutputRun(out, job=job.name) as target:     # the folder is this run's (see sinks)
+        result = _compile(job, target.staging, address, workers, mode, started)
+        result.summary["output"] = os.path.join(out, COMPILED)
+        target.commit(result.summary, entries=(COMPILED,))
+    return result
+
+
+def _compile(job: JobSpec, staging: str | None, address: str | None, workers: int | None,
+             mode: str, started: float) -> "CompileResult":
+    schema = sources.read_schema(job.schema)
     files = list(job.rule_files)
     if mode == "in-process" or (mode == "auto" and address is None and len(files) <= IN_PROCESS_FILES):
         table, mode = compile_files(files, schema), "in-process"
@@ -152,10 +162,12 @@ def run_compile(job: JobSpec, *, address: str | None = None, workers: int | None
         "diagnostics": [d for d in table["diagnostics"].to_pylist() if d],
         "elapsed_s": round(time.perf_counter() - started, 6),
     }
-    if out:
-        summary["output"] = os.path.join(out, "compiled.parquet")
-        pq.write_table(table, summary["output"])
-        sinks.write_summary(out, summary)
+    if staging:
+        path = os.path.join(staging, COMPILED)
+        try:
+            pq.write_table(table, path)
+        except OSError as exc:
+            raise sinks.write_error(path, exc) from None
     return CompileResult(summary, table)
 
 

@@ -29,9 +29,10 @@ from .progress import Quiet
 
 # Without --address, below these sizes a job runs in this process, on all its cores:
 # measured on 2 cores with 12M rows (benchmarks/results/submit-12000000-rows-2cores.json)
-# in-process took 1.2 s and an already running local Ray 3.6 s (actor start-up and Numba
-# initialization per worker, one thread each) — so a local Ray only pays for data far
-# larger than that, or on a cluster (--address), where it always runs.
+# in-process took 0.95 s and an already running local Ray with 2 workers 1.85 s (actor
+# start-up and Numba initialization per worker, one thread each), plus 3.6 s to start
+# Ray — so a local Ray only pays for data far larger than that, or on a cluster
+# (--address), where it always runs.
 IN_PROCESS_ROWS = 64_000_000
 IN_PROCESS_BYTES = 4 << 30
 # A referenced dataset up to this many rows is read once into a key set every worker
@@ -81,10 +82,20 @@ class JobResult(Result):
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
                  output: str | None = None, mode: str = "auto", progress=None) -> JobResult:
     started = time.perf_counter()
-    progress = progress or Quiet()
     out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
-    sinks.prepare_output(out)
-    _clear_parts(out)
+    # the folder is this run's from here on: locked, and every part goes to its staging
+    # folder until the summary is ready (a failure leaves a summary that says so)
+    with sinks.OutputRun(out, job=job.name) as target:
+        result = _validate(job, target.staging, address, workers, mode, progress or Quiet())
+        result.output = out
+        result.elapsed_s = time.perf_counter() - started
+        target.commit(result.to_dict())
+    return result
+
+
+def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, mode: str,
+              progress) -> JobResult:
+    """Plan, run and merge, writing parts into `out` (the run's staging folder)."""
     units, errors = _plan(job)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
@@ -135,15 +146,12 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     finally:
         progress.finish()
     _clear_temporaries(out)
-    result = JobResult(rules=_results(job, compiled, counts, check_outcomes, len(errors)),
-                       rows=sum(r.rows for r in merged.values()), data=None, output=out, mode=mode,
-                       workers=used_workers, units=len(units), job_name=job.name,
-                       files=sorted({u.path for u in units}), errors=errors,
-                       row_groups_skipped=sum(r.row_groups_skipped for r in merged.values()),
-                       row_groups_proven=proven)
-    result.elapsed_s = time.perf_counter() - started
-    sinks.write_summary(out, result.to_dict())
-    return result
+    return JobResult(rules=_results(job, compiled, counts, check_outcomes, len(errors)),
+                     rows=sum(r.rows for r in merged.values()), data=None, output=out, mode=mode,
+                     workers=used_workers, units=len(units), job_name=job.name,
+                     files=sorted({u.path for u in units}), errors=errors,
+                     row_groups_skipped=sum(r.row_groups_skipped for r in merged.values()),
+                     row_groups_proven=proven)
 
 
 def _run_here(runner: UnitRunner, units: list[WorkUnit], sides: list, gather: CheckGather,
@@ -249,12 +257,6 @@ def _add(counts: dict[str, RuleOutcome], proven: dict[str, int], batch: pa.Recor
         for f in COUNT_FIELDS:
             setattr(o, f, getattr(o, f) + cols[f][i])
         proven[name] += cols["row_groups_proven"][i]
-
-
-def _clear_parts(out: str) -> None:
-    """A rerun into the same folder must not mix in parts of an earlier run."""
-    for path in glob.glob(os.path.join(out, "violations", "part-*")):
-        os.unlink(path)
 
 
 def _clear_temporaries(out: str) -> None:

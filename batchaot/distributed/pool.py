@@ -13,7 +13,8 @@ import ray
 from ray.exceptions import RayError
 
 from ..engine.unit import UnitResult, UnitRunner, buckets_of, reduce_bucket
-from ..errors import DataError
+from ..errors import DataError, OutputError, ResourceError
+from ..io.sinks import ignore_file_size_signal
 from ..io.units import WorkUnit
 
 IN_FLIGHT_PER_WORKER = 2      # one running, one queued: no idle gap between units
@@ -26,15 +27,19 @@ class Worker:
     """Rebuilt from its arguments alone when Ray restarts it."""
 
     def __init__(self, program_blobs: list[bytes], check_blob: bytes, output: str | None,
-                 csv: dict | None):
+                 csv: dict | None, hook: str | None = None):
+        ignore_file_size_signal()       # a part past `ulimit -f` is an error, not a dead worker
         self.output = output
         self.runner = UnitRunner(program_blobs, output, csv, checks=pickle.loads(check_blob))
         self._shared: list = [None] * len(self.runner.checks)
+        self._hook = TestHook(hook)
 
     def run(self, unit: WorkUnit, shared: list):
         """The unit's result, then one object per bucket of its bucketed checks."""
+        self._hook.enter("run", unit.id)
         self._take_shared(shared)
         result, buckets = self.runner.run_split(unit)
+        self._hook.leave("run")
         return (result, *buckets) if buckets else result
 
     def _take_shared(self, shared: list) -> None:
@@ -52,11 +57,52 @@ class Worker:
         return (head, *buckets)
 
     def reduce(self, check_index: int, bucket: int, *piece_lists: list):
-        return reduce_bucket(self.runner.checks[check_index], check_index, bucket,
-                             list(piece_lists), self.output)
+        self._hook.enter("reduce", f"{check_index}-{bucket}")
+        result = reduce_bucket(self.runner.checks[check_index], check_index, bucket,
+                               list(piece_lists), self.output)
+        self._hook.leave("reduce")
+        return result
 
     def pid(self) -> int:
         return os.getpid()
+
+
+HOOK_ENV = "BATCHAOT_TEST_HOOK"
+
+
+class TestHook:
+    """Fault injection for tests; off unless the driver's environment has
+    ``BATCHAOT_TEST_HOOK=<folder>[:crash=<run|reduce>]`` (passed to the actors as an argument,
+    so a restarted actor has it too). Every call of ``run`` / ``reduce`` appends
+    "<method> <key> <pid>" to <folder>/attempts, so a test sees which calls were redone and
+    by which process; with ``crash=<method>``, the first such call of the whole job does
+    its work (writes its part file) and then ends its process with ``os._exit``, as a kill
+    would, before returning — after creating <folder>/crashed, so the retry goes through."""
+
+    __test__ = False                    # not a pytest class
+
+    def __init__(self, spec: str | None):
+        self.folder, _, crash = (spec or "").partition(":crash=")
+        self.crash = crash or None
+        self._key: str | None = None
+
+    def enter(self, method: str, key: str) -> None:
+        if not self.folder:
+            return
+        self._key = key
+        with open(os.path.join(self.folder, "attempts"), "a", encoding="utf-8") as fh:
+            fh.write(f"{method} {key} {os.getpid()}\n")
+
+    def leave(self, method: str) -> None:
+        if not self.folder or method != self.crash:
+            return
+        try:
+            fd = os.open(os.path.join(self.folder, "crashed"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, f"{method} {self._key} {os.getpid()}\n".encode())
+        os.close(fd)
+        os._exit(1)
 
 
 def worker_env() -> dict:
@@ -101,7 +147,8 @@ class WorkerPool:
         # reference check's key set) are put once; this driver owns them until the end.
         self._shared = [_put(c.shared_state()) for c in checks]
         blob = pickle.dumps(checks)
-        self.actors = [Worker.options(num_cpus=1).remote(program_blobs, blob, output, csv)
+        hook = os.environ.get(HOOK_ENV)
+        self.actors = [Worker.options(num_cpus=1).remote(program_blobs, blob, output, csv, hook)
                        for _ in range(workers)]
         self.bucket_count = sum(buckets_of(c) for c in checks)
 
@@ -151,6 +198,7 @@ class WorkerPool:
             try:
                 results[job[:2]] = ray.get(ref)
             except RayError as exc:
+                _raise_fatal(exc)
                 raise DataError(f"reducing dataset checks failed: {_reason(exc)}") from None
 
         self._stream(jobs, call, done)
@@ -172,6 +220,7 @@ def _side(ref, unit: WorkUnit):
     try:
         return ray.get(ref)
     except RayError as exc:      # the check cannot be settled without its whole side input
+        _raise_fatal(exc)
         raise DataError(f"{unit.path}: reading the referenced dataset failed: {_reason(exc)}") from None
 
 
@@ -179,10 +228,22 @@ def _put(state):
     return None if state is None else ray.put(state)
 
 
+def _raise_fatal(exc: RayError) -> None:
+    """Failures that end the whole run (exit 2), not one unit: the output cannot be
+    written, or a worker ran out of memory."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, OutputError):
+        raise OutputError(str(cause)) from None
+    if isinstance(cause, MemoryError):
+        raise ResourceError("a worker ran out of memory (MemoryError); give the workers more "
+                            "memory or split the data into more files") from None
+
+
 def _result(ref, unit: WorkUnit) -> UnitResult:
     try:
         return ray.get(ref)
     except RayError as exc:   # a bug in the worker, or it died more often than Ray restarts it
+        _raise_fatal(exc)
         return UnitResult(unit.id, unit.path, 0, None, None,
                           error=f"{unit.path}: worker failed: {_reason(exc)}")
 

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..compiler.program import Program
-from ..errors import BatchaotError, DataError
+from ..errors import BatchaotError, DataError, OutputError
+from ..io.sinks import write_error
 from ..io.sources import reading
 from ..io.units import WorkUnit, read_unit
 from .run import Executor, RuleOutcome
@@ -114,6 +115,8 @@ class UnitRunner:
         self.skipped, self.proven = 0, [0] * len(self.programs)
         try:
             rows, totals, part, partials = self._validate(unit)
+        except OutputError:
+            raise                       # not the unit's fault: the whole run cannot write
         except (BatchaotError, pa.ArrowException) as exc:
             # the same unit error in this process as on a Ray worker (whose failures the
             # pool turns into unit errors), never a traceback in one and an error in the other
@@ -217,10 +220,10 @@ class UnitRunner:
             o = next(results)
             total.violations += o.violations
             total.nulls += o.nulls
+            total.overflows += o.overflows
             if o.violations and sink.enabled:
                 schema = sink.schema or violation_schema(batch.schema, self.columns)
                 sink.write(violation_rows(batch, schema, prog.name, prog.column_names,
-            total.overflows += o.overflows
                                           o.row_ids, first_row, unit.path))
 
     def _check_columns(self, batch: pa.RecordBatch, unit: WorkUnit) -> None:
@@ -295,28 +298,41 @@ class _PartWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.tmp, self.schema)
-        self._writer.write_table(pa.concat_tables(self._buffer))
+        try:
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.tmp, self.schema)
+            self._writer.write_table(pa.concat_tables(self._buffer))
+        except OSError as exc:      # full disk, file-size limit, a folder in the way: exit 2
+            raise write_error(self.final, exc) from None
         self._buffer, self._buffered = [], 0
 
     def commit(self) -> str | None:
         if not self.enabled:
             return None
         self._flush()
-        if self._writer is None:
-            if os.path.exists(self.final):   # an earlier attempt found violations; this one did not
-                os.unlink(self.final)
-            return None
-        self._writer.close()
-        self._writer = None
-        os.replace(self.tmp, self.final)
+        try:
+            if self._writer is None:
+                if os.path.lexists(self.final):   # an earlier attempt found violations; this one did not
+                    os.unlink(self.final)
+                return None
+            self._writer.close()
+            self._writer = None
+            os.replace(self.tmp, self.final)
+        except OSError as exc:
+            raise write_error(self.final, exc) from None
         return self.final
 
     def abort(self) -> None:
         self._buffer, self._buffered = [], 0
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self.enabled and os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        try:
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                writer.close()
+        except OSError:
+            pass                        # the error that brought us here says it better
+        finally:
+            if self.enabled and os.path.lexists(self.tmp):
+                try:
+                    os.unlink(self.tmp)
+                except OSError:
+                    pass

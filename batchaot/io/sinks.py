@@ -1,25 +1,239 @@
-"""Writing results: summary.json and violations/part-*.parquet, atomically."""
+"""Writing results: summary.json and violations/part-*.parquet.
+
+A run owns its output folder (:class:`OutputRun`): it locks the folder against a
+concurrent run, writes every part into a fresh staging folder of its own, and only when
+it is done swaps that in for the previous run's results and writes summary.json last.
+So whenever a summary.json exists, it describes exactly the parts beside it; a run that
+fails leaves a summary.json saying so (and no parts), never a mix of two runs.
+"""
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import signal
+import stat
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import OutputError
 
+SUMMARY = "summary.json"
+VIOLATIONS = "violations"
+LOCK = ".batchaot.lock"
+STAGING_PREFIX = ".batchaot-run-"
+TRASH_PREFIX = ".batchaot-old-"
+# What a run of batchaot puts in its output folder; the next run replaces all of it.
+RESULT_ENTRIES = (SUMMARY, VIOLATIONS, "compiled.parquet")
 
-def prepare_output(path: str) -> None:
-    """Create the output folder and prove it is writable before any work starts."""
+
+def write_error(path: str, exc: OSError) -> OutputError:
+    """An OSError while writing `path`, as one line for the user, naming the file where
+    the run would have put it (not its staging folder)."""
+    text = str(exc)
+    if exc.errno == errno.EFBIG or "[errno 27]" in text:      # pyarrow's OSError has no errno
+        reason = "file too large: the file-size limit (ulimit -f) was reached"
+    elif exc.errno == errno.ENOSPC or "[errno 28]" in text:
+        reason = "no space left on device"
+    else:
+        reason = exc.strerror or (text.strip().splitlines() or [type(exc).__name__])[0]
+    shown = re.sub(rf"{re.escape(os.sep)}{re.escape(STAGING_PREFIX)}[^{re.escape(os.sep)}]+", "", path)
+    return OutputError(f"{shown}: cannot write: {reason}")
+
+
+def ignore_file_size_signal() -> None:
+    """A write past RLIMIT_FSIZE sends SIGXFSZ, which kills the process by default; ignored,
+    the write fails with EFBIG instead and the run ends with an error naming the file.
+    Only for processes batchaot owns (the CLI, Ray workers): never called by the library."""
+    if hasattr(signal, "SIGXFSZ"):
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except (ValueError, OSError):     # not the main thread: leave it as it is
+            pass
+
+
+class OutputRun:
+    """One run's hold on an output folder, from before any work starts to its summary.
+
+    ``open()`` creates the folder, refuses it if another batchaot run holds it (an fcntl
+    lock on ``.batchaot.lock``, released by the kernel if that run dies) or if it holds
+    entries batchaot would have to overwrite but did not write, and makes the staging
+    folder ``.batchaot-run-<id>/`` (with ``violations/``) where this run writes
+    everything: ``self.staging`` is the folder to hand to workers.
+    ``commit(summary)`` puts the staged results in place of the previous ones, summary
+    last; ``fail(message)`` drops them and leaves a summary saying the run failed.
+    """
+
+    def __init__(self, path: str, **fields):
+        self.path = os.fspath(path)
+        self.fields = fields            # said again by a failure summary (e.g. the job's name)
+        self.staging = os.path.join(self.path, f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+        self._lock: int | None = None
+        self.done = False
+
+    # -- start -------------------------------------------------------------------------
+
+    def open(self) -> "OutputRun":
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            self._take_lock()
+        except OSError as exc:
+            raise OutputError(f"{self.path}: output folder is not writable: {exc.strerror or exc}") from None
+        try:
+            self._check_entries()
+            self._remove_leftovers()
+            os.makedirs(os.path.join(self.staging, VIOLATIONS))
+        except BaseException as exc:
+            self.done = True            # refused before it started: the folder stays as it is
+            self.close()
+            if isinstance(exc, OSError):
+                raise OutputError(f"{self.path}: output folder is not writable: {exc.strerror or exc}") from None
+            raise
+        return self
+
+    def _take_lock(self) -> None:
+        fd = os.open(os.path.join(self.path, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputError(f"output {self.path} is in use by another batchaot run (pid {holder})") from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock = fd
+
+    def _check_entries(self) -> None:
+        """Entries of the folder that the swap would replace must be batchaot's own kind, so
+        a mistaken --output never deletes a user's files; violations/ must be writable,
+        since its old parts are removed at the end (checked now, before any work)."""
+        for name in RESULT_ENTRIES:
+            entry = os.path.join(self.path, name)
+            if name != VIOLATIONS and os.path.lexists(entry) and not stat.S_ISREG(os.lstat(entry).st_mode):
+                raise OutputError(f"{entry}: is not a file that batchaot wrote; remove it or choose "
+                                  "another output folder")
+        folder = os.path.join(self.path, VIOLATIONS)
+        if not os.path.lexists(folder):
+            return
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            raise OutputError(f"{folder}: is not a folder; remove it or choose another output folder")
+        for name in sorted(os.listdir(folder)):
+            entry = os.path.join(folder, name)
+            if not name.startswith("part-") or not stat.S_ISREG(os.lstat(entry).st_mode):
+                kind = "a folder" if os.path.isdir(entry) else "not a part file"
+                raise OutputError(f"{entry}: {kind} that batchaot did not write, in the violations "
+                                  "folder a run replaces; remove it or choose another output folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"{folder}: is not writable (a run replaces the parts in it)")
+
+    def _remove_leftovers(self) -> None:
+        """Staging and trash folders of earlier runs that died before they finished (this
+        run holds the lock, so no live run owns them)."""
+        for name in os.listdir(self.path):
+            if name.startswith((STAGING_PREFIX, TRASH_PREFIX)):
+                shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+
+    # -- end ---------------------------------------------------------------------------
+
+    def commit(self, summary: dict, entries: tuple[str, ...] = (VIOLATIONS,)) -> str:
+        """Replace the previous results with this run's staged `entries`, then write
+        summary.json. The old summary goes first: a folder caught half-way has no summary,
+        never one that describes other parts. Returns the summary's path."""
+        trash = self._trash()
+        try:
+            _write_json(os.path.join(self.staging, SUMMARY), summary)
+            self._unpublish(trash)
+            for name in entries:
+                os.replace(os.path.join(self.staging, name), os.path.join(self.path, name))
+            os.replace(os.path.join(self.staging, SUMMARY), os.path.join(self.path, SUMMARY))
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+        finally:
+            self._sweep(trash)
+        self.done = True
+        return os.path.join(self.path, SUMMARY)
+
+    def fail(self, message: str, **fields) -> None:
+        """The run failed: drop its staged parts and the previous results, and leave a
+        summary that says so (best effort: the failure may be that nothing can be written)."""
+        trash = self._trash()
+        try:
+            self._unpublish(trash)
+            _write_json(os.path.join(self.path, SUMMARY),
+                        {"ok": False, "failed": True, "error": message, **self.fields, **fields,
+                         "output": self.path})
+        except OSError:
+            pass
+        finally:
+            self._sweep(trash)
+            self.done = True
+
+    def close(self) -> None:
+        """Release the folder; a run that neither committed nor failed is failed here."""
+        if self._lock is None:
+            return
+        try:
+            if not self.done:
+                self.fail("the run stopped before it finished")
+            shutil.rmtree(self.staging, ignore_errors=True)
+        finally:
+            os.close(self._lock)
+            self._lock = None
+
+    def __enter__(self) -> "OutputRun":
+        return self.open()
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is not None and not self.done:
+            self.fail(failure_message(exc))
+        self.close()
+
+    def _trash(self) -> str:
+        return os.path.join(self.path, TRASH_PREFIX + os.path.basename(self.staging)[len(STAGING_PREFIX):])
+
+    def _unpublish(self, trash: str) -> None:
+        """Move the previous results out of sight: summary first, then the rest."""
+        os.makedirs(trash, exist_ok=True)
+        for name in RESULT_ENTRIES:
+            source = os.path.join(self.path, name)
+            if os.path.lexists(source):
+                os.replace(source, os.path.join(trash, name))
+
+    def _sweep(self, trash: str) -> None:
+        """Drop the previous results and whatever is left of the staging folder (a worker
+        that is still writing into it then fails: its folder is gone)."""
+        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def failure_message(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _write_json(path: str, doc: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        os.makedirs(os.path.join(path, "violations"), exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"{path}: output folder is not writable: {exc.strerror or exc}") from None
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _atomic_write(path: str, write) -> None:
@@ -28,24 +242,18 @@ def _atomic_write(path: str, write) -> None:
         write(tmp)
         os.replace(tmp, path)
     except OSError as exc:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
-        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise write_error(path, exc) from None
 
 
 def write_summary(path: str, summary: dict) -> str:
-    target = os.path.join(path, "summary.json")
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=2)
-            fh.write("\n")
-
-    _atomic_write(target, write)
+    target = os.path.join(path, SUMMARY)
+    _atomic_write(target, lambda tmp: _write_json(tmp, summary))
     return target
 
 
 def write_violations(path: str, table: pa.Table, part: str = "00000") -> str:
-    target = os.path.join(path, "violations", f"part-{part}.parquet")
+    target = os.path.join(path, VIOLATIONS, f"part-{part}.parquet")
     _atomic_write(target, lambda tmp: pq.write_table(table, tmp))
     return target
