@@ -554,29 +554,31 @@ class _ProgramEmitter:
             name = f"p{self.k}o{reg}"
             self.emit(f"{name} = {expr}", depth, assigns=name)
 
-    def follow_taint(self, a: int, inputs: Sequence[int]) -> None:
-        """A result is an overflow's NULL where it is NULL and a tainted input is."""
-        if a not in self.tainted:
-            return
-        sources = [self.o(r) for r in inputs if r in self.tainted]
-        va = self.v(a)
-        if not sources or va == _TRUE:
-            self.set_o(a, "False")
-        else:
-            self.set_o(a, f"({' | '.join(sources)}) & (not {va})")
+    def all_tainted(self, inputs: Sequence[int]) -> str:
+        """vm._all_tainted: some input is NULL and every NULL input is an overflow's."""
+        if not any(r in self.tainted for r in inputs):
+            return "False"
+        some_null = f"(not {_conj(*[self.v(r) for r in inputs])})"
+        each = [f"({self.v(r)} | {self.o(r)})" for r in inputs
+                if self.v(r) != _TRUE and r in self.tainted]
+        unexplained = [r for r in inputs if self.v(r) != _TRUE and r not in self.tainted]
+        if unexplained:     # an input NULL that no overflow made: only when it is valid
+            each += [self.v(r) for r in unexplained]
+        return " & ".join([some_null] + each)
 
     def follow_taint_raw(self, a: int, inputs: Sequence[int]) -> None:
-        """Before the result's validity is set: it is NULL wherever a tainted input is."""
+        """Before the result's validity is set (MOD_I: NULL also where y = 0, not tainted)."""
         if a in self.tainted:
-            sources = [self.o(r) for r in inputs if r in self.tainted]
-            self.set_o(a, " | ".join(sources) if sources else "False")
+            self.set_o(a, self.all_tainted(inputs))
 
     def source_taint(self, a: int, inputs: Sequence[int], valid_in: str, fits: str) -> None:
-        """An overflow source: tainted inputs, or valid inputs that did not fit."""
+        """An overflow source: valid inputs that did not fit, or tainted NULL inputs."""
         if a not in self.tainted:
             return
-        terms = [self.o(r) for r in inputs if r in self.tainted]
-        terms.append(f"({_conj(valid_in, f'(not {fits})')})")
+        terms = [f"({_conj(valid_in, f'(not {fits})')})"]
+        inherited = self.all_tainted(inputs)
+        if inherited != "False":
+            terms.append(f"({inherited})")
         self.set_o(a, " | ".join(terms))
 
     # the whole program
@@ -614,6 +616,15 @@ class _ProgramEmitter:
         name = op.name
         if op == Op.NOP:
             return
+        # overflow taint of an op that is no source: from its inputs *before* it runs
+        # (a result register may be one of its inputs)
+        inherited = None
+        if (a in self.tainted and op not in _OVERFLOW_SOURCES and KINDS[op][0] == "R"
+                and op not in JUMPS and op not in (Op.RET, Op.MOV, Op.SELECT, Op.MOD_I)):
+            inherited = self.all_tainted([r for kind, r in zip(KINDS[op][1:], (b, c)) if kind == "R"])
+            if inherited != "False":
+                self.emit(f"{self.tmp(pc, 'o')} = {inherited}")
+                inherited = self.tmp(pc, "o")
         if op == Op.LOAD:
             word, valid = self.column(b)
             self.reads.add(word)
@@ -696,9 +707,9 @@ class _ProgramEmitter:
             self.verdict(a, last)
         else:   # pragma: no cover - a test checks every opcode has a branch
             raise NotImplementedError(f"fused: no translation for {name}")
-        if op not in _OVERFLOW_SOURCES and op not in (Op.MOV, Op.SELECT, Op.IDIV_I, Op.MOD_I) \
-                and KINDS[op][0] == "R" and op not in JUMPS and op != Op.RET:
-            self.follow_taint(a, [r for kind, r in zip(KINDS[op][1:], (b, c)) if kind == "R"])
+        if inherited is not None:
+            va = self.v(a)
+            self.set_o(a, "False" if va == _TRUE or inherited == "False" else f"{inherited} & (not {va})")
 
     def comparison(self, name: str, b: int, c: int) -> str:
         if name.endswith("_I"):

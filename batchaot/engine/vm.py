@@ -205,6 +205,14 @@ def f_le(a: float, b: float) -> bool:
     return a <= b or b != b
 
 
+@njit(inline="always")
+def _all_tainted(vb, tb, vc, tc):
+    """Overflow taint of a result from two inputs: some input is NULL, and every NULL
+    input is an overflow's (a NULL that is there anyway makes the result NULL anyway,
+    so the optimizer may fold such an operation without changing any count)."""
+    return ((vb & vc) == 0) & ((vb | tb) != 0) & ((vc | tc) != 0)
+
+
 # -- the interpreter ---------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
@@ -234,6 +242,7 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                 or op == NARROW_I or op == F2I:
             taint = True
     T = np.zeros((R.shape[0] if taint else 1, BLOCK), dtype=np.uint8)
+    inherited_row = np.zeros(BLOCK, dtype=np.uint8)
     for start in range(0, nrows, BLOCK):
         n = min(BLOCK, nrows - start)
         pc = 0
@@ -243,6 +252,11 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
             b = code[pc, 2]
             c = code[pc, 3]
             pc += 1
+            if taint and TAINT_RULE[op] != 0:     # inputs' taint, before the op overwrites them
+                binary = TAINT_RULE[op] == 2
+                for i in range(n):
+                    inherited_row[i] = _all_tainted(V[b, i], T[b, i], V[c, i] if binary else 1,
+                                                    T[c, i] if binary else 0)
             if op == LOAD:
                 src = i64_at(col_addr, col_len, b)
                 for i in range(n):
@@ -273,6 +287,7 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                 for i in range(n):
                     x = R[b, i]
                     y = R[c, i]
+                    inherited = _all_tainted(V[b, i], T[b, i], V[c, i], T[c, i])   # before a is written
                     vin = V[b, i] & V[c, i]
                     if op == ADD_I:
                         fits = add_ok(x, y)
@@ -284,11 +299,12 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                         fits = mul_ok(x, y)
                         R[a, i] = x * y if fits else 0
                     V[a, i] = vin & fits
-                    T[a, i] = T[b, i] | T[c, i] | (vin & (not fits))   # taint: these ops are sources
+                    T[a, i] = (vin & (not fits)) | inherited
             elif op == IDIV_I or op == MOD_I:
                 for i in range(n):
                     x = R[b, i]
                     y = R[c, i]
+                    inherited = _all_tainted(V[b, i], T[b, i], V[c, i], T[c, i]) if taint else False
                     vin = V[b, i] & V[c, i]
                     fits = (y != -1) | (x != _I64_MIN) | (op == MOD_I)
                     ok = vin & (y != 0) & fits
@@ -298,10 +314,12 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                     else:
                         R[a, i] = 0
                     if taint:
-                        T[a, i] = T[b, i] | T[c, i] | (vin & (not fits))
+                        T[a, i] = (vin & (not fits)) | inherited
             elif op == NEG_I or op == ABS_I or op == NARROW_I:
                 for i in range(n):
                     x = R[b, i]
+                    vb = V[b, i]
+                    tb = T[b, i] if taint else 0
                     fits = narrow_ok(x, c) if op == NARROW_I else x != _I64_MIN
                     if op == NEG_I:
                         R[a, i] = -x if fits else 0
@@ -309,9 +327,9 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                         R[a, i] = (-x if x < 0 else x) if fits else 0
                     else:
                         R[a, i] = x
-                    V[a, i] = V[b, i] & fits
+                    V[a, i] = vb & fits
                     if taint:
-                        T[a, i] = T[b, i] | (V[b, i] & (not fits))
+                        T[a, i] = (vb & (not fits)) | tb
             elif op == ROUND_I:
                 for i in range(n):
                     R[a, i] = round_int(R[b, i], c)
@@ -362,10 +380,12 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                 for i in range(n):
                     x = np.rint(F[b, i])
                     fits = (x >= -_TWO63) & (x < _TWO63)
-                    ok = V[b, i] & fits
+                    vb = V[b, i]
+                    tb = T[b, i]                                    # a source: T is full-size
+                    ok = vb & fits
                     V[a, i] = ok
                     R[a, i] = np.int64(x) if ok else 0
-                    T[a, i] = T[b, i] | (V[b, i] & (not fits))     # a source: T is full-size
+                    T[a, i] = (vb & (not fits)) | tb
             elif op == EQ_I:
                 for i in range(n):
                     R[a, i] = R[b, i] == R[c, i]
@@ -503,10 +523,8 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
             else:
                 raise ValueError("unknown opcode")
             if taint and TAINT_RULE[op] != 0:
-                # a NULL in the result is an overflow's if it came from a tainted input
-                # (SOURCES above set their own; AND/OR/COALESCE/IS NULL results that are
-                # not NULL carry no taint)
+                # a NULL result is an overflow's if its NULL inputs all are (the sources
+                # above set their own; results that are not NULL carry no taint)
                 for i in range(n):
-                    t = T[b, i] | (T[c, i] if TAINT_RULE[op] == 2 else 0)
-                    T[a, i] = t & (V[a, i] == 0)
+                    T[a, i] = inherited_row[i] & (V[a, i] == 0)
     return nviol, nnull, novf
