@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import tempfile
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 from cffi import FFI
@@ -70,10 +71,19 @@ ffibuilder = make_ffibuilder()
 
 
 def build_in_place() -> Path:
-    """Compile in a temporary directory and copy the module into batchaot/."""
+    """Compile in a temporary directory and copy the module into batchaot/.
+
+    It goes under the name an install gives it (cffi modules use the stable ABI,
+    ``_native.abi3.so``), and any other build of it there is removed: Python would
+    otherwise import whichever suffix it prefers, maybe a stale one."""
+    package = HERE.parent / "batchaot"
     with tempfile.TemporaryDirectory() as tmp:
         built = Path(make_ffibuilder(absolute=True).compile(tmpdir=tmp))
-        dest = HERE.parent / "batchaot" / built.name
+        suffix = ".abi3.so" if ".abi3.so" in EXTENSION_SUFFIXES else built.name[len("_native"):]
+        dest = package / f"_native{suffix}"
+        for old in package.glob("_native.*"):
+            if old.name != dest.name and any(old.name.endswith(s) for s in EXTENSION_SUFFIXES):
+                old.unlink()
         shutil.copy2(built, dest)
     return dest
 
