@@ -172,8 +172,10 @@ def _print_result(result, output: str | None) -> None:
                   "[red]FAIL[/]" if s["severity"] == "error" else "[yellow]warn[/]")
         if s["zero_tick"]:
             status += " (zero-tick)"
-        table.add_row(s["name"], s["severity"], status, f"{s['violations']:,}",
-                      f"{s['null_rows']:,}", _check_text(s))
+        nulls = f"{s['null_rows']:,}"
+        if s.get("overflow_rows"):
+            nulls += f" ({s['overflow_rows']:,} overflow)"
+        table.add_row(s["name"], s["severity"], status, f"{s['violations']:,}", nulls, _check_text(s))
     console.print(table)
     for error in getattr(result, "errors", []):
         console.print(f"[yellow]skipped:[/] {error}")
