@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import difflib
+import re
 from dataclasses import dataclass
 
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
+from ..engine import sqltext
 from ..errors import RuleError
 from . import types as T
 from .ir import And, Case, Col, Lit, Lookup, Node, Op, Or, freeze
@@ -242,17 +244,23 @@ class Binder:
 
     def str_compare(self, op: str, a: _Str, b: _Str, left, right) -> Node:
         if a.col is not None and b.col is not None and a.col != b.col:
-            self.fail(f"comparing two string columns ('{a.col.name}', '{b.col.name}') is not "
-                      "supported: string predicates are evaluated per distinct value of one column")
+            ra, rb = self.joint_ranks(a, b, left)
+            return Op(T.BOOL, op, (ra, rb))
         if a.col is None and b.col is not None:
             return self.str_compare(_FLIP[op], b, a, right, left)
         if a.col is None:
-            return Lit(T.BOOL, int(_py_compare(op, a.sexpr, b.sexpr)))
+            if a.sexpr[0] != "lit" or b.sexpr[0] != "lit":
+                self.fail(f"constant string expression `{_Sql(left, _SYMBOL[op], right)}`: "
+                          "write its value instead")
+            verdict = _py_compare(op, a.sexpr, b.sexpr)
+            return Lit(T.BOOL, None if verdict is None else int(verdict))
         return self.str_predicate(T.BOOL, ["cmp", op, a.sexpr, b.sexpr], a, left)
 
     def arith(self, op: str, a: Node, b: Node, node: exp.Expression) -> Node:
         text = _Sql(node)
         a, b = _resolve_str_const(self, a, b), _resolve_str_const(self, b, a)
+        if isinstance(a, _Interval) or isinstance(b, _Interval):
+            return self.interval_arith(op, a, b, text)
         if op in ("add", "sub") and (a.type.is_temporal or b.type.is_temporal):
             return self.date_arith(op, a, b, text)
         self.need_numeric(a, node)
@@ -432,6 +440,408 @@ class Binder:
     def _v_startswith(self, node):
         return self._pattern(node, "starts_with")
 
+    # -- more string functions (per distinct value: engine/strings.py) ------------------
+    def as_text(self, v, where: exp.Expression) -> _Str:
+        """A string function's argument: a string, or DuckDB's text of a constant or of
+        a plain column (what CAST(x AS VARCHAR) gives)."""
+        if isinstance(v, _Str):
+            return v
+        if isinstance(v, Lit):
+            return _Str(["lit", _literal_text(v)], None)
+        if isinstance(v, Col) and "text" in sqltext.ENGINE_FEATURES:
+            return _Str(["col"], self.text_column(v))
+        what = (f"the text of column '{v.name}'" if isinstance(v, Col)
+                else f"the text of a computed {v.type} value")
+        self.fail(f"{what} (CAST to VARCHAR) is not supported in `{where.sql('duckdb')}`; "
+                  "compare the value itself instead")
+
+    def text_column(self, col: Col) -> Col:
+        """The column read as DuckDB's text of its values (a column-table entry of its own)."""
+        views = self.__dict__.setdefault("_text_views", {})
+        if col.name not in views:
+            views[col.name] = Col(T.STRING, col.name, len(self.columns))
+            self.columns.append((col.name, T.STRING))
+        return views[col.name]
+
+    def texts(self, node: exp.Expression, *args: exp.Expression) -> list[_Str]:
+        """String arguments of one function, all over one column (or none)."""
+        out = [self.as_text(self.value(a), node) for a in args]
+        self.one_column_of(node, out)
+        return out
+
+    def one_column_of(self, node: exp.Expression, parts: list[_Str]) -> Col | None:
+        cols = {p.col for p in parts if p.col is not None}
+        if len(cols) > 1:
+            names = ", ".join(sorted(f"'{c.name}'" for c in cols))
+            self.fail(f"`{node.sql('duckdb')}` combines string columns {names}: a string expression "
+                      "may use one column (compare expressions of two columns instead, e.g. "
+                      "lower(a) = lower(b))")
+        return next(iter(cols), None)
+
+    def literal_arg(self, node: exp.Expression, arg: exp.Expression, what: str) -> str | None:
+        """A string-literal argument (NULL gives None)."""
+        v = self.value(arg)
+        if isinstance(v, Lit) and v.value is None:
+            return None
+        if not (isinstance(v, _Str) and v.col is None and v.sexpr[0] == "lit"):
+            self.fail(f"{what} must be a string literal in `{node.sql('duckdb')}`")
+        return v.sexpr[1]
+
+    def int_arg(self, node: exp.Expression, arg: exp.Expression, what: str) -> int | None:
+        v = self.num(arg)
+        if not (isinstance(v, Lit) and v.type.kind in (Kind.INT, Kind.NULL)):
+            self.fail(f"{what} must be an integer literal in `{node.sql('duckdb')}`")
+        return v.value
+
+    def _v_dpipe(self, node: exp.DPipe) -> _Str:          # a || b: NULL if either is
+        parts = self.texts(node, node.this, node.expression)
+        return _Str(["concat", [p.sexpr for p in parts], False], self.one_column_of(node, parts))
+
+    def _v_concat(self, node: exp.Concat) -> _Str:        # concat(...): NULLs are skipped
+        parts = self.texts(node, *node.expressions)
+        return _Str(["concat", [p.sexpr for p in parts], True], self.one_column_of(node, parts))
+
+    def _v_trim(self, node: exp.Trim) -> _Str:
+        side = {"LEADING": "left", "TRAILING": "right"}.get((node.args.get("position") or "").upper(), "both")
+        (arg,) = self.texts(node, node.this)
+        chars = None
+        if node.expression is not None:
+            chars = self.literal_arg(node, node.expression, "the characters to trim")
+            if chars is None:
+                return _Str(["lit", None], None)
+        return _Str(["trim", arg.sexpr, chars, side], arg.col)
+
+    def _v_substring(self, node: exp.Substring) -> _Str:
+        (arg,) = self.texts(node, node.this)
+        start = self.int_arg(node, node.args["start"], "the start of substring") if node.args.get("start") else 1
+        length = None
+        if node.args.get("length") is not None:
+            length = self.int_arg(node, node.args["length"], "the length of substring")
+            if length is None:
+                return _Str(["lit", None], None)
+        if start is None:
+            return _Str(["lit", None], None)
+        return _Str(["substr", arg.sexpr, start, length], arg.col)
+
+    def _v_replace(self, node: exp.Replace) -> _Str:
+        (arg,) = self.texts(node, node.this)
+        old = self.literal_arg(node, node.expression, "the text to replace")
+        new = self.literal_arg(node, node.args["replacement"], "the replacement")
+        if old is None or new is None:
+            return _Str(["lit", None], None)
+        return _Str(["replace", arg.sexpr, old, new], arg.col)
+
+    def str_test(self, node: exp.Expression, name: str, needle: exp.Expression, typ: Type = T.BOOL) -> Node:
+        """contains / ends_with / strpos / regexp_full_match of a string and a literal."""
+        (arg,) = self.texts(node, node.this)
+        what = "the pattern" if name == "regexp_full" else "the text to find"
+        lit = self.literal_arg(node, needle, f"{what} of {node.sql_name().lower()}")
+        if lit is None:
+            return Lit(typ, None)
+        return self.str_predicate(typ, [name, arg.sexpr, lit], arg, node)
+
+    def _v_contains(self, node: exp.Contains) -> Node:
+        return self.str_test(node, "contains", node.expression)
+
+    def _v_endswith(self, node: exp.EndsWith) -> Node:
+        return self.str_test(node, "ends_with", node.expression)
+
+    def _v_strposition(self, node: exp.StrPosition) -> Node:
+        if node.args.get("position") is not None or node.args.get("occurrence") is not None:
+            self.unsupported(node)
+        return self.str_test(node, "strpos", node.args["substr"], T.INT)
+
+    def _v_regexpfullmatch(self, node: exp.RegexpFullMatch) -> Node:
+        if node.args.get("options") is not None:
+            self.fail(f"regexp_full_match options are not supported in `{node.sql('duckdb')}`; "
+                      "use (?i) inside the pattern")
+        return self.str_test(node, "regexp_full", node.expression)
+
+    def _v_anonymous(self, node: exp.Anonymous) -> Node | _Str:
+        """Functions sqlglot does not model: by name."""
+        handler = getattr(self, f"_fn_{node.name.lower()}", None)
+        if handler is None:
+            self.unsupported(node)
+        return handler(node, node.expressions)
+
+    def _fn_suffix(self, node, args) -> Node:
+        if len(args) != 2:
+            self.unsupported(node)
+        return self.str_test(exp.EndsWith(this=args[0], expression=args[1]), "ends_with", args[1])
+
+    # -- NULL and comparison helpers ---------------------------------------------------
+    def joint_ranks(self, a: _Str, b: _Str, where) -> tuple[Node, Node]:
+        """Integers that compare as the strings of two columns' expressions do: ranks in
+        the sorted joint dictionary of both (engine/strings.py, joint_lut)."""
+        if "joint" not in sqltext.ENGINE_FEATURES:
+            self.fail(f"comparing two string columns ('{a.col.name}', '{b.col.name}') is not "
+                      f"supported by this engine in `{where.sql('duckdb')}`")
+        ra = self.lookup(T.INT, ["joint", a.sexpr, b.col.name, b.sexpr], a.col)
+        rb = self.lookup(T.INT, ["joint", b.sexpr, a.col.name, a.sexpr], b.col)
+        return ra, rb
+
+    def _v_nullsafeneq(self, node: exp.NullSafeNEQ) -> Node:   # IS DISTINCT FROM
+        return self.distinct(node)
+
+    def _v_nullsafeeq(self, node: exp.NullSafeEQ) -> Node:     # IS NOT DISTINCT FROM
+        return Op(T.BOOL, "not", (self.distinct(node),))
+
+    def distinct(self, node: exp.Expression) -> Node:
+        """`a IS DISTINCT FROM b`: never NULL; two NULLs are not distinct."""
+        a, b = self.value(node.this), self.value(node.expression)
+        if isinstance(a, _Str) or isinstance(b, _Str):
+            a, b = (_null_str(x) for x in (a, b))
+            if isinstance(a, _Str) and isinstance(b, _Str):
+                if a.col is not None and b.col is not None and a.col != b.col:
+                    return _distinct(*self.joint_ranks(a, b, node))
+                if a.col is None and b.col is None:
+                    if a.sexpr[0] != "lit" or b.sexpr[0] != "lit":
+                        self.fail(f"constant string expression `{node.sql('duckdb')}`: write its value instead")
+                    return Lit(T.BOOL, int(a.sexpr[1] != b.sexpr[1]))
+                return self.lookup(T.BOOL, ["distinct", a.sexpr, b.sexpr], a.col or b.col)
+            text = _Sql(node)
+            a = self.coerce_string_literal(a, b, text) if isinstance(a, _Str) else a
+            b = self.coerce_string_literal(b, a, text) if isinstance(b, _Str) else b
+        a, b = self.unify(a, b, _Sql(node))
+        return _distinct(a, b)
+
+    def _v_nullif(self, node: exp.Nullif) -> Node | _Str:
+        a, b = self.value(node.this), self.value(node.expression)
+        if isinstance(a, _Str) or isinstance(b, _Str):
+            parts = [self.as_text(_null_str(x), node) for x in (a, b)]
+            return _Str(["nullif", parts[0].sexpr, parts[1].sexpr], self.one_column_of(node, parts))
+        if a.type.kind is Kind.NULL:
+            return a
+        x, y = self.unify(a, b, _Sql(node))
+        return Case(a.type, ((Op(T.BOOL, "eq", (x, y)), Lit(a.type, None)),), a)
+
+    def _v_greatest(self, node: exp.Greatest) -> Node | _Str:
+        return self.extreme(node, "max")
+
+    def _v_least(self, node: exp.Least) -> Node | _Str:
+        return self.extreme(node, "min")
+
+    def extreme(self, node: exp.Expression, which: str) -> Node | _Str:
+        """greatest / least: NULLs are skipped (NULL only when every argument is)."""
+        exprs = [node.this, *node.expressions]
+        if len(exprs) > _MAX_EXTREME_ARGS:
+            self.fail(f"{node.sql_name().lower()} takes at most {_MAX_EXTREME_ARGS} arguments "
+                      f"in a rule, got {len(exprs)}")
+        vals = [self.value(e) for e in exprs]
+        if any(isinstance(v, _Str) for v in vals):
+            parts = [self.as_text(_null_str(v), node) for v in vals]
+            return _Str(["extreme", which, [p.sexpr for p in parts]], self.one_column_of(node, parts))
+        typ = _common_type(self, vals, node)
+        vals = [self.convert(v, typ, node) for v in vals]
+        cmp = "gt" if which == "max" else "lt"
+        while len(vals) > 1:       # pairwise, so each argument is read a logarithmic number of times
+            nxt = []
+            for k in range(0, len(vals) - 1, 2):
+                x, y = vals[k], vals[k + 1]
+                take = Or(T.BOOL, (Op(T.BOOL, cmp, (y, x)), Op(T.BOOL, "isnull", (x,))))
+                nxt.append(Case(typ, ((take, y),), x))
+            vals = nxt + vals[len(vals) - len(vals) % 2:]
+        return vals[0]
+
+    def _v_isnan(self, node: exp.IsNan) -> Node:
+        x = self.float_arg(node)
+        if x.type.kind is not Kind.FLOAT:
+            return _false_unless_null(x)
+        return Op(T.BOOL, "gt", (x, Lit(T.FLOAT, float("inf"))))    # NaN sorts above inf
+
+    def _v_isinf(self, node: exp.IsInf) -> Node:
+        x = self.float_arg(node)
+        if x.type.kind is not Kind.FLOAT:
+            return _false_unless_null(x)
+        return Or(T.BOOL, (Op(T.BOOL, "eq", (x, Lit(T.FLOAT, float("inf")))),
+                           Op(T.BOOL, "eq", (x, Lit(T.FLOAT, float("-inf"))))))
+
+    def _fn_isfinite(self, node, args) -> Node:
+        if len(args) != 1:
+            self.unsupported(node)
+        x = self.float_arg(exp.IsInf(this=args[0]))
+        if x.type.kind is not Kind.FLOAT:
+            return Op(T.BOOL, "notnull", (x,)) if x.type.kind is not Kind.NULL else Lit(T.BOOL, None)
+        return And(T.BOOL, (Op(T.BOOL, "lt", (x, Lit(T.FLOAT, float("inf")))),
+                            Op(T.BOOL, "gt", (x, Lit(T.FLOAT, float("-inf"))))))
+
+    def float_arg(self, node: exp.Expression) -> Node:
+        x = self.num(node.this)
+        x = _resolve_str_const(self, x, Lit(T.FLOAT, None))
+        if not (x.type.is_numeric or x.type.kind is Kind.NULL):
+            self.fail(f"`{node.sql('duckdb')}` needs a number, got {x.type}")
+        return x
+
+    # -- dates and timestamps -------------------------------------------------------------
+    def temporal_arg(self, node: exp.Expression, arg: exp.Expression) -> Node:
+        v = self.num(arg)
+        v = _resolve_str_const(self, v, Lit(T.TIMESTAMP_US, None))
+        if not (v.type.is_temporal or v.type.kind is Kind.NULL):
+            self.fail(f"`{node.sql('duckdb')}` needs a date or timestamp, got {v.type}")
+        return v
+
+    def part(self, node: exp.Expression, unit: str, arg: exp.Expression) -> Node:
+        """date_part(unit, x) / extract(unit FROM x) / year(x) ..."""
+        x = self.temporal_arg(node, arg)
+        name = _PART_ALIASES.get(unit.lower(), unit.lower())
+        if x.type.kind is Kind.NULL:
+            return Lit(T.FLOAT if name == "epoch" else T.INT, None)
+        if name not in _PARTS:
+            self.fail(f"unsupported date part '{unit}' in `{node.sql('duckdb')}`; supported: "
+                      f"{', '.join(sorted(_PARTS))}")
+        return _PARTS[name](_Clock(x))
+
+    def _v_extract(self, node: exp.Extract) -> Node:
+        return self.part(node, node.this.name, node.expression)
+
+    def _fn_date_part(self, node, args) -> Node:
+        if len(args) != 2 or not (isinstance(args[0], exp.Literal) and args[0].is_string):
+            self.fail(f"date_part needs a part name and a value, e.g. date_part('year', d), "
+                      f"in `{node.sql('duckdb')}`")
+        return self.part(node, args[0].this, args[1])
+
+    _fn_datepart = _fn_date_part
+
+    def _v_year(self, node):
+        return self.part(node, "year", node.this)
+
+    def _v_quarter(self, node):
+        return self.part(node, "quarter", node.this)
+
+    def _v_month(self, node):
+        return self.part(node, "month", node.this)
+
+    def _v_day(self, node):
+        return self.part(node, "day", node.this)
+
+    _v_dayofmonth = _v_day
+
+    def _v_hour(self, node):
+        return self.part(node, "hour", node.this)
+
+    def _v_minute(self, node):
+        return self.part(node, "minute", node.this)
+
+    def _v_second(self, node):
+        return self.part(node, "second", node.this)
+
+    def _v_dayofweek(self, node):
+        return self.part(node, "dow", node.this)
+
+    def _v_dayofweekiso(self, node):
+        return self.part(node, "isodow", node.this)
+
+    def _v_dayofyear(self, node):
+        return self.part(node, "doy", node.this)
+
+    def _v_week(self, node):
+        if node.args.get("mode") is not None:
+            self.unsupported(node)
+        return self.part(node, "week", node.this)
+
+    def _v_weekofyear(self, node):
+        return self.part(node, "week", node.this)
+
+    def _v_timestamptrunc(self, node: exp.TimestampTrunc) -> Node:
+        """date_trunc(unit, x): a TIMESTAMP (also for a DATE, as DuckDB)."""
+        if node.args.get("zone") is not None:
+            self.unsupported(node)
+        unit = node.args["unit"].name.lower()
+        unit = _TRUNC_ALIASES.get(unit, unit)
+        x = self.temporal_arg(node, node.this)
+        if x.type.kind is Kind.NULL:
+            return Lit(T.TIMESTAMP_US, None)
+        if unit not in _TRUNC_UNITS:
+            self.fail(f"unsupported date_trunc unit '{unit}' in `{node.sql('duckdb')}`; supported: "
+                      f"{', '.join(_TRUNC_UNITS)}")
+        if x.type.kind is Kind.TIMESTAMP and x.type.scale == 9 and unit in ("millisecond", "microsecond"):
+            self.fail(f"date_trunc to a {unit} of a TIMESTAMP_NS value is not supported in "
+                      f"`{node.sql('duckdb')}`")
+        return _trunc(_Clock(x), unit)
+
+    _v_datetrunc = _v_timestamptrunc
+
+    def _v_datediff(self, node: exp.DateDiff) -> Node:
+        """date_diff(unit, start, end): unit boundaries crossed from start to end."""
+        unit = (node.args.get("unit").name if node.args.get("unit") is not None else "day").lower()
+        unit = _PART_ALIASES.get(unit, unit)
+        end = self.temporal_arg(node, node.this)
+        start = self.temporal_arg(node, node.expression)
+        if Kind.NULL in (start.type.kind, end.type.kind):
+            return Lit(T.INT, None)
+        if unit not in _DIFF_UNITS:
+            self.fail(f"unsupported date_diff unit '{unit}' in `{node.sql('duckdb')}`; supported: "
+                      f"{', '.join(_DIFF_UNITS)}")
+        if start.type != end.type:
+            start, end = self.unify_temporal(start, end, _Sql(node))
+        return _diff(unit, _Clock(start), _Clock(end))
+
+    def _v_datefromparts(self, node: exp.DateFromParts) -> Node:
+        """make_date(y, m, d); NULL for a day that does not exist (DuckDB raises)."""
+        parts = []
+        for key in ("year", "month", "day"):
+            v = self.num(node.args[key])
+            v = _resolve_str_const(self, v, Lit(T.INT, None))
+            if v.type.kind not in (Kind.INT, Kind.BOOL, Kind.NULL):
+                self.fail(f"make_date needs integers, got {v.type} in `{node.sql('duckdb')}`")
+            parts.append(_as_i(v) if v.type.kind is not Kind.NULL else Lit(T.INT, None))
+        y, m, d = parts
+        ok = And(T.BOOL, (Op(T.BOOL, "ge", (m, _k(1))), Op(T.BOOL, "le", (m, _k(12))),
+                          Op(T.BOOL, "ge", (d, _k(1))), Op(T.BOOL, "le", (d, _month_len(y, m)))))
+        return Case(T.DATE, ((ok, _retype(_days_from(y, m, d), T.DATE)),), Lit(T.DATE, None))
+
+    def _v_interval(self, node: exp.Interval) -> "_Interval":
+        if not isinstance(node.parent, (exp.Add, exp.Sub, exp.DateAdd, exp.DateSub)):
+            self.fail(f"an INTERVAL can only be added to or subtracted from a date or timestamp "
+                      f"in `{node.sql('duckdb')}`")
+        unit = node.args.get("unit")
+        if unit is None:
+            text = node.this.this if isinstance(node.this, exp.Literal) else None
+            parsed = _parse_interval(text) if text is not None else None
+            if parsed is None:
+                self.fail(f"cannot read the interval `{node.sql('duckdb')}`")
+            return _Interval(*(Lit(T.INT, v) for v in parsed))
+        name = unit.name.lower()
+        if name not in _INTERVAL_UNITS:
+            self.fail(f"unsupported INTERVAL unit {unit.name} in `{node.sql('duckdb')}`")
+        if isinstance(node.this, exp.Literal):
+            parsed = _parse_interval(f"{node.this.this} {name}")
+            if parsed is None:
+                self.fail(f"cannot read the interval `{node.sql('duckdb')}`")
+            return _Interval(*(Lit(T.INT, v) for v in parsed))
+        count = self.num(node.this)
+        if count.type.kind not in (Kind.INT, Kind.BOOL, Kind.NULL):
+            self.fail(f"an INTERVAL count must be an integer in `{node.sql('duckdb')}`")
+        count = _as_i(count) if count.type.kind is not Kind.NULL else Lit(T.INT, None)
+        field, factor = _INTERVAL_UNITS[name]
+        parts = {"months": _k(0), "days": _k(0), "micros": _k(0)}
+        parts[field] = _mul_const(count, factor, T.INT) if factor != 1 else count
+        return _Interval(parts["months"], parts["days"], parts["micros"])
+
+    def _v_dateadd(self, node: exp.DateAdd) -> Node:
+        return self.interval_arith("add", self.num(node.this), self.num(node.expression), _Sql(node))
+
+    def _v_datesub(self, node: exp.DateSub) -> Node:
+        return self.interval_arith("sub", self.num(node.this), self.num(node.expression), _Sql(node))
+
+    def interval_arith(self, op: str, a, b, text) -> Node:
+        """date/timestamp ± INTERVAL: months first (the day clamped to the month's
+        length), then days, then the time; a DATE gives a TIMESTAMP, as in DuckDB."""
+        if isinstance(a, _Interval) and op == "add":
+            a, b = b, a
+        if isinstance(a, _StrConst):
+            a = _resolve_str_const(self, a, Lit(T.TIMESTAMP_US, None))
+        if isinstance(a, _Interval) or not isinstance(b, _Interval):
+            self.fail(f"unsupported interval arithmetic `{text}`: add an INTERVAL to a date or "
+                      "timestamp, or subtract it from one")
+        if not (a.type.is_temporal or a.type.kind is Kind.NULL):
+            self.fail(f"`{text}` adds an INTERVAL to {a.type}; it needs a date or timestamp")
+        if a.type.kind is Kind.NULL:
+            return Lit(T.TIMESTAMP_US, None)
+        if op == "sub":
+            b = b.negated()
+        return _add_interval(_Clock(a), b)
+
     # -- functions ----------------------------------------------------------------
     def _v_abs(self, node: exp.Abs) -> Node:
         arg = self.num(node.this)
@@ -508,13 +918,18 @@ class Binder:
         target = self.cast_target(node)
         safe = isinstance(node, exp.TryCast) or bool(node.args.get("safe"))
         arg = self.value(node.this)
+        if target.kind is Kind.STRING and not isinstance(arg, _Str):
+            return self.as_text(arg, node)                 # DuckDB's text of the value
         if isinstance(arg, _Str):
             if target.kind is Kind.STRING:
                 return arg
+            if arg.col is None and arg.sexpr[0] != "lit":
+                self.fail(f"constant string expression `{node.sql('duckdb')}`: write its value instead")
             if arg.col is None:
                 return _literal_from_string(self, arg.sexpr[1], target, node, safe)
-            return self.lookup(target, ["cast", arg.sexpr, target.kind.value, target.scale, safe],
-                               arg.col)
+            # bad text gives NULL, CAST or TRY_CAST (engine/sqltext.py says why)
+            return self.lookup(target, ["cast", arg.sexpr, target.kind.value, target.scale, safe,
+                                        _type_name(node), _decimal_precision(node)], arg.col)
         value = self.cast_value(arg, target, node)
         code = T.INT_RANGE_CODES.get(_type_name(node))
         if code and target.kind is Kind.INT and not isinstance(value, Lit):
@@ -751,3 +1166,394 @@ def _common_type(binder: Binder, values: list[Node], node) -> Type:
         return Type(Kind.TIMESTAMP, max(_ts_scale(v.type) for v in values))
     binder.fail(f"CASE/COALESCE branches have incompatible types "
                 f"{', '.join(sorted(k.value for k in kinds))} in `{node.sql('duckdb')}`")
+
+
+# --- SQL functions: strings, NULLs, and the calendar as integer IR ---------------------
+# (Binder's handlers above; the string functions run per distinct value in
+# engine/strings.py, the calendar compiles to integer bytecode like any arithmetic.)
+
+_MAX_EXTREME_ARGS = 64
+
+
+def _null_str(v):
+    """A bare NULL literal as a string operand."""
+    if isinstance(v, Lit) and v.value is None and v.type.kind is Kind.NULL:
+        return _Str(["lit", None], None)
+    return v
+
+
+def _literal_text(v: Lit) -> str | None:
+    """DuckDB's text of a constant (CAST(constant AS VARCHAR))."""
+    if v.value is None:
+        return None
+    k = v.type.kind
+    if k is Kind.BOOL:
+        return "true" if v.value else "false"
+    if k is Kind.INT:
+        return str(v.value)
+    if k is Kind.DECIMAL:
+        return f"{decimal.Decimal(v.value).scaleb(-v.type.scale):f}"
+    if k is Kind.FLOAT:
+        return sqltext.float_text(v.value)
+    if k is Kind.DATE:
+        return sqltext.date_text(v.value)
+    if k is Kind.TIMESTAMP:
+        return sqltext.timestamp_text(v.value, v.type.scale)
+    raise ValueError(f"no text for {v.type}")
+
+
+def _distinct(a: Node, b: Node) -> Node:
+    """a IS DISTINCT FROM b for two values of one type: a <> b, or exactly one is NULL."""
+    one_null = Op(T.BOOL, "ne", (Op(T.BOOL, "isnull", (a,)), Op(T.BOOL, "isnull", (b,))))
+    return Op(T.BOOL, "coalesce", (Op(T.BOOL, "ne", (a, b)), one_null))
+
+
+def _false_unless_null(x: Node) -> Node:
+    if isinstance(x, Lit) and x.value is None:
+        return Lit(T.BOOL, None)
+    return Case(T.BOOL, ((Op(T.BOOL, "notnull", (x,)), Lit(T.BOOL, 0)),), Lit(T.BOOL, None))
+
+
+def _k(v: int) -> Lit:
+    return Lit(T.INT, v)
+
+
+def _as_i(node: Node) -> Node:
+    return node if node.type == T.INT else _retype(node, T.INT)
+
+
+def _i(op: str, a: Node, b: Node | int) -> Node:
+    return Op(T.INT, op, (a, _k(b) if isinstance(b, int) else b))
+
+
+def _flag(op: str, a: Node, b: Node | int) -> Node:
+    """A comparison as 0 / 1."""
+    return _retype(Op(T.BOOL, op, (a, _k(b) if isinstance(b, int) else b)), T.INT)
+
+
+def _fdiv(a: Node, k: int) -> Node:
+    return _floor_div_const(a, k)
+
+
+def _fmod(a: Node, k: int) -> Node:
+    return _i("sub", a, _i("mul", _fdiv(a, k), k))
+
+
+def _civil(days: Node) -> tuple[Node, Node, Node]:
+    """(year, month, day) of days since 1970-01-01, proleptic Gregorian (H. Hinnant's
+    civil_from_days: only + - * and division of non-negative values, and one floor)."""
+    z = _i("add", days, 719468)
+    era = _fdiv(z, 146097)
+    doe = _i("sub", z, _i("mul", era, 146097))                            # [0, 146096]
+    yoe = _i("idiv", _i("sub", _i("add", _i("sub", doe, _i("idiv", doe, 1460)),
+                                      _i("idiv", doe, 36524)), _i("idiv", doe, 146096)), 365)
+    doy = _i("sub", doe, _i("sub", _i("add", _i("mul", yoe, 365), _i("idiv", yoe, 4)),
+                               _i("idiv", yoe, 100)))
+    mp = _i("idiv", _i("add", _i("mul", doy, 5), 2), 153)
+    d = _i("add", _i("sub", doy, _i("idiv", _i("add", _i("mul", mp, 153), 2), 5)), 1)
+    m = _i("sub", _i("add", mp, 3), _i("mul", _flag("ge", mp, 10), 12))
+    y = _i("add", _i("add", yoe, _i("mul", era, 400)), _flag("le", m, 2))
+    return y, m, d
+
+
+def _days_from(y: Node, m: Node, d: Node) -> Node:
+    """Days since 1970-01-01 of year, month (1-12), day (H. Hinnant's days_from_civil)."""
+    y = _i("sub", y, _flag("le", m, 2))
+    era = _fdiv(y, 400)
+    yoe = _i("sub", y, _i("mul", era, 400))
+    mp = _i("sub", _i("add", m, 9), _i("mul", _flag("gt", m, 2), 12))
+    doy = _i("sub", _i("add", _i("idiv", _i("add", _i("mul", mp, 153), 2), 5), d), 1)
+    doe = _i("add", _i("sub", _i("add", _i("mul", yoe, 365), _i("idiv", yoe, 4)), _i("idiv", yoe, 100)), doy)
+    return _i("sub", _i("add", _i("mul", era, 146097), doe), 719468)
+
+
+def _month_len(y: Node, m: Node) -> Node:
+    leap = _i("add", _i("sub", _flag("eq", _i("mod", y, 4), 0), _flag("eq", _i("mod", y, 100), 0)),
+              _flag("eq", _i("mod", y, 400), 0))
+    thirty = _i("add", _i("add", _flag("eq", m, 4), _flag("eq", m, 6)),
+                _i("add", _flag("eq", m, 9), _flag("eq", m, 11)))
+    feb = _i("mul", _flag("eq", m, 2), _i("sub", _k(3), leap))
+    return _i("sub", _i("sub", _k(31), thirty), feb)
+
+
+def _min_i(a: Node, b: Node) -> Node:
+    return Case(T.INT, ((Op(T.BOOL, "lt", (b, a)), b),), a)
+
+
+class _Clock:
+    """A date or timestamp split into days since 1970 and ticks since midnight."""
+
+    def __init__(self, x: Node):
+        self.x = x
+        if x.type.kind is Kind.DATE:
+            self.scale = None
+            self.days = _as_i(x)
+            self.tod = Case(T.INT, ((Op(T.BOOL, "notnull", (x,)), _k(0)),), _k(None))
+            self.ticks_per_day = None
+        else:
+            self.scale = x.type.scale
+            self.ticks_per_day = 86400 * 10 ** self.scale
+            ticks = _as_i(x)
+            self.days = _fdiv(ticks, self.ticks_per_day)
+            self.tod = _i("sub", ticks, _i("mul", self.days, self.ticks_per_day))
+        self._ymd = None
+
+    @property
+    def ymd(self) -> tuple[Node, Node, Node]:
+        if self._ymd is None:
+            self._ymd = _civil(self.days)
+        return self._ymd
+
+    def ticks(self, digits: int) -> Node:
+        """The value in units of 10^-digits seconds since the epoch."""
+        if self.scale is None:
+            return _i("mul", self.days, 86400 * 10 ** digits)
+        if digits >= self.scale:
+            return _mul_const(_as_i(self.x), 10 ** (digits - self.scale), T.INT)
+        return _fdiv(_as_i(self.x), 10 ** (self.scale - digits))
+
+    def time_part(self, unit_s_digits: int) -> Node:
+        """Whole units of 10^-digits s since midnight (DATE: 0)."""
+        if self.scale is None:
+            return self.tod
+        if unit_s_digits >= self.scale:
+            return _i("mul", self.tod, 10 ** (unit_s_digits - self.scale))
+        return _i("idiv", self.tod, 10 ** (self.scale - unit_s_digits))
+
+
+def _isodow(c: _Clock) -> Node:
+    return _i("add", _fmod(_i("add", c.days, 3), 7), 1)
+
+
+def _iso_thursday(c: _Clock) -> Node:
+    return _i("add", _i("sub", c.days, _isodow(c)), 4)
+
+
+def _iso_week(c: _Clock) -> Node:
+    t = _iso_thursday(c)
+    y, _, _ = _civil(t)
+    return _i("add", _i("idiv", _i("sub", t, _days_from(y, _k(1), _k(1))), 7), 1)
+
+
+def _century(y: Node, size: int) -> Node:
+    """DuckDB's century / millennium: counted from year 1 (year 0 is 1 BC)."""
+    pos = _i("add", _i("idiv", _i("sub", y, 1), size), 1)
+    neg = _i("sub", _i("idiv", y, size), 1)
+    return Case(T.INT, ((Op(T.BOOL, "gt", (y, _k(0))), pos),), neg)
+
+
+def _epoch(c: _Clock) -> Node:
+    if c.scale is None:
+        return Op(T.FLOAT, "i2f", (_i("mul", c.days, 86400),))
+    ticks = Op(T.FLOAT, "i2f", (_as_i(c.x),))
+    return ticks if c.scale == 0 else Op(T.FLOAT, "div", (ticks, Lit(T.FLOAT, float(10 ** c.scale))))
+
+
+_PARTS = {
+    "year": lambda c: c.ymd[0],
+    "month": lambda c: c.ymd[1],
+    "day": lambda c: c.ymd[2],
+    "quarter": lambda c: _i("add", _i("idiv", _i("sub", c.ymd[1], 1), 3), 1),
+    "dow": lambda c: _fmod(_i("add", c.days, 4), 7),
+    "isodow": _isodow,
+    "doy": lambda c: _i("add", _i("sub", c.days, _days_from(c.ymd[0], _k(1), _k(1))), 1),
+    "week": _iso_week,
+    "isoyear": lambda c: _civil(_iso_thursday(c))[0],
+    "yearweek": lambda c: _i("add", _i("mul", _civil(_iso_thursday(c))[0], 100), _iso_week(c)),
+    "decade": lambda c: _i("idiv", c.ymd[0], 10),
+    "century": lambda c: _century(c.ymd[0], 100),
+    "millennium": lambda c: _century(c.ymd[0], 1000),
+    "hour": lambda c: _i("idiv", c.time_part(0), 3600),
+    "minute": lambda c: _i("mod", _i("idiv", c.time_part(0), 60), 60),
+    "second": lambda c: _i("mod", c.time_part(0), 60),
+    "millisecond": lambda c: _i("mod", c.time_part(3), 60_000),
+    "microsecond": lambda c: _i("mod", c.time_part(6), 60_000_000),
+    "epoch": _epoch,
+}
+
+
+def _aliases(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    return {alias: name for name, names in table.items() for alias in names}
+
+
+_PART_ALIASES = _aliases({
+    "year": ("years", "y", "yr", "yrs"), "month": ("months", "mon", "mons"),
+    "day": ("days", "d", "dayofmonth"), "quarter": ("quarters",),
+    "dow": ("dayofweek", "weekday"), "doy": ("dayofyear",), "week": ("weeks", "w", "weekofyear"),
+    "decade": ("decades", "dec", "decs"), "century": ("centuries", "c", "cent", "cents"),
+    "millennium": ("millennia", "millenium", "mil", "mils"),
+    "hour": ("hours", "h", "hr", "hrs"), "minute": ("minutes", "m", "min", "mins"),
+    "second": ("seconds", "s", "sec", "secs"),
+    "millisecond": ("milliseconds", "ms", "msec", "msecs", "msecond", "mseconds"),
+    "microsecond": ("microseconds", "us", "usec", "usecs", "usecond", "useconds"),
+})
+
+_TRUNC_UNITS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second",
+                "millisecond", "microsecond")
+_TRUNC_ALIASES = _PART_ALIASES
+
+
+def _ts_result(days: Node, tod: Node | None, scale: int | None) -> Node:
+    """days and ticks since midnight as a TIMESTAMP of that unit (None, a DATE's: us)."""
+    scale = 6 if scale is None else scale
+    ticks = _i("mul", days, 86400 * 10 ** scale)
+    if tod is not None:
+        ticks = _i("add", ticks, tod)
+    return _retype(ticks, Type(Kind.TIMESTAMP, scale))
+
+
+def _trunc(c: _Clock, unit: str) -> Node:
+    y, m, d = (None, None, None)
+    if unit in ("year", "quarter", "month"):
+        y, m, d = c.ymd
+    if unit == "year":
+        return _ts_result(_days_from(y, _k(1), _k(1)), None, c.scale)
+    if unit == "quarter":
+        first = _i("add", _i("mul", _i("idiv", _i("sub", m, 1), 3), 3), 1)
+        return _ts_result(_days_from(y, first, _k(1)), None, c.scale)
+    if unit == "month":
+        return _ts_result(_i("add", _i("sub", c.days, d), 1), None, c.scale)
+    if unit == "week":                                  # ISO: Monday
+        return _ts_result(_i("sub", c.days, _fmod(_i("add", c.days, 3), 7)), None, c.scale)
+    if unit == "day" or c.scale is None:
+        return _ts_result(c.days, None, c.scale)
+    digits = {"hour": 0, "minute": 0, "second": 0, "millisecond": 3, "microsecond": 6}[unit]
+    size = {"hour": 3600, "minute": 60}.get(unit, 1)
+    if digits >= c.scale:
+        return c.x                                      # already whole units
+    step = size * 10 ** (c.scale - digits)
+    return _ts_result(c.days, _i("mul", _i("idiv", c.tod, step), step), c.scale)
+
+
+_DIFF_UNITS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second",
+               "millisecond", "microsecond", "decade", "century", "millennium")
+
+
+def _diff(unit: str, s: _Clock, e: _Clock) -> Node:
+    if unit in ("year", "decade", "century", "millennium"):
+        size = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}[unit]
+        return _i("sub", _i("idiv", e.ymd[0], size), _i("idiv", s.ymd[0], size))
+    if unit in ("month", "quarter"):
+        def months(c):
+            return _i("add", _i("mul", c.ymd[0], 12), _i("sub", c.ymd[1], 1))
+        if unit == "month":
+            return _i("sub", months(e), months(s))
+        return _i("sub", _i("idiv", months(e), 3), _i("idiv", months(s), 3))
+    if unit == "week":
+        return _i("idiv", _i("sub", e.days, s.days), 7)
+    if unit == "day":
+        return _i("sub", e.days, s.days)
+    digits = {"hour": 0, "minute": 0, "second": 0, "millisecond": 3, "microsecond": 6}[unit]
+    size = {"hour": 3600, "minute": 60}.get(unit, 1)
+    te, ts = e.ticks(digits), s.ticks(digits)
+    if size == 1:
+        return _i("sub", te, ts)
+    return _i("sub", _fdiv(te, size), _fdiv(ts, size))
+
+
+class _Interval:
+    """An INTERVAL operand: months, days and microseconds (integer nodes), as DuckDB
+    keeps them apart. Only `date/timestamp ± interval` uses it."""
+
+    type = T.TIMESTAMP_US       # what a string literal next to it is read as
+
+    def __init__(self, months: Node, days: Node, micros: Node):
+        self.months, self.days, self.micros = months, days, micros
+
+    def negated(self) -> "_Interval":
+        def neg(n: Node) -> Node:
+            if isinstance(n, Lit):
+                return Lit(T.INT, None if n.value is None else -n.value)
+            return Op(T.INT, "neg", (n,))
+        return _Interval(neg(self.months), neg(self.days), neg(self.micros))
+
+
+def _is_zero(n: Node) -> bool:
+    return isinstance(n, Lit) and n.value == 0
+
+
+def _add_interval(c: _Clock, iv: _Interval) -> Node:
+    if c.scale is not None and c.scale < 6:
+        c = _Clock(_mul_const(_as_i(c.x), 10 ** (6 - c.scale), Type(Kind.TIMESTAMP, 6)))
+    days = c.days
+    if not _is_zero(iv.months):
+        y, m, d = c.ymd
+        total = _i("add", _i("add", _i("mul", y, 12), _i("sub", m, 1)), iv.months)
+        y2 = _fdiv(total, 12)
+        m2 = _i("add", _i("sub", total, _i("mul", y2, 12)), 1)
+        days = _days_from(y2, m2, _min_i(d, _month_len(y2, m2)))
+    if not _is_zero(iv.days):
+        days = _i("add", days, iv.days)
+    scale = 6 if c.scale is None else c.scale
+    tod = c.tod if c.scale is not None else None
+    if not _is_zero(iv.micros):
+        extra = _mul_const(iv.micros, 10 ** (scale - 6), T.INT)
+        tod = extra if tod is None else _i("add", tod, extra)
+    return _ts_result(days, tod, scale)
+
+
+_INTERVAL_UNITS = {}
+for _names, _spec in ((("year", "years", "y", "yr", "yrs"), ("months", 12)),
+                      (("quarter", "quarters"), ("months", 3)),
+                      (("month", "months", "mon", "mons"), ("months", 1)),
+                      (("week", "weeks", "w"), ("days", 7)),
+                      (("day", "days", "d"), ("days", 1)),
+                      (("hour", "hours", "h", "hr", "hrs"), ("micros", 3_600_000_000)),
+                      (("minute", "minutes", "m", "min", "mins"), ("micros", 60_000_000)),
+                      (("second", "seconds", "s", "sec", "secs"), ("micros", 1_000_000)),
+                      (("millisecond", "milliseconds", "ms", "msec", "msecs"), ("micros", 1000)),
+                      (("microsecond", "microseconds", "us", "usec", "usecs"), ("micros", 1))):
+    for _n in _names:
+        _INTERVAL_UNITS[_n] = _spec
+
+_INTERVAL_TOKEN = re.compile(
+    r"\s*(?:(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?P<unit>[A-Za-z]+)"
+    r"|(?P<sign>[+-])?(?P<h>\d+):(?P<mi>\d+)(?::(?P<s>\d+(?:\.\d*)?))?|(?P<ago>ago))", re.IGNORECASE)
+
+
+def _parse_interval(text: str) -> tuple[int, int, int] | None:
+    """(months, days, microseconds) of an interval string such as '1 month 2 days',
+    '1.5 days', '01:30:00' or '2 hours ago'; None if it is not one."""
+    months = days = micros = decimal.Decimal(0)
+    pos, sign = 0, 1
+    text = text.strip()
+    if not text:
+        return None
+    while pos < len(text):
+        m = _INTERVAL_TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            return None
+        pos = m.end()
+        if m["ago"]:
+            if text[pos:].strip():
+                return None
+            sign = -1
+            break
+        if m["num"] is not None:
+            unit = _INTERVAL_UNITS.get(m["unit"].lower())
+            if unit is None:
+                return None
+            field, factor = unit
+            v = decimal.Decimal(m["num"]) * factor
+            if field == "months":
+                months += v
+            elif field == "days":
+                days += v
+            else:
+                micros += v
+        else:
+            t = (int(m["h"]) * 3600 + int(m["mi"]) * 60) * 10 ** 6 + decimal.Decimal(m["s"] or 0) * 10 ** 6
+            micros += -t if m["sign"] == "-" else t
+    whole_months = int(months)                           # toward zero, as DuckDB
+    days += (months - whole_months) * 30
+    whole_days = int(days)
+    micros += (days - whole_days) * 86_400_000_000
+    return sign * whole_months, sign * whole_days, sign * int(micros)
+
+
+def _decimal_precision(node: exp.Cast) -> int:
+    """The precision of a CAST to DECIMAL(p, s) (18 otherwise: what a word holds)."""
+    to = node.args["to"]
+    if _type_name(node) == "DECIMAL" and to.expressions:
+        return int(to.expressions[0].this.this)
+    return 18

@@ -41,6 +41,7 @@ from numba import types as nbt
 from numba.extending import intrinsic
 
 from ..errors import DataError
+from . import sqltext
 from .buffers import load_u64
 
 _CMP = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal,
@@ -100,8 +101,11 @@ def evaluate(e: list, values: pa.Array) -> pa.Array | pa.Scalar:
     if tag == "coalesce":
         return pc.coalesce(*[evaluate(x, values) for x in e[1]])
     if tag == "cast":
-        return _cast(evaluate(e[1], values), e[2], e[3], e[4])
-    raise ValueError(f"unknown string expression {tag!r}")
+        return _cast(evaluate(e[1], values), *e[2:])
+    fn = _FUNCTIONS.get(tag)
+    if fn is None:
+        raise ValueError(f"unknown string expression {tag!r}")
+    return fn(e, values)
 
 
 def _regexp(arr, pattern: str):
@@ -120,35 +124,180 @@ def _is_in(arr, items: list):
     return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.bool_()), hit)
 
 
-def _cast(arr: pa.Array, kind: str, scale: int, safe: bool) -> pa.Array:
-    target = arrow_type(kind, scale)
-    trimmed = pc.utf8_trim_whitespace(arr)
-    if kind == "boolean":
-        low = pc.utf8_lower(trimmed)
-        truthy = pc.is_in(low, value_set=pa.array(["true", "t", "1", "yes", "y"]))
-        falsy = pc.is_in(low, value_set=pa.array(["false", "f", "0", "no", "n"]))
-        bad = pc.and_not(pc.invert(truthy), falsy)
-        out = pc.if_else(truthy, True, pc.if_else(falsy, False, pa.scalar(None, pa.bool_())))
-        if not safe and pc.any(pc.and_kleene(bad, pc.is_valid(arr))).as_py():
-            raise DataError(f"CAST to BOOLEAN failed for '{_first_bad(arr, bad)}'; use TRY_CAST to get NULL")
-        return out
-    try:
-        return pc.cast(trimmed, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    out = []
-    for v in trimmed.to_pylist():  # per distinct value, not per row
-        try:
-            out.append(pc.cast(pa.array([v], pa.string()), target)[0].as_py())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            if not safe:
-                raise DataError(f"CAST of '{v}' to {kind.upper()} failed; use TRY_CAST to get NULL") from None
-            out.append(None)
-    return pa.array(out, target)
+def _cast(arr, kind: str, scale: int, safe: bool = True, type_name: str | None = None,
+          precision: int = 18) -> pa.Array:
+    """CAST of strings as DuckDB's TRY_CAST: NULL where the text does not parse (a plain
+    CAST too: engine/sqltext.py says why). `type_name`: the SQL integer type, whose range
+    the value must fit; `precision`: a DECIMAL's."""
+    if isinstance(arr, pa.Scalar):
+        arr = pa.array([arr.as_py()], pa.string())
+    return sqltext.cast_strings(arr, kind, scale, type_name, precision)
 
 
-def _first_bad(arr: pa.Array, bad: pa.Array) -> str:
-    return pc.filter(arr, pc.fill_null(bad, False))[0].as_py()
+# -- SQL string functions, per distinct value (pyarrow.compute) ----------------------------
+# Each takes the SExpr and the values; NULL in gives NULL out unless DuckDB says otherwise
+# (concat skips NULLs; IS DISTINCT FROM is never NULL).
+
+def _array(x, n: int) -> pa.Array:
+    """A scalar broadcast to n rows (several kernels mishandle all-scalar arguments)."""
+    if isinstance(x, pa.Scalar):
+        return pa.array([x.as_py()] * n, x.type)
+    return x
+
+
+def _args(e: list, values: pa.Array) -> list:
+    return [_array(evaluate(x, values), len(values)) for x in e]
+
+
+def _concat(e: list, values: pa.Array):
+    """["concat", [e, ...], skip_nulls]: concat() skips NULLs (all NULL gives ''),
+    `||` is NULL when any part is."""
+    parts = _args(e[1], values)
+    if e[2]:
+        parts = [pc.fill_null(p, "") for p in parts]
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, "", null_handling="emit_null")
+
+
+def _trim(e: list, values: pa.Array):
+    """["trim", e, characters | None, side]: without characters DuckDB trims spaces only."""
+    _, arg, chars, side = e
+    fn = {"both": pc.utf8_trim, "left": pc.utf8_ltrim, "right": pc.utf8_rtrim}[side]
+    return fn(evaluate(arg, values), characters=" " if chars is None else chars)
+
+
+def _substr(e: list, values: pa.Array):
+    """["substr", e, start, length | None], DuckDB's rules: 1-based; start < 0 counts from
+    the end; start 0 is one before the first character; a negative length takes the
+    characters before start. Out-of-range parts are clipped (possibly to '')."""
+    _, arg, start, length = e
+    arr = evaluate(arg, values)
+    length = None if length is None else max(min(length, 2 ** 40), -(2 ** 40))
+    start = max(min(start, 2 ** 40), -(2 ** 40))
+    if start > 0:
+        first = start - 1
+    elif start < 0:
+        first = start                      # from the end: python's negative index
+    else:
+        first = -1
+    if length is None:
+        if start == 0:
+            return pc.utf8_slice_codeunits(arr, 0)
+        return pc.utf8_slice_codeunits(arr, first)
+    if length == 0:
+        return _empty_like(arr)
+    if start >= 0:
+        lo, hi = (first, first + length) if length > 0 else (first + length, first)
+        if hi <= 0:
+            return _empty_like(arr)
+        return pc.utf8_slice_codeunits(arr, max(lo, 0), hi)
+    lo, hi = (start, start + length) if length > 0 else (start + length, start)
+    return pc.utf8_slice_codeunits(arr, lo, hi if hi < 0 else 2 ** 62)
+
+
+def _empty_like(arr):
+    return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.string()), pa.scalar("", pa.string()))
+
+
+def _replace(e: list, values: pa.Array):
+    _, arg, old, new = e
+    arr = evaluate(arg, values)
+    if old == "":                          # DuckDB: nothing to replace (pyarrow would loop)
+        return arr
+    return pc.replace_substring(arr, pattern=old, replacement=new)
+
+
+def _contains(e: list, values: pa.Array):
+    return pc.match_substring(evaluate(e[1], values), e[2])
+
+
+def _ends_with(e: list, values: pa.Array):
+    return pc.ends_with(evaluate(e[1], values), e[2])
+
+
+def _strpos(e: list, values: pa.Array):
+    """["strpos", e, needle]: 1-based position in characters of the first match, 0 if none."""
+    arr = _array(evaluate(e[1], values), len(values))
+    needle = e[2]
+    if needle == "":
+        return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.int64()), pa.scalar(1, pa.int64()))
+    found = pc.match_substring(arr, needle)
+    head = pc.list_element(pc.split_pattern(arr, needle, max_splits=1), 0)
+    pos = pc.add(pc.cast(pc.utf8_length(head), pa.int64()), 1)
+    return pc.if_else(found, pos, pa.scalar(0, pa.int64()))
+
+
+def full_match_regex(pattern: str) -> str:
+    """regexp_full_match: the pattern must match the whole string."""
+    return "^(?:" + pattern + ")$"
+
+
+def _regexp_full(e: list, values: pa.Array):
+    return _regexp(evaluate(e[1], values), full_match_regex(e[2]))
+
+
+def _nullif(e: list, values: pa.Array):
+    a, b = _args(e[1:3], values)
+    same = pc.fill_null(pc.equal(a, b), False)
+    return pc.if_else(same, pa.scalar(None, a.type), a)
+
+
+def _extreme(e: list, values: pa.Array):
+    """["extreme", "max" | "min", [e, ...]]: greatest / least, skipping NULLs (bytewise
+    order, as DuckDB compares strings)."""
+    fn = pc.max_element_wise if e[1] == "max" else pc.min_element_wise
+    return fn(*_args(e[2], values), skip_nulls=True)
+
+
+def _distinct(e: list, values: pa.Array):
+    """["distinct", a, b]: a IS DISTINCT FROM b (never NULL)."""
+    a, b = _args(e[1:3], values)
+    return pc.fill_null(pc.not_equal(a, b), pc.xor(pc.is_null(a), pc.is_null(b)))
+
+
+# -- two string columns: lookup tables over their joint dictionary ---------------------------
+# ["joint", e, partner, f] on column c: entry i is the rank of e(c's value i) among the
+# sorted distinct values of e over c's dictionary and f over the partner column's. The
+# partner's table is ["joint", f, c, e]: the same set, so the two tables' ranks compare
+# as the strings do (bytewise, DuckDB's binary collation), and equal ranks are equal
+# strings. A rule then compares two integers per row. The engine builds these tables
+# with both columns' dictionaries (joint_lut); sqltext.ENGINE_FEATURES says it can, and
+# the binder refuses such rules otherwise.
+
+def partner(e) -> str | None:
+    """The other column a lookup table's expression needs, if any."""
+    return e[2] if isinstance(e, (list, tuple)) and e and e[0] == "joint" else None
+
+
+def joint_lut(e: list, dictionary: pa.Array, partner_dictionary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 ranks, validity) for ["joint", ...] over `dictionary`, plus the entry for a
+    NULL input (NULL), as a lookup table holds them."""
+    _, mine, _, theirs = e
+    n = len(dictionary)
+    none = pa.array([None], pa.string())
+    a = _array(evaluate(mine, pa.concat_arrays([dictionary.cast(pa.string()), none])), n + 1)
+    b = _array(evaluate(theirs, pa.concat_arrays([partner_dictionary.cast(pa.string()), none])),
+               len(partner_dictionary) + 1)
+    if a.type != pa.string() or b.type != pa.string():
+        raise ValueError("joint lookup tables compare strings")
+    distinct = pc.unique(pa.concat_arrays([a, b]).drop_null())
+    ordered = pc.take(distinct, pc.sort_indices(distinct))
+    ranks = pc.index_in(a, value_set=ordered)
+    valid = np.asarray(ranks.is_valid(), dtype=np.uint8)
+    words = np.ascontiguousarray(pc.fill_null(ranks, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return words, valid
+
+
+def _joint(e: list, values: pa.Array):
+    raise DataError("comparing string expressions of two columns needs the engine's joint "
+                    "lookup tables (strings.joint_lut), which this engine does not build")
+
+
+_FUNCTIONS = {"concat": _concat, "trim": _trim, "substr": _substr, "replace": _replace,
+              "contains": _contains, "ends_with": _ends_with, "strpos": _strpos,
+              "regexp_full": _regexp_full, "nullif": _nullif, "extreme": _extreme,
+              "distinct": _distinct, "joint": _joint}
 
 
 # -- fast paths: byte automata, literal sets and counts over the Arrow buffers -----------
@@ -737,9 +886,15 @@ def _plan(e: list) -> FastPlan:
         if ci:
             raise _Unsupported("ILIKE: Unicode case folding")
         return FastPlan("dfa", compile_dfa(_like_ast(pattern, escape), True, True))
-    if tag == "starts_with":
-        ast = ["cat", [["bytes", e[2].encode()], ["rep", ["cls", _ANY], 0, None]]]
+    if tag in ("starts_with", "ends_with", "contains"):
+        anything = ["rep", ["cls", _ANY], 0, None]
+        head = [anything] if tag != "starts_with" else []
+        tail = [anything] if tag != "ends_with" else []
+        ast = ["cat", head + [["bytes", e[2].encode()]] + tail]
         return FastPlan("dfa", compile_dfa(ast, True, True))
+    if tag == "regexp_full":
+        ast, a0, a1 = _RegexParser(full_match_regex(e[2])).parse()
+        return FastPlan("dfa", compile_dfa(ast, a0, a1))
     if tag == "regexp":
         ast, a0, a1 = _RegexParser(e[2]).parse()
         return FastPlan("dfa", compile_dfa(ast, a0, a1))
