@@ -173,7 +173,7 @@ def same(got: tuple, want: tuple) -> bool:
 
 ISSUE_CASES = ["a + b > 0", "a * b > 0", "a - b < 0", "abs(a) > 0", "CAST(a AS INTEGER) > 0",
                "a * 1000 + b < 5", "-a < 0", "a // b > 1", "CAST(a AS TINYINT) IS NULL",
-               "TRY_CAST(a AS UTINYINT) > 3", "coalesce(a + b, 7) > 3"]
+               "TRY_CAST(a AS UTINYINT) > 3", "coalesce(a + b, 7) > 3", "round(a, -1) > 0"]
 
 
 @pytest.mark.parametrize("engine", ["vm", "fused"])
@@ -196,7 +196,8 @@ def test_the_reported_cases_give_null_not_a_wrapped_value(engine, strict, kernel
                   "a * 1000 + b < 5": "TRY(TRY(a * 1000) + b) < 5", "-a < 0": "TRY(-a) < 0",
                   "a // b > 1": "TRY(a // b) > 1", "CAST(a AS TINYINT) IS NULL": "TRY_CAST(a AS TINYINT) IS NULL",
                   "TRY_CAST(a AS UTINYINT) > 3": "TRY_CAST(a AS UTINYINT) > 3",
-                  "coalesce(a + b, 7) > 3": "coalesce(TRY(a + b), 7) > 3"}[p]
+                  "coalesce(a + b, 7) > 3": "coalesce(TRY(a + b), 7) > 3",
+                  "round(a, -1) > 0": "TRY(round(a, -1)) > 0"}[p]
         filt = f"({op_try}) IS NOT TRUE" if strict else f"NOT ({op_try})"
         want = con.execute(f"SELECT count(*) FILTER (WHERE {filt}) FROM t").fetchone()[0]
         assert o.violations == want, (p, engine, strict, o.violations, want)

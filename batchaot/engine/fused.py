@@ -243,6 +243,11 @@ def narrow_ok(x, code):
 
 
 @njit(cache=True, nogil=True)
+def round_ok(x, digits):
+    return vm.round_ok(x, digits)
+
+
+@njit(cache=True, nogil=True)
 def round_i(x, digits):
     return vm.round_int(x, digits)
 
@@ -292,7 +297,7 @@ def valid_word(bitmap, off, base):
 
 RUNTIME = ("i64_at", "u8_at", "unpack_bits", "valid_word", "add_f", "sub_f", "mul_f", "div_f", "mod_f", "neg_f", "abs_f", "round_f", "i2f",
            "f2i_ok", "f2i", "eq_f", "lt_f", "le_f", "idiv_i", "mod_i", "round_i",
-           "add_ok", "sub_ok", "mul_ok", "idiv_ok", "narrow_ok")
+           "add_ok", "sub_ok", "mul_ok", "idiv_ok", "narrow_ok", "round_ok")
 
 
 @njit(cache=True, nogil=True)
@@ -317,7 +322,7 @@ def group_pairs(rules, rows, n, nrules):
 
 _HELPERS = (vm.round_digits, vm.idiv_trunc, vm.round_int, vm.f_eq, vm.f_lt, vm.f_le,
             vm.product_error, vm.round_half_away, vm.add_ok, vm.sub_ok, vm.mul_ok, vm.idiv_ok,
-            vm.narrow_ok, vm.mod_i, vm._magnitude, _f, _w) + tuple(globals()[n] for n in RUNTIME)
+            vm.narrow_ok, vm.round_ok, vm.mod_i, vm._magnitude, _f, _w) + tuple(globals()[n] for n in RUNTIME)
 
 
 # -- a rule set laid out as one kernel's arguments ----------------------------------
@@ -459,7 +464,7 @@ def _merged_registers(code: np.ndarray, skips: list[tuple[int, int]], starts: se
 
 # Opcodes whose result can be an overflow's NULL although their inputs are not (vm.run).
 _OVERFLOW_SOURCES = frozenset({Op.ADD_I, Op.SUB_I, Op.MUL_I, Op.IDIV_I, Op.NEG_I, Op.ABS_I,
-                               Op.NARROW_I, Op.F2I})
+                               Op.NARROW_I, Op.F2I, Op.ROUND_I})
 
 
 def _tainted_registers(code: np.ndarray) -> set[int]:
@@ -660,8 +665,11 @@ class _ProgramEmitter:
             self.set_r(a, f"{value} if {fits} else np.int64(0)")
             self.set_v(a, _conj(valid_in, fits))
         elif op == Op.ROUND_I:
-            self.set_r(a, f"round_i({self.r(b)}, {c})")
-            self.set_v(a, self.v(b))
+            fits = self.tmp(pc, "fit")
+            self.emit(f"{fits} = round_ok({self.r(b)}, {c})")
+            self.source_taint(a, (b,), self.v(b), fits)
+            self.set_r(a, f"round_i({self.r(b)}, {c}) if {fits} else np.int64(0)")
+            self.set_v(a, _conj(self.v(b), fits))
         elif name in ("ADD_F", "SUB_F", "MUL_F", "DIV_F", "MOD_F"):
             self.set_r(a, f"{name.lower()}({self.r(b)}, {self.r(c)})")
             self.set_v(a, _conj(self.v(b), self.v(c)))

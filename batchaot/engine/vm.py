@@ -39,7 +39,7 @@ NARROW_I = int(Op.NARROW_I)
 # How a result's overflow taint follows its inputs' (run()): 0 the opcode sets it itself
 # or writes no register, 1 from R[B], 2 from R[B] and R[C]. Derived from the operand kinds.
 _SELF_TAINTING = {Op.LOAD, Op.LOADK, Op.MOV, Op.ADD_I, Op.SUB_I, Op.MUL_I, Op.IDIV_I, Op.MOD_I,
-                  Op.NEG_I, Op.ABS_I, Op.NARROW_I, Op.F2I, Op.SELECT}
+                  Op.NEG_I, Op.ABS_I, Op.NARROW_I, Op.F2I, Op.ROUND_I, Op.SELECT}
 TAINT_RULE = np.array([0 if op in _SELF_TAINTING or KINDS[op][0] != "R" or KINDS[op][1] != "R"
                        else (2 if KINDS[op][2] == "R" else 1) for op in Op], dtype=np.uint8)
 
@@ -185,9 +185,21 @@ def round_int(x: int, d: int) -> int:
     r = x - q * m
     if 2 * abs(r) >= m:
         q += 1 if x > 0 else -1
-    if not mul_ok(q, m):              # only at the very ends of int64: stay in range
-        q -= 1 if x > 0 else -1
     return q * m
+
+
+@njit(inline="always")
+def round_ok(x: int, d: int) -> bool:
+    """Whether round_int(x, d) fits int64 (rounding up near the ends may not)."""
+    if d >= 0 or d < -19:
+        return True
+    if d == -19:                      # to a multiple of 10^19: 0 unless it rounds away
+        return -5 * 10 ** 18 < x < 5 * 10 ** 18
+    m = np.int64(10) ** np.int64(-d)
+    q = idiv_trunc(x, m)
+    if 2 * abs(x - q * m) >= m:
+        q += 1 if x > 0 else -1
+    return mul_ok(q, m)
 
 
 @njit(inline="always")
@@ -239,7 +251,7 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
     for pc in range(code.shape[0]):
         op = code[pc, 0]
         if op == ADD_I or op == SUB_I or op == MUL_I or op == IDIV_I or op == NEG_I or op == ABS_I \
-                or op == NARROW_I or op == F2I:
+                or op == NARROW_I or op == F2I or op == ROUND_I:
             taint = True
     T = np.zeros((R.shape[0] if taint else 1, BLOCK), dtype=np.uint8)
     inherited_row = np.zeros(BLOCK, dtype=np.uint8)
@@ -332,8 +344,12 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                         T[a, i] = (vb & (not fits)) | tb
             elif op == ROUND_I:
                 for i in range(n):
-                    R[a, i] = round_int(R[b, i], c)
-                    V[a, i] = V[b, i]
+                    x = R[b, i]
+                    vb = V[b, i]
+                    fits = round_ok(x, c)
+                    R[a, i] = round_int(x, c) if fits else 0
+                    V[a, i] = vb & fits
+                    T[a, i] = (vb & (not fits)) | T[b, i]          # a source: T is full-size
             elif op == ADD_F:
                 for i in range(n):
                     F[a, i] = F[b, i] + F[c, i]
