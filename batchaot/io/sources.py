@@ -127,7 +127,7 @@ def iter_batches(path: str, fmt: str, columns: list[str] | None = None, csv: dic
             with pa.memory_map(path) as source:
                 reader = pa.ipc.open_file(source)
                 batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-                yield from coalesce((_select(b, columns, path) for b in batches), batch_rows)
+                yield from coalesce((plain_views(_select(b, columns, path)) for b in batches), batch_rows)
         else:
             table = read_table(path, fmt, columns=columns)
             yield from table.to_batches(batch_rows)
@@ -162,12 +162,43 @@ def _merged(batches: list[pa.RecordBatch], batch_rows: int) -> Iterator[pa.Recor
 
 
 def rechunk(table: pa.Table, batch_rows: int = 1 << 20) -> pa.Table:
-    """A table whose columns come in many small chunks, as one chunk per column (one copy):
-    evaluation works batch by batch, and 100,000 ten-row batches would take minutes."""
+    """A table as the engines take it: view columns as plain ones (plain_views), and
+    columns in many small chunks as one chunk each (one copy): evaluation works batch by
+    batch, and 100,000 ten-row batches would take minutes."""
+    table = plain_views(table)
     chunks = max((col.num_chunks for col in table.columns), default=0)
     if chunks <= 1 or table.num_rows // chunks >= COALESCE_ROWS:
         return table
     return table.combine_chunks()
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType | None:
+    if pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_dictionary(t):
+        value = _plain_type(t.value_type)
+        return None if value is None else pa.dictionary(t.index_type, value, t.ordered)
+    return None
+
+
+def plain_views(data):
+    """string_view / binary_view columns (a table's or a batch's) cast once to string /
+    binary (large_* past 2 GiB), which every kernel and pyarrow function reads; other
+    columns untouched (zero-copy)."""
+    plain = [_plain_type(f.type) for f in data.schema]
+    if not any(plain):
+        return data
+    cols = []
+    for col, t in zip(data.columns, plain):
+        if t is not None and not pa.types.is_dictionary(t) and col.nbytes >= 1 << 31:
+            t = pa.large_string() if pa.types.is_string(t) else pa.large_binary()
+        cols.append(col if t is None else col.cast(t))
+    names = data.schema.names
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(cols, names=names)
+    return pa.Table.from_arrays(cols, names=names)
 
 
 @dataclass

@@ -106,8 +106,10 @@ def read_unit(unit: WorkUnit, columns: list[str] | None = None, csv: dict | None
         missing = [c for c in columns or () if c not in pf.schema_arrow.names]
         if missing:
             raise DataError(f"{unit.path}: missing column(s) {', '.join(missing)} that the rules read")
-        yield from pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups),
-                                   columns=columns, use_threads=threads > 1)
+        # a dictionary column comes one batch per row group: thousands of tiny row groups
+        # are merged back into batches (dictionaries unified) before any rule runs
+        yield from sources.coalesce(pf.iter_batches(batch_size=batch_rows, row_groups=list(unit.row_groups),
+                                                    columns=columns, use_threads=threads > 1), batch_rows)
 
 
 def _dictionary_columns(path: str, columns: list[str] | None) -> list[str]:
