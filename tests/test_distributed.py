@@ -14,6 +14,7 @@ import sys
 from collections import defaultdict
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
@@ -74,10 +75,25 @@ def small_units(monkeypatch):
 
 
 def outcome(res) -> tuple[list, set]:
+    return summary_outcome(res.to_dict(), res.violations)
+
+
+def summary_outcome(summary: dict, violations) -> tuple[list, set]:
+    """Per-rule counts and the set of violating (rule, source, row): what must not change."""
     counts = [(r["name"], r["rows"], r["violations"], r["null_rows"], r["value"], r["passed"], _details(r))
-              for r in res.to_dict()["rules"]]
-    rows = {(v["rule"], v["source"], v["row"]) for v in res.violations.to_pylist()}
+              for r in summary["rules"]]
+    rows = {(v["rule"], v["source"], v["row"]) for v in violations.to_pylist()}
     return counts, rows
+
+
+@pytest.fixture(scope="module")
+def calm(local_ray, job_file, tmp_path_factory):
+    """The job on 2 workers, in small units, with nothing killed: the answer to compare with."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(units_mod, "UNIT_ROWS", 8192)
+        res = batchaot.Job.from_yaml(job_file[1]).run(mode="ray", workers=2,
+                                                      output=str(tmp_path_factory.mktemp("calm")))
+    return outcome(res)
 
 
 def _details(rule: dict):
@@ -143,10 +159,9 @@ class KillOnce(Quiet):
             os.kill(self.killed, signal.SIGKILL)
 
 
-def test_killed_worker_changes_nothing(local_ray, job_file, small_units, tmp_path, monkeypatch) -> None:
+def test_killed_worker_changes_nothing(local_ray, job_file, calm, small_units, tmp_path, monkeypatch) -> None:
     _, job_path = job_file
     job = batchaot.Job.from_yaml(job_path)
-    calm = job.run(mode="ray", workers=2, output=str(tmp_path / "calm"))
     (tmp_path / "hook").mkdir()
     monkeypatch.setenv(HOOK_ENV, str(tmp_path / "hook"))
     killer = KillOnce()
@@ -159,18 +174,17 @@ def test_killed_worker_changes_nothing(local_ray, job_file, small_units, tmp_pat
     assert redone and all(key[0] == "run" for key in redone), calls
     assert {p for pids in calls.values() for p in pids} - set(killer.pids)
     assert not rough.errors
-    assert outcome(rough) == outcome(calm)
+    assert outcome(rough) == calm
     no_duplicate_rows(rough)
     assert not [p for p in os.listdir(tmp_path / "rough" / "violations") if ".tmp-" in p]
 
 
-def test_worker_killed_inside_a_reduce_call_changes_nothing(local_ray, job_file, small_units, tmp_path,
+def test_worker_killed_inside_a_reduce_call_changes_nothing(local_ray, job_file, calm, small_units, tmp_path,
                                                             monkeypatch) -> None:
     """The first reduce call of the job writes its bucket's part, then its process exits
     (os._exit, as a kill) before it returns: Ray restarts the actor and redoes the call."""
     _, job_path = job_file
     job = batchaot.Job.from_yaml(job_path)
-    calm = job.run(mode="ray", workers=2, output=str(tmp_path / "calm"))
     hook = tmp_path / "hook"
     hook.mkdir()
     monkeypatch.setenv(HOOK_ENV, f"{hook}:crash=reduce")
@@ -180,14 +194,15 @@ def test_worker_killed_inside_a_reduce_call_changes_nothing(local_ray, job_file,
     pids = attempts(hook)[("reduce", key)]
     assert len(pids) == 2 and pids[0] == int(pid) != pids[1], pids      # killed inside, then retried
     assert not rough.errors
-    assert outcome(rough) == outcome(calm)
+    assert outcome(rough) == calm
     no_duplicate_rows(rough)
     assert not [p for p in os.listdir(tmp_path / "rough" / "violations") if ".tmp-" in p]
 
 
-def test_json_stdout_is_one_object_when_a_worker_dies(local_ray, job_file, tmp_path) -> None:
+def test_json_stdout_is_one_object_when_a_worker_dies(local_ray, job_file, calm, tmp_path) -> None:
     """`submit --json` in its own process, on this module's Ray: a worker dies in the middle
-    of a unit, Ray prints "(raylet) A worker died ..." lines, and they go to stderr."""
+    of a unit, Ray prints "(raylet) A worker died ..." lines, and they go to stderr; the
+    answer is the calm run's (in other units: one per file here)."""
     _, job_path = job_file
     hook = tmp_path / "hook"
     hook.mkdir()
@@ -200,6 +215,9 @@ def test_json_stdout_is_one_object_when_a_worker_dies(local_ray, job_file, tmp_p
     doc = json.loads(proc.stdout)                # exactly one JSON object, nothing around it
     assert proc.returncode == 1 and doc["mode"] == "ray" and not doc["errors"], proc.stderr
     assert doc == json.loads((tmp_path / "out" / "summary.json").read_text())
+    parts = sorted((tmp_path / "out" / "violations").glob("part-*.parquet"))
+    rows = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive")
+    assert summary_outcome(doc, rows) == calm
     assert "worker died" in proc.stderr.lower() or "retried" in proc.stderr.lower(), proc.stderr
 
 
