@@ -218,23 +218,35 @@ def test_file_size_limit_is_exit_2_with_a_failed_summary(tmp_path) -> None:
     failed_cleanly(out, "file-size limit")
 
 
-def test_out_of_memory_in_a_reduce_is_exit_2_with_a_failed_summary(job, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("where", ["reduce", "unit"])
+def test_out_of_memory_is_exit_2_with_a_failed_summary(job, tmp_path, monkeypatch, where) -> None:
     """A MemoryError after some buckets wrote their parts (as `unique` under a memory limit
-    did): no bucket parts stay, the summary says the run failed, exit 2 with one line."""
+    did), or pyarrow's ArrowMemoryError while a later unit is read (an ArrowException too,
+    yet no unit error): no parts stay, the summary says the run failed, exit 2, one line."""
     from batchaot.distributed import driver
+    from batchaot.engine import unit as unit_mod
     calls = []
-    real = driver.reduce_bucket
+    if where == "reduce":
+        real = driver.reduce_bucket
 
-    def starving(check, index, bucket, pieces, output):
-        calls.append(bucket)
-        if len(calls) > 3:
-            raise MemoryError()
-        return real(check, index, bucket, pieces, output)
+        def starving(check, index, bucket, pieces, output):
+            calls.append(bucket)
+            if len(calls) > 3:
+                raise MemoryError()
+            return real(check, index, bucket, pieces, output)
+        monkeypatch.setattr(driver, "reduce_bucket", starving)
+    else:
+        real = unit_mod.read_unit
 
-    monkeypatch.setattr(driver, "reduce_bucket", starving)
+        def starving(unit, *args, **kwargs):
+            calls.append(unit.id)
+            if len(calls) > 1:
+                raise pa.lib.ArrowMemoryError("malloc of size 1048576 failed")
+            return real(unit, *args, **kwargs)
+        monkeypatch.setattr(unit_mod, "read_unit", starving)
     out = tmp_path / "out"
     code, stdout, err = cli("submit", str(job / "job.yaml"), "--mode", "in-process", "--output", str(out), "--json")
-    assert len(calls) == 4 and code == 2 and stdout == ""
+    assert len(calls) == {"reduce": 4, "unit": 2}[where] and code == 2 and stdout == ""
     assert "out of memory" in one_line(err)
     failed_cleanly(out, "out of memory")
 

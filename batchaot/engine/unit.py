@@ -115,8 +115,8 @@ class UnitRunner:
         self.skipped, self.proven = 0, [0] * len(self.programs)
         try:
             rows, totals, part, partials = self._validate(unit)
-        except OutputError:
-            raise                       # not the unit's fault: the whole run cannot write
+        except (OutputError, MemoryError):
+            raise           # not the unit's fault: the whole run cannot write, or has no memory
         except (BatchaotError, pa.ArrowException) as exc:
             # the same unit error in this process as on a Ray worker (whose failures the
             # pool turns into unit errors), never a traceback in one and an error in the other
