@@ -174,7 +174,7 @@ def test_leftovers_of_a_killed_run_are_removed(job, tmp_path) -> None:
 @pytest.mark.parametrize("make, message", [
     (lambda out: (out / "violations" / "part-0000-0000.parquet").mkdir(parents=True), "a folder that batchaot did not write"),
     (lambda out: (out / "violations").mkdir(parents=True) or (out / "violations" / "notes.txt").write_text("mine"),
-     "not a part file that batchaot did not write"),
+     "notes.txt: a file that batchaot did not write"),
     (lambda out: out.mkdir() or (out / "violations").write_text("x"), "violations: is not a folder"),
     (lambda out: (out / "summary.json").mkdir(parents=True), "summary.json: is not a file that batchaot wrote"),
 ])

@@ -128,9 +128,9 @@ class OutputRun:
         for name in sorted(os.listdir(folder)):
             entry = os.path.join(folder, name)
             if not name.startswith("part-") or not stat.S_ISREG(os.lstat(entry).st_mode):
-                kind = "a folder" if os.path.isdir(entry) else "not a part file"
+                kind = "a folder" if os.path.isdir(entry) else "a file"
                 raise OutputError(f"{entry}: {kind} that batchaot did not write, in the violations "
-                                  "folder a run replaces; remove it or choose another output folder")
+                                  "folder that each run replaces; remove it or choose another output folder")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"{folder}: is not writable (a run replaces the parts in it)")
 
