@@ -104,9 +104,11 @@ class OutputRun:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise OutputError(f"output {self.path} is in use by another batchaot run (pid {holder})") from None
-        except OSError:
-            os.close(fd)
-            raise
+        except OSError as exc:
+            # a file system without locks (some network mounts): run unlocked rather than never
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                os.close(fd)
+                raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock = fd
