@@ -449,6 +449,9 @@ class Binder:
         if isinstance(v, Lit):
             return _Str(["lit", _literal_text(v)], None)
         if isinstance(v, Col) and "text" in sqltext.ENGINE_FEATURES:
+            if pa.types.is_float32(_plain_type(self.schema.field(v.name).type)):
+                self.fail(f"the text of FLOAT (32-bit) column '{v.name}' is not supported in "
+                          f"`{where.sql('duckdb')}`: DuckDB's digits for 32-bit floats are not reproduced")
             return _Str(["col"], self.text_column(v))
         what = (f"the text of column '{v.name}'" if isinstance(v, Col)
                 else f"the text of a computed {v.type} value")
@@ -794,6 +797,8 @@ class Binder:
         if not isinstance(node.parent, (exp.Add, exp.Sub, exp.DateAdd, exp.DateSub)):
             self.fail(f"an INTERVAL can only be added to or subtracted from a date or timestamp "
                       f"in `{node.sql('duckdb')}`")
+        if _AGO.search(self.sql):       # sqlglot drops a trailing 'ago' (which negates)
+            self.fail(f"INTERVAL '... ago' is not supported in `{self.sql}`; subtract the interval instead")
         unit = node.args.get("unit")
         if unit is None:
             text = node.this.this if isinstance(node.this, exp.Literal) else None
@@ -841,6 +846,11 @@ class Binder:
         if op == "sub":
             b = b.negated()
         return _add_interval(_Clock(a), b)
+
+    def _v_try(self, node: exp.Expression) -> Node | _Str:
+        """TRY(x): x, NULL where it errs. batchaot already answers so for every row value
+        (overflow, bad text, impossible dates give NULL)."""
+        return self.value(node.this)
 
     # -- functions ----------------------------------------------------------------
     def _v_abs(self, node: exp.Abs) -> Node:
@@ -1182,6 +1192,10 @@ def _null_str(v):
     return v
 
 
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
 def _literal_text(v: Lit) -> str | None:
     """DuckDB's text of a constant (CAST(constant AS VARCHAR))."""
     if v.value is None:
@@ -1335,6 +1349,14 @@ def _iso_week(c: _Clock) -> Node:
     return _i("add", _i("idiv", _i("sub", t, _days_from(y, _k(1), _k(1))), 7), 1)
 
 
+def _yearweek(c: _Clock) -> Node:
+    """ISO year * 100 + ISO week, the week negated in years BC (0 is 1 BC), as DuckDB."""
+    y = _civil(_iso_thursday(c))[0]
+    w = _iso_week(c)
+    return Case(T.INT, ((Op(T.BOOL, "gt", (y, _k(0))), _i("add", _i("mul", y, 100), w)),),
+                _i("sub", _i("mul", y, 100), w))
+
+
 def _century(y: Node, size: int) -> Node:
     """DuckDB's century / millennium: counted from year 1 (year 0 is 1 BC)."""
     pos = _i("add", _i("idiv", _i("sub", y, 1), size), 1)
@@ -1359,7 +1381,7 @@ _PARTS = {
     "doy": lambda c: _i("add", _i("sub", c.days, _days_from(c.ymd[0], _k(1), _k(1))), 1),
     "week": _iso_week,
     "isoyear": lambda c: _civil(_iso_thursday(c))[0],
-    "yearweek": lambda c: _i("add", _i("mul", _civil(_iso_thursday(c))[0], 100), _iso_week(c)),
+    "yearweek": lambda c: _yearweek(c),
     "decade": lambda c: _i("idiv", c.ymd[0], 10),
     "century": lambda c: _century(c.ymd[0], 100),
     "millennium": lambda c: _century(c.ymd[0], 1000),
@@ -1419,7 +1441,7 @@ def _trunc(c: _Clock, unit: str) -> Node:
         return _ts_result(c.days, None, c.scale)
     digits = {"hour": 0, "minute": 0, "second": 0, "millisecond": 3, "microsecond": 6}[unit]
     size = {"hour": 3600, "minute": 60}.get(unit, 1)
-    if digits >= c.scale:
+    if c.scale <= digits and size == 1:
         return c.x                                      # already whole units
     step = size * 10 ** (c.scale - digits)
     return _ts_result(c.days, _i("mul", _i("idiv", c.tod, step), step), c.scale)
@@ -1506,6 +1528,7 @@ for _names, _spec in ((("year", "years", "y", "yr", "yrs"), ("months", 12)),
     for _n in _names:
         _INTERVAL_UNITS[_n] = _spec
 
+_AGO = re.compile(r"interval\s*'[^']*\bago\b", re.IGNORECASE)
 _INTERVAL_TOKEN = re.compile(
     r"\s*(?:(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?P<unit>[A-Za-z]+)"
     r"|(?P<sign>[+-])?(?P<h>\d+):(?P<mi>\d+)(?::(?P<s>\d+(?:\.\d*)?))?|(?P<ago>ago))", re.IGNORECASE)

@@ -105,6 +105,8 @@ def parse_int(text: str, lo: int, hi: int) -> int | None:
         d = _decimal(s)
         if d is None or not d.is_finite() or d.adjusted() > 40:
             return None
+        if lo == 0 and d < 0:            # unsigned: no minus sign, but '-0' is 0
+            return None
         v = _round_half_away(d)
     return v if lo <= v <= hi else None
 
@@ -144,7 +146,7 @@ def parse_bool(text: str) -> bool | None:
 _DATE = re.compile(r"(-?)(\d{1,7})([-/ ])(\d{1,2})\3(\d{1,2})( \(BC\))?")
 _TIME = re.compile(r"(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d*))?)?")
 _ZONE = re.compile(r"[ ]*(?:Z|[+-]\d\d(?::?\d\d(?::?\d\d)?)?)|[ ]+[A-Za-z][A-Za-z0-9_/+\-:]*")
-_SPECIAL = {"epoch": 0, "infinity": 1, "-infinity": -1}
+_SPECIAL = {"epoch": 0, "infinity": 1, "-infinity": -1, "inf": 1, "-inf": -1}
 
 
 def days_from_civil(y: int, m: int, d: int) -> int:
@@ -216,11 +218,19 @@ def _time_of_day(rest: str, digits: int):
     return ((h * 60 + mi) * 60 + sec) * 10 ** digits + ticks_frac, True
 
 
-def parse_date(text: str) -> int | None:
-    s = _strip(text)
-    low = s.lower()
+def _special(text: str) -> int | None:
+    """'epoch' 0, '[-]inf[inity]' +-1 (DuckDB trims around 'epoch', only after 'inf')."""
+    low = text.rstrip(_WS).lower()
     if low in _SPECIAL:
-        return _SPECIAL[low] * _DATE_INF
+        return _SPECIAL[low]
+    return 0 if _strip(text).lower() == "epoch" else None
+
+
+def parse_date(text: str) -> int | None:
+    special = _special(text)
+    if special is not None:
+        return special * _DATE_INF
+    s = _strip(text)
     got = _split_date(s)
     if got is None:
         return None
@@ -231,20 +241,28 @@ def parse_date(text: str) -> int | None:
 
 
 def parse_timestamp(text: str, digits: int) -> int | None:
-    """Ticks since the epoch in units of 10^-digits seconds."""
-    s = _strip(text)
-    low = s.lower()
-    if low in _SPECIAL:
-        return _SPECIAL[low] * _TS_INF
-    got = _split_date(s)
+    """Ticks since the epoch in units of 10^-digits seconds. As DuckDB, the text is read
+    to microseconds (nanoseconds for TIMESTAMP_NS), must fit 64 bits there, and is then
+    rounded half away from zero to seconds or milliseconds."""
+    special = _special(text)
+    if special is not None:
+        return special * _TS_INF
+    got = _split_date(_strip(text))
     if got is None:
         return None
     days, rest = got
-    ticks, ok = _time_of_day(rest, digits)
+    read = 9 if digits == 9 else 6
+    ticks, ok = _time_of_day(rest, read)
     if not ok:
         return None
-    value = days * 86400 * 10 ** digits + ticks
-    return value if -_TS_INF < value < _TS_INF else None
+    value = days * 86400 * 10 ** read + ticks
+    if not -_TS_INF < value < _TS_INF:
+        return None
+    if digits < read:
+        step = 10 ** (read - digits)
+        q, r = divmod(abs(value), step)
+        value = (q + (2 * r >= step)) * (1 if value >= 0 else -1)
+    return value
 
 
 # -- casts of string arrays ---------------------------------------------------------------
@@ -311,18 +329,18 @@ def to_text(arr: pa.Array) -> pa.Array:
     if pa.types.is_null(t):
         return arr.cast(pa.string())
     if pa.types.is_boolean(t) or pa.types.is_integer(t):
-        out = pc.cast(arr, pa.string())
-        return out if not pa.types.is_boolean(t) else out  # 'true' / 'false'
-    if pa.types.is_floating(t):
-        return pa.array([None if v is None else float_text(v) for v in arr.to_pylist()], pa.string())
+        return pc.cast(arr, pa.string())             # booleans: 'true' / 'false'
+    if pa.types.is_floating(t):        # float32 is refused by the binder (DuckDB's digits differ)
+        return pa.array([None if v is None else float_text(v) for v in arr.cast(pa.float64()).to_pylist()],
+                        pa.string())
     if pa.types.is_decimal(t):
         return pc.cast(arr, pa.string())
     if pa.types.is_date(t):
-        days = arr.cast(pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False)
+        days = pc.fill_null(arr.cast(pa.date32()).cast(pa.int32()), 0).to_numpy(zero_copy_only=False)
         return _texts(arr, [date_text(int(d)) for d in days])
     if pa.types.is_timestamp(t):
         digits = {"s": 0, "ms": 3, "us": 6, "ns": 9}[t.unit]
-        ticks = arr.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        ticks = pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
         return _texts(arr, [timestamp_text(int(v), digits) for v in ticks])
     raise ValueError(f"no text form for {t}")
 
@@ -332,11 +350,12 @@ def _texts(arr: pa.Array, texts: list[str]) -> pa.Array:
 
 
 def float_text(v: float) -> str:
+    """DuckDB's text of a DOUBLE: the shortest digits that read back as the same value."""
     if v != v:
         return "nan"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
-    return repr(v)
+    return repr(float(v))
 
 
 def civil_from_days(z: int) -> tuple[int, int, int]:
