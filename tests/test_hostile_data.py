@@ -596,3 +596,22 @@ def test_many_chunks_and_row_groups_stay_fast_and_right(tmp_path) -> None:
         assert [r["violations"] for r in batchaot.validate(str(path), rules).to_dict()["rules"]] == want
         assert [r["violations"] for r in submit(write_job(tmp_path, "many", [path], rules)).to_dict()["rules"]] == want
     assert time.perf_counter() - started < 120
+
+
+def test_skipped_row_groups_keep_row_numbers_of_the_file(tmp_path) -> None:
+    """Row groups proven by statistics are left out of what validate holds in memory; the
+    violations still name each failing row by its number within its file, as submit does."""
+    a = np.arange(10_000)
+    a[[17, 5_003, 9_998]] = -5                             # three failing rows in three groups
+    table = pa.table({"a": a, "b": np.arange(10_000) % 3})
+    paths = [tmp_path / "p1.parquet", tmp_path / "p2.parquet"]
+    for p in paths:
+        pq.write_table(table, p, row_group_size=1000)
+    rules = [{"name": "pos", "check": "a >= 0"}, {"name": "b", "check": "b < 3"}]
+    res = batchaot.validate([str(p) for p in paths], rules)
+    assert res.row_groups_skipped == 14 and res.rows == 20_000
+    got = sorted(zip(res.violations["source"].to_pylist(), res.violations["row"].to_pylist()))
+    assert got == sorted((str(p), r) for p in paths for r in (17, 5_003, 9_998))
+    job = submit(write_job(tmp_path, "rows", paths, rules))
+    assert job.row_groups_skipped == 14
+    assert sorted(zip(job.violations["source"].to_pylist(), job.violations["row"].to_pylist())) == got
