@@ -324,10 +324,10 @@ class Executor:
                 res = outcomes[k]
                 res.violations += int(counts[r, 0])
                 res.nulls += int(counts[r, 1])
+                res.overflows += int(counts[r, 2])
                 res.row_chunks.extend(chunks[r])
 
     def _scratch_for(self, nrules: int, part: int) -> fused.Scratch:
-                res.overflows += int(counts[r, 2])
         # one buffer per (rule count, thread slot): ranges of one batch never share one
         key = (nrules, part)
         if key not in self._scratch:
@@ -359,10 +359,10 @@ class Executor:
                 for k, nviol, nnull, novf, rows in found:
                     outcomes[k].violations += nviol
                     outcomes[k].nulls += nnull
+                    outcomes[k].overflows += novf
                     if rows is not None:
                         outcomes[k].row_chunks.append(rows)
         finally:
-                    outcomes[k].overflows += novf
             for regs, valid in reversed(taken):
                 self.pool.give(valid)
                 self.pool.give(regs)
