@@ -615,3 +615,16 @@ def test_skipped_row_groups_keep_row_numbers_of_the_file(tmp_path) -> None:
     job = submit(write_job(tmp_path, "rows", paths, rules))
     assert job.row_groups_skipped == 14
     assert sorted(zip(job.violations["source"].to_pylist(), job.violations["row"].to_pylist())) == got
+
+
+def test_duplicate_column_names_are_refused_when_read(tmp_path) -> None:
+    t = pa.Table.from_arrays([pa.array([1, 2]), pa.array([3, -4]), pa.array([1, 1])], names=["a", "a", "c"])
+    path = tmp_path / "dup.parquet"
+    pq.write_table(t, path)
+    for data in (t, str(path)):
+        for rule in ({"name": "r", "check": "a > 0"}, {"name": "u", "unique": ["a"]}):
+            with pytest.raises(RuleError) as err:
+                batchaot.validate(data, [rule])
+            assert "'a'" in one_line(err.value) or "column(s) a" in str(err.value)
+        res = batchaot.validate(data, [{"name": "r", "check": "c > 0"}, {"name": "u", "unique": ["c"]}])
+        assert [r["violations"] for r in res.to_dict()["rules"]] == [0, 2]
