@@ -18,7 +18,7 @@ import numpy as np
 from ._native import ffi, lib
 
 __all__ = [
-    "OpInfo", "opcode_table", "PASS_NAMES", "ErrorCode", "MAX_ROUNDS",
+    "OpInfo", "OpFlag", "opcode_table", "PASS_NAMES", "ErrorCode", "MAX_ROUNDS",
     "VERDICT_UNKNOWN", "VERDICT_TRUE", "VERDICT_FALSE", "VERDICT_NULL",
     "NativeError", "InvalidProgram", "PoolError",
     "ProgramArrays", "program_arrays", "constant_capacity", "pass_mask",
@@ -37,6 +37,11 @@ _KIND_LETTERS: dict[int, str] = {
     lib.BA_KIND_L: "L", lib.BA_KIND_N: "N", lib.BA_KIND_NONE: "_",
 }
 
+OpFlag = enum.IntFlag("OpFlag", sorted(
+    ((name.removeprefix("BA_OPF_"), getattr(lib, name)) for name in dir(lib) if name.startswith("BA_OPF_")),
+    key=lambda item: item[1]))
+OpFlag.__doc__ = "Opcode flags (enum ba_opflag in native/batchaot_native.h; what each means is there)."
+
 
 @dataclass(frozen=True)
 class OpInfo:
@@ -44,8 +49,12 @@ class OpInfo:
 
     code: int
     name: str
-    kinds: tuple[str, str, str]   # operand kinds of A, B, C: letters R K C J L N _
-    doc: str
+    kinds: tuple[str, str, str]     # operand kinds of A, B, C: letters R K C J L N _
+    doc: str                        # the semantics, in register notation
+    family: str                     # "add", "lt", ...: ADD_I and ADD_F share one
+    classes: tuple[str, str, str]   # physical class of A, B, C: i f b x _
+    symbol: str                     # "+", "<", ... or ""
+    flags: OpFlag
 
 
 @functools.cache
@@ -54,7 +63,9 @@ def opcode_table() -> tuple[OpInfo, ...]:
     return tuple(
         OpInfo(code=op, name=_text(lib.ba_op_name(op)),
                kinds=tuple(_KIND_LETTERS[lib.ba_op_kind(op, i)] for i in range(3)),
-               doc=_text(lib.ba_op_doc(op)))
+               doc=_text(lib.ba_op_doc(op)), family=_text(lib.ba_op_family(op)),
+               classes=tuple(_text(lib.ba_op_classes(op))), symbol=_text(lib.ba_op_symbol(op)),
+               flags=OpFlag(lib.ba_op_flags(op)))
         for op in range(lib.ba_op_count())
     )
 

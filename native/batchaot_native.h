@@ -6,8 +6,10 @@
  * cffi checks every enum value against the C compiler at build time, so Python
  * never retypes a number.
  *
- * The instruction set itself (opcode enum, operand kinds per opcode) lives in
- * bytecode.h, generated from opcodes.def.
+ * The instruction set itself (the opcode enum and the table of every opcode's
+ * operand kinds, family, classes, symbol and flags) lives in bytecode.h, generated
+ * from opcodes.def; the enums its columns use (ba_kind, ba_opflag) are here, so
+ * that Python reads their values from C.
  */
 #ifndef BATCHAOT_NATIVE_H
 #define BATCHAOT_NATIVE_H
@@ -27,6 +29,25 @@ enum ba_kind {
     BA_KIND_J = 4,    /* jump target, strictly forward */
     BA_KIND_L = 5,    /* lookup-table index */
     BA_KIND_N = 6     /* immediate integer */
+};
+
+/*
+ * Opcode flags: the FLAGS column of opcodes.def (written F(JUMP) | F(FOLDABLE)),
+ * a bit set per opcode (ba_op_flags). What each promises, for every row:
+ */
+enum ba_opflag {
+    BA_OPF_JUMP = 1,                /* B is a jump target (kind J) */
+    BA_OPF_TERMINATOR = 2,          /* never falls through to the next instruction */
+    BA_OPF_READS_A = 4,             /* register A is an input (SELECT keeps its rows) */
+    BA_OPF_COMPARISON = 8,          /* R[A] := R[B] <op> R[C], a boolean */
+    BA_OPF_NULL_PROPAGATING = 16,   /* the result is NULL iff an input is NULL */
+    BA_OPF_OVERFLOW = 32,           /* NULL where an input is NULL, and also where an
+                                       integer result does not fit its type */
+    BA_OPF_DIVZERO = 64,            /* NULL where an input is NULL, and also where the
+                                       divisor R[C] is 0 */
+    BA_OPF_NEVER_NULL = 128,        /* the result is never NULL */
+    BA_OPF_FOLDABLE = 256           /* writes R[A] from its register inputs (and its
+                                       immediate) alone: the optimizer may evaluate it */
 };
 
 /* Integer types of NARROW_I's immediate: the range a value must fit, else NULL. */
@@ -109,6 +130,11 @@ int ba_op_count(void);
 const char *ba_op_name(int op);
 const char *ba_op_doc(int op);
 int ba_op_kind(int op, int operand);   /* operand 0=A, 1=B, 2=C; enum ba_kind */
+const char *ba_op_family(int op);      /* "add", "lt", "jallf", ...: opcodes that differ
+                                          only in their operands' class share one */
+const char *ba_op_classes(int op);     /* physical classes of A, B, C: "iii", "bff", ... */
+const char *ba_op_symbol(int op);      /* "+", "<", ... or "" */
+int ba_op_flags(int op);               /* enum ba_opflag bits */
 int ba_pass_count(void);
 const char *ba_pass_name(int i);
 

@@ -19,6 +19,11 @@
  * (ba_op_kind): R register, K constant, C column, J jump target, L lut,
  * N immediate, _ unused (must be 0). Jumps only go forward (pc < target < ncode)
  * and the last instruction is RET, so every program terminates.
+ *
+ * Beside the kinds, each row of ba_optable carries its family, the physical
+ * classes of its registers, its operator symbol and its flags (enum ba_opflag in
+ * batchaot_native.h): code that needs to know "is this a jump, a comparison,
+ * can it overflow" asks the table, never a list of opcodes.
  */
 #ifndef BATCHAOT_BYTECODE_H
 #define BATCHAOT_BYTECODE_H
@@ -26,7 +31,7 @@
 #include "batchaot_native.h"
 
 enum ba_op {
-#define OP(name, a, b, c, doc) BA_OP_##name,
+#define OP(name, a, b, c, family, classes, symbol, flags, doc) BA_OP_##name,
 #include "opcodes.def"
 #undef OP
     BA_OP_COUNT
@@ -37,7 +42,11 @@ enum ba_op {
 
 typedef struct {
     const char *name;
-    const char *doc;
+    const char *doc;       /* the semantics, in register notation */
+    const char *family;    /* "add", "lt", ...: the same for ADD_I and ADD_F */
+    const char *classes;   /* physical classes of A, B, C: "iii", "bff", "xbx", "b__" */
+    const char *symbol;    /* "+", "<", ... or "" */
+    unsigned flags;        /* enum ba_opflag bits */
     signed char kind[3];   /* enum ba_kind of A, B, C */
 } ba_opinfo;
 

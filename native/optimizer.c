@@ -19,31 +19,34 @@
 
 /* ------------------------------------------------------------- opcode classes */
 
-static bool is_jump(int32_t op) { return ba_optable[op].kind[1] == BA_KIND_J; }
-static bool is_cond_jump(int32_t op) { return is_jump(op) && op != BA_OP_JMP; }
-static bool ends_block(int32_t op) { return op == BA_OP_JMP || op == BA_OP_RET; }
+/* Everything the passes know about an opcode in general comes from its row of
+ * opcodes.def (kinds and flags); only the semantics of single opcodes (what to
+ * fold them to) are written out below. */
+static bool has(int32_t op, unsigned flag) { return (ba_optable[op].flags & flag) != 0; }
+static bool is_jump(int32_t op) { return has(op, BA_OPF_JUMP); }
+static bool is_cond_jump(int32_t op) { return is_jump(op) && !has(op, BA_OPF_TERMINATOR); }
+static bool ends_block(int32_t op) { return has(op, BA_OPF_TERMINATOR); }
 static bool is_binary(int32_t op) { return ba_optable[op].kind[2] == BA_KIND_R; }
 
 /* Register A is an input of SELECT (unchanged rows), conditional jumps and RET. */
-static bool reads_a(int32_t op)
-{
-    return op == BA_OP_SELECT || op == BA_OP_RET || is_cond_jump(op);
-}
+static bool reads_a(int32_t op) { return has(op, BA_OPF_READS_A); }
 
-/* Opcodes that write register A and have no other effect: SELECT, and every
- * opcode whose A is a register it does not read. */
+/* Opcodes that write register A and have no other effect: every opcode whose A is
+ * a register, except jumps and terminators (they only test or return it). */
 static bool writes_a(int32_t op)
 {
-    return op == BA_OP_SELECT || (ba_optable[op].kind[0] == BA_KIND_R && !reads_a(op));
+    return ba_optable[op].kind[0] == BA_KIND_R && !has(op, BA_OPF_JUMP | BA_OPF_TERMINATOR);
 }
 
 /* Opcodes whose result is a function of their register inputs alone. LOAD and
  * LUT read data the optimizer does not have, SELECT keeps rows of the old A:
- * those are never folded. */
-static bool is_foldable(int32_t op)
+ * those are not FOLDABLE. */
+static bool is_foldable(int32_t op) { return has(op, BA_OPF_FOLDABLE); }
+
+/* A NULL input makes a NULL result. */
+static bool is_strict(int32_t op)
 {
-    return writes_a(op) && op != BA_OP_LOAD && op != BA_OP_LOADK
-        && op != BA_OP_LUT && op != BA_OP_SELECT;
+    return has(op, BA_OPF_NULL_PROPAGATING | BA_OPF_OVERFLOW | BA_OPF_DIVZERO);
 }
 
 /* ----------------------------------------------------------------- validation */
@@ -284,7 +287,7 @@ static bool narrow_int(int64_t x, int32_t type, value *out)
     return true;
 }
 
-/* A NULL-propagating opcode on valid inputs x, y (imm: operand C). */
+/* A strict opcode (is_strict) on valid inputs x, y (imm: operand C). */
 static bool evaluate_valid(int32_t op, int64_t x, int64_t y, int32_t imm, value *out)
 {
     const double fx = as_float(x), fy = as_float(y);
@@ -336,8 +339,14 @@ static bool evaluate_valid(int32_t op, int64_t x, int64_t y, int32_t imm, value 
  * False when opcodes.def leaves the result undefined: then it is not folded. */
 static bool evaluate(int32_t op, value b, value c, int32_t imm, value *out)
 {
+    if (is_strict(op)) {
+        if (!b.valid || (is_binary(op) && !c.valid)) {
+            *out = NULL_VALUE;
+            return true;
+        }
+        return evaluate_valid(op, b.bits, c.bits, imm, out);
+    }
     switch (op) {   /* the opcodes that do not simply propagate NULL */
-    case BA_OP_MOV: *out = b; return true;
     case BA_OP_AND:
         *out = is_false(b) || is_false(c) ? of_bool(false)
              : b.valid && c.valid ? of_bool(true) : NULL_VALUE;
@@ -349,13 +358,8 @@ static bool evaluate(int32_t op, value b, value c, int32_t imm, value *out)
     case BA_OP_ISNULL: *out = of_bool(!b.valid); return true;
     case BA_OP_NOTNULL: *out = of_bool(b.valid); return true;
     case BA_OP_COALESCE: *out = b.valid ? b : c; return true;
-    default: break;
+    default: return false;
     }
-    if (!b.valid || (is_binary(op) && !c.valid)) {
-        *out = NULL_VALUE;
-        return true;
-    }
-    return evaluate_valid(op, b.bits, c.bits, imm, out);
 }
 
 /* ------------------------------------------------------------ constant pool */
@@ -515,12 +519,9 @@ static int init_liveness(const ba_program *p, liveness *lv)
 /* live := live-out of pc, given live = live-in of pc + 1. */
 static void flow_out(liveness *lv, const ba_insn *in)
 {
-    size_t bytes = (size_t)lv->nwords * sizeof *lv->live;
-    if (in->op == BA_OP_RET)
-        memset(lv->live, 0, bytes);
-    else if (in->op == BA_OP_JMP)
-        memcpy(lv->live, target_set(lv, in->b), bytes);
-    else if (is_cond_jump(in->op))
+    if (ends_block(in->op))      /* the next instruction is not a successor */
+        memset(lv->live, 0, (size_t)lv->nwords * sizeof *lv->live);
+    if (is_jump(in->op))
         for (int32_t w = 0; w < lv->nwords; w++)
             lv->live[w] |= target_set(lv, in->b)[w];
 }
@@ -529,9 +530,9 @@ static void flow_out(liveness *lv, const ba_insn *in)
 static void flow_in(liveness *lv, const ba_insn *in)
 {
     const ba_opinfo *info = &ba_optable[in->op];
-    if (writes_a(in->op) && in->op != BA_OP_SELECT)
+    if (writes_a(in->op))
         put_reg(lv, in->a, false);
-    if (reads_a(in->op))
+    if (reads_a(in->op))     /* after: SELECT both writes and reads its A */
         put_reg(lv, in->a, true);
     if (info->kind[1] == BA_KIND_R)
         put_reg(lv, in->b, true);
@@ -672,6 +673,8 @@ static enum fold_result simplify(ba_program *p, ba_insn *in, const value *b, con
 {
     const value *known = b ? b : c;
     int32_t other = b ? in->c : in->b;
+    if (is_strict(in->op))   /* arithmetic and comparisons: a NULL input makes a NULL */
+        return known->valid ? KEEP : load_constant(p, in, NULL_VALUE);
     switch (in->op) {
     case BA_OP_AND:
         return is_false(*known) ? load_constant(p, in, of_bool(false))
@@ -683,8 +686,8 @@ static enum fold_result simplify(ba_program *p, ba_insn *in, const value *b, con
         if (!b)
             return KEEP;
         return b->valid ? load_constant(p, in, *b) : move(in, in->c);
-    default:     /* arithmetic and comparisons: a NULL input makes a NULL */
-        return known->valid ? KEEP : load_constant(p, in, NULL_VALUE);
+    default:
+        return KEEP;
     }
 }
 
@@ -789,7 +792,7 @@ static void fuse_pairs(ba_program *p, const uint8_t *t_live, const uint8_t *targ
         ba_insn *prod = &p->code[pc];
         const ba_insn *mov = &p->code[pc + 1];
         if (mov->op != BA_OP_MOV || target[pc + 1] || t_live[pc + 1]
-            || !writes_a(prod->op) || prod->op == BA_OP_SELECT
+            || !writes_a(prod->op) || reads_a(prod->op)
             || prod->a != mov->b || mov->a == mov->b)
             continue;
         prod->a = mov->a;

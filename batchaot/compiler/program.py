@@ -9,7 +9,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .opcodes import DOCS, KINDS, Op
+from .opcodes import CLASSES, KINDS, Op
 
 _MAGIC = b"BAOT"
 FORMAT_VERSION = 1
@@ -133,25 +133,22 @@ def _fmt_const(kval: np.ndarray, kvalid: np.ndarray, k: int, as_float: bool) -> 
     return str(int(kval[k]))
 
 
-_COPIES = ("MOV", "SELECT", "COALESCE")   # a float destination makes their sources float
-
-
 def _float_registers(code: np.ndarray) -> set[int]:
-    """Registers read as float64, so listings print the constants loaded into them as numbers."""
+    """Registers read as float64, so listings print the constants loaded into them as numbers.
+
+    The opcode table's classes say which operands are float ('f'); a register of class
+    'x' (MOV, SELECT, COALESCE) has its destination's class, so float-ness flows
+    backwards through those copies."""
     fregs: set[int] = set()
     for op, a, b, c in code:
-        name = Op(op).name
-        if name.endswith("_F") or name == "F2I":
-            fregs.update((b, c) if KINDS[op][2] == "R" else (b,))
-        if name.endswith("_F") and name[:2] not in ("EQ", "NE", "LT", "LE", "GT", "GE") or name == "I2F":
-            fregs.add(a)
+        fregs.update(r for cls, r in zip(CLASSES[int(op)], (a, b, c)) if cls == "f")
     changed = True
     while changed:  # flow float-ness backwards through copies
         changed = False
         for op, a, b, c in code:
-            name = Op(op).name
-            if name in _COPIES and a in fregs:
-                srcs = {b} if name == "MOV" else {c} if name == "SELECT" else {b, c}
+            classes = CLASSES[int(op)]
+            if classes[0] == "x" and a in fregs:
+                srcs = {r for cls, r in zip(classes[1:], (b, c)) if cls == "x"}
                 if not srcs <= fregs:
                     fregs |= srcs
                     changed = True

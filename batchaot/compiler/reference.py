@@ -4,11 +4,12 @@ Same validation, same passes in the same order, same fold semantics, written pla
 so that a reader can check it against native/opcodes.def. For every program the
 result (code, constant pool, removed counts, rounds, verdict) is byte-identical to
 :class:`batchaot.native.Optimizer`; tests/test_optimizer_fuzz.py holds us to that.
-Opcodes are referred to by name; their numbers come from the C table.
+Opcodes are referred to by name, and what they are (jumps, foldable, strict about
+NULL) is asked of the opcode table (compiler/opcodes.py), never of the execution layer;
+only the semantics of single opcodes are written out here.
 """
 from __future__ import annotations
 
-import enum
 import math
 import struct
 from dataclasses import dataclass
@@ -18,27 +19,19 @@ import numpy as np
 
 from .. import native
 from ..native import ErrorCode, InvalidProgram, OptimizeResult
+from .opcodes import (BINARY, COND_JUMPS, FOLDABLE, JUMPS, KINDS, READS_A, STRICT, TABLE,
+                      TERMINATORS, WRITES_A, Op)
 
 __all__ = ["optimize", "validate", "PASSES"]
 
-_TABLE = native.opcode_table()
-Op = enum.IntEnum("Op", {info.name: info.code for info in _TABLE})
-_KINDS: dict[int, tuple[str, str, str]] = {info.code: info.kinds for info in _TABLE}
-
 # --------------------------------------------------------------- opcode classes
-
-JUMPS = frozenset(op for op in Op if _KINDS[op][1] == "J")
-COND_JUMPS = JUMPS - {Op.JMP}
-ENDS_BLOCK = frozenset({Op.JMP, Op.RET})
-BINARY = frozenset(op for op in Op if _KINDS[op][2] == "R")
-# Register A is an input of SELECT (unchanged rows), conditional jumps and RET.
-READS_A = frozenset({Op.SELECT, Op.RET}) | COND_JUMPS
-# Opcodes that write register A and have no other effect: SELECT, and every opcode
-# whose A is a register it does not read.
-WRITERS = frozenset(op for op in Op if op == Op.SELECT or (_KINDS[op][0] == "R" and op not in READS_A))
-# Functions of their register inputs alone (LOAD and LUT read data the optimizer does
-# not have; SELECT keeps rows of the old A).
-FOLDABLE = WRITERS - {Op.LOAD, Op.LOADK, Op.LUT, Op.SELECT}
+# (from the table: see compiler/opcodes.py)
+#   JUMPS        B is a jump target; COND_JUMPS may fall through, JMP does not
+#   TERMINATORS  never fall through (JMP, RET): the end of a block
+#   READS_A      register A is an input (SELECT's unchanged rows, conditional jumps, RET)
+#   WRITES_A     register A is the destination (SELECT's too)
+#   FOLDABLE     functions of their register inputs alone (not LOAD, LUT, SELECT)
+#   STRICT       a NULL input makes a NULL result
 
 # ------------------------------------------------------------------- validation
 
@@ -61,9 +54,9 @@ def _check(arrays: native.ProgramArrays) -> None:
     if not code:
         raise InvalidProgram(ErrorCode.BAD_ARGUMENT)
     for pc, (op, *operands) in enumerate(code):
-        if not 0 <= op < len(_TABLE):
+        if not 0 <= op < len(TABLE):
             raise InvalidProgram(ErrorCode.BAD_OPCODE, pc)
-        for kind, x in zip(_KINDS[op], operands):
+        for kind, x in zip(KINDS[op], operands):
             if not _operand_ok(arrays, pc, kind, x):
                 raise InvalidProgram(_OPERAND_ERRORS.get(kind, ErrorCode.NONZERO_UNUSED), pc)
     if code[-1][0] != Op.RET:
@@ -267,8 +260,8 @@ _FLOAT_OPS: dict[int, Callable[[float, float], Value]] = {
 
 def _evaluate(op: int, b: Value, c: Value, imm: int) -> Value | None:
     """A foldable opcode on constant inputs (c is NULL for unary ones); None = do not fold."""
-    if op == Op.MOV:
-        return b
+    if op in STRICT:
+        return NULL if not b[0] or (op in BINARY and not c[0]) else _evaluate_valid(op, b[1], c[1], imm)
     if op == Op.AND:
         return _bool(False) if _is_false(b) or _is_false(c) else _bool(True) if b[0] and c[0] else NULL
     if op == Op.OR:
@@ -279,9 +272,13 @@ def _evaluate(op: int, b: Value, c: Value, imm: int) -> Value | None:
         return _bool(b[0])
     if op == Op.COALESCE:
         return b if b[0] else c
-    if not b[0] or (op in BINARY and not c[0]):
-        return NULL
-    x, y = b[1], c[1]
+    return None
+
+
+def _evaluate_valid(op: int, x: int, y: int, imm: int) -> Value | None:
+    """A strict opcode on valid inputs' words x, y; None = do not fold."""
+    if op == Op.MOV:
+        return True, x
     if op == Op.ROUND_I:
         return _round_int(x, imm)
     if op == Op.NARROW_I:
@@ -290,7 +287,9 @@ def _evaluate(op: int, b: Value, c: Value, imm: int) -> Value | None:
         return _float(_round_float(_as_float(x), imm))
     if op in _INT_OPS:
         return _INT_OPS[op](x, y)
-    return _FLOAT_OPS[op](_as_float(x), _as_float(y))
+    if op in _FLOAT_OPS:
+        return _FLOAT_OPS[op](_as_float(x), _as_float(y))
+    return None
 
 
 # --------------------------------------------------------------------- program
@@ -352,21 +351,19 @@ def _liveness(code: list[list[int]], query: list[int] | None = None,
     live_after, dead = [False] * len(code), [False] * len(code)
     for pc in range(len(code) - 1, -1, -1):
         op, a, b, c = code[pc]
-        if op == Op.RET:
+        if op in TERMINATORS:      # the next instruction is not a successor
             live = set()
-        elif op == Op.JMP:
-            live = set(at_target[b])
-        elif op in COND_JUMPS:
+        if op in JUMPS:
             live |= at_target[b]
         if query is not None and query[pc] >= 0:
             live_after[pc] = query[pc] in live
-        if prune and op in WRITERS and a not in live:
+        if prune and op in WRITES_A and a not in live:
             dead[pc] = True
         else:
-            if op in WRITERS and op != Op.SELECT:
+            if op in WRITES_A:
                 live.discard(a)
-            live |= {a} if op in READS_A else set()
-            live |= {r for kind, r in zip(_KINDS[op][1:], (b, c)) if kind == "R"}
+            live |= {a} if op in READS_A else set()     # after: SELECT writes and reads A
+            live |= {r for kind, r in zip(KINDS[op][1:], (b, c)) if kind == "R"}
         if pc in targets:
             at_target[pc] = frozenset(live)
     return live_after, dead
@@ -421,6 +418,8 @@ def _simplify(prog: _Program, ins: list[int], b: Value | None, c: Value | None) 
     """Identities with one known input (b or c, the other is None)."""
     op = ins[0]
     known, other = (b, ins[3]) if b is not None else (c, ins[2])
+    if op in STRICT:      # arithmetic and comparisons: a NULL input makes a NULL
+        return _KEEP if known[0] else _load_constant(prog, ins, NULL)
     if op == Op.AND:
         return (_load_constant(prog, ins, _bool(False)) if _is_false(known)
                 else _move(ins, other) if _is_true(known) else _KEEP)
@@ -431,8 +430,7 @@ def _simplify(prog: _Program, ins: list[int], b: Value | None, c: Value | None) 
         if b is None:
             return _KEEP
         return _load_constant(prog, ins, b) if b[0] else _move(ins, ins[3])
-    # arithmetic and comparisons: a NULL input makes a NULL
-    return _KEEP if known[0] else _load_constant(prog, ins, NULL)
+    return _KEEP
 
 
 def _fold_insn(prog: _Program, known: dict[int, Value], ins: list[int]) -> str:
@@ -463,7 +461,7 @@ def _learn(prog: _Program, known: dict[int, Value], ins: list[int]) -> None:
         known[a] = _constant(prog, b)
     elif op == Op.MOV and b in known:
         known[a] = known[b]
-    elif op in WRITERS:
+    elif op in WRITES_A:
         known.pop(a, None)
 
 
@@ -482,7 +480,7 @@ def fold_constants(prog: _Program) -> PassResult:
             dead[pc] = True
             continue
         _learn(prog, known, ins)
-        if ins[0] in ENDS_BLOCK:
+        if ins[0] in TERMINATORS:
             known.clear()
     return _delete_marked(prog, dead), changed
 
@@ -498,7 +496,7 @@ def fuse_load_move(prog: _Program) -> PassResult:
     while pc + 1 < len(code):
         prod, mov = code[pc], code[pc + 1]
         if (mov[0] == Op.MOV and pc + 1 not in targets and not t_live[pc + 1]
-                and prod[0] in WRITERS and prod[0] != Op.SELECT
+                and prod[0] in WRITES_A and prod[0] not in READS_A
                 and prod[1] == mov[2] and mov[1] != mov[2]):
             prod[1] = mov[1]
             dead[pc + 1] = changed = True
@@ -518,11 +516,11 @@ def remove_redundant_moves(prog: _Program) -> PassResult:
         if op == Op.MOV and (a == b or frozenset((a, b)) in pairs):
             dead[pc] = True
             continue
-        if op in WRITERS:
+        if op in WRITES_A:
             pairs = {p for p in pairs if a not in p}
         if op == Op.MOV:
             pairs.add(frozenset((a, b)))
-        if op in ENDS_BLOCK:
+        if op in TERMINATORS:
             pairs.clear()
     return _delete_marked(prog, dead), False
 
@@ -556,7 +554,7 @@ def remove_unreachable(prog: _Program) -> PassResult:
     for pc, (op, _a, b, _c) in enumerate(prog.code):
         if not reached[pc]:
             continue
-        if op not in ENDS_BLOCK and pc + 1 < len(prog.code):
+        if op not in TERMINATORS and pc + 1 < len(prog.code):
             reached[pc + 1] = True
         if op in JUMPS:
             reached[b] = True
@@ -587,7 +585,7 @@ def _verdict(prog: _Program) -> str:
             return native.VERDICT_UNKNOWN
         ret += 1
     r = code[ret][1]
-    writer = next((ins for ins in reversed(code[:ret]) if ins[0] in WRITERS and ins[1] == r), None)
+    writer = next((ins for ins in reversed(code[:ret]) if ins[0] in WRITES_A and ins[1] == r), None)
     if writer is None or writer[0] != Op.LOADK:
         return native.VERDICT_UNKNOWN
     valid, word = _constant(prog, writer[2])

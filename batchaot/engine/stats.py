@@ -21,7 +21,7 @@ from itertools import product
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..compiler.opcodes import JUMPS, Op
+from ..compiler.opcodes import CLASSES, COMPARISONS, FAMILY, JUMPS, Op
 from ..compiler.program import Program
 from ..compiler.types import UnsupportedType, from_arrow
 
@@ -213,11 +213,9 @@ def column_abstract(stats, type_text: str, arrow_type: pa.DataType, rows: int) -
 # -- the abstract interpreter -----------------------------------------------------------
 
 _JUMP_TRUTHS = {Op.JALLF: {F}, Op.JALLT: {T}, Op.JNONET: {F, N}}
-_CMP = {"EQ": "eq", "NE": "ne", "LT": "lt", "LE": "le", "GT": "gt", "GE": "ge"}
 
 
 def _step(op: Op, a: int, b: int, c: int, regs: dict, prog: Program, columns: list[Abstract]) -> None:
-    name = op.name
     get = lambda r: regs.get(r, TOP)
     if op == Op.LOAD:
         regs[a] = columns[b]
@@ -226,9 +224,9 @@ def _step(op: Op, a: int, b: int, c: int, regs: dict, prog: Program, columns: li
         regs[a] = Abstract(null=not valid, valid=valid, word=word if valid else None)
     elif op == Op.MOV:
         regs[a] = get(b)
-    elif name[:2] in _CMP and name[2:] in ("_I", "_F"):
-        is_float = name.endswith("_F")
-        regs[a] = compare(_CMP[name[:2]], as_number(get(b), is_float), as_number(get(c), is_float))
+    elif op in COMPARISONS:          # family 'eq', 'lt', ...; operands of class 'i' or 'f'
+        is_float = CLASSES[op][1] == "f"
+        regs[a] = compare(FAMILY[op], as_number(get(b), is_float), as_number(get(c), is_float))
     elif op in (Op.AND, Op.OR):
         fn = _and if op == Op.AND else _or
         regs[a] = from_truths({fn(x, y) for x, y in product(get(b).truths(), get(c).truths())})

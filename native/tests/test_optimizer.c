@@ -145,6 +145,23 @@ static void test_tables(void)
     CHECK(ba_op_kind(BA_OP_JMP, 0) == BA_KIND_NONE && ba_op_kind(BA_OP_JMP, 1) == BA_KIND_J);
     CHECK(ba_op_kind(BA_OP_ROUND_F, 2) == BA_KIND_N && ba_op_kind(BA_OP_LUT, 2) == BA_KIND_L);
     CHECK(ba_op_kind(BA_OP_ADD_I, 3) == -1 && ba_op_kind(-1, 0) == -1);
+    CHECK(strcmp(ba_op_family(BA_OP_ADD_I), "add") == 0 && strcmp(ba_op_family(BA_OP_ADD_F), "add") == 0);
+    CHECK(strcmp(ba_op_classes(BA_OP_LT_F), "bff") == 0 && strcmp(ba_op_classes(BA_OP_SELECT), "xbx") == 0);
+    CHECK(strcmp(ba_op_symbol(BA_OP_LT_I), "<") == 0 && strcmp(ba_op_symbol(BA_OP_AND), "") == 0);
+    CHECK(ba_op_flags(BA_OP_JMP) == (BA_OPF_JUMP | BA_OPF_TERMINATOR));
+    CHECK(ba_op_flags(BA_OP_NOP) == 0 && ba_op_flags(BA_OP_COUNT) == -1 && ba_op_flags(-1) == -1);
+    CHECK(ba_op_family(BA_OP_COUNT) == NULL && ba_op_classes(-1) == NULL && ba_op_symbol(-1) == NULL);
+    /* the enum and the table come from the same rows: every name at its number */
+#define OP(name, ...) CHECK(strcmp(ba_op_name(BA_OP_##name), #name) == 0);
+#include "../opcodes.def"
+#undef OP
+    for (int op = 0; op < BA_OP_COUNT; op++) {
+        const ba_opinfo *info = &ba_optable[op];
+        CHECK(strlen(info->classes) == 3 && info->doc[0] != '\0' && info->family[0] != '\0');
+        for (int i = 0; i < 3; i++)   /* a class letter exactly where a register is */
+            CHECK((info->classes[i] != '_') == (info->kind[i] == BA_KIND_R)
+                  && strchr("ifbx_", info->classes[i]) != NULL);
+    }
     CHECK(ba_pass_count() == BA_NPASSES && ba_pass_name(BA_NPASSES) == NULL);
     CHECK(strcmp(ba_pass_name(0), "remove_nops") == 0);
     CHECK(strcmp(ba_pass_name(BA_NPASSES - 1), "remove_dead_code") == 0);
@@ -650,6 +667,31 @@ static const typed_op TYPED_OPS[] = {
     {BA_OP_JNONET, T_BOOL, T_ANY, T_ANY, 2}, {BA_OP_RET, T_BOOL, T_ANY, T_ANY, 1},
 };
 
+/* TYPED_OPS lists every opcode once, with the classes opcodes.def gives it: a
+ * concrete class there (i, f, b) is the type here; "x" may be any type here. */
+static void test_typed_ops_follow_the_table(void)
+{
+    int seen[BA_OP_COUNT] = {0};
+    for (int32_t i = 0; i < LEN(TYPED_OPS); i++) {
+        const typed_op *t = &TYPED_OPS[i];
+        const char *classes = ba_optable[t->op].classes;
+        const enum type types[3] = {t->out, t->b, t->c};
+        seen[t->op]++;
+        for (int j = 0; j < 3; j++) {
+            char want = types[j] == T_INT ? 'i' : types[j] == T_FLOAT ? 'f' : types[j] == T_BOOL ? 'b' : 0;
+            CHECK(want ? classes[j] == want || classes[j] == 'x' : strchr("x_", classes[j]) != NULL);
+            if (want && !(classes[j] == want || classes[j] == 'x'))
+                fprintf(stderr, "  TYPED_OPS: %s operand %d is '%c' in opcodes.def\n",
+                        ba_op_name(t->op), j, classes[j]);
+        }
+    }
+    for (int op = 0; op < BA_OP_COUNT; op++) {
+        CHECK(seen[op] == 1);
+        if (seen[op] != 1)
+            fprintf(stderr, "  TYPED_OPS lists %s %d times\n", ba_op_name(op), seen[op]);
+    }
+}
+
 typedef struct {
     int32_t nregs, nconst;
     enum type reg[8], konst[12];
@@ -927,6 +969,7 @@ int main(void)
 {
     test_validate();
     test_tables();
+    test_typed_ops_follow_the_table();
     test_remove_nops();
     test_fold_semantics();
     test_fold_narrow();
