@@ -129,6 +129,13 @@ def test_derived_sets_are_the_flags():
                                         Op.ROUND_I, Op.NARROW_I, Op.F2I}
 
 
+def test_mask_is_an_opcode_indexed_set():
+    m = opcodes.mask(opcodes.OVERFLOW_SOURCES)
+    assert m.dtype == bool and len(m) == len(Op)
+    assert {Op(i) for i in m.nonzero()[0]} == opcodes.OVERFLOW_SOURCES
+    assert not opcodes.mask(()).any()
+
+
 # ------------------------------------------------------------- the columns make sense
 
 def test_every_opcode_has_its_semantics_in_register_notation():
@@ -192,10 +199,11 @@ def test_families_are_names_and_typed_picks_each_opcode():
     assert opcodes.typed("add", "f") is Op.ADD_F and opcodes.typed("lt", "i") is Op.LT_I
     assert opcodes.typed("idiv", "i") is Op.IDIV_I and opcodes.typed("div", "f") is Op.DIV_F
     assert opcodes.typed("isnull", "f") is Op.ISNULL
-    with pytest.raises(KeyError):
-        opcodes.typed("add", "b")
-    with pytest.raises(KeyError):
-        opcodes.typed("idiv", "f")
+    # a boolean is an int64 word: the compiler's class 'i' covers booleans (NOT of a BOOLEAN)
+    assert opcodes.typed("not", "i") is Op.NOT and opcodes.typed("eq", "b") is Op.EQ_I
+    for family, physical in [("idiv", "f"), ("not", "f"), ("i2f", "f"), ("div", "i"), ("nosuch", "i")]:
+        with pytest.raises(KeyError):
+            opcodes.typed(family, physical)
     # a family's opcodes differ in their operands' class, and in nothing else of kind
     for family, ops in opcodes.FAMILIES.items():
         assert len({CLASSES[op][1] for op in ops}) == len(ops), family

@@ -20,6 +20,9 @@ Columns, per opcode (``Op``):
 from __future__ import annotations
 
 import enum
+from typing import Iterable
+
+import numpy as np
 
 from .. import native
 from ..native import OpFlag
@@ -28,7 +31,7 @@ __all__ = [
     "TABLE", "Op", "OpFlag", "KINDS", "DOCS", "FAMILY", "CLASSES", "SYMBOL", "FLAGS", "having",
     "JUMPS", "COND_JUMPS", "TERMINATORS", "READS_A", "WRITES_A", "BINARY", "COMPARISONS",
     "NULL_PROPAGATING", "OVERFLOW_SOURCES", "DIVZERO", "STRICT", "NEVER_NULL", "FOLDABLE",
-    "FAMILIES", "TYPED_FAMILIES", "typed", "register_inputs",
+    "FAMILIES", "TYPED_FAMILIES", "typed", "register_inputs", "mask",
 ]
 
 TABLE: tuple[native.OpInfo, ...] = native.opcode_table()
@@ -96,13 +99,26 @@ TYPED_FAMILIES = frozenset(FAMILY[op] for (_family, cls), op in _BY_CLASS.items(
                            if cls in ("i", "f") and CLASSES[op][0] != "x")
 
 
+# A boolean is an int64 word (0 or 1): where a family has no opcode for one, the other
+# serves (the compiler's physical class 'i' covers its booleans too, compiler/types.py).
+_SAME_WORD = {"i": ("i", "b"), "b": ("b", "i"), "f": ("f",)}
+
+
 def typed(family: str, physical: str) -> Op:
-    """The opcode of `family` ('add', 'lt', 'not', ...) for operands of class `physical`
-    ('i', 'f' or 'b'): the one whose operand B has that class, or any class.
+    """The opcode of `family` ('add', 'lt', 'not', 'isnull', ...) for operands of class
+    `physical` ('i', 'f' or 'b'): the one whose operand B has that class (for 'i' and 'b',
+    the other if none has), else the one whose operand B may have any class ('x').
     KeyError if the family has none."""
-    op = _BY_CLASS.get((family, physical))
-    if op is None:
-        op = _BY_CLASS.get((family, "x"))
-    if op is None:
-        raise KeyError(f"no {family!r} opcode for operands of class {physical!r}")
-    return op
+    for cls in _SAME_WORD.get(physical, (physical,)) + ("x",):
+        op = _BY_CLASS.get((family, cls))
+        if op is not None:
+            return op
+    raise KeyError(f"no {family!r} opcode for operands of class {physical!r}")
+
+
+def mask(ops: Iterable[int]) -> np.ndarray:
+    """A bool array indexed by opcode, True for `ops`: an opcode set for Numba kernels
+    (``OVERFLOWS = mask(OVERFLOW_SOURCES)``, then ``if OVERFLOWS[op]:`` in the kernel)."""
+    out = np.zeros(len(TABLE), dtype=np.bool_)
+    out[[int(op) for op in ops]] = True
+    return out
