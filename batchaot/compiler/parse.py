@@ -249,9 +249,7 @@ class Binder:
         if a.col is None and b.col is not None:
             return self.str_compare(_FLIP[op], b, a, right, left)
         if a.col is None:
-            if a.sexpr[0] != "lit" or b.sexpr[0] != "lit":
-                self.fail(f"constant string expression `{_Sql(left, _SYMBOL[op], right)}`: "
-                          "write its value instead")
+            a, b = self.fold_str(a), self.fold_str(b)
             verdict = _py_compare(op, a.sexpr, b.sexpr)
             return Lit(T.BOOL, None if verdict is None else int(verdict))
         return self.str_predicate(T.BOOL, ["cmp", op, a.sexpr, b.sexpr], a, left)
@@ -362,8 +360,7 @@ class Binder:
 
     def str_predicate(self, typ: Type, sexpr: list, operand: _Str, where) -> Node:
         if operand.col is None:
-            self.fail(f"constant string expression `{where.sql('duckdb')}`: "
-                      "write its value instead")
+            return self.fold(typ, sexpr)
         return self.lookup(typ, sexpr, operand.col)
 
     def lookup(self, typ: Type, sexpr: list, col: Col) -> Node:
@@ -466,6 +463,25 @@ class Binder:
             self.columns.append((col.name, T.STRING))
         return views[col.name]
 
+    def fold_str(self, s: _Str) -> _Str:
+        """A string expression without a column, evaluated now: its literal."""
+        if s.col is not None or s.sexpr[0] == "lit":
+            return s
+        return _Str(["lit", _constant(s.sexpr).as_py()], None)
+
+    def fold(self, typ: Type, sexpr: list) -> Lit:
+        """A predicate or number computed from string constants only, evaluated now."""
+        value = _constant(sexpr)
+        if not value.is_valid:
+            return Lit(typ, None)
+        if typ.kind is Kind.FLOAT:
+            return Lit(typ, float(value.as_py()))
+        if typ.kind is Kind.DECIMAL:
+            return Lit(typ, int(value.as_py().scaleb(typ.scale)))
+        if typ.is_temporal:
+            return Lit(typ, value.cast(pa.int32() if typ.kind is Kind.DATE else pa.int64()).as_py())
+        return Lit(typ, int(value.as_py()))
+
     def texts(self, node: exp.Expression, *args: exp.Expression) -> list[_Str]:
         """String arguments of one function, all over one column (or none)."""
         out = [self.as_text(self.value(a), node) for a in args]
@@ -476,9 +492,9 @@ class Binder:
         cols = {p.col for p in parts if p.col is not None}
         if len(cols) > 1:
             names = ", ".join(sorted(f"'{c.name}'" for c in cols))
-            self.fail(f"`{node.sql('duckdb')}` combines string columns {names}: a string expression "
-                      "may use one column (compare expressions of two columns instead, e.g. "
-                      "lower(a) = lower(b))")
+            self.fail(f"`{node.sql('duckdb')}` combines columns {names} in one string expression: "
+                      "a string expression may use one column (comparing expressions of two "
+                      "columns is fine, e.g. lower(a) = lower(b))")
         return next(iter(cols), None)
 
     def literal_arg(self, node: exp.Expression, arg: exp.Expression, what: str) -> str | None:
@@ -598,8 +614,7 @@ class Binder:
                 if a.col is not None and b.col is not None and a.col != b.col:
                     return _distinct(*self.joint_ranks(a, b, node))
                 if a.col is None and b.col is None:
-                    if a.sexpr[0] != "lit" or b.sexpr[0] != "lit":
-                        self.fail(f"constant string expression `{node.sql('duckdb')}`: write its value instead")
+                    a, b = self.fold_str(a), self.fold_str(b)
                     return Lit(T.BOOL, int(a.sexpr[1] != b.sexpr[1]))
                 return self.lookup(T.BOOL, ["distinct", a.sexpr, b.sexpr], a.col or b.col)
             text = _Sql(node)
@@ -789,9 +804,13 @@ class Binder:
                 self.fail(f"make_date needs integers, got {v.type} in `{node.sql('duckdb')}`")
             parts.append(_as_i(v) if v.type.kind is not Kind.NULL else Lit(T.INT, None))
         y, m, d = parts
-        ok = And(T.BOOL, (Op(T.BOOL, "ge", (m, _k(1))), Op(T.BOOL, "le", (m, _k(12))),
-                          Op(T.BOOL, "ge", (d, _k(1))), Op(T.BOOL, "le", (d, _month_len(y, m)))))
-        return Case(T.DATE, ((ok, _retype(_days_from(y, m, d), T.DATE)),), Lit(T.DATE, None))
+        q = _i("add", _i("mul", _i("add", y, 400 * _SHIFT), 12), _i("sub", m, 3))
+        first = _first_of(q)
+        length = _i("sub", _first_of(_i("add", q, 1)), first)
+        ok = And(T.BOOL, (Op(T.BOOL, "ge", (y, _k(-5877641))), Op(T.BOOL, "le", (y, _k(5881580))),
+                          Op(T.BOOL, "ge", (m, _k(1))), Op(T.BOOL, "le", (m, _k(12))),
+                          Op(T.BOOL, "ge", (d, _k(1))), Op(T.BOOL, "le", (d, length))))
+        return Case(T.DATE, ((ok, _retype(_i("add", first, _i("sub", d, 1)), T.DATE)),), Lit(T.DATE, None))
 
     def _v_interval(self, node: exp.Interval) -> "_Interval":
         if not isinstance(node.parent, (exp.Add, exp.Sub, exp.DateAdd, exp.DateSub)):
@@ -933,8 +952,7 @@ class Binder:
         if isinstance(arg, _Str):
             if target.kind is Kind.STRING:
                 return arg
-            if arg.col is None and arg.sexpr[0] != "lit":
-                self.fail(f"constant string expression `{node.sql('duckdb')}`: write its value instead")
+            arg = self.fold_str(arg)
             if arg.col is None:
                 return _literal_from_string(self, arg.sexpr[1], target, node, safe)
             # bad text gives NULL, CAST or TRY_CAST (engine/sqltext.py says why)
@@ -1192,6 +1210,13 @@ def _null_str(v):
     return v
 
 
+def _constant(sexpr: list) -> pa.Scalar:
+    """The value of a string expression over constants only (as the engine computes it)."""
+    from ..engine import strings        # numba: loaded only for rules that need it
+    out = strings.evaluate(sexpr, pa.array([None], pa.string()))
+    return out[0] if isinstance(out, pa.Array) else out
+
+
 def _plain_type(t: pa.DataType) -> pa.DataType:
     return t.value_type if pa.types.is_dictionary(t) else t
 
@@ -1249,45 +1274,68 @@ def _fdiv(a: Node, k: int) -> Node:
     return _floor_div_const(a, k)
 
 
-def _fmod(a: Node, k: int) -> Node:
-    return _i("sub", a, _i("mul", _fdiv(a, k), k))
+def _pmod(a: Node, k: int) -> Node:
+    """a mod k in [0, k), reading `a` once (the IR is a tree: every reuse copies it)."""
+    return _i("mod", _i("add", _i("mod", a, k), k), k)
 
 
-def _civil(days: Node) -> tuple[Node, Node, Node]:
-    """(year, month, day) of days since 1970-01-01, proleptic Gregorian (H. Hinnant's
-    civil_from_days: only + - * and division of non-negative values, and one floor)."""
-    z = _i("add", days, 719468)
-    era = _fdiv(z, 146097)
-    doe = _i("sub", z, _i("mul", era, 146097))                            # [0, 146096]
-    yoe = _i("idiv", _i("sub", _i("add", _i("sub", doe, _i("idiv", doe, 1460)),
-                                      _i("idiv", doe, 36524)), _i("idiv", doe, 146096)), 365)
-    doy = _i("sub", doe, _i("sub", _i("add", _i("mul", yoe, 365), _i("idiv", yoe, 4)),
-                               _i("idiv", yoe, 100)))
-    mp = _i("idiv", _i("add", _i("mul", doy, 5), 2), 153)
-    d = _i("add", _i("sub", doy, _i("idiv", _i("add", _i("mul", mp, 153), 2), 5)), 1)
-    m = _i("sub", _i("add", mp, 3), _i("mul", _flag("ge", mp, 10), 12))
-    y = _i("add", _i("add", yoe, _i("mul", era, 400)), _flag("le", m, 2))
-    return y, m, d
+# Days are shifted by this many 400-year cycles (146097 days each) so that the calendar's
+# divisions see non-negative values (integer division truncates): enough for every
+# int64 timestamp, small enough that nothing overflows.
+_SHIFT = 1 << 40
 
 
-def _days_from(y: Node, m: Node, d: Node) -> Node:
-    """Days since 1970-01-01 of year, month (1-12), day (H. Hinnant's days_from_civil)."""
-    y = _i("sub", y, _flag("le", m, 2))
-    era = _fdiv(y, 400)
-    yoe = _i("sub", y, _i("mul", era, 400))
-    mp = _i("sub", _i("add", m, 9), _i("mul", _flag("gt", m, 2), 12))
-    doy = _i("sub", _i("add", _i("idiv", _i("add", _i("mul", mp, 153), 2), 5), d), 1)
-    doe = _i("add", _i("sub", _i("add", _i("mul", yoe, 365), _i("idiv", yoe, 4)), _i("idiv", yoe, 100)), doy)
-    return _i("sub", _i("add", _i("mul", era, 146097), doe), 719468)
+class _Civil:
+    """Year, month and day of days since 1970-01-01 (proleptic Gregorian, astronomical
+    years), after C. Neri and L. Schneider, "Euclidean affine functions and their
+    application to calendar algorithms" (2022): each intermediate value is read at most
+    twice, so the expression trees stay small."""
+
+    def __init__(self, days: Node):
+        z = _i("add", days, 719468 + 146097 * _SHIFT)        # days since 0000-03-01, shifted
+        n1 = _i("add", _i("mul", z, 4), 3)
+        self.c = _i("idiv", n1, 146097)                       # centuries
+        n2 = _i("add", _i("mul", _i("idiv", _i("mod", n1, 146097), 4), 4), 3)
+        self.yc = _i("idiv", n2, 1461)                        # year of the century
+        ny = _i("idiv", _i("mod", n2, 1461), 4)               # day of the March-based year
+        n3 = _i("add", _i("mul", ny, 5), 461)
+        self.mm = _i("idiv", n3, 153)                         # 3..14: March..February
+        self.d = _i("add", _i("idiv", _i("mod", n3, 153), 5), 1)
+        self.j = _flag("ge", ny, 306)                         # January or February
+
+    @property
+    def ys(self) -> Node:
+        """The calendar year + 400 * _SHIFT."""
+        return _i("add", _i("add", _i("mul", self.c, 100), self.yc), self.j)
+
+    @property
+    def y(self) -> Node:
+        return _i("sub", self.ys, 400 * _SHIFT)
+
+    @property
+    def m(self) -> Node:
+        return _i("sub", self.mm, _i("mul", self.j, 12))
+
+    @property
+    def cm(self) -> Node:
+        """12 * year + month - 1, + 4800 * _SHIFT (January and February fold in)."""
+        return _i("sub", _i("add", _i("mul", _i("add", _i("mul", self.c, 100), self.yc), 12), self.mm), 1)
 
 
-def _month_len(y: Node, m: Node) -> Node:
-    leap = _i("add", _i("sub", _flag("eq", _i("mod", y, 4), 0), _flag("eq", _i("mod", y, 100), 0)),
-              _flag("eq", _i("mod", y, 400), 0))
-    thirty = _i("add", _i("add", _flag("eq", m, 4), _flag("eq", m, 6)),
-                _i("add", _flag("eq", m, 9), _flag("eq", m, 11)))
-    feb = _i("mul", _flag("eq", m, 2), _i("sub", _k(3), leap))
-    return _i("sub", _i("sub", _k(31), thirty), feb)
+def _first_of(q: Node) -> Node:
+    """Days since 1970 of the first day of month q, counted from March of the shifted
+    year 0 (q = cm - 2)."""
+    y = _i("idiv", q, 12)
+    m = _i("add", _i("mod", q, 12), 3)
+    days = _i("add", _i("idiv", _i("mul", _i("idiv", y, 100), 146097), 4),
+              _i("idiv", _i("mul", _i("mod", y, 100), 1461), 4))
+    return _i("sub", _i("add", days, _i("idiv", _i("sub", _i("mul", m, 153), 457), 5)),
+              719468 + 146097 * _SHIFT)
+
+
+def _jan1(ys: Node) -> Node:
+    """Days since 1970 of January 1 of the shifted year ys."""
+    return _first_of(_i("sub", _i("mul", ys, 12), 2))
 
 
 def _min_i(a: Node, b: Node) -> Node:
@@ -1303,20 +1351,18 @@ class _Clock:
             self.scale = None
             self.days = _as_i(x)
             self.tod = Case(T.INT, ((Op(T.BOOL, "notnull", (x,)), _k(0)),), _k(None))
-            self.ticks_per_day = None
         else:
             self.scale = x.type.scale
-            self.ticks_per_day = 86400 * 10 ** self.scale
-            ticks = _as_i(x)
-            self.days = _fdiv(ticks, self.ticks_per_day)
-            self.tod = _i("sub", ticks, _i("mul", self.days, self.ticks_per_day))
-        self._ymd = None
+            per_day = 86400 * 10 ** self.scale
+            self.days = _fdiv(_as_i(x), per_day)
+            self.tod = _pmod(_as_i(x), per_day)
+        self._civil = None
 
     @property
-    def ymd(self) -> tuple[Node, Node, Node]:
-        if self._ymd is None:
-            self._ymd = _civil(self.days)
-        return self._ymd
+    def civil(self) -> _Civil:
+        if self._civil is None:
+            self._civil = _Civil(self.days)
+        return self._civil
 
     def ticks(self, digits: int) -> Node:
         """The value in units of 10^-digits seconds since the epoch."""
@@ -1326,32 +1372,32 @@ class _Clock:
             return _mul_const(_as_i(self.x), 10 ** (digits - self.scale), T.INT)
         return _fdiv(_as_i(self.x), 10 ** (self.scale - digits))
 
-    def time_part(self, unit_s_digits: int) -> Node:
+    def time_part(self, digits: int) -> Node:
         """Whole units of 10^-digits s since midnight (DATE: 0)."""
         if self.scale is None:
             return self.tod
-        if unit_s_digits >= self.scale:
-            return _i("mul", self.tod, 10 ** (unit_s_digits - self.scale))
-        return _i("idiv", self.tod, 10 ** (self.scale - unit_s_digits))
+        if digits >= self.scale:
+            return _i("mul", self.tod, 10 ** (digits - self.scale))
+        return _i("idiv", self.tod, 10 ** (self.scale - digits))
 
 
 def _isodow(c: _Clock) -> Node:
-    return _i("add", _fmod(_i("add", c.days, 3), 7), 1)
+    return _i("add", _pmod(_i("add", c.days, 3), 7), 1)
 
 
 def _iso_thursday(c: _Clock) -> Node:
-    return _i("add", _i("sub", c.days, _isodow(c)), 4)
+    """The Thursday of the date's ISO week (its year is the ISO year)."""
+    return _i("add", _i("sub", c.days, _pmod(_i("add", c.days, 3), 7)), 3)
 
 
 def _iso_week(c: _Clock) -> Node:
     t = _iso_thursday(c)
-    y, _, _ = _civil(t)
-    return _i("add", _i("idiv", _i("sub", t, _days_from(y, _k(1), _k(1))), 7), 1)
+    return _i("add", _i("idiv", _i("sub", t, _jan1(_Civil(t).ys)), 7), 1)
 
 
 def _yearweek(c: _Clock) -> Node:
     """ISO year * 100 + ISO week, the week negated in years BC (0 is 1 BC), as DuckDB."""
-    y = _civil(_iso_thursday(c))[0]
+    y = _Civil(_iso_thursday(c)).y
     w = _iso_week(c)
     return Case(T.INT, ((Op(T.BOOL, "gt", (y, _k(0))), _i("add", _i("mul", y, 100), w)),),
                 _i("sub", _i("mul", y, 100), w))
@@ -1372,19 +1418,19 @@ def _epoch(c: _Clock) -> Node:
 
 
 _PARTS = {
-    "year": lambda c: c.ymd[0],
-    "month": lambda c: c.ymd[1],
-    "day": lambda c: c.ymd[2],
-    "quarter": lambda c: _i("add", _i("idiv", _i("sub", c.ymd[1], 1), 3), 1),
-    "dow": lambda c: _fmod(_i("add", c.days, 4), 7),
+    "year": lambda c: c.civil.y,
+    "month": lambda c: c.civil.m,
+    "day": lambda c: c.civil.d,
+    "quarter": lambda c: _i("add", _i("idiv", _i("sub", c.civil.m, 1), 3), 1),
+    "dow": lambda c: _pmod(_i("add", c.days, 4), 7),
     "isodow": _isodow,
-    "doy": lambda c: _i("add", _i("sub", c.days, _days_from(c.ymd[0], _k(1), _k(1))), 1),
+    "doy": lambda c: _i("add", _i("sub", c.days, _jan1(c.civil.ys)), 1),
     "week": _iso_week,
-    "isoyear": lambda c: _civil(_iso_thursday(c))[0],
-    "yearweek": lambda c: _yearweek(c),
-    "decade": lambda c: _i("idiv", c.ymd[0], 10),
-    "century": lambda c: _century(c.ymd[0], 100),
-    "millennium": lambda c: _century(c.ymd[0], 1000),
+    "isoyear": lambda c: _Civil(_iso_thursday(c)).y,
+    "yearweek": _yearweek,
+    "decade": lambda c: _i("idiv", c.civil.y, 10),
+    "century": lambda c: _century(c.civil.y, 100),
+    "millennium": lambda c: _century(c.civil.y, 1000),
     "hour": lambda c: _i("idiv", c.time_part(0), 3600),
     "minute": lambda c: _i("mod", _i("idiv", c.time_part(0), 60), 60),
     "second": lambda c: _i("mod", c.time_part(0), 60),
@@ -1425,18 +1471,15 @@ def _ts_result(days: Node, tod: Node | None, scale: int | None) -> Node:
 
 
 def _trunc(c: _Clock, unit: str) -> Node:
-    y, m, d = (None, None, None)
-    if unit in ("year", "quarter", "month"):
-        y, m, d = c.ymd
     if unit == "year":
-        return _ts_result(_days_from(y, _k(1), _k(1)), None, c.scale)
+        return _ts_result(_jan1(c.civil.ys), None, c.scale)
     if unit == "quarter":
-        first = _i("add", _i("mul", _i("idiv", _i("sub", m, 1), 3), 3), 1)
-        return _ts_result(_days_from(y, first, _k(1)), None, c.scale)
+        cm = c.civil.cm
+        return _ts_result(_first_of(_i("sub", _i("sub", cm, _i("mod", cm, 3)), 2)), None, c.scale)
     if unit == "month":
-        return _ts_result(_i("add", _i("sub", c.days, d), 1), None, c.scale)
+        return _ts_result(_i("add", _i("sub", c.days, c.civil.d), 1), None, c.scale)
     if unit == "week":                                  # ISO: Monday
-        return _ts_result(_i("sub", c.days, _fmod(_i("add", c.days, 3), 7)), None, c.scale)
+        return _ts_result(_i("sub", c.days, _pmod(_i("add", c.days, 3), 7)), None, c.scale)
     if unit == "day" or c.scale is None:
         return _ts_result(c.days, None, c.scale)
     digits = {"hour": 0, "minute": 0, "second": 0, "millisecond": 3, "microsecond": 6}[unit]
@@ -1454,13 +1497,14 @@ _DIFF_UNITS = ("year", "quarter", "month", "week", "day", "hour", "minute", "sec
 def _diff(unit: str, s: _Clock, e: _Clock) -> Node:
     if unit in ("year", "decade", "century", "millennium"):
         size = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}[unit]
-        return _i("sub", _i("idiv", e.ymd[0], size), _i("idiv", s.ymd[0], size))
+        return _i("sub", _i("idiv", e.civil.y, size), _i("idiv", s.civil.y, size))
     if unit in ("month", "quarter"):
-        def months(c):
-            return _i("add", _i("mul", c.ymd[0], 12), _i("sub", c.ymd[1], 1))
         if unit == "month":
-            return _i("sub", months(e), months(s))
-        return _i("sub", _i("idiv", months(e), 3), _i("idiv", months(s), 3))
+            return _i("sub", e.civil.cm, s.civil.cm)
+        # DuckDB divides 12 * year + month - 1 by 3 truncating (years BC differ from floor)
+        def quarters(c):
+            return _i("idiv", _i("sub", c.civil.cm, 4800 * _SHIFT), 3)
+        return _i("sub", quarters(e), quarters(s))
     if unit == "week":
         return _i("idiv", _i("sub", e.days, s.days), 7)
     if unit == "day":
@@ -1499,11 +1543,10 @@ def _add_interval(c: _Clock, iv: _Interval) -> Node:
         c = _Clock(_mul_const(_as_i(c.x), 10 ** (6 - c.scale), Type(Kind.TIMESTAMP, 6)))
     days = c.days
     if not _is_zero(iv.months):
-        y, m, d = c.ymd
-        total = _i("add", _i("add", _i("mul", y, 12), _i("sub", m, 1)), iv.months)
-        y2 = _fdiv(total, 12)
-        m2 = _i("add", _i("sub", total, _i("mul", y2, 12)), 1)
-        days = _days_from(y2, m2, _min_i(d, _month_len(y2, m2)))
+        q = _i("add", _i("sub", c.civil.cm, 2), iv.months)      # the month, from March
+        first = _first_of(q)
+        length = _i("sub", _first_of(_i("add", q, 1)), first)
+        days = _i("add", first, _i("sub", _min_i(c.civil.d, length), 1))
     if not _is_zero(iv.days):
         days = _i("add", days, iv.days)
     scale = 6 if c.scale is None else c.scale
