@@ -239,6 +239,7 @@ def test_large_data_on_the_fused_tier_matches_duckdb(large, con) -> None:
 def assert_values_match(table: pa.Table, exprs: list[str]) -> None:
     """batchaot's value of each expression is DuckDB's on every row (NULL where DuckDB's is)."""
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")          # time-zone columns are UTC instants
     con.register("t", table)
     rel = con.sql(f"SELECT {', '.join(f'{e} AS e{k}' for k, e in enumerate(exprs))} FROM t")
     expected = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
@@ -302,6 +303,7 @@ def calendar_table(seed: int, n: int = 2000) -> pa.Table:
         "ts2": pa.array(rng.permutation(us)).cast(pa.timestamp("us")),
         "tn": pa.array(rng.integers(-9 * 10**18, 9 * 10**18, n)).cast(pa.timestamp("ns")),
         "tsec": pa.array(us // 10**6).cast(pa.timestamp("s")),
+        "tz": pa.array(rng.permutation(us)).cast(pa.timestamp("us", tz="America/New_York")),
         "y": pa.array(rng.integers(-3000, 3000, n)), "m": pa.array(rng.integers(-1, 14, n)),
         "dd": pa.array(rng.integers(-1, 33, n)),
     })
@@ -312,6 +314,8 @@ PARTS = ["year", "month", "day", "quarter", "dow", "isodow", "doy", "week", "iso
 DATES = (
     [f"date_part('{p}', d)" for p in PARTS] + [f"extract({p} FROM ts)" for p in PARTS]
     + [f"date_part('{p}', tn)" for p in ("year", "doy", "hour", "second", "microsecond")]
+    + [f"date_part('{p}', tz)" for p in ("year", "month", "day", "hour", "epoch", "week")]
+    + ["date_trunc('month', tz)", "date_trunc('hour', tz)", "date_diff('day', tz, ts)", "tz + INTERVAL 1 MONTH"]
     + ["year(tsec)", "dayofweek(d)", "dayofyear(ts)", "week(ts)", "hour(d)", "minute(ts)", "second(ts)"]
     + [f"date_trunc('{u}', {c})" for u in ("year", "quarter", "month", "week", "day", "hour", "minute",
                                               "second", "millisecond", "microsecond") for c in ("d", "ts")]
@@ -351,6 +355,7 @@ def test_text_of_values_matches_duckdb() -> None:
         "tm": pa.array(rng.integers(-10**14, 10**14, n)).cast(pa.timestamp("ms")),
         "tsec": pa.array(rng.integers(-10**11, 10**11, n)).cast(pa.timestamp("s")),
         "b": pa.array(rng.random(n) < 0.5, mask=nulls),
+        "tz": pa.array(rng.integers(-10**15, 10**15, n), mask=nulls).cast(pa.timestamp("us", tz="UTC")),
     })
     assert_values_match(table, [f"CAST({c} AS VARCHAR)" for c in table.column_names]
                         + ["CAST(1.50 AS VARCHAR)", "CAST(DATE '2024-01-02' AS VARCHAR)", "concat(d, '|')",

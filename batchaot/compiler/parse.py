@@ -707,7 +707,9 @@ class Binder:
         if name not in _PARTS:
             self.fail(f"unsupported date part '{unit}' in `{node.sql('duckdb')}`; supported: "
                       f"{', '.join(sorted(_PARTS))}")
-        return _PARTS[name](_Clock(x))
+        clock = _Clock(x)
+        clock.tz = isinstance(x, Col) and _is_tz(self.schema.field(x.name).type)
+        return _PARTS[name](clock)
 
     def _v_extract(self, node: exp.Extract) -> Node:
         return self.part(node, node.this.name, node.expression)
@@ -1345,6 +1347,8 @@ def _min_i(a: Node, b: Node) -> Node:
 class _Clock:
     """A date or timestamp split into days since 1970 and ticks since midnight."""
 
+    tz = False      # a TIMESTAMPTZ column (only epoch differs)
+
     def __init__(self, x: Node):
         self.x = x
         if x.type.kind is Kind.DATE:
@@ -1410,9 +1414,19 @@ def _century(y: Node, size: int) -> Node:
     return Case(T.INT, ((Op(T.BOOL, "gt", (y, _k(0))), pos),), neg)
 
 
+def _is_tz(t: pa.DataType) -> bool:
+    t = _plain_type(t)
+    return pa.types.is_timestamp(t) and t.tz is not None
+
+
 def _epoch(c: _Clock) -> Node:
     if c.scale is None:
         return Op(T.FLOAT, "i2f", (_i("mul", c.days, 86400),))
+    if c.tz and c.scale == 6:
+        # TIMESTAMPTZ: DuckDB (ICU) adds whole milliseconds and the microseconds apart
+        ms = Op(T.FLOAT, "div", (Op(T.FLOAT, "i2f", (_fdiv(_as_i(c.x), 1000),)), Lit(T.FLOAT, 1000.0)))
+        us = Op(T.FLOAT, "div", (Op(T.FLOAT, "i2f", (_pmod(_as_i(c.x), 1000),)), Lit(T.FLOAT, 1e6)))
+        return Op(T.FLOAT, "add", (ms, us))
     ticks = Op(T.FLOAT, "i2f", (_as_i(c.x),))
     return ticks if c.scale == 0 else Op(T.FLOAT, "div", (ticks, Lit(T.FLOAT, float(10 ** c.scale))))
 

@@ -341,7 +341,8 @@ def to_text(arr: pa.Array) -> pa.Array:
     if pa.types.is_timestamp(t):
         digits = {"s": 0, "ms": 3, "us": 6, "ns": 9}[t.unit]
         ticks = pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-        return _texts(arr, [timestamp_text(int(v), digits) for v in ticks])
+        zone = "+00" if t.tz is not None else ""      # TIMESTAMPTZ, in UTC
+        return _texts(arr, [timestamp_text(int(v), digits) + zone for v in ticks])
     raise ValueError(f"no text form for {t}")
 
 
