@@ -9,6 +9,7 @@ import isa_interp as isa
 from batchaot.compiler.opcodes import Op
 from batchaot.engine import vm
 from batchaot.engine.buffers import Buffers
+from batchaot.engine.run import bitmap_rows
 from test_optimizer_fuzz import LUTS, TypedGenerator, random_columns
 
 
@@ -21,13 +22,15 @@ def vm_verdicts(prog: dict, columns: list[isa.Column], strict: bool) -> tuple[se
     lut_valid = Buffers([np.array([v for v, _ in t], dtype=np.uint8) for t in LUTS], np.uint8)
     R = np.zeros((prog["nregs"], vm.BLOCK), dtype=np.int64)
     V = np.zeros((prog["nregs"], vm.BLOCK), dtype=np.uint8)
-    out = np.empty(nrows, dtype=np.int64)
+    bits = np.empty((nrows + 63) >> 6, dtype=np.uint64)
     code = np.asarray(prog["code"], dtype=np.int32).reshape(-1, 4)
     kval = np.asarray(prog["kval"] or [0], dtype=np.int64)
     kvalid = np.asarray(prog["kvalid"] or [0], dtype=np.uint8)
     nviol, nnull, _ = vm.run(code, kval, kvalid, cols.addr, cols.lens, bitmaps.addr, bitmaps.lens, bitoffs,
-                          lut_vals.addr, lut_vals.lens, lut_valid.addr, lut_valid.lens, nrows, R, V, strict, 0, out)
-    return set(out[:nviol].tolist()), nnull
+                             lut_vals.addr, lut_vals.lens, lut_valid.addr, lut_valid.lens, nrows, R, V, strict, bits)
+    rows = set(bitmap_rows(bits, nrows).tolist())
+    assert len(rows) == nviol
+    return rows, nnull
 
 
 def test_vm_matches_the_isa_interpreter_on_every_opcode() -> None:

@@ -101,7 +101,7 @@ from . import vm
 from .buffers import Buffers, i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
 from .columns import IDENTITY, Loaded
 
-GENERATOR_VERSION = "8"        # bump when the generated source changes meaning
+GENERATOR_VERSION = "9"        # bump when the generated source changes meaning
 MAX_FUSED_INSTRUCTIONS = 400   # larger sets run on shape kernels (module docstring)
 ROW_KERNEL_INSTRUCTIONS = 200  # smaller sets always get one per-row kernel
 SHAPE_BLOCK = 4096             # rows per block in shape kernels
@@ -823,8 +823,8 @@ class _ProgramEmitter:
             if a in self.tainted:
                 self.emit(f"counts[{q}, 2] += {self.o(a)}", 1)
             self.emit(f"if ({va} & ({ra} == 0)) | ((not {va}) & s{k}):")
-        for stmt in (f"out_rule[pos] = {q}", "out_row[pos] = row_base + i", "pos += 1",
-                     f"counts[{q}, 0] += 1"):
+        # the violation goes into the rule's bitmap word, stored once per 64 rows
+        for stmt in (f"bw{k} |= bit", f"counts[{q}, 0] += 1"):
             self.emit(stmt, 1)
         if not last:
             self.emit(f"g{k} = {len(self.prog.code)}")
@@ -905,7 +905,8 @@ RI2 = nt.Array(nt.int64, 2, 'C', readonly=True)
 C2 = nt.Array(nt.int64, 2, 'C')
 O32 = nt.Array(nt.int32, 1, 'C')
 O64 = nt.Array(nt.int64, 1, 'C')
-SIGNATURE = nt.UniTuple(nt.int64, {nret})({sig})
+W2 = nt.Array(nt.uint64, 2, 'C')
+SIGNATURE = {ret}({sig})
 
 
 def kernel({params}):
@@ -913,8 +914,9 @@ def kernel({params}):
 
 
 def _preamble(what: str, nret: int, params: list[str], sig: list[str]) -> list[str]:
+    ret = "I64" if nret == 1 else f"nt.UniTuple(nt.int64, {nret})"
     return _PREAMBLE.format(version=GENERATOR_VERSION, what=what, runtime=", ".join(RUNTIME),
-                            nret=nret, sig=", ".join(sig), params=", ".join(params)).splitlines()
+                            ret=ret, sig=", ".join(sig), params=", ".join(params)).splitlines()
 
 
 # column layout (columns.LAYOUTS) -> the argument's type in SIGNATURE, and whether a
@@ -957,9 +959,11 @@ def generate(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | N
     types: narrower integers are read as they are and widened in registers, and an
     IDENTITY string column is no argument at all (its code is the row number).
 
-    kernel(lo, hi, row_base, <columns>, kval, <luts>, strict, counts, out_rule, out_row, pos)
-    -> (next row, pos): stops early, to be called again from the returned row, when the
-    pair buffers could not take one more row's violations.
+    kernel(lo, hi, <columns>, kval, <luts>, strict, counts, bits) -> rows done: rule k's
+    violations of rows [lo, hi) become bits of bits[k] (bit i & 63 of word i >> 6; every
+    word of the range is written, so `bits` may come uninitialized), accumulated in a
+    local word per rule and stored once per 64 rows. `lo` is a multiple of 64, so ranges
+    of one batch run on several threads never share a word.
     """
     layouts = _layouts(rset, layouts)
     reads: set[str] = set()
@@ -974,22 +978,23 @@ def generate(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | N
     ncols, nluts, nprog = len(rset.columns), len(rset.luts), len(rset.programs)
     nulls = [g for g in range(ncols) if nullable[g]]
     stored = [g for g in range(ncols) if layouts[g] != IDENTITY]
-    params = (["lo", "hi", "row_base"] + [f"w{g}" for g in stored]
+    params = (["lo", "hi"] + [f"w{g}" for g in stored]
               + [f"m{g}" for g in nulls] + [f"o{g}" for g in nulls] + ["kval"]
               + [f"t{t}{x}" for t in range(nluts) for x in ("v", "m")]
-              + ["strict", "counts", "out_rule", "out_row", "pos"])
-    sig = (["I64", "I64", "I64"] + [_LAYOUT_TYPES[layouts[g]][0] for g in stored]
+              + ["strict", "counts", "bits"])
+    sig = (["I64", "I64"] + [_LAYOUT_TYPES[layouts[g]][0] for g in stored]
            + ["RB"] * len(nulls) + ["I64"] * len(nulls) + ["RI"]
            + [x for _, _, result in rset.luts for x in (_lut_type(result), "RB")]
-           + ["RB", "C2", "O32", "O64", "I64"])
-    out = _preamble(f"{nprog} rules, one pass per row", 2, params, sig)
+           + ["RB", "C2", "W2"])
+    out = _preamble(f"{nprog} rules, one pass per row", 1, params, sig)
     pre = [f"k{g} = kval[{g}]" for g in sorted(int(x[1:]) for x in reads if x[0] == "k" and x[1:].isdigit())]
     pre += [f"t{t}n = t{t}v.shape[0] - 1" for t in range(nluts)]
     pre += [f"s{k} = strict[{k}] != 0" for k in range(nprog)]
     pre += [f"vw{g} = np.uint64(0)" for g in nulls]
-    pre += inits + [f"limit = out_row.shape[0] - {nprog}", "i = lo"]
+    pre += [f"bw{k} = np.uint64(0)" for k in range(nprog)]
+    pre += inits + ["i = lo"]
     out += ["    " + x for x in pre]
-    out += ["    while i < hi:", "        if pos > limit:", "            break"]
+    out += ["    while i < hi:", "        bit = np.uint64(1) << np.uint64(i & 63)"]
     # validity: one word per column and 64 rows, a shift per row (measured: ~12% faster
     # than reading each row's bit from the bitmap, and faster than unpacking it a
     # block at a time, as shape kernels do)
@@ -1007,7 +1012,12 @@ def generate(rset: RuleSet, nullable: Sequence[bool], layouts: Sequence[str] | N
         if nullable[g]:
             out.append(f"        y{g} = ((vw{g} >> np.uint64(i & 63)) & np.uint64(1)) != 0")
     out += _body(body, reads, 2)
-    out += ["        i += 1", "    return i, pos"]
+    out += ["        if (i & 63) == 63:"]
+    out += [f"            bits[{k}, i >> 6] = bw{k}\n            bw{k} = np.uint64(0)" for k in range(nprog)]
+    out += ["        i += 1"]
+    out += ["    if hi > lo and (hi & 63) != 0:      # the range's last, partial word"]
+    out += [f"        bits[{k}, (hi - 1) >> 6] = bw{k}" for k in range(nprog)]
+    out += ["    return hi"]
     return "\n".join(out) + "\n"
 
 
@@ -1402,7 +1412,13 @@ class Plan:
 
 
 class Bound:
-    def run(self, lo: int, hi: int, row_base: int, scratch: Scratch) -> Outcome:
+    """A plan's kernels bound to one batch. run() evaluates rows [lo, hi) (lo a multiple
+    of 64): counts per rule, and violations either as bits of `bits` (one row of words per
+    rule, `writes_bits`) or as row-id chunks per rule."""
+
+    writes_bits = False
+
+    def run(self, lo: int, hi: int, row_base: int, scratch: Scratch, bits: np.ndarray | None) -> Outcome:
         raise NotImplementedError
 
 
@@ -1424,17 +1440,17 @@ def kernel_args(rset: RuleSet, kernel: Kernel, cols: Sequence[Loaded],
 
 
 class _RowBound(Bound):
+    writes_bits = True
+
     def __init__(self, kernel: Kernel, args: tuple, nrules: int):
         self.kernel, self.args, self.nrules = kernel, args, nrules
 
-    def run(self, lo: int, hi: int, row_base: int, scratch: Scratch) -> Outcome:
+    def run(self, lo: int, hi: int, row_base: int, scratch: Scratch, bits: np.ndarray | None) -> Outcome:
+        if lo & 63:
+            raise ValueError(f"a kernel range starts on a 64-row boundary, not at {lo}")
         counts = np.zeros((self.nrules, 3), dtype=np.int64)   # violations, NULL, overflow NULL
-        chunks: list[list[np.ndarray]] = [[] for _ in range(self.nrules)]
-        while lo < hi:
-            lo, pos = self.kernel.fn(lo, hi, row_base, *self.args, counts,
-                                     scratch.rules, scratch.rows, 0)
-            _collect(scratch, pos, list(range(self.nrules)), chunks)
-        return counts, chunks
+        self.kernel.fn(lo, hi, *self.args, counts, bits)
+        return counts, [[] for _ in range(self.nrules)]
 
 
 def _flat_luts(luts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1476,7 +1492,7 @@ class _ShapeBound(Bound):
                     rset.strict[members])
             self.groups.append((kernel, args, members))
 
-    def run(self, lo: int, hi: int, row_base: int, scratch: Scratch) -> Outcome:
+    def run(self, lo: int, hi: int, row_base: int, scratch: Scratch, bits: np.ndarray | None) -> Outcome:
         counts = np.zeros((self.nrules, 3), dtype=np.int64)   # violations, NULL, overflow NULL
         chunks: list[list[np.ndarray]] = [[] for _ in range(self.nrules)]
         for kernel, args, members in self.groups:

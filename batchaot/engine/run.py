@@ -68,13 +68,23 @@ class RuleOutcome:
     nulls: int = 0                       # rows whose predicate was NULL
     overflows: int = 0                   # ... of which an integer overflow made NULL
     zero_tick: bool = False
-    row_chunks: list = field(default_factory=list)
+    row_chunks: list = field(default_factory=list)   # violating row ids, as found (shape kernels)
+    bitmaps: list = field(default_factory=list)      # (first row, rows, uint64 words): a bit per row
 
     @property
     def row_ids(self) -> np.ndarray:
-        if not self.row_chunks:
+        """Violating row numbers, ascending; derived from the bitmaps when asked for."""
+        parts = list(self.row_chunks) + [first + bitmap_rows(words, n) for first, n, words in self.bitmaps]
+        if not parts:
             return np.zeros(0, dtype=np.int64)
-        return np.concatenate(self.row_chunks)
+        ids = np.concatenate(parts)
+        return ids if not (self.row_chunks and self.bitmaps) else np.sort(ids)
+
+
+def bitmap_rows(words: np.ndarray, n: int) -> np.ndarray:
+    """Row numbers of the set bits among the first `n` (bit i & 63 of word i >> 6)."""
+    bits = np.unpackbits(np.ascontiguousarray(words).view(np.uint8), bitorder="little", count=n)
+    return np.flatnonzero(bits).astype(np.int64)
 
 
 class _BatchInputs:
@@ -103,7 +113,10 @@ class _BatchInputs:
             if not pa.types.is_null(field_type) and str(from_arrow(field_type)) != type_text:
                 raise DataError(f"column '{name}' is {field_type} here but the rules were "
                                 f"compiled for {type_text}")
-            self._cols[key] = columns.load(self.batch.column(idx), typ)
+            try:
+                self._cols[key] = columns.load(self.batch.column(idx), typ)
+            except DataError as exc:      # a value the rules cannot read (uint64 >= 2^63)
+                raise DataError(f"column '{name}': {exc}") from None
         return self._cols[key]
 
     def lut(self, name: str, type_text: str, sexpr: list, result: str, wide: bool = False):
@@ -291,9 +304,11 @@ class Executor:
 
     # -- running over row ranges ----------------------------------------------------------
     def _ranges(self, n: int) -> list[tuple[int, int]]:
+        """Row ranges of a batch for the threads; every edge but the last is a multiple of
+        64, so two ranges never write the same word of a violation bitmap."""
         parts = self.threads if n >= PARALLEL_MIN_ROWS else 1
-        edges = [n * k // parts for k in range(parts + 1)]
-        return list(zip(edges[:-1], edges[1:]))
+        edges = [min(n, (n * k // parts) & ~63) for k in range(parts)] + [n]
+        return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo] or [(0, n)]
 
     def _map(self, fn, items: list) -> list:
         if len(items) == 1:
@@ -315,17 +330,24 @@ class Executor:
         luts = [inputs.lut(rset.columns[g][0], rset.columns[g][1], sexpr, result)
                 for g, sexpr, result in rset.luts]
         bound = plan.bind(cols, luts)
+        n = inputs.batch.num_rows
+        bits = np.empty((plan.nrules, (n + 63) >> 6), dtype=np.uint64) if bound.writes_bits else None
 
         def work(part: int, lo: int, hi: int):
-            return bound.run(lo, hi, row_base, self._scratch_for(plan.nrules, part))
+            return bound.run(lo, hi, row_base, self._scratch_for(plan.nrules, part), bits)
 
+        found = np.zeros(len(targets), dtype=np.int64)
         for counts, chunks in self._map(work, [(p, lo, hi) for p, (lo, hi) in enumerate(ranges)]):
+            found += counts[:, 0]
             for r, k in enumerate(targets):
                 res = outcomes[k]
                 res.violations += int(counts[r, 0])
                 res.nulls += int(counts[r, 1])
                 res.overflows += int(counts[r, 2])
                 res.row_chunks.extend(chunks[r])
+        if bits is not None:
+            for r in np.flatnonzero(found):           # a passing rule keeps no bitmap
+                outcomes[targets[r]].bitmaps.append((row_base, n, bits[r]))
 
     def _scratch_for(self, nrules: int, part: int) -> fused.Scratch:
         # one buffer per (rule count, thread slot): ranges of one batch never share one
@@ -342,36 +364,37 @@ class Executor:
             for ci, sexpr, result in prog.luts:
                 inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result, wide=True)
         nregs = max(prog.nregs for _, prog in items)
+        n = inputs.batch.num_rows
+        bits = np.empty((len(items), (n + 63) >> 6), dtype=np.uint64)     # every word gets written
         taken = [(self.pool.take(nregs * _REG_BYTES), self.pool.take(nregs * vm.BLOCK)) for _ in ranges]
         try:
             def work(part: int, lo: int, hi: int):
                 regs, valid = taken[part]
                 R = regs.view(np.int64)[:nregs * vm.BLOCK].reshape(nregs, vm.BLOCK)
                 V = valid[:nregs * vm.BLOCK].reshape(nregs, vm.BLOCK)
-                out = np.empty(hi - lo, dtype=np.int64)
-                found = []
-                for k, prog in items:
-                    nviol, nnull, novf = self.run_program(prog, inputs, row_base, out, lo, hi, (R, V))
-                    found.append((k, nviol, nnull, novf, out[:nviol].copy() if nviol else None))
-                return found
+                return [(k, *self.run_program(prog, inputs, bits[j, lo >> 6:], lo, hi, (R, V)))
+                        for j, (k, prog) in enumerate(items)]
 
-            for found in self._map(work, [(p, lo, hi) for p, (lo, hi) in enumerate(ranges)]):
-                for k, nviol, nnull, novf, rows in found:
+            found = np.zeros(len(items), dtype=np.int64)
+            for part in self._map(work, [(p, lo, hi) for p, (lo, hi) in enumerate(ranges)]):
+                for j, (k, nviol, nnull, novf) in enumerate(part):
+                    found[j] += nviol
                     outcomes[k].violations += nviol
                     outcomes[k].nulls += nnull
                     outcomes[k].overflows += novf
-                    if rows is not None:
-                        outcomes[k].row_chunks.append(rows)
+            for j in np.flatnonzero(found):           # a passing rule keeps no bitmap
+                outcomes[items[j][0]].bitmaps.append((row_base, n, bits[j]))
         finally:
             for regs, valid in reversed(taken):
                 self.pool.give(valid)
                 self.pool.give(regs)
 
-    def run_program(self, prog: Program, inputs: _BatchInputs, row_base: int,
-                    out: np.ndarray, lo: int = 0, hi: int | None = None,
+    def run_program(self, prog: Program, inputs: _BatchInputs, bits: np.ndarray,
+                    lo: int = 0, hi: int | None = None,
                     registers: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, int, int]:
-        """Run one program with the VM over rows [lo, hi) of the batch (default: all):
-        (violations, NULL verdicts, NULL verdicts from an integer overflow)."""
+        """Run one program with the VM over rows [lo, hi) of the batch (default: all), its
+        violations as bits of `bits` (bit 0 of word 0 is row lo): (violations, NULL verdicts,
+        NULL verdicts from an integer overflow)."""
         hi = inputs.batch.num_rows if hi is None else hi
         loaded = [inputs.column(name, t) for name, t in prog.columns]
         luts = [inputs.lut(prog.columns[ci][0], prog.columns[ci][1], sexpr, result, wide=True)
@@ -386,13 +409,13 @@ class Executor:
                 bitoffs, lut_vals.addr, lut_vals.lens, lut_valid.addr, lut_valid.lens, hi - lo)
         if registers is not None:
             R, V = registers
-            return vm.run(*args, R, V, prog.strict, row_base + lo, out)
+            return vm.run(*args, R, V, prog.strict, bits)
         regs = self.pool.take(prog.nregs * _REG_BYTES)
         valid = self.pool.take(prog.nregs * vm.BLOCK)
         try:
             R = regs.view(np.int64).reshape(prog.nregs, vm.BLOCK)
             V = valid.reshape(prog.nregs, vm.BLOCK)
-            return vm.run(*args, R, V, prog.strict, row_base + lo, out)
+            return vm.run(*args, R, V, prog.strict, bits)
         finally:
             self.pool.give(valid)
             self.pool.give(regs)

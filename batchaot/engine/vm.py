@@ -229,8 +229,9 @@ def _all_tainted(vb, tb, vc, tc):
 
 @njit(cache=True, nogil=True)
 def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
-        lv_addr, lv_len, lm_addr, lm_len, nrows, R, V, strict, row_base, out):
-    """Run one program over `nrows` rows; write violating row numbers to `out`.
+        lv_addr, lv_len, lm_addr, lm_len, nrows, R, V, strict, bits):
+    """Run one program over `nrows` rows; violating row i sets bit i & 63 of bits[i >> 6]
+    (every word of the range is written, a word at a time).
 
     Column i: int64 words (float columns viewed as int64) at col_addr[i]; its Arrow
     validity bitmap at bm_addr[i] with bit offset bitoffs[i] (-1: no NULLs). Lookup
@@ -526,6 +527,7 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                 if hit:
                     pc = b
             elif op == RET:
+                word = np.uint64(0)
                 for i in range(n):
                     valid = V[a, i]
                     if not valid:
@@ -533,8 +535,11 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                         if taint:
                             novf += T[a, i]
                     if (valid and R[a, i] == 0) or (strict and not valid):
-                        out[nviol] = row_base + start + i
+                        word |= np.uint64(1) << np.uint64(i & 63)
                         nviol += 1
+                    if (i & 63) == 63 or i == n - 1:
+                        bits[(start + i) >> 6] = word
+                        word = np.uint64(0)
                 break
             else:
                 raise ValueError("unknown opcode")
