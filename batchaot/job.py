@@ -21,7 +21,8 @@ from typing import Any
 
 from .errors import SpecError
 from .io.sources import FORMATS
-from .spec import DOCUMENT_KEYS, RuleSpec, Where, line_of, load_yaml, rules_from_document, suggest
+from .spec import (DOCUMENT_KEYS, RuleSpec, Where, line_of, load_yaml, name_problem,
+                   rules_from_document, suggest)
 
 KINDS = ("validate", "compile")
 ON_ERROR = ("continue", "stop")
@@ -74,8 +75,9 @@ def parse_job(doc: dict, file: str) -> JobSpec:
                             f"{suggest(str(key), DOCUMENT_KEYS)}")
     kind = _choice(doc, "kind", KINDS, "validate", file)
     name = doc.get("name", os.path.splitext(os.path.basename(file))[0])
-    if not isinstance(name, str) or not name.strip():
-        raise SpecError(f"{file}:{line_of(doc, 'name')}: 'name' must be a non-empty string")
+    problem = name_problem(name, "job name", path_safe=True)
+    if problem:
+        raise SpecError(f"{file}:{line_of(doc, 'name')}: {problem}")
     rule_files = _rule_files(doc, file)
     rules = _rules(doc, file, rule_files) if kind == "validate" else ()
     source = _source(doc, file) if kind == "validate" or "source" in doc else None

@@ -96,8 +96,10 @@ class Result:
     data: pa.Table | None = field(default=None, repr=False)
     elapsed_s: float = 0.0
     engine: str = "vm"
-    # (source, row of `data` where it starts): row rules report rows within their source
-    sources: list[tuple[str, int]] = field(default_factory=lambda: [(TABLE_SOURCE, 0)])
+    # (source, row of `data` where it starts[, its row within the source, default 0]):
+    # row rules report rows within their source
+    sources: list[tuple] = field(default_factory=lambda: [(TABLE_SOURCE, 0)])
+    row_groups_skipped: int = 0      # Parquet row groups not decoded: statistics proved every rule
 
     @property
     def ok(self) -> bool:
@@ -109,7 +111,8 @@ class Result:
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "rows": self.rows, "rules": [r.summary() for r in self.rules],
-                "engine": self.engine, "elapsed_s": round(self.elapsed_s, 6)}
+                "engine": self.engine, "elapsed_s": round(self.elapsed_s, 6),
+                "row_groups_skipped": self.row_groups_skipped}
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -158,10 +161,11 @@ class Result:
 
     def _locate(self, ids: np.ndarray) -> tuple[pa.Array, pa.Array]:
         """Rows of `data` as (source, row within that source)."""
-        starts = np.array([start for _, start in self.sources], dtype=np.int64)
+        starts = np.array([s[1] for s in self.sources], dtype=np.int64)
+        firsts = np.array([s[2] if len(s) > 2 else 0 for s in self.sources], dtype=np.int64)
         which = np.searchsorted(starts, ids, side="right") - 1
-        names = pa.array([name for name, _ in self.sources], pa.string())
-        return names.take(pa.array(which)), pa.array(ids - starts[which])
+        names = pa.array([s[0] for s in self.sources], pa.string())
+        return names.take(pa.array(which)), pa.array(ids - starts[which] + firsts[which])
 
 
 def _has_rows(r: RuleResult | CheckResult) -> bool:

@@ -155,6 +155,8 @@ class AggregateCheck(CheckBase):
         col = sub.column(0)
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
+        if pa.types.is_float16(col.type):
+            col = col.cast(pa.float32())      # exact; pyarrow's kernels have no halffloat
         part = AggregatePartial(rows=sub.num_rows, nonnull=len(col) - col.null_count)
         fn = self.call.fn
         if fn in ("sum", "avg", "stddev_samp"):

@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from ..engine import sqltext
 from ..errors import RuleError
+from . import limits
 from . import types as T
 from .ir import And, Case, Col, Lit, Lookup, Node, Op, Or, freeze
 from .types import Kind, Type
@@ -46,24 +47,46 @@ class BoundRule:
 
 
 def parse_sql(rule: str, sql: str) -> exp.Expression:
+    """sqlglot's tree of one rule, within the limits of :mod:`.limits` (size, nesting)."""
+    problem = limits.too_long(sql)
+    if problem:
+        raise RuleError(rule, problem)
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        with limits.stack_budget(), limits.quiet_sqlglot():
+            tree = sqlglot.parse_one(sql, read="duckdb")
+    except RecursionError:
+        raise RuleError(rule, limits.too_deep_message()) from None
     except sqlglot.errors.ParseError as exc:
         errs = exc.errors[0] if exc.errors else {}
         where = f" at col {errs.get('col')}" if errs.get("col") else ""
-        raise RuleError(rule, f"cannot parse `{sql}`{where}: "
+        raise RuleError(rule, f"cannot parse `{limits.excerpt(sql)}`{where}: "
                         f"{errs.get('description', str(exc).splitlines()[0])}") from None
     except sqlglot.errors.SqlglotError as exc:
-        raise RuleError(rule, f"cannot parse `{sql}`: {exc}") from None
+        raise RuleError(rule, f"cannot parse `{limits.excerpt(sql)}`: {exc}") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # sqlglot tripping over garbage it does not expect: still a rule that cannot parse
+        raise RuleError(rule, f"cannot parse `{limits.excerpt(sql)}` "
+                        f"({type(exc).__name__}: {exc})") from None
     if tree is None:
         raise RuleError(rule, "empty predicate")
+    if limits.nesting(tree) > limits.MAX_DEPTH:
+        raise RuleError(rule, limits.too_deep_message())
     return tree
 
 
 def bind(rule: str, sql: str, schema: pa.Schema) -> BoundRule:
     """Parse and bind one row predicate; the result is a BOOL-typed IR tree."""
-    binder = Binder(rule, sql, schema)
-    root = binder.predicate(parse_sql(rule, sql))
+    with limits.stack_budget():
+        tree = parse_sql(rule, sql)
+        binder = Binder(rule, sql, schema)
+        try:
+            root = binder.predicate(tree)
+        except RecursionError:
+            raise RuleError(rule, limits.too_deep_message()) from None
+        except OverflowError:
+            raise RuleError(rule, "a number in the rule is out of range") from None
+    if limits.ir_size(root) > limits.MAX_NODES:
+        raise RuleError(rule, limits.too_big_message())
     return BoundRule(root, tuple(binder.columns))
 
 
@@ -121,7 +144,9 @@ class Binder:
 
     # -- leaves ---------------------------------------------------------------
     def _v_paren(self, node: exp.Paren) -> Node | _Str:
-        return self.value(node.this)
+        while isinstance(node, exp.Paren):   # a loop: parentheses add no recursion
+            node = node.this
+        return self.value(node)
 
     def _v_column(self, node: exp.Column) -> Node | _Str:
         if node.table:
@@ -143,6 +168,9 @@ class Binder:
             name = folded[0]
         if name in self._by_name:
             return self._by_name[name]
+        if names.count(name) > 1:
+            self.fail(f"column '{name}' appears {names.count(name)} times in the data: "
+                      "which one the rule means is ambiguous; rename the copies")
         field = self.schema.field(name)
         try:
             typ = T.from_arrow(field.type)
@@ -159,13 +187,17 @@ class Binder:
         if node.is_string:
             return _Str(["lit", node.this], None)
         text = node.this
-        if any(c in text for c in "eE") or text.lower() in ("inf", "nan"):
-            return Lit(T.FLOAT, float(text))
-        if "." in text:
-            d = decimal.Decimal(text)
-            scale = max(0, -d.as_tuple().exponent)
-            return Lit(Type(Kind.DECIMAL, scale), int(d.scaleb(scale)))
-        return Lit(T.INT, int(text))
+        try:
+            if any(c in text for c in "eE") or text.lower() in ("inf", "nan"):
+                return Lit(T.FLOAT, float(text))
+            if "." in text:
+                d = decimal.Decimal(text)
+                scale = max(0, -d.as_tuple().exponent)
+                return Lit(Type(Kind.DECIMAL, scale), int(d.scaleb(scale)))
+            return Lit(T.INT, int(text))
+        except (ValueError, ArithmeticError):
+            shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text):,} characters)"
+            self.fail(f"number {shown} is out of range")
 
     def _v_boolean(self, node: exp.Boolean) -> Node:
         return Lit(T.BOOL, 1 if node.this else 0)
@@ -227,6 +259,8 @@ class Binder:
         if isinstance(this, _Str):
             values = [self.string_const(x) for x in node.expressions]
             return self.str_predicate(T.BOOL, ["in", this.sexpr, values], this, node)
+        if len(node.expressions) > limits.MAX_IN_VALUES:
+            self.fail(limits.in_list_message(len(node.expressions)))
         return Or(T.BOOL, tuple(self.compare("eq", node.this, x) for x in node.expressions))
 
     # -- comparisons and arithmetic ---------------------------------------------
@@ -239,6 +273,8 @@ class Binder:
             a = self.coerce_string_literal(a, b, text)
         if isinstance(b, _Str):
             b = self.coerce_string_literal(b, a, text)
+        if _units_differ(a, b):
+            return _temporal_compare(op, a, b)
         a, b = self.unify(a, b, text)
         return Op(T.BOOL, op, (a, b))
 
@@ -905,11 +941,18 @@ class Binder:
         if any(isinstance(v, _Str) for v in vals):
             parts = self.strings(node, *exprs)
             return _Str(["coalesce", [p.sexpr for p in parts]], self.one_col(parts))
-        out = vals[-1]
-        for v in reversed(vals[:-1]):
-            v, out = self.unify(v, out, node.sql("duckdb"))
-            out = Op(v.type if v.type.kind is not Kind.NULL else out.type, "coalesce", (v, out))
-        return out
+        text = _Sql(node)
+
+        def tree(lo: int, hi: int) -> Node:
+            # COALESCE is associative: a balanced tree keeps 1,000 arguments 10 levels deep
+            # (a chain would be 1,000); up to three arguments this is the chain
+            if hi - lo == 1:
+                return vals[lo]
+            mid = (lo + hi) // 2
+            a, b = self.unify(tree(lo, mid), tree(mid, hi), text)
+            return Op(a.type if a.type.kind is not Kind.NULL else b.type, "coalesce", (a, b))
+
+        return tree(0, len(vals))
 
     def _v_case(self, node: exp.Case) -> Node:
         subject = node.this
@@ -956,7 +999,8 @@ class Binder:
                 return arg
             arg = self.fold_str(arg)
             if arg.col is None:
-                return _literal_from_string(self, arg.sexpr[1], target, node, safe)
+                return _literal_from_string(self, arg.sexpr[1], target, node, safe,
+                                            tz=_cast_name(node) == "TIMESTAMPTZ")
             # bad text gives NULL, CAST or TRY_CAST (engine/sqltext.py says why)
             return self.lookup(target, ["cast", arg.sexpr, target.kind.value, target.scale, safe,
                                         _type_name(node), _decimal_precision(node)], arg.col)
@@ -1022,21 +1066,17 @@ class Binder:
         target = other.type if other.type.kind is not Kind.NULL else T.STRING
         if target.kind is Kind.STRING:
             self.fail(f"constant string expression `{text}`")
-        return _literal_from_string(self, s.sexpr[1], target, text, False)
+        return _literal_from_string(self, s.sexpr[1], target, text, False, tz=self.has_tz(other))
+
+    def has_tz(self, node: Node) -> bool:
+        """A column of an Arrow timestamp type with a time zone (DuckDB's TIMESTAMPTZ)."""
+        if not isinstance(node, Col) or node.name not in self.schema.names:
+            return False
+        t = self.schema.field(node.name).type
+        return pa.types.is_timestamp(t) and t.tz is not None
 
 
 # --- helpers -------------------------------------------------------------------
-
-class _Sql:
-    """SQL text of expressions for error messages, rendered only if an error needs it
-    (rendering costs as much as binding)."""
-
-    def __init__(self, *parts):
-        self.parts = parts
-
-    def __str__(self) -> str:
-        return " ".join(p if isinstance(p, str) else p.sql("duckdb") for p in self.parts)
-
 
 def _type_name(node: exp.Cast) -> str:
     """The CAST target's type name as sqlglot spells it (INT, TINYINT, DECIMAL, ...)."""
@@ -1051,6 +1091,17 @@ _INT_BOUNDS = {1: (-2 ** 7, 2 ** 7 - 1), 2: (-2 ** 15, 2 ** 15 - 1), 3: (-2 ** 3
 def _fits(value: int, code: int) -> bool:
     lo, hi = _INT_BOUNDS[code]
     return lo <= value <= hi
+
+
+class _Sql:
+    """SQL text of expressions for error messages, rendered only if an error needs it
+    (rendering costs as much as binding)."""
+
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def __str__(self) -> str:
+        return " ".join(p if isinstance(p, str) else p.sql("duckdb") for p in self.parts)
 
 
 class _StrConst:
@@ -1068,12 +1119,13 @@ def _resolve_str_const(binder: Binder, v, other) -> Node:
     return v
 
 
-def _literal_from_string(binder: Binder, text: str | None, target: Type, where, safe: bool) -> Lit:
-    """DuckDB's implicit cast of a string literal to a typed constant."""
+def _literal_from_string(binder: Binder, text: str | None, target: Type, where, safe: bool,
+                         tz: bool = False) -> Lit:
+    """DuckDB's implicit cast of a string literal to a typed constant (`tz`: to TIMESTAMPTZ)."""
     if text is None:
         return Lit(target, None)
     try:
-        return Lit(target, _parse_literal(text.strip(), target))
+        return Lit(target, _parse_literal(text.strip(), target, tz))
     except (ValueError, decimal.InvalidOperation, OverflowError):
         if safe:
             return Lit(target, None)
@@ -1083,7 +1135,7 @@ def _literal_from_string(binder: Binder, text: str | None, target: Type, where, 
         binder.fail(f"type mismatch: '{text}' is not a valid {target}{ctx}")
 
 
-def _parse_literal(text: str, target: Type):
+def _parse_literal(text: str, target: Type, tz: bool = False):
     k = target.kind
     if k is Kind.INT:
         return int(text)
@@ -1101,15 +1153,132 @@ def _parse_literal(text: str, target: Type):
         scaled = d.scaleb(target.scale).to_integral_value(rounding=decimal.ROUND_HALF_UP)
         return int(scaled)
     if k is Kind.DATE:
-        return (_dt.date.fromisoformat(text) - _EPOCH).days
+        return _timestamp_text(text, 9, False)[0]
     if k is Kind.TIMESTAMP:
-        ts = _dt.datetime.fromisoformat(text.replace("T", " "))
-        if ts.tzinfo is not None:
-            ts = ts.astimezone(_dt.timezone.utc).replace(tzinfo=None)
-        delta = ts - _dt.datetime(1970, 1, 1)
-        micros = (delta.days * 86400 + delta.seconds) * 10 ** 6 + delta.microseconds
-        return micros * 10 ** target.scale // 10 ** 6 if target.scale >= 6 else micros // 10 ** (6 - target.scale)
+        return _timestamp_literal(text, target.scale, tz)
     raise ValueError(text)
+
+
+_TS_TEXT = re.compile(
+    r"(?P<y>\d{1,6})-(?P<m>\d{1,2})-(?P<d>\d{1,2})"
+    r"(?:[T ](?P<H>\d{1,2}):(?P<M>\d{1,2})(?::(?P<S>\d{1,2})(?:\.(?P<f>\d*))?)?)?"
+    r"(?:\s*(?P<off>Z|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)|\s+(?P<zone>[A-Za-z][A-Za-z0-9_/+-]*))?", re.ASCII)
+
+
+def _timestamp_literal(text: str, unit: int, tz: bool) -> int:
+    """A timestamp string as DuckDB casts it, in ticks of 10^-unit s since 1970 (UTC).
+
+    TIMESTAMP ignores a UTC offset or zone name written after the time (its value is the
+    wall clock as written); TIMESTAMPTZ (`tz`) applies it (no offset: the session time
+    zone, UTC for batchaot). Digits past the unit's are cut; TIMESTAMP_S / _MS literals
+    are read to microseconds and then rounded half away from zero, as DuckDB's cast does.
+    """
+    parse_unit = 9 if unit == 9 else 6
+    days, ticks, offset_s = _timestamp_text(text, parse_unit, tz)
+    value = (days * 86400 - offset_s) * 10 ** parse_unit + ticks
+    if unit < parse_unit:
+        step = 10 ** (parse_unit - unit)
+        q, r = divmod(abs(value), step)
+        value = (q + (2 * r >= step)) * (1 if value >= 0 else -1)
+    return value
+
+
+def _timestamp_text(text: str, unit: int, tz: bool) -> tuple[int, int, int]:
+    """(days since 1970, ticks of 10^-unit s within the day, UTC offset in seconds to
+    subtract) of a DuckDB timestamp or date string; ValueError if it is not one."""
+    m = _TS_TEXT.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(text)
+    y, mo, d = int(m["y"]), int(m["m"]), int(m["d"])
+    if not (1 <= mo <= 12 and 1 <= d <= _month_days(y, mo)) or y == 0:
+        raise ValueError(text)
+    h, mi, sec = int(m["H"] or 0), int(m["M"] or 0), int(m["S"] or 0)
+    frac = (m["f"] or "")[:unit].ljust(unit, "0")
+    if mi > 59 or sec > 59 or h > 24 or (h == 24 and (mi or sec or int(frac or 0))):
+        raise ValueError(text)          # 24:00:00 is the next midnight, as in DuckDB
+    ticks = (h * 3600 + mi * 60 + sec) * 10 ** unit + int(frac or 0)
+    offset = 0
+    if m["off"] and m["off"] != "Z":
+        sign = -1 if m["off"][0] == "-" else 1
+        digits = m["off"][1:].replace(":", "")
+        parts = [int(digits[i:i + 2]) for i in range(0, len(digits), 2)]
+        hh, mm, ss = (parts + [0, 0])[:3]
+        offset = sign * (hh * 3600 + mm * 60 + ss)
+    days = _days_from_civil(y, mo, d)
+    if m["zone"]:
+        offset = _zone_offset(m["zone"], days, ticks // 10 ** unit)
+    return days, ticks, offset if tz else 0
+
+
+def _month_days(y: int, m: int) -> int:
+    if m == 2:
+        return 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28
+    return 30 if m in (4, 6, 9, 11) else 31
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date, any year (H. Hinnant)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _zone_offset(name: str, days: int, seconds: int) -> int:
+    """UTC offset in seconds of a named time zone at that wall-clock time."""
+    import zoneinfo
+    if name.upper() in ("UTC", "GMT", "Z"):
+        return 0
+    try:
+        zone = zoneinfo.ZoneInfo(name)
+        wall = _dt.datetime(1970, 1, 1) + _dt.timedelta(days=days, seconds=seconds)
+        return int(wall.replace(tzinfo=zone).utcoffset().total_seconds())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OverflowError):
+        raise ValueError(name) from None
+
+
+def _cast_name(node: exp.Expression) -> str:
+    to = node.args.get("to")
+    return "" if to is None else getattr(to.this, "name", str(to.this))
+
+
+def _units_differ(a: Node, b: Node) -> bool:
+    """Two temporal values in different units (DATE, TIMESTAMP_S ... TIMESTAMP_NS)."""
+    return a.type.is_temporal and b.type.is_temporal and a.type != b.type
+
+
+def _ticks_per_second_exp(t: Type) -> int:
+    return t.scale if t.kind is Kind.TIMESTAMP else -1       # DATE: coarser than any
+
+
+def _temporal_compare(op: str, a: Node, b: Node) -> Node:
+    """`a op b` for a date/timestamp `a` and `b` in different units, exact for every value.
+
+    DuckDB widens the coarser operand to the finer unit, which overflows 64 bits for
+    years outside 1677-2262 in nanoseconds (DuckDB then raises an error). Instead the
+    finer value x is brought to the coarser unit (f ticks of x per tick of y), with no
+    overflow and the same answer wherever widening fits (infinities stay infinities):
+    x < y*f iff floor(x/f) < y; x >= y*f iff floor(x/f) >= y; x > y*f iff ceil(x/f) > y;
+    x <= y*f iff ceil(x/f) <= y; = and <> take both.
+    """
+    if _ticks_per_second_exp(a.type) < _ticks_per_second_exp(b.type):
+        return _temporal_compare(_FLIP[op], b, a)
+    fine, coarse = a, b
+    if coarse.type.kind is Kind.DATE:
+        f = 86400 * 10 ** fine.type.scale
+    else:
+        f = 10 ** (fine.type.scale - coarse.type.scale)
+    lo, hi = (_keep_infinity(fine, coarse.type, _floor_div_const(fine, f, coarse.type)),
+              _keep_infinity(fine, coarse.type, _ceil_div_const(fine, f, coarse.type)))
+    if op in ("lt", "ge"):
+        return Op(T.BOOL, op, (lo, coarse))
+    if op in ("gt", "le"):
+        return Op(T.BOOL, op, (hi, coarse))
+    if op == "eq":
+        return And(T.BOOL, (Op(T.BOOL, "ge", (lo, coarse)), Op(T.BOOL, "le", (hi, coarse))))
+    return Or(T.BOOL, (Op(T.BOOL, "lt", (lo, coarse)), Op(T.BOOL, "gt", (hi, coarse))))
 
 
 def _py_compare(op: str, a: list, b: list) -> bool | None:
@@ -1168,11 +1337,37 @@ def _div_const(node: Node, divisor: int) -> Node:
     return Op(node.type, "idiv", (node, Lit(T.INT, divisor)))
 
 
-def _floor_div_const(node: Node, divisor: int) -> Node:
-    """Floor division by a positive constant (timestamps before 1970 round down to their day)."""
-    q = Op(node.type, "idiv", (node, Lit(T.INT, divisor)))
+_INFINITY = {Kind.TIMESTAMP: 2**63 - 1, Kind.DATE: 2**31 - 1}
+
+
+def _keep_infinity(fine: Node, coarse: Type, value: Node) -> Node:
+    """DuckDB reads a timestamp of ±(2^63-1) ticks (a date of ±(2^31-1) days) as ±infinity,
+    which stays infinity in every unit: the finer value's infinities map to the coarser's."""
+    inf, to = _INFINITY[fine.type.kind], _INFINITY[coarse.kind]
+    if isinstance(fine, Lit):
+        return Lit(coarse, to if fine.value == inf else -to if fine.value == -inf else value.value)
+    return Case(coarse, ((Op(T.BOOL, "eq", (fine, Lit(fine.type, inf))), Lit(coarse, to)),
+                         (Op(T.BOOL, "eq", (fine, Lit(fine.type, -inf))), Lit(coarse, -to))), value)
+
+
+def _floor_div_const(node: Node, divisor: int, typ: Type | None = None) -> Node:
+    """Floor division by a positive constant (timestamps before 1970 round down to their
+    day), typed `typ` (default: the node's type)."""
+    typ = typ or node.type
+    if isinstance(node, Lit):
+        return Lit(typ, None if node.value is None else node.value // divisor)
+    q = Op(typ, "idiv", (node, Lit(T.INT, divisor)))
     neg_rem = Op(T.BOOL, "lt", (Op(node.type, "mod", (node, Lit(T.INT, divisor))), Lit(T.INT, 0)))
-    return Op(node.type, "sub", (q, _retype(neg_rem, T.INT)))
+    return Op(typ, "sub", (q, _retype(neg_rem, T.INT)))
+
+
+def _ceil_div_const(node: Node, divisor: int, typ: Type) -> Node:
+    """Ceiling division by a positive constant: truncation, plus one for a positive rest."""
+    if isinstance(node, Lit):
+        return Lit(typ, None if node.value is None else -(-node.value // divisor))
+    q = Op(typ, "idiv", (node, Lit(T.INT, divisor)))
+    pos_rem = Op(T.BOOL, "gt", (Op(node.type, "mod", (node, Lit(T.INT, divisor))), Lit(T.INT, 0)))
+    return Op(typ, "add", (q, _retype(pos_rem, T.INT)))
 
 
 def _common_type(binder: Binder, values: list[Node], node) -> Type:

@@ -19,7 +19,7 @@ from ..api import compile_rules
 from ..engine.run import RuleOutcome
 from ..compiler.program import Program
 from ..engine.unit import COUNT_FIELDS, UnitResult, UnitRunner, reduce_bucket
-from ..errors import DataError
+from ..errors import DataError, RuleError
 from ..io import sinks, sources
 from ..io.units import WorkUnit, expand_paths, plan
 from ..job import JobSpec
@@ -99,7 +99,7 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     units, errors = _plan(job)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
-    compiled = compile_rules(list(job.rules), _schema(units, job))
+    compiled = _compile(job, units)
     programs = [c for c in compiled if isinstance(c, Program)]
     checks = [c for c in compiled if not isinstance(c, Program)]
     sides = _partition_references(checks)
@@ -235,8 +235,22 @@ def _renumber(unit: WorkUnit, index: int) -> WorkUnit:
     return replace(unit, id=f"{index:04d}-{unit.id.split('-', 1)[1]}")
 
 
-def _schema(units: list[WorkUnit], job: JobSpec) -> pa.Schema:
-    return sources.read_schema(units[0].path, units[0].format, job.source.csv)
+SCHEMA_TRIES = 32     # files whose schema is tried before a rule that binds to none is an error
+
+
+def _compile(job: JobSpec, units: list[WorkUnit]) -> list:
+    """The rules bound to the schema of the first file that has what they read. Under
+    schema drift, a file that lacks a column (or holds it in another type) fails its own
+    unit, naming the file and the column, under `on_error` like any unreadable file,
+    whether it comes first or last; only a rule that binds to no file is an error here."""
+    first_error: Exception | None = None
+    formats = {u.path: u.format for u in units}
+    for path in list(formats)[:SCHEMA_TRIES]:
+        try:
+            return compile_rules(list(job.rules), sources.read_schema(path, formats[path], job.source.csv))
+        except (RuleError, DataError) as exc:
+            first_error = first_error or exc
+    raise first_error
 
 
 def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:

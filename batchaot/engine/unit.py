@@ -82,8 +82,8 @@ def violation_rows(batch: pa.RecordBatch, schema: pa.Schema, rule: str, rule_col
 
 
 def _unit_error(unit: WorkUnit, exc: Exception) -> str:
-    if isinstance(exc, BatchaotError):
-        return str(exc)
+    if isinstance(exc, BatchaotError):         # named after the file, once
+        return str(exc) if str(exc).startswith(unit.path) else f"{unit.path}: {exc}"
     lines = str(exc).strip().splitlines()
     return f"{unit.path}: {type(exc).__name__}: {lines[0] if lines else ''}"
 
