@@ -628,3 +628,16 @@ def test_duplicate_column_names_are_refused_when_read(tmp_path) -> None:
             assert "'a'" in one_line(err.value) or "column(s) a" in str(err.value)
         res = batchaot.validate(data, [{"name": "r", "check": "c > 0"}, {"name": "u", "unique": ["c"]}])
         assert [r["violations"] for r in res.to_dict()["rules"]] == [0, 2]
+
+
+def test_cast_to_a_coarser_timestamp_unit_rounds_as_duckdb() -> None:
+    import duckdb
+    t = pa.table({"n": pa.array([1_500_000, -1_500_000, 2_499_999, 2_500_000, 0, None], pa.timestamp("us"))})
+    con = duckdb.connect()
+    con.register("t", t)
+    for pred in ("CAST(n AS TIMESTAMP_S) = TIMESTAMP '1970-01-01 00:00:02'",
+                 "CAST(n AS TIMESTAMP_S) < TIMESTAMP '1969-12-31 23:59:59'",
+                 "CAST(n AS TIMESTAMP_MS) > TIMESTAMP '1970-01-01 00:00:01.5'"):
+        got = batchaot.validate(t, [{"name": "x", "check": pred}]).summary.to_pylist()[0]["violations"]
+        want = con.execute(f"SELECT count(*) FILTER (WHERE NOT ({pred})) FROM t").fetchone()[0]
+        assert got == want, pred

@@ -360,9 +360,14 @@ class Binder:
         return self.to_ts(a, unit), self.to_ts(b, unit)
 
     def to_ts(self, node: Node, unit: int) -> Node:
-        """DATE (days) or TIMESTAMP(u) → TIMESTAMP(unit) ticks."""
-        factor = 86400 * 10 ** unit if node.type.kind is Kind.DATE else 10 ** (unit - node.type.scale)
+        """DATE (days) or TIMESTAMP(u) → TIMESTAMP(unit) ticks; to a coarser unit the value
+        is rounded half away from zero, as DuckDB's CAST does."""
         typ = Type(Kind.TIMESTAMP, unit)
+        if node.type.kind is not Kind.DATE and unit < node.type.scale:
+            shift = node.type.scale - unit
+            rounded = Op(node.type, "round", (node,), imm=-shift)
+            return _retype(_div_const(rounded, 10 ** shift), typ)
+        factor = 86400 * 10 ** unit if node.type.kind is Kind.DATE else 10 ** (unit - node.type.scale)
         return _mul_const(node, factor, typ)
 
     def to_float(self, node: Node) -> Node:
