@@ -280,7 +280,7 @@ class Binder:
 
     def str_compare(self, op: str, a: _Str, b: _Str, left, right) -> Node:
         if a.col is not None and b.col is not None and a.col != b.col:
-            ra, rb = self.joint_ranks(a, b, left)
+            ra, rb = self.joint_ranks(a, b, left, ordered=op not in ("eq", "ne"))
             return Op(T.BOOL, op, (ra, rb))
         if a.col is None and b.col is not None:
             return self.str_compare(_FLIP[op], b, a, right, left)
@@ -630,14 +630,14 @@ class Binder:
         return self.str_test(exp.EndsWith(this=args[0], expression=args[1]), "ends_with", args[1])
 
     # -- NULL and comparison helpers ---------------------------------------------------
-    def joint_ranks(self, a: _Str, b: _Str, where) -> tuple[Node, Node]:
-        """Integers that compare as the strings of two columns' expressions do: ranks in
-        the sorted joint dictionary of both (engine/strings.py, joint_lut)."""
+    def joint_ranks(self, a: _Str, b: _Str, where, ordered: bool = True) -> tuple[Node, Node]:
+        """Integers that compare as the strings of two columns' expressions do: codes in
+        the joint dictionary of both, sorted when `ordered` (engine/strings.py, joint_lut)."""
         if "joint" not in sqltext.ENGINE_FEATURES:
             self.fail(f"comparing two string columns ('{a.col.name}', '{b.col.name}') is not "
                       f"supported by this engine in `{where.sql('duckdb')}`")
-        ra = self.lookup(T.INT, ["joint", a.sexpr, b.col.name, b.sexpr], a.col)
-        rb = self.lookup(T.INT, ["joint", b.sexpr, a.col.name, a.sexpr], b.col)
+        ra = self.lookup(T.INT, ["joint", a.sexpr, b.col.name, b.sexpr, ordered], a.col)
+        rb = self.lookup(T.INT, ["joint", b.sexpr, a.col.name, a.sexpr, ordered], b.col)
         return ra, rb
 
     def _v_nullsafeneq(self, node: exp.NullSafeNEQ) -> Node:   # IS DISTINCT FROM
@@ -653,7 +653,7 @@ class Binder:
             a, b = (_null_str(x) for x in (a, b))
             if isinstance(a, _Str) and isinstance(b, _Str):
                 if a.col is not None and b.col is not None and a.col != b.col:
-                    return _distinct(*self.joint_ranks(a, b, node))
+                    return _distinct(*self.joint_ranks(a, b, node, ordered=False))
                 if a.col is None and b.col is None:
                     a, b = self.fold_str(a), self.fold_str(b)
                     return Lit(T.BOOL, int(a.sexpr[1] != b.sexpr[1]))
