@@ -523,6 +523,26 @@ class Binder:
             return Lit(typ, value.cast(pa.int32() if typ.kind is Kind.DATE else pa.int64()).as_py())
         return Lit(typ, int(value.as_py()))
 
+    def cast_text_literal(self, text: str | None, target: Type, node: exp.Cast, safe: bool) -> Lit:
+        """CAST('...' AS number or boolean), read as DuckDB reads text (' 2.5 ' -> 3)."""
+        if text is None:
+            return Lit(target, None)
+        k = target.kind
+        if k is Kind.INT:
+            lo, hi = sqltext.INT_RANGES.get(_type_name(node), sqltext.INT_RANGES["BIGINT"])
+            value = sqltext.parse_int(text, lo, hi)
+        elif k is Kind.FLOAT:
+            value = sqltext.parse_float(text)
+        elif k is Kind.DECIMAL:
+            value = sqltext.parse_decimal(text, _decimal_precision(node), target.scale)
+        else:
+            value = sqltext.parse_bool(text)
+            value = None if value is None else int(value)
+        if value is None and not safe:
+            self.fail(f"CAST of '{text}' to {_type_name(node)} fails (DuckDB raises) in "
+                      f"`{node.sql('duckdb')}`; use TRY_CAST for NULL")
+        return Lit(target, value)
+
     def texts(self, node: exp.Expression, *args: exp.Expression) -> list[_Str]:
         """String arguments of one function, all over one column (or none)."""
         out = [self.as_text(self.value(a), node) for a in args]
@@ -1003,6 +1023,8 @@ class Binder:
             if target.kind is Kind.STRING:
                 return arg
             arg = self.fold_str(arg)
+            if arg.col is None and target.kind in (Kind.INT, Kind.FLOAT, Kind.DECIMAL, Kind.BOOL):
+                return self.cast_text_literal(arg.sexpr[1], target, node, safe)
             if arg.col is None:
                 return _literal_from_string(self, arg.sexpr[1], target, node, safe,
                                             tz=_cast_name(node) == "TIMESTAMPTZ")
