@@ -95,7 +95,8 @@ import numpy as np
 from numba import njit
 
 from ..compiler.cache import cache_root, private_dir, trusted_dir
-from ..compiler.opcodes import JUMPS, KINDS, Op
+from ..compiler.opcodes import (CLASSES, COMPARISONS, FAMILY, JUMPS, NEVER_NULL, OVERFLOW_SOURCES,
+                                READS_A, SYMBOL, TERMINATORS, WRITES_A, Op, register_inputs)
 from ..compiler.program import Program
 from . import vm
 from .buffers import Buffers, i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
@@ -409,7 +410,7 @@ def _skippers(code: np.ndarray) -> list[tuple[int, int]]:
     out = []
     n = len(code)
     for pc, (op, a, b, _) in enumerate(code):
-        if op in (Op.JMP, Op.JALLF, Op.JALLT, Op.JNONET):
+        if op in JUMPS:
             out.append((pc, int(b)))
         elif op == Op.RET and pc < n - 1:
             out.append((pc, n))
@@ -440,17 +441,9 @@ def _merged_registers(code: np.ndarray, skips: list[tuple[int, int]], starts: se
     defs: dict[int, list[int]] = {}
     uses: dict[int, list[int]] = {}
     for pc, (op, a, b, c) in enumerate(code):
-        kinds = KINDS[int(op)]
-        if op in JUMPS or op == Op.RET:
-            if kinds[0] == "R":
-                uses.setdefault(int(a), []).append(pc)
-            continue
-        for kind, reg in zip(kinds[1:], (b, c)):
-            if kind == "R":
-                uses.setdefault(int(reg), []).append(pc)
-        if op == Op.SELECT:
-            uses.setdefault(int(a), []).append(pc)
-        if kinds[0] == "R":
+        for reg in register_inputs(op, b, c) + ((a,) if op in READS_A else ()):
+            uses.setdefault(int(reg), []).append(pc)
+        if op in WRITES_A:
             defs.setdefault(int(a), []).append(pc)
     merged = {reg for reg, d in defs.items() if len(d) > 1} | (set(uses) - set(defs))
     for reg, d in defs.items():
@@ -460,11 +453,6 @@ def _merged_registers(code: np.ndarray, skips: list[tuple[int, int]], starts: se
                    for u in uses.get(reg, ())):
                 merged.add(reg)
     return merged
-
-
-# Opcodes whose result can be an overflow's NULL although their inputs are not (vm.run).
-_OVERFLOW_SOURCES = frozenset({Op.ADD_I, Op.SUB_I, Op.MUL_I, Op.IDIV_I, Op.NEG_I, Op.ABS_I,
-                               Op.NARROW_I, Op.F2I, Op.ROUND_I})
 
 
 def _tainted_registers(code: np.ndarray) -> set[int]:
@@ -477,13 +465,9 @@ def _tainted_registers(code: np.ndarray) -> set[int]:
         changed = False
         for op, a, b, c in code:
             op = Op(int(op))
-            kinds = KINDS[op]
-            if kinds[0] != "R" or op in JUMPS or op == Op.RET or int(a) in tainted:
+            if op not in WRITES_A or op in NEVER_NULL or int(a) in tainted:
                 continue
-            inputs = [int(r) for kind, r in zip(kinds[1:], (b, c)) if kind == "R"]
-            if op in (Op.LOAD, Op.LOADK, Op.ISNULL, Op.NOTNULL):
-                continue
-            if op in _OVERFLOW_SOURCES or any(r in tainted for r in inputs):
+            if op in OVERFLOW_SOURCES or any(int(r) in tainted for r in register_inputs(op, b, c)):
                 tainted.add(int(a))
                 changed = True
     return tainted
@@ -610,8 +594,8 @@ class _ProgramEmitter:
                     self.depth = 1
                     self.emit("pass")
             op, a, b, c = (int(x) for x in code[pc])
-            falls = op not in (Op.JMP, Op.RET)
-            if op in (Op.JMP, Op.JALLF, Op.JALLT, Op.JNONET):
+            falls = op not in TERMINATORS
+            if op in JUMPS:
                 incoming.setdefault(b, []).append(frozenset(self.static))
             self.instruction(pc, Op(op), a, b, c, last=pc == n - 1)
         self.depth = 0
@@ -624,9 +608,9 @@ class _ProgramEmitter:
         # overflow taint of an op that is no source: from its inputs *before* it runs
         # (a result register may be one of its inputs)
         inherited = None
-        if (a in self.tainted and op not in _OVERFLOW_SOURCES and KINDS[op][0] == "R"
-                and op not in JUMPS and op not in (Op.RET, Op.MOV, Op.SELECT, Op.MOD_I)):
-            inherited = self.all_tainted([r for kind, r in zip(KINDS[op][1:], (b, c)) if kind == "R"])
+        if (a in self.tainted and op in WRITES_A and op not in OVERFLOW_SOURCES
+                and op not in (Op.MOV, Op.SELECT, Op.MOD_I)):     # these set their own taint
+            inherited = self.all_tainted(list(register_inputs(op, b, c)))
             if inherited != "False":
                 self.emit(f"{self.tmp(pc, 'o')} = {inherited}")
                 inherited = self.tmp(pc, "o")
@@ -647,8 +631,8 @@ class _ProgramEmitter:
         elif op in (Op.ADD_I, Op.SUB_I, Op.MUL_I):
             # the check comes first: numba's signed arithmetic must never overflow
             fits, x, y = self.tmp(pc, "fit"), self.r(b), self.r(c)
-            sym = {Op.ADD_I: "+", Op.SUB_I: "-", Op.MUL_I: "*"}[op]
-            self.emit(f"{fits} = {op.name[:3].lower()}_ok({x}, {y})")
+            sym = SYMBOL[op]
+            self.emit(f"{fits} = {FAMILY[op]}_ok({x}, {y})")
             valid_in = _conj(self.v(b), self.v(c))
             self.source_taint(a, (b, c), valid_in, fits)
             self.set_r(a, f"{x} {sym} {y} if {fits} else np.int64(0)")
@@ -670,11 +654,11 @@ class _ProgramEmitter:
             self.source_taint(a, (b,), self.v(b), fits)
             self.set_r(a, f"round_i({self.r(b)}, {c}) if {fits} else np.int64(0)")
             self.set_v(a, _conj(self.v(b), fits))
-        elif name in ("ADD_F", "SUB_F", "MUL_F", "DIV_F", "MOD_F"):
-            self.set_r(a, f"{name.lower()}({self.r(b)}, {self.r(c)})")
+        elif FAMILY[op] in ("add", "sub", "mul", "div", "mod") and CLASSES[op][0] == "f":
+            self.set_r(a, f"{FAMILY[op]}_f({self.r(b)}, {self.r(c)})")
             self.set_v(a, _conj(self.v(b), self.v(c)))
-        elif name in ("NEG_F", "ABS_F", "I2F"):
-            self.set_r(a, f"{name.lower()}({self.r(b)})")
+        elif op in (Op.NEG_F, Op.ABS_F, Op.I2F):
+            self.set_r(a, f"{FAMILY[op]}{'_f' if op != Op.I2F else ''}({self.r(b)})")
             self.set_v(a, self.v(b))
         elif op == Op.ROUND_F:
             self.set_r(a, f"round_f({self.r(b)}, {c})")
@@ -686,8 +670,8 @@ class _ProgramEmitter:
             self.source_taint(a, (b,), self.v(b), fits)
             self.set_r(a, f"f2i({self.r(b)}) if {ok} else 0")
             self.set_v(a, ok)
-        elif name[:2] in ("EQ", "NE", "LT", "LE", "GT", "GE"):
-            self.set_r(a, f"np.int64({self.comparison(name, b, c)})")
+        elif op in COMPARISONS:
+            self.set_r(a, f"np.int64({self.comparison(op, b, c)})")
             self.set_v(a, _conj(self.v(b), self.v(c)))
         elif op == Op.NOT:
             self.set_r(a, f"np.int64({self.r(b)} == 0)")
@@ -719,13 +703,13 @@ class _ProgramEmitter:
             va = self.v(a)
             self.set_o(a, "False" if va == _TRUE or inherited == "False" else f"{inherited} & (not {va})")
 
-    def comparison(self, name: str, b: int, c: int) -> str:
-        if name.endswith("_I"):
-            sym = {"EQ": "==", "NE": "!=", "LT": "<", "LE": "<=", "GT": ">", "GE": ">="}[name[:2]]
-            return f"{self.r(b)} {sym} {self.r(c)}"
+    def comparison(self, op: Op, b: int, c: int) -> str:
         x, y = self.r(b), self.r(c)
-        return {"EQ": f"eq_f({x}, {y})", "NE": f"not eq_f({x}, {y})", "LT": f"lt_f({x}, {y})",
-                "LE": f"le_f({x}, {y})", "GT": f"lt_f({y}, {x})", "GE": f"le_f({y}, {x})"}[name[:2]]
+        if CLASSES[op][1] != "f":                  # words compare as integers
+            return f"{x} {SYMBOL[op]} {y}"
+        # floats: NaN = NaN and NaN above every number (vm.f_eq / f_lt / f_le)
+        return {"eq": f"eq_f({x}, {y})", "ne": f"not eq_f({x}, {y})", "lt": f"lt_f({x}, {y})",
+                "le": f"le_f({x}, {y})", "gt": f"lt_f({y}, {x})", "ge": f"le_f({y}, {x})"}[FAMILY[op]]
 
     def division(self, pc: int, op: Op, a: int, b: int, c: int) -> None:
         ok = self.tmp(pc, "ok")

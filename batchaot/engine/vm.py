@@ -16,32 +16,22 @@ import math
 import numpy as np
 from numba import njit
 
-from ..compiler.opcodes import KINDS, Op
+from ..compiler.opcodes import BINARY, DIVZERO, KINDS, OVERFLOW_SOURCES, WRITES_A, Op, mask
 from .buffers import i64_at, u8_at
 
 BLOCK = 2048
 
-# Numba freezes module globals as compile-time constants.
-NOP, LOAD, LOADK, MOV = int(Op.NOP), int(Op.LOAD), int(Op.LOADK), int(Op.MOV)
-ADD_I, SUB_I, MUL_I, IDIV_I, MOD_I = int(Op.ADD_I), int(Op.SUB_I), int(Op.MUL_I), int(Op.IDIV_I), int(Op.MOD_I)
-NEG_I, ABS_I, ROUND_I = int(Op.NEG_I), int(Op.ABS_I), int(Op.ROUND_I)
-ADD_F, SUB_F, MUL_F, DIV_F, MOD_F = int(Op.ADD_F), int(Op.SUB_F), int(Op.MUL_F), int(Op.DIV_F), int(Op.MOD_F)
-NEG_F, ABS_F, ROUND_F, I2F, F2I = int(Op.NEG_F), int(Op.ABS_F), int(Op.ROUND_F), int(Op.I2F), int(Op.F2I)
-EQ_I, NE_I, LT_I, LE_I, GT_I, GE_I = (int(Op.EQ_I), int(Op.NE_I), int(Op.LT_I), int(Op.LE_I),
-                                      int(Op.GT_I), int(Op.GE_I))
-EQ_F, NE_F, LT_F, LE_F, GT_F, GE_F = (int(Op.EQ_F), int(Op.NE_F), int(Op.LT_F), int(Op.LE_F),
-                                      int(Op.GT_F), int(Op.GE_F))
-NOT, AND, OR, ISNULL, NOTNULL = int(Op.NOT), int(Op.AND), int(Op.OR), int(Op.ISNULL), int(Op.NOTNULL)
-COALESCE, SELECT, LUT = int(Op.COALESCE), int(Op.SELECT), int(Op.LUT)
-JMP, JALLF, JALLT, JNONET, RET = int(Op.JMP), int(Op.JALLF), int(Op.JALLT), int(Op.JNONET), int(Op.RET)
-NARROW_I = int(Op.NARROW_I)
+# Numba freezes module globals as compile-time constants: one per opcode, named as in
+# native/opcodes.def (ADD_I, LT_F, RET, ...), made from the table here, never typed in.
+globals().update({op.name: int(op) for op in Op})
 
+# Where a program can overflow (an OVERFLOW opcode), run() tracks the overflow taint.
+OVERFLOWS = mask(OVERFLOW_SOURCES)
 # How a result's overflow taint follows its inputs' (run()): 0 the opcode sets it itself
-# or writes no register, 1 from R[B], 2 from R[B] and R[C]. Derived from the operand kinds.
-_SELF_TAINTING = {Op.LOAD, Op.LOADK, Op.MOV, Op.ADD_I, Op.SUB_I, Op.MUL_I, Op.IDIV_I, Op.MOD_I,
-                  Op.NEG_I, Op.ABS_I, Op.NARROW_I, Op.F2I, Op.ROUND_I, Op.SELECT}
-TAINT_RULE = np.array([0 if op in _SELF_TAINTING or KINDS[op][0] != "R" or KINDS[op][1] != "R"
-                       else (2 if KINDS[op][2] == "R" else 1) for op in Op], dtype=np.uint8)
+# or writes no register from registers, 1 from R[B], 2 from R[B] and R[C].
+_SETS_OWN_TAINT = OVERFLOW_SOURCES | DIVZERO | {Op.MOV, Op.SELECT}
+TAINT_RULE = np.array([0 if op in _SETS_OWN_TAINT or op not in WRITES_A or KINDS[op][1] != "R"
+                       else (2 if op in BINARY else 1) for op in Op], dtype=np.uint8)
 
 _I64_MIN = -(2 ** 63)
 _I64_MAX = 2 ** 63 - 1
@@ -250,9 +240,7 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
     novf = 0
     taint = False
     for pc in range(code.shape[0]):
-        op = code[pc, 0]
-        if op == ADD_I or op == SUB_I or op == MUL_I or op == IDIV_I or op == NEG_I or op == ABS_I \
-                or op == NARROW_I or op == F2I or op == ROUND_I:
+        if OVERFLOWS[code[pc, 0]]:
             taint = True
     T = np.zeros((R.shape[0] if taint else 1, BLOCK), dtype=np.uint8)
     inherited_row = np.zeros(BLOCK, dtype=np.uint8)
