@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ir import And, Case, Col, Lit, Lookup, Node, Op as IROp, Or, children, thaw
-from .opcodes import Op, typed
+from .opcodes import KINDS, Op, typed
 from .types import Kind, Type
 
 
@@ -124,17 +124,8 @@ class Emitter:
     def op(self, node: IROp) -> int:
         args = [self.value(a) for a in node.args]
         r = self.reg()
-        fam = node.op
-        physical = node.args[0].type.physical
-        if fam in ("not", "and", "or", "isnull", "notnull", "coalesce"):
-            opcode = Op[fam.upper()]
-        elif fam in ("i2f", "f2i"):
-            opcode = Op[fam.upper()]
-        elif fam == "narrow":
-            opcode = Op.NARROW_I
-        else:
-            opcode = typed(fam, physical)
-        if fam in ("round", "narrow"):     # an immediate: digits, or the integer type
+        opcode = typed(node.op, node.args[0].type.physical)    # the table knows every family
+        if KINDS[opcode][2] == "N":       # an immediate: round's digits, narrow's integer type
             self.emit(opcode, r, args[0], node.imm)
         else:
             self.emit(opcode, r, *args)
