@@ -108,6 +108,8 @@ PREDICATES = [
     "d - INTERVAL 13 MONTH < DATE '2023-01-01'", "ts + INTERVAL 2 HOUR > TIMESTAMP '2024-01-01'",
     "ts - INTERVAL '1 month 2 days 03:00:00' > TIMESTAMP '2024-01-01'",
     "d + INTERVAL (j) DAY = d + j", "date_add(d, INTERVAL 3 WEEK) > DATE '2024-03-01'",
+    "year(ts + INTERVAL 1 MONTH) = 2024", "(ts + INTERVAL 1 YEAR) > DATE '2024-02-29'",
+    "date_diff('month', d + INTERVAL 3 MONTH, ts) > 1", "date_trunc('month', ts) = date_trunc('month', d)",
     # NULL helpers and numbers
     "nullif(i, 3) > 0", "nullif(f, 0) < 1", "greatest(i, j) > 2", "least(i, j, 0) < -3",
     "greatest(f, g) > 1", "greatest(i, dec) > 10", "least(d, ts) < DATE '2024-01-01'",
@@ -330,7 +332,11 @@ DATES = (
        "d + INTERVAL 1 DAY", "d + INTERVAL 1 MONTH", "d - INTERVAL 13 MONTH", "d + INTERVAL '1 year 2 months 3 days'",
        "d + INTERVAL '1.5 days'", "d + INTERVAL '1.5 months'", "d + INTERVAL '-2 hours'", "d + INTERVAL '0.5 weeks'",
        "ts + INTERVAL 1 MONTH", "ts - INTERVAL '1 month 2 days 03:04:05.5'", "ts + INTERVAL (m) DAY",
-       "ts + INTERVAL (m) MONTH", "tsec + INTERVAL 1 HOUR", "date_add(d, INTERVAL 3 WEEK)", "INTERVAL 90 MINUTE + ts"]
+       "ts + INTERVAL (m) MONTH", "tsec + INTERVAL 1 HOUR", "date_add(d, INTERVAL 3 WEEK)", "INTERVAL 90 MINUTE + ts",
+       # calendar functions of calendar results
+       "hour(ts + INTERVAL 1 MONTH)", "month(d + INTERVAL 3 MONTH)", "hour(d + INTERVAL 1 MONTH)",
+       "second(ts + INTERVAL 25 HOUR)", "day(ts + INTERVAL '1 month 25 hours')", "dayofweek(date_trunc('week', ts))",
+       "minute(date_trunc('hour', ts))", "date_trunc('month', ts + INTERVAL 1 DAY)"]
 )
 
 

@@ -1573,7 +1573,13 @@ class _Clock:
 
     def __init__(self, x: Node):
         self.x = x
-        if x.type.kind is Kind.DATE:
+        split = _SPLITS.get(id(x))
+        if split is not None and split[0] is x:        # built from days and a time of day
+            self.scale = x.type.scale
+            self.days = split[1]
+            self.tod = split[2] if split[2] is not None else \
+                Case(T.INT, ((Op(T.BOOL, "notnull", (split[1],)), _k(0)),), _k(None))
+        elif x.type.kind is Kind.DATE:
             self.scale = None
             self.days = _as_i(x)
             self.tod = Case(T.INT, ((Op(T.BOOL, "notnull", (x,)), _k(0)),), _k(None))
@@ -1697,13 +1703,25 @@ _TRUNC_UNITS = ("year", "quarter", "month", "week", "day", "hour", "minute", "se
 _TRUNC_ALIASES = _PART_ALIASES
 
 
-def _ts_result(days: Node, tod: Node | None, scale: int | None) -> Node:
-    """days and ticks since midnight as a TIMESTAMP of that unit (None, a DATE's: us)."""
+_SPLITS: dict[int, tuple] = {}     # id(timestamp node) -> (node, days, ticks of the day)
+
+
+def _ts_result(days: Node, tod: Node | None, scale: int | None, split: bool = True) -> Node:
+    """days and ticks since midnight as a TIMESTAMP of that unit (None, a DATE's: us).
+
+    With `split` (tod within the day), the parts are remembered: a calendar function of
+    this value reads them instead of dividing the timestamp again (the IR is a tree, and
+    each reuse copies the whole expression)."""
     scale = 6 if scale is None else scale
     ticks = _i("mul", days, 86400 * 10 ** scale)
     if tod is not None:
         ticks = _i("add", ticks, tod)
-    return _retype(ticks, Type(Kind.TIMESTAMP, scale))
+    out = _retype(ticks, Type(Kind.TIMESTAMP, scale))
+    if split:
+        if len(_SPLITS) > 1024:
+            _SPLITS.clear()
+        _SPLITS[id(out)] = (out, days, tod)
+    return out
 
 
 def _trunc(c: _Clock, unit: str) -> Node:
@@ -1774,22 +1792,44 @@ def _is_zero(n: Node) -> bool:
     return isinstance(n, Lit) and n.value == 0
 
 
+def _month_start(y: Node, m: Node) -> Node:
+    """Days since 1970 of the first day of month m (3..14: March..February) of the
+    March-based year y (shifted by 400 * _SHIFT)."""
+    days = _i("add", _i("idiv", _i("mul", _i("idiv", y, 100), 146097), 4),
+              _i("idiv", _i("mul", _i("mod", y, 100), 1461), 4))
+    return _i("sub", _i("add", days, _i("idiv", _i("sub", _i("mul", m, 153), 457), 5)),
+              719468 + 146097 * _SHIFT)
+
+
+def _month_length(y: Node, m: Node) -> Node:
+    """Days in month m (3..14) of the March-based year y: February (14) has 28 or 29."""
+    y1 = _i("add", y, 1)                       # February's calendar year (shifted: same leaps)
+    leap = _i("add", _i("sub", _flag("eq", _i("mod", y1, 4), 0), _flag("eq", _i("mod", y1, 100), 0)),
+              _flag("eq", _i("mod", y1, 400), 0))
+    other = _i("sub", _i("idiv", _i("sub", _i("mul", m, 153), 304), 5),
+               _i("idiv", _i("sub", _i("mul", m, 153), 457), 5))
+    return Case(T.INT, ((Op(T.BOOL, "eq", (m, _k(14))), _i("add", leap, 28)),), other)
+
+
 def _add_interval(c: _Clock, iv: _Interval) -> Node:
     if c.scale is not None and c.scale < 6:
         c = _Clock(_mul_const(_as_i(c.x), 10 ** (6 - c.scale), Type(Kind.TIMESTAMP, 6)))
     days = c.days
     if not _is_zero(iv.months):
-        q = _i("add", _i("sub", c.civil.cm, 2), iv.months)      # the month, from March
-        first = _first_of(q)
-        length = _i("sub", _first_of(_i("add", q, 1)), first)
-        days = _i("add", first, _i("sub", _min_i(c.civil.d, length), 1))
+        civ = c.civil
+        year = _i("add", _i("mul", civ.c, 100), civ.yc)               # March-based, shifted
+        r = _i("add", _i("add", civ.mm, iv.months), 12 * _SHIFT - 3)   # months from its March
+        y = _i("sub", _i("add", year, _i("idiv", r, 12)), _SHIFT)
+        m = _i("add", _i("mod", r, 12), 3)
+        clamped = _min_i(civ.d, _month_length(y, m))                   # Jan 31 + 1 month: Feb 29
+        days = _i("add", _month_start(y, m), _i("sub", clamped, 1))
     if not _is_zero(iv.days):
         days = _i("add", days, iv.days)
     scale = 6 if c.scale is None else c.scale
     tod = c.tod if c.scale is not None else None
     if not _is_zero(iv.micros):
         extra = _mul_const(iv.micros, 10 ** (scale - 6), T.INT)
-        tod = extra if tod is None else _i("add", tod, extra)
+        return _ts_result(days, extra if tod is None else _i("add", tod, extra), scale, split=False)
     return _ts_result(days, tod, scale)
 
 
