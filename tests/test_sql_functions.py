@@ -76,7 +76,8 @@ PREDICATES = [
     "strpos(s, 'a') = 2", "position('p' IN s) > 0", "instr(s, 'ï') = 3",
     "regexp_full_match(s, '[a-z]+')", "regexp_full_match(s, 'new|paid')",
     "nullif(s, 'new') IS NULL", "greatest(s, 'o') = 'o'", "least(s, 'o', NULL) = 'Paid'",
-    "s IS DISTINCT FROM 'paid'", "s IS NOT DISTINCT FROM NULL",
+    "s IS DISTINCT FROM 'paid'", "s IS NOT DISTINCT FROM NULL", "s <> NULL", "NULL <= trim(s2)",
+    "s = NULL OR i > 0", "strpos(least(NULL, NULL), 'a') > 2",
     # casts of text; CAST of bad text is NULL, as TRY_CAST (DuckDB raises)
     ("CAST(txt AS INTEGER) > 1", "TRY_CAST(txt AS INTEGER) > 1"), "TRY_CAST(txt AS BIGINT) IS NULL",
     "TRY_CAST(txt AS DOUBLE) > 1", ("txt::DOUBLE < 0", "TRY_CAST(txt AS DOUBLE) < 0"),

@@ -266,6 +266,8 @@ class Binder:
     # -- comparisons and arithmetic ---------------------------------------------
     def compare(self, op: str, left: exp.Expression, right: exp.Expression) -> Node:
         a, b = self.value(left), self.value(right)
+        if isinstance(a, _Str) or isinstance(b, _Str):      # NULL next to a string is a string
+            a, b = _null_str(a), _null_str(b)
         if isinstance(a, _Str) and isinstance(b, _Str):
             return self.str_compare(op, a, b, left, right)
         text = _Sql(left, _SYMBOL[op], right)
@@ -707,6 +709,8 @@ class Binder:
             self.fail(f"{node.sql_name().lower()} takes at most {_MAX_EXTREME_ARGS} arguments "
                       f"in a rule, got {len(exprs)}")
         vals = [self.value(e) for e in exprs]
+        if all(isinstance(v, Lit) and v.type.kind is Kind.NULL for v in vals):
+            return Lit(T.NULL, None)
         if any(isinstance(v, _Str) for v in vals):
             parts = [self.as_text(_null_str(v), node) for v in vals]
             return _Str(["extreme", which, [p.sexpr for p in parts]], self.one_column_of(node, parts))
