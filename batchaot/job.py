@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import SpecError
 from .io.sources import FORMATS
-from .spec import (DOCUMENT_KEYS, RuleSpec, Where, line_of, load_yaml, name_problem,
+from .spec import (DOCUMENT_KEYS, RuleSpec, Where, at, line_of, load_yaml, name_problem,
                    rules_from_document, suggest)
 
 KINDS = ("validate", "compile")
@@ -71,20 +71,20 @@ def load_job(path: str) -> JobSpec:
 def parse_job(doc: dict, file: str) -> JobSpec:
     for key in doc:
         if key not in DOCUMENT_KEYS:
-            raise SpecError(f"{file}:{line_of(doc, key)}: unknown job field '{key}'"
+            raise SpecError(f"{at(file, doc, key)}: unknown job field '{key}'"
                             f"{suggest(str(key), DOCUMENT_KEYS)}")
     kind = _choice(doc, "kind", KINDS, "validate", file)
     name = doc.get("name", os.path.splitext(os.path.basename(file))[0])
     problem = name_problem(name, "job name", path_safe=True)
     if problem:
-        raise SpecError(f"{file}:{line_of(doc, 'name')}: {problem}")
+        raise SpecError(f"{at(file, doc, 'name')}: {problem}")
     rule_files = _rule_files(doc, file)
     rules = _rules(doc, file, rule_files) if kind == "validate" else ()
     source = _source(doc, file) if kind == "validate" or "source" in doc else None
     if kind == "validate" and source is None:
-        raise SpecError(f"{file}:{line_of(doc)}: job '{name}' needs a 'source' (the data to check)")
+        raise SpecError(f"{at(file, doc)}: job '{name}' needs a 'source' (the data to check)")
     if kind == "compile" and not rule_files:
-        raise SpecError(f"{file}:{line_of(doc)}: compile job '{name}' needs 'rules_from' "
+        raise SpecError(f"{at(file, doc)}: compile job '{name}' needs 'rules_from' "
                         "(rules files or globs to compile)")
     return JobSpec(name=name, kind=kind, file=file, source=source, rules=rules,
                    rule_files=tuple(rule_files), output=_output(doc, file),
@@ -95,7 +95,7 @@ def parse_job(doc: dict, file: str) -> JobSpec:
 def _choice(doc: dict, key: str, allowed: tuple, default: str, file: str) -> str:
     value = doc.get(key, default)
     if value not in allowed:
-        raise SpecError(f"{file}:{line_of(doc, key)}: '{key}' must be one of "
+        raise SpecError(f"{at(file, doc, key)}: '{key}' must be one of "
                         f"{', '.join(allowed)}, got {value!r}")
     return value
 
@@ -103,7 +103,7 @@ def _choice(doc: dict, key: str, allowed: tuple, default: str, file: str) -> str
 def _workers(doc: dict, file: str) -> int | None:
     value = doc.get("workers")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise SpecError(f"{file}:{line_of(doc, 'workers')}: 'workers' must be a positive integer, got {value!r}")
+        raise SpecError(f"{at(file, doc, 'workers')}: 'workers' must be a positive integer, got {value!r}")
     return value
 
 
@@ -111,7 +111,7 @@ def _source(doc: dict, file: str) -> SourceSpec | None:
     if "source" not in doc:
         return None
     src: Any = doc["source"]
-    where = f"{file}:{line_of(doc, 'source')}"
+    where = f"{at(file, doc, 'source')}"
     if isinstance(src, (str, list)):
         src = {"path": src}
     if not isinstance(src, dict):
@@ -119,7 +119,7 @@ def _source(doc: dict, file: str) -> SourceSpec | None:
                         "{path: ..., format: ...}")
     for key in src:
         if key not in SOURCE_KEYS:
-            raise SpecError(f"{file}:{line_of(src, key) or line_of(doc, 'source')}: unknown source "
+            raise SpecError(f"{at(file, src, key) or line_of(doc, 'source')}: unknown source "
                             f"field '{key}'{suggest(str(key), SOURCE_KEYS)}")
     paths = src.get("path")
     if isinstance(paths, str):
@@ -128,7 +128,7 @@ def _source(doc: dict, file: str) -> SourceSpec | None:
         raise SpecError(f"{where}: 'source.path' must be a path, glob or list of them")
     fmt = src.get("format")
     if fmt is not None and fmt not in set(FORMATS.values()):
-        raise SpecError(f"{file}:{line_of(src, 'format') or line_of(doc, 'source')}: unknown format "
+        raise SpecError(f"{at(file, src, 'format') or line_of(doc, 'source')}: unknown format "
                         f"{fmt!r}; use one of {', '.join(sorted(set(FORMATS.values())))}")
     csv = src.get("csv", {})
     if not isinstance(csv, dict) or any(k not in CSV_KEYS for k in csv):
@@ -142,13 +142,13 @@ def _rule_files(doc: dict, file: str) -> list[str]:
     value = doc.get("rules_from", [])
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
-        raise SpecError(f"{file}:{line_of(doc, 'rules_from')}: 'rules_from' must be a path, glob or list of them")
+        raise SpecError(f"{at(file, doc, 'rules_from')}: 'rules_from' must be a path, glob or list of them")
     out: list[str] = []
     for item in items:
         pattern = resolve(file, item)
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         if not matches or not all(os.path.exists(m) for m in matches):
-            raise SpecError(f"{file}:{line_of(doc, 'rules_from')}: rules file '{item}' not found")
+            raise SpecError(f"{at(file, doc, 'rules_from')}: rules file '{item}' not found")
         out += matches
     return out
 
@@ -160,7 +160,7 @@ def _rules(doc: dict, file: str, rule_files: list[str]) -> tuple[RuleSpec, ...]:
     for path in rule_files:
         rules += rules_from_document(load_yaml(path), path)
     if not rules:
-        raise SpecError(f"{file}:{line_of(doc)}: the job has no rules: give 'rules' or 'rules_from'")
+        raise SpecError(f"{at(file, doc)}: the job has no rules: give 'rules' or 'rules_from'")
     seen: dict[str, Where] = {}
     for r in rules:
         if r.name in seen:
@@ -176,7 +176,7 @@ def _output(doc: dict, file: str) -> str | None:
     if isinstance(out, str):
         out = {"path": out}
     if not isinstance(out, dict) or not isinstance(out.get("path"), str) or set(out) - {"path"}:
-        raise SpecError(f"{file}:{line_of(doc, 'output')}: 'output' must be {{path: folder}}")
+        raise SpecError(f"{at(file, doc, 'output')}: 'output' must be {{path: folder}}")
     return resolve(file, out["path"])
 
 
@@ -187,5 +187,5 @@ def _schema(doc: dict, file: str) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("path"), str):
         value = value["path"]
     if not isinstance(value, str):
-        raise SpecError(f"{file}:{line_of(doc, 'schema')}: 'schema' must be {{path: data file}}")
+        raise SpecError(f"{at(file, doc, 'schema')}: 'schema' must be {{path: data file}}")
     return resolve(file, value)

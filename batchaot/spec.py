@@ -216,6 +216,11 @@ def parse_yaml(text: str, file: str = "<rules>") -> Any:
         return loader.construct_document(node)
     except _Refused as exc:
         raise SpecError(f"{file}:{exc.problem_mark.line + 1}: {exc.problem}") from None
+    except yaml.reader.ReaderError as exc:        # a character YAML does not allow
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise SpecError(f"{file}:{line}: malformed YAML: unacceptable character "
+                        f"#x{exc.character if isinstance(exc.character, int) else ord(exc.character):04x}: "
+                        "control characters are not allowed") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -226,6 +231,11 @@ def parse_yaml(text: str, file: str = "<rules>") -> Any:
         raise SpecError(f"{file}: YAML nested too deeply") from None
     finally:
         loader.dispose()
+
+
+def at(file: str, obj: Any, key: Any = None) -> str:
+    """"file:line" of `obj` (or of its `key`), just "file" when the line is unknown."""
+    return str(Where(file, line_of(obj, key)))
 
 
 def line_of(obj: Any, key: Any = None) -> int:
@@ -254,10 +264,10 @@ def rules_from_document(doc: Any, file: str) -> list[RuleSpec]:
     if isinstance(doc, dict):
         for key in doc:
             if key not in DOCUMENT_KEYS:
-                raise SpecError(f"{file}:{line_of(doc, key)}: unknown field '{key}'"
+                raise SpecError(f"{at(file, doc, key)}: unknown field '{key}'"
                                 f"{suggest(str(key), DOCUMENT_KEYS)}")
         if "rules" not in doc:
-            raise SpecError(f"{file}:{line_of(doc)}: expected a 'rules:' list")
+            raise SpecError(f"{at(file, doc)}: expected a 'rules:' list")
         doc = doc["rules"]
     if doc is None:
         raise SpecError(f"{file}: no rules: the file is empty; expected a 'rules:' list")
@@ -311,54 +321,54 @@ def parse_rule(item: Any, index: int, file: str, line: int = 0) -> RuleSpec:
     if not isinstance(item, dict):
         raise SpecError(f"{Where(file, line)}: rule #{index + 1} must be a mapping like "
                         f'{{name: ..., check: "amount > 0"}}, got {_type_name(item)}')
-    at = Where(file, line_of(item))
+    here = Where(file, line_of(item) or line)
     for key in item:
         if key not in RULE_KINDS and key not in RULE_OPTIONS:
-            raise SpecError(f"{file}:{line_of(item, key)}: unknown rule field {_shown(key)}"
+            raise SpecError(f"{at(file, item, key)}: unknown rule field {_shown(key)}"
                             f"{suggest(str(key), RULE_KINDS + RULE_OPTIONS)}")
     kinds = [k for k in RULE_KINDS if k in item]
     name = item.get("name", f"rule_{index + 1}")
     problem = name_problem(name)
     if problem:
-        raise SpecError(f"{file}:{line_of(item, 'name')}: {problem}")
+        raise SpecError(f"{at(file, item, 'name')}: {problem}")
     if len(kinds) != 1:
         what = "no" if not kinds else "more than one"
-        raise SpecError(f"{at}: rule '{name}' has {what} kind; give exactly one of "
+        raise SpecError(f"{here}: rule '{name}' has {what} kind; give exactly one of "
                         + ", ".join(RULE_KINDS))
     kind = kinds[0]
     body = item[kind]
     if kind == ROW_KIND and (not isinstance(body, str) or not body.strip()):
-        raise SpecError(f"{file}:{line_of(item, kind)}: rule '{name}': 'check' must be a SQL "
+        raise SpecError(f"{at(file, item, kind)}: rule '{name}': 'check' must be a SQL "
                         "predicate string, e.g. \"amount > 0\"")
     for option, kinds_taking in KIND_OPTIONS.items():
         if option in item and kind not in kinds_taking:
-            raise SpecError(f"{file}:{line_of(item, option)}: rule '{name}': "
+            raise SpecError(f"{at(file, item, option)}: rule '{name}': "
                             + _misplaced(option, kind))
     severity = item.get("severity", "error")
     if severity not in SEVERITIES:
-        raise SpecError(f"{file}:{line_of(item, 'severity')}: rule '{name}': severity must be "
+        raise SpecError(f"{at(file, item, 'severity')}: rule '{name}': severity must be "
                         f"'error' or 'warn', got {_shown(severity)}")
     strict = item.get("strict", False)
     if not isinstance(strict, bool):
-        raise SpecError(f"{file}:{line_of(item, 'strict')}: rule '{name}': strict must be true or false")
+        raise SpecError(f"{at(file, item, 'strict')}: rule '{name}': strict must be true or false")
     if strict and kind != ROW_KIND:
-        raise SpecError(f"{file}:{line_of(item, 'strict')}: rule '{name}': 'strict' applies to "
+        raise SpecError(f"{at(file, item, 'strict')}: rule '{name}': 'strict' applies to "
                         f"row checks (NULL counts as a violation), not to a {kind} rule")
     mostly = item.get("mostly")
     if mostly is not None and (isinstance(mostly, bool) or not isinstance(mostly, (int, float))
                                or not 0.0 <= mostly <= 1.0):
-        raise SpecError(f"{file}:{line_of(item, 'mostly')}: rule '{name}': mostly must be a "
+        raise SpecError(f"{at(file, item, 'mostly')}: rule '{name}': mostly must be a "
                         f"number between 0 and 1, got {_shown(mostly)}")
     description = item.get("description", "")
     if description is None:
         description = ""
     if isinstance(description, bool) or not isinstance(description, (str, int, float)):
-        raise SpecError(f"{file}:{line_of(item, 'description')}: rule '{name}': description "
+        raise SpecError(f"{at(file, item, 'description')}: rule '{name}': description "
                         f"must be text, got {_type_name(description)}")
     options = {k: item[k] for k in ("where", "between", "equals") if k in item}
     return RuleSpec(name=name, kind=kind, body=body, severity=severity, strict=strict,
                     mostly=None if mostly is None else float(mostly),
-                    description=str(description), options=options, where=at)
+                    description=str(description), options=options, where=here)
 
 
 def _misplaced(option: str, kind: str) -> str:

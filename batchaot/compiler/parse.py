@@ -255,6 +255,8 @@ class Binder:
     def _v_in(self, node: exp.In) -> Node:
         if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
             self.unsupported(node)
+        if not node.expressions:
+            self.fail(f"empty IN list in `{limits.excerpt(node.sql('duckdb'))}`: give at least one value")
         this = self.value(node.this)
         if isinstance(this, _Str):
             values = [self.string_const(x) for x in node.expressions]
@@ -1097,6 +1099,9 @@ class Binder:
         target = other.type if other.type.kind is not Kind.NULL else T.STRING
         if target.kind is Kind.STRING:
             self.fail(f"constant string expression `{text}`")
+        if s.sexpr[0] != "lit":     # DuckDB casts only a literal implicitly
+            self.fail(f"type mismatch in `{text}`: a string expression compared with {other.type}; "
+                      "CAST it or write its value")
         return _literal_from_string(self, s.sexpr[1], target, text, False, tz=self.has_tz(other))
 
     def has_tz(self, node: Node) -> bool:
@@ -1146,6 +1151,8 @@ class _StrConst:
 def _resolve_str_const(binder: Binder, v, other) -> Node:
     if isinstance(v, _StrConst):
         target = other.type if not isinstance(other, _StrConst) else T.FLOAT
+        if v.s.sexpr[0] != "lit":   # DuckDB casts only a literal implicitly: 5 < '1' || '2' fails
+            binder.fail("a string expression where a number is needed: CAST it or write its value")
         return _literal_from_string(binder, v.s.sexpr[1], target, None, False)
     return v
 
