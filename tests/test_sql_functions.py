@@ -12,9 +12,9 @@ Three kinds of check:
   violating rows) equal DuckDB's `count(*) FILTER (WHERE NOT p)` / `... p IS NOT TRUE`;
 - refusals: an unsupported construct is a RuleError naming the rule and the construct.
 
-Comparisons of two string columns and CAST(x AS VARCHAR) of a column need lookup tables
-that read a second column; tests/sql_engine_hooks.py adds the engine side of those
-where engine/run.py does not have it yet.
+Comparisons of two string columns and CAST(x AS VARCHAR) of a column read a lookup
+table over the two columns' joint dictionary / DuckDB's text of the column, built by
+engine/run.py's _BatchInputs.
 """
 from __future__ import annotations
 
@@ -29,21 +29,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import batchaot
-import sql_engine_hooks
 from batchaot.compiler import compile_rule
 from batchaot.engine import run, sqltext
 from batchaot.errors import RuleError
 from conftest import STATUSES, random_table
 
 pytestmark = pytest.mark.usefixtures("kernel_cache")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def engine_hooks():
-    mp = pytest.MonkeyPatch()
-    sql_engine_hooks.install(mp)
-    yield
-    mp.undo()
 
 
 TEXTS = ["1", "-1", " 3 ", "2.5", "-2.5", "1e3", "0x10", "1_000", "x", "", "inf", "nan",

@@ -62,7 +62,8 @@ class Program:
 
     @property
     def column_names(self) -> list[str]:
-        return [c for c, _ in self.columns]
+        # a name may appear twice: CAST(x AS VARCHAR) adds (x, 'varchar') next to (x, its type)
+        return list(dict.fromkeys(c for c, _ in self.columns))
 
     @property
     def size(self) -> tuple[int, int]:

@@ -72,3 +72,31 @@ class Buffers:
         # one dummy entry keeps the arrays non-empty (a kernel never reads it)
         self.addr = np.array([a.ctypes.data for a in self.arrays] or [0], dtype=np.int64)
         self.lens = np.array([len(a) for a in self.arrays] or [0], dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def bitmap_rows(words, n):
+    """Positions of the set bits among the first `n` bits of `words` (bit i & 63 of word
+    i >> 6), ascending: a violation bitmap's row numbers. Zero words are skipped, so a
+    bitmap with few violations costs a scan of its words."""
+    nwords = min(words.shape[0], (n + 63) >> 6)
+    count = 0
+    for w in range(nwords):
+        x = words[w]
+        while x:
+            x &= x - np.uint64(1)
+            count += 1
+    out = np.empty(count, dtype=np.int64)
+    k = 0
+    for w in range(nwords):
+        x = words[w]
+        if x == 0:
+            continue
+        base = w << 6
+        for b in range(64):
+            if (x >> np.uint64(b)) & np.uint64(1):
+                out[k] = base + b
+                k += 1
+    while k > 0 and out[k - 1] >= n:      # bits past the last row (never set by kernels)
+        k -= 1
+    return out[:k]

@@ -45,8 +45,8 @@ from ..compiler.program import Program
 from ..compiler.types import from_arrow
 from ..errors import DataError
 from ..native import Pool
-from . import columns, fused, vm
-from .buffers import Buffers
+from . import columns, fused, sqltext, strings, vm
+from .buffers import Buffers, bitmap_rows
 
 _REG_BYTES = vm.BLOCK * 8
 POOL_REGISTERS = 64          # registers per pooled block; larger programs count a pool miss
@@ -81,10 +81,15 @@ class RuleOutcome:
         return ids if not (self.row_chunks and self.bitmaps) else np.sort(ids)
 
 
-def bitmap_rows(words: np.ndarray, n: int) -> np.ndarray:
-    """Row numbers of the set bits among the first `n` (bit i & 63 of word i >> 6)."""
-    bits = np.unpackbits(np.ascontiguousarray(words).view(np.uint8), bitorder="little", count=n)
-    return np.flatnonzero(bits).astype(np.int64)
+
+def _is_text(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+# what _BatchInputs builds for the binder: joint tables of two string columns, text columns
+sqltext.ENGINE_FEATURES.update({"joint", "text"})
 
 
 class _BatchInputs:
@@ -110,6 +115,10 @@ class _BatchInputs:
                 raise DataError(f"column '{name}' is missing from the data")
             field_type = self.batch.schema.field(idx).type
             typ = columns.parse_type(type_text)
+            if type_text == "varchar" and not _is_text(field_type):
+                # CAST(x AS VARCHAR) of a non-string column: DuckDB's text of its values
+                self._cols[key] = columns.load(sqltext.to_text(self.batch.column(idx)), typ)
+                return self._cols[key]
             if not pa.types.is_null(field_type) and str(from_arrow(field_type)) != type_text:
                 raise DataError(f"column '{name}' is {field_type} here but the rules were "
                                 f"compiled for {type_text}")
@@ -124,7 +133,12 @@ class _BatchInputs:
         key = (name, json.dumps([sexpr, result]))
         if key not in self._luts:
             col = self.column(name, type_text)
-            self._luts[key] = self._build_lut(col.dictionary, sexpr, columns.parse_type(result))
+            other = strings.partner(sexpr)
+            if other is not None:     # two string columns: codes in their joint dictionary
+                partner = self.column(other, "varchar").dictionary
+                self._luts[key] = strings.joint_lut(sexpr, col.dictionary, partner)
+            else:
+                self._luts[key] = self._build_lut(col.dictionary, sexpr, columns.parse_type(result))
         values, valid = self._luts[key]
         if not wide or values.dtype == np.int64:
             return values, valid
@@ -157,8 +171,8 @@ class _BatchInputs:
             col = self.column(*key)          # distinct keys: the dict writes do not clash
             for sexpr, result in tables.get(key, ()):
                 lut_key = (key[0], json.dumps([sexpr, result]))
-                if lut_key in self._luts or lut_key in builds:
-                    continue
+                if lut_key in self._luts or lut_key in builds or strings.partner(sexpr) is not None:
+                    continue          # (a joint table needs two columns: lut() builds it)
                 # twice as many parts as threads: smaller parts even out when one thread
                 # is still encoding another column
                 parts = 2 * self._parts if len(col.dictionary) >= PARALLEL_LUT_VALUES else 1
