@@ -89,7 +89,7 @@ def parse_job(doc: dict, file: str) -> JobSpec:
     return JobSpec(name=name, kind=kind, file=file, source=source, rules=rules,
                    rule_files=tuple(rule_files), output=_output(doc, file),
                    workers=_workers(doc, file), on_error=_choice(doc, "on_error", ON_ERROR, "continue", file),
-                   engine=_choice(doc, "engine", ENGINES, "vm", file), schema=_schema(doc, file))
+                   engine=_choice(doc, "engine", ENGINES, "auto", file), schema=_schema(doc, file))
 
 
 def _choice(doc: dict, key: str, allowed: tuple, default: str, file: str) -> str:
@@ -135,7 +135,28 @@ def _source(doc: dict, file: str) -> SourceSpec | None:
         bad = next((k for k in csv if k not in CSV_KEYS), None) if isinstance(csv, dict) else None
         raise SpecError(f"{where}: 'source.csv' options are {', '.join(CSV_KEYS)}"
                         + (f"; got '{bad}'{suggest(str(bad), CSV_KEYS)}" if bad else ""))
+    for key, value in csv.items():
+        problem = _csv_problem(key, value)
+        if problem:
+            raise SpecError(f"{file}:{line_of(csv, key) or line_of(doc, 'source')}: "
+                            f"'source.csv.{key}' {problem}, got {value!r:.60}")
     return SourceSpec(tuple(resolve(file, p) for p in paths), fmt, dict(csv))
+
+
+def _csv_problem(key: str, value: Any) -> str | None:
+    """Why a `source.csv` option cannot be given to the CSV reader, or None."""
+    if key == "delimiter":
+        ok = isinstance(value, str) and len(value) == 1 and value.isascii() and value not in "\r\n\""
+        return None if ok else "must be one ASCII character (not a quote or line break)"
+    if key == "header":
+        return None if isinstance(value, bool) else "must be true or false"
+    if key == "skip_rows":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 31
+        return None if ok else "must be a whole number of rows, 0 or more"
+    if key == "null_values":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else "must be a list of strings"
+    return None
 
 
 def _rule_files(doc: dict, file: str) -> list[str]:

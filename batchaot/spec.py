@@ -340,6 +340,11 @@ def parse_rule(item: Any, index: int, file: str, line: int = 0) -> RuleSpec:
     if kind == ROW_KIND and (not isinstance(body, str) or not body.strip()):
         raise SpecError(f"{at(file, item, kind)}: rule '{name}': 'check' must be a SQL "
                         "predicate string, e.g. \"amount > 0\"")
+    nested = _nested_column_list(kind, body)
+    if nested:
+        raise SpecError(f"{at(file, item, kind)}: rule '{name}': {nested} must list column "
+                        "names, not lists or mappings (is a YAML alias *name holding a list "
+                        "used inside [...]?)")
     for option, kinds_taking in KIND_OPTIONS.items():
         if option in item and kind not in kinds_taking:
             raise SpecError(f"{at(file, item, option)}: rule '{name}': "
@@ -369,6 +374,17 @@ def parse_rule(item: Any, index: int, file: str, line: int = 0) -> RuleSpec:
     return RuleSpec(name=name, kind=kind, body=body, severity=severity, strict=strict,
                     mostly=None if mostly is None else float(mostly),
                     description=str(description), options=options, where=here)
+
+
+def _nested_column_list(kind: str, body: Any) -> str | None:
+    """The field of a dataset check's body that holds a list inside its column list."""
+    fields = {"unique": body} if kind == "unique" else \
+        {f"reference {k}": body.get(k) for k in ("columns", "key")} \
+        if kind == "reference" and isinstance(body, dict) else {}
+    for what, value in fields.items():
+        if isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
+            return f"'{what}'"
+    return None
 
 
 def _misplaced(option: str, kind: str) -> str:
