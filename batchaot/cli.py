@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import api
+from .compiler import compile_rules
 from .errors import BatchaotError, ResourceError
 from .io import sources
 from .io.sinks import ignore_file_size_signal
@@ -103,7 +104,7 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
            mode: str, as_json: bool, quiet: bool) -> None:
     """Run a job file: validate data (or compile rules) on Ray, locally or on a cluster."""
     from .distributed import Job
-    from .distributed.progress import choose
+    from .runtime.progress import choose
 
     stream = _reserve_stdout() if as_json else None
     job = Job.from_yaml(job_file)
@@ -193,7 +194,7 @@ def inspect(rules: str, schema_path: str, as_json: bool) -> None:
     """Show each rule's bytecode before and after optimization."""
     specs = api.load_rule_specs(rules)
     schema = sources.read_schema(schema_path)
-    programs = api.compile_rules(specs, schema)
+    programs = compile_rules(specs, schema)
     if as_json:
         click.echo(json.dumps({"rules": [_program_info(p) for p in programs]}))
         return

@@ -49,7 +49,7 @@ class JobSpec:
     output: str | None
     workers: int | None
     on_error: str
-    engine: str
+    engine: str                          # the Executor's: auto (default), vm or fused
     schema: str | None                   # compile jobs: a data file whose schema binds the rules
 
 

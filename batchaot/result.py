@@ -12,10 +12,9 @@ import pyarrow as pa
 from .checks.base import CheckOutcome
 from .compiler.program import Program
 from .engine.run import RuleOutcome
+from .io import violations
+from .io.violations import TABLE_SOURCE
 from .spec import RuleSpec
-
-RESERVED = ("rule", "row", "source")
-TABLE_SOURCE = "<table>"
 
 
 @dataclass
@@ -88,18 +87,20 @@ class Result:
     """What `batchaot.validate` returns.
 
     ``ok`` is False iff a rule of severity ``error`` failed. ``summary`` has one row per
-    rule; ``violations`` has one row per failing (rule, row) with the rule's columns.
+    rule; ``violations`` has one row per failing (rule, row), in the one violations layout
+    (io/violations.py: rule, source, row, the rules' columns) that ``--output`` writes too.
     """
 
     rules: list[RuleResult | CheckResult]
     rows: int
     data: pa.Table | None = field(default=None, repr=False)
     elapsed_s: float = 0.0
-    engine: str = "vm"
+    engine: str = "none"             # the engines that evaluated batches: vm, fused, vm+fused, none
     # (source, row of `data` where it starts[, its row within the source, default 0]):
     # row rules report rows within their source
     sources: list[tuple] = field(default_factory=lambda: [(TABLE_SOURCE, 0)])
     row_groups_skipped: int = 0      # Parquet row groups not decoded: statistics proved every rule
+    layout: pa.Schema | None = field(default=None, repr=False)   # of violations (None: from data)
 
     @property
     def ok(self) -> bool:
@@ -127,37 +128,26 @@ class Result:
                 row["value"] = float(row["value"])
         return pa.Table.from_pylist(rows) if rows else pa.table({})
 
+    @property
+    def violations_layout(self) -> pa.Schema:
+        if self.layout is None:
+            self.layout = violations.layout(self.data.schema if self.data is not None else pa.schema([]),
+                                            shown_columns([_compiled(r) for r in self.rules]))
+        return self.layout
+
     @cached_property
     def violations(self) -> pa.Table:
-        """Violating rows (rule, row, source, columns), gathered only now that they are asked for."""
-        failing = [r for r in self.rules if _has_rows(r)]
-        names: list[str] = []
-        for r in failing:
-            names += [c for c in _columns_of(r) if c not in names]
-        schema = pa.schema([("rule", pa.string()), ("row", pa.int64()), ("source", pa.string())]
-                           + [(_out_name(c), self._type(c)) for c in names])
-        if not failing:
-            return schema.empty_table()
-        parts = [self._rows_of(r, names, schema) if isinstance(r, RuleResult)
-                 else _shaped(r.outcome.violating, schema) for r in failing]
-        return pa.concat_tables(parts)
+        """Violating rows, gathered only now that they are asked for."""
+        schema = self.violations_layout
+        parts = [self._rows_of(r, schema) if isinstance(r, RuleResult) else r.outcome.violating
+                 for r in self.rules if _has_rows(r)]
+        return violations.concat(parts, schema)
 
-    def _type(self, column: str) -> pa.DataType:
-        t = self.data.schema.field(column).type
-        return t.value_type if pa.types.is_dictionary(t) else t
-
-    def _rows_of(self, r: RuleResult, names: list[str], schema: pa.Schema) -> pa.Table:
+    def _rows_of(self, r: RuleResult, schema: pa.Schema) -> pa.Table:
         ids = r.outcome.row_ids
         taken = self.data.select(r.program.column_names).take(pa.array(ids))
         source, row = self._locate(ids)
-        arrays = [pa.array(np.full(len(ids), r.spec.name, dtype=object), pa.string()), row, source]
-        for c in names:
-            if c in r.program.column_names:
-                col = taken.column(c)
-                arrays.append(col.cast(schema.field(_out_name(c)).type))
-            else:
-                arrays.append(pa.nulls(len(ids), schema.field(_out_name(c)).type))
-        return pa.Table.from_arrays(arrays, schema=schema)
+        return violations.rows(schema, r.spec.name, source, row, dict(zip(taken.column_names, taken.columns)))
 
     def _locate(self, ids: np.ndarray) -> tuple[pa.Array, pa.Array]:
         """Rows of `data` as (source, row within that source)."""
@@ -168,29 +158,55 @@ class Result:
         return names.take(pa.array(which)), pa.array(ids - starts[which] + firsts[which])
 
 
+@dataclass
+class JobResult(Result):
+    """A `submit` run's Result: its violating rows live in part files rather than in memory."""
+
+    output: str | None = None
+    job_name: str = ""
+    mode: str = "in-process"
+    workers: int = 1
+    units: int = 0
+    files: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    row_groups_proven: dict = field(default_factory=dict)   # rule → row groups proven TRUE
+
+    @property
+    def ok(self) -> bool:
+        """Unchecked data never passes: a file that could not be read fails the run."""
+        return super().ok and not self.errors
+
+    def to_dict(self) -> dict:
+        doc = super().to_dict()
+        doc.update(job=self.job_name, mode=self.mode, workers=self.workers, units=self.units,
+                   files=len(self.files), errors=self.errors, output=self.output,
+                   row_groups_skipped=self.row_groups_skipped)
+        for rule in doc["rules"]:
+            rule["row_groups_proven"] = self.row_groups_proven.get(rule["name"], 0)
+        return doc
+
+    @property
+    def violations(self) -> pa.Table:  # type: ignore[override]
+        return violations.read(self.output or "", self.layout)
+
+
+def shown_columns(compiled: list) -> list[str]:
+    """The data columns the violations layout shows, in rule order: a row rule's columns,
+    and a dataset check's own columns when it lists violating rows."""
+    names: list[str] = []
+    for c in compiled:
+        if isinstance(c, Program):
+            names += c.column_names
+        elif c.row_output:
+            names += list(c.out_columns)
+    return list(dict.fromkeys(names))
+
+
+def _compiled(r: RuleResult | CheckResult):
+    return r.program if isinstance(r, RuleResult) else r.check
+
+
 def _has_rows(r: RuleResult | CheckResult) -> bool:
     if isinstance(r, RuleResult):
         return r.outcome.violations > 0
     return r.outcome.violating is not None and r.outcome.violating.num_rows > 0
-
-
-def _columns_of(r: RuleResult | CheckResult) -> list[str]:
-    if isinstance(r, RuleResult):
-        return r.program.column_names
-    return list(r.check.out_columns)
-
-
-def _shaped(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A check's violating rows in the layout of Result.violations (other columns NULL)."""
-    n = table.num_rows
-    arrays = []
-    for f in schema:
-        if f.name in table.column_names:
-            arrays.append(table.column(f.name).cast(f.type))
-        else:
-            arrays.append(pa.nulls(n, f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _out_name(column: str) -> str:
-    return f"value_{column}" if column in RESERVED else column

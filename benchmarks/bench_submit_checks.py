@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import ray
 
 import batchaot
-from batchaot.distributed import driver
+from batchaot.runtime import settle
 from batchaot.samples import customers, write_orders
 from timing import best_of, write_results
 
@@ -104,7 +104,7 @@ def main() -> None:
                     ("reference(customer_id)", "partitioned")]
         for check, how in variants:
             label = check if how is None else f"{check} {how}"
-            driver.SHARED_REFERENCE_ROWS = 0 if how == "partitioned" else 10_000_000
+            settle.SHARED_SIDE_ROWS = 0 if how == "partitioned" else 10_000_000
             job = batchaot.Job.from_yaml(write_job(work, f"j{len(res['checks'])}", CHECKS[check]))
             runs = {f"batchaot {k}": v for k, v in batchaot_runs(job, work, cores, args.repeat).items()}
             if how != "partitioned":

@@ -29,7 +29,7 @@ def test_result_summary_violations_and_json() -> None:
     assert summary["qty_set"]["violations"] == 2          # strict: qty 0 and NULL
     assert summary["status_ok"]["violations"] == 1 and summary["status_ok"]["passed"]  # 75% >= mostly
     v = res.violations
-    assert v.column_names[:2] == ["rule", "row"]
+    assert v.column_names[:3] == ["rule", "source", "row"]      # io/violations.py: one layout
     rows = {(r["rule"], r["row"]) for r in v.to_pylist()}
     assert rows == {("positive", 1), ("qty_set", 1), ("qty_set", 3), ("status_ok", 3)}
     assert v.filter(pa.compute.equal(v["rule"], "status_ok"))["status"].to_pylist() == ["weird"]

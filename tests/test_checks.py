@@ -519,7 +519,7 @@ def test_validate_files_reports_source_and_row_within_each_file(tmp_path) -> Non
         {"name": "pos", "check": "x > 0"}, {"name": "u", "unique": ["id"]},
         {"name": "nn", "not_null": "x", "mostly": 0.5}])
     v = res.violations
-    assert v.column_names[:3] == ["rule", "row", "source"]
+    assert v.column_names[:3] == ["rule", "source", "row"]
     got = {(r["rule"], r["source"].rsplit("/", 1)[-1], r["row"]) for r in v.to_pylist()}
     assert got == {("pos", "a.parquet", 2), ("u", "a.parquet", 2), ("u", "b.parquet", 0), ("u", "b.parquet", 1),
                    ("u", "b.parquet", 2), ("nn", "a.parquet", 1), ("nn", "b.parquet", 0)}

@@ -2,7 +2,7 @@
 worker killed mid-run (while validating a unit, or inside a reduce call) changes nothing:
 the killed call is retried on the restarted actor, counted once, its part written once.
 
-Retries are seen through the workers' test hook (batchaot.distributed.pool.TestHook,
+Retries are seen through the workers' test hook (batchaot.distributed.actors.TestHook,
 BATCHAOT_TEST_HOOK): every run/reduce call appends "<method> <key> <pid>" to a file."""
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import pytest
 import ray
 
 import batchaot
-from batchaot.distributed.pool import HOOK_ENV
-from batchaot.distributed.progress import Quiet
+from batchaot.distributed.actors import HOOK_ENV
+from batchaot.runtime.progress import Quiet
 from batchaot.io import units as units_mod
 from batchaot.samples import customers, orders
 from jobdata import REPO, concat_files
@@ -250,7 +250,7 @@ def test_compile_job_on_ray(local_ray, tmp_path, monkeypatch) -> None:
 def test_driver_holds_only_references_to_unique_buckets(local_ray, job_file, small_units, tmp_path,
                                                          monkeypatch) -> None:
     """Keys stay in the object store: the driver sees references, each reducer one bucket."""
-    from batchaot.distributed import gather as gather_mod
+    from batchaot.runtime import settle as gather_mod
     seen: list = []
     original = gather_mod.CheckGather.add
 
@@ -268,12 +268,12 @@ def test_driver_holds_only_references_to_unique_buckets(local_ray, job_file, sma
 
 def test_large_reference_is_partitioned_with_the_same_answer(local_ray, job_file, small_units, tmp_path,
                                                             monkeypatch) -> None:
-    """Past SHARED_REFERENCE_ROWS both sides are hash-partitioned over the workers."""
-    from batchaot.distributed import driver
+    """Past runtime.settle.SHARED_SIDE_ROWS both sides are hash-partitioned over the workers."""
+    from batchaot.runtime import settle
     _, job_path = job_file
     job = batchaot.Job.from_yaml(job_path)
     shared = job.run(mode="in-process", output=str(tmp_path / "shared"))
-    monkeypatch.setattr(driver, "SHARED_REFERENCE_ROWS", 0)
+    monkeypatch.setattr(settle, "SHARED_SIDE_ROWS", 0)
     for mode, workers in (("in-process", None), ("ray", 2)):
         res = job.run(mode=mode, workers=workers, output=str(tmp_path / f"part-{mode}"))
         assert outcome(res) == outcome(shared)

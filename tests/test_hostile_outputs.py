@@ -223,18 +223,18 @@ def test_out_of_memory_is_exit_2_with_a_failed_summary(job, tmp_path, monkeypatc
     """A MemoryError after some buckets wrote their parts (as `unique` under a memory limit
     did), or pyarrow's ArrowMemoryError while a later unit is read (an ArrowException too,
     yet no unit error): no parts stay, the summary says the run failed, exit 2, one line."""
-    from batchaot.distributed import driver
-    from batchaot.engine import unit as unit_mod
+    from batchaot.runtime import plan as plan_mod
+    from batchaot.runtime import unit as unit_mod
     calls = []
     if where == "reduce":
-        real = driver.reduce_bucket
+        real = plan_mod.reduce_bucket
 
-        def starving(check, index, bucket, pieces, output):
+        def starving(check, index, bucket, pieces, output, *rest):
             calls.append(bucket)
             if len(calls) > 3:
                 raise MemoryError()
-            return real(check, index, bucket, pieces, output)
-        monkeypatch.setattr(driver, "reduce_bucket", starving)
+            return real(check, index, bucket, pieces, output, *rest)
+        monkeypatch.setattr(plan_mod, "reduce_bucket", starving)
     else:
         real = unit_mod.read_unit
 
@@ -256,7 +256,7 @@ def test_a_write_error_is_exit_2_not_a_unit_error(job, tmp_path, monkeypatch, fa
     """A part that cannot be written (a unit's, or a bucket's after three buckets wrote
     theirs) fails the run: exit 2, no parts left — not a unit error (which would report
     the file as unreadable and exit 1)."""
-    from batchaot.engine import unit as unit_mod
+    from batchaot.runtime import unit as unit_mod
     real = unit_mod.pq.ParquetWriter
 
     class Full(real):

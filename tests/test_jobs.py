@@ -157,9 +157,9 @@ def test_dataset_checks_in_submit_equal_validate(layout, tmp_path) -> None:
 
 def test_unique_buckets_split_the_keys_evenly(layout, tmp_path) -> None:
     """What bounds a reducer's memory: each bucket holds about 1/B of the keys."""
-    from batchaot.api import compile_rules
-    from batchaot.distributed.gather import CheckGather
-    from batchaot.engine.unit import UnitRunner
+    from batchaot.compiler import compile_rules
+    from batchaot.runtime.settle import CheckGather
+    from batchaot.runtime.unit import UnitRunner
     from batchaot.io.units import plan
     from batchaot.spec import load_rules
     (tmp_path / "r.yaml").write_text("- {name: u, unique: [order_id, customer_id]}\n")
@@ -208,7 +208,7 @@ def test_a_check_failing_inside_arrow_is_a_unit_error_here_as_on_ray(tmp_path) -
 
 def test_partitioned_reference_over_files_of_different_widths(tmp_path, monkeypatch) -> None:
     import pyarrow as pa
-    from batchaot.distributed import driver
+    from batchaot.runtime import settle
     (tmp_path / "d").mkdir()
     pq.write_table(pa.table({"cid": pa.array([1, 2, 9], pa.int64())}), tmp_path / "d" / "a.parquet")
     pq.write_table(pa.table({"cid": pa.array([3, 8, None], pa.int32())}), tmp_path / "d" / "b.parquet")
@@ -218,7 +218,7 @@ def test_partitioned_reference_over_files_of_different_widths(tmp_path, monkeypa
         "  - {name: r, reference: {columns: [cid], dataset: ref.parquet, key: [id]}}\n")
     job = batchaot.Job.from_yaml(tmp_path / "job.yaml")
     shared = job.run(mode="in-process", output=str(tmp_path / "s"))
-    monkeypatch.setattr(driver, "SHARED_REFERENCE_ROWS", 0)
+    monkeypatch.setattr(settle, "SHARED_SIDE_ROWS", 0)
     parted = job.run(mode="in-process", output=str(tmp_path / "p"))
     assert shared.to_dict()["rules"] == parted.to_dict()["rules"]
     assert sorted(parted.violations["cid"].to_pylist()) == [8, 9]

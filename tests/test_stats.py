@@ -72,7 +72,7 @@ def test_range_rules_are_proven_and_nan_is_respected(parquet_file) -> None:
 
 
 def test_job_skips_row_groups_with_the_same_answer(tmp_path) -> None:
-    from batchaot.engine.unit import UnitRunner
+    from batchaot.runtime.unit import UnitRunner
     from batchaot.io.units import plan
     table = random_table(3, n=2000).sort_by([("i", "ascending")])
     pq.write_table(table, tmp_path / "t.parquet", row_group_size=100)

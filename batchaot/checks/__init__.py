@@ -1,7 +1,9 @@
 """Dataset-level checks: unique, not_null, aggregate, row_count, reference.
 
-Each check follows the map → merge → finish protocol of :mod:`.base`, so it runs the
-same in this process (:func:`run_checks`) and across Ray workers (batchaot.distributed).
+Each check follows the map → merge → finish interface of :mod:`.base` and declares what
+it needs from the runtime (bucketed partials, a side input, row output), so it runs the
+same in this process (:func:`run_checks`) and across Ray workers (batchaot/runtime).
+Importing this package registers the kinds with compiler.compile_rules.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Iterable
 
 import pyarrow as pa
 
+from ..compiler import register_check
 from ..spec import RuleSpec
 from .aggregate import AggregateCheck
 from .base import CheckOutcome, DatasetCheck, Partial
@@ -27,6 +30,10 @@ KINDS = {"unique": UniqueCheck, "not_null": NotNullCheck, "aggregate": Aggregate
 def build_check(spec: RuleSpec, schema: pa.Schema) -> DatasetCheck:
     """The check for a dataset-level rule, its body validated against `schema`."""
     return KINDS[spec.kind](spec, schema)
+
+
+for _kind, _cls in KINDS.items():      # compiler.compile_rules builds checks through these
+    register_check(_kind, _cls)
 
 
 def run_checks(checks: list[DatasetCheck], batches: Iterable[tuple[pa.RecordBatch, str, int]],

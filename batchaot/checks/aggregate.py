@@ -26,9 +26,8 @@ import datasketches
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import sqlglot
-from sqlglot import exp
 
+from ..compiler.aggregate import Call, parse_aggregate
 from ..errors import RuleError
 from ..spec import RuleSpec
 from . import keys, moments
@@ -37,12 +36,6 @@ from .base import Bounds, CheckBase, CheckOutcome, jsonable, no_mostly, resolve_
 HLL_LG_K = 14
 KLL_K = 200
 NUMERIC = ("sum", "avg", "stddev_samp", "min", "max", "approx_quantile")
-FUNCTIONS = ("count(*)", "count", "sum", "avg", "min", "max", "stddev_samp", "count_distinct",
-             "approx_count_distinct", "approx_quantile", "null_fraction")
-_CLASSES = {exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max",
-            exp.StddevSamp: "stddev_samp", exp.Stddev: "stddev_samp",
-            exp.ApproxDistinct: "approx_count_distinct", exp.ApproxQuantile: "approx_quantile"}
-_ANONYMOUS = ("count_distinct", "null_fraction")
 
 
 @dataclass
@@ -59,75 +52,22 @@ class AggregatePartial:
     sketch: bytes | None = None            # serialized HLL or KLL sketch
 
 
-@dataclass(frozen=True)
-class Call:
-    fn: str
-    column: str | None
-    q: float | None = None
-
-    def __str__(self) -> str:
-        if self.fn == "count(*)":
-            return "count(*)"
-        return f"{self.fn}({self.column}" + (f", {self.q})" if self.q is not None else ")")
-
-
 def parse_call(spec: RuleSpec, schema: pa.Schema) -> Call:
-    """The aggregate text → Call, with errors naming the rule and what is supported."""
+    """The aggregate text → Call (parsed by the compiler), its column bound to `schema`,
+    with errors naming the rule and what is supported."""
     text = spec.body
     if not isinstance(text, str) or not text.strip():
         raise spec_error(spec, "'aggregate' must be an aggregate expression string, e.g. \"avg(amount)\"")
-    try:
-        node = sqlglot.parse_one(text, read="duckdb")
-    except sqlglot.errors.SqlglotError as exc:
-        raise RuleError(spec.name, f"cannot parse aggregate `{text}`: {str(exc).splitlines()[0]}") from None
-    fn, arg, q = _function(spec, node, text)
-    if fn == "count(*)":
-        return Call(fn, None)
-    if not isinstance(arg, exp.Column) or arg.table:
-        raise RuleError(spec.name, f"the argument of {fn}() must be a column name, got `{arg.sql('duckdb') if arg else ''}`; "
-                        "to aggregate an expression, filter rows with `where:` instead")
-    column = resolve_column(spec, arg.name, schema)
+    call = parse_aggregate(spec.name, text)
+    if call.column is None:
+        return call
+    fn, column = call.fn, resolve_column(spec, call.column, schema)
     t = schema.field(column).type
     if fn in NUMERIC and not _numeric(t):
         raise RuleError(spec.name, f"{fn}({column}): column '{column}' is {t}; {fn} needs a number column")
     if fn in ("count_distinct", "approx_count_distinct") and not keys.is_key_type(t):
         raise RuleError(spec.name, f"{fn}({column}): values of type {t} cannot be compared")
-    return Call(fn, column, q)
-
-
-def _function(spec: RuleSpec, node: exp.Expression, text: str) -> tuple[str, exp.Expression | None, float | None]:
-    if isinstance(node, exp.Count):
-        arg = node.this
-        if isinstance(arg, exp.Star):
-            return "count(*)", None, None
-        if isinstance(arg, exp.Distinct):
-            if len(arg.expressions) != 1:
-                raise RuleError(spec.name, f"`{text}`: count(DISTINCT ...) takes one column")
-            return "count_distinct", arg.expressions[0], None
-        return "count", arg, None
-    if isinstance(node, exp.Anonymous) and node.name.lower() in _ANONYMOUS:
-        if len(node.expressions) != 1:
-            raise RuleError(spec.name, f"`{text}`: {node.name.lower()}() takes one column")
-        return node.name.lower(), node.expressions[0], None
-    fn = next((name for cls, name in _CLASSES.items() if type(node) is cls), None)
-    if fn is None:
-        raise RuleError(spec.name, f"unsupported aggregate `{text}`; supported: {', '.join(FUNCTIONS)}")
-    if len(node.expressions or []) > 0:
-        raise RuleError(spec.name, f"`{text}`: {fn}() takes one column")
-    q = None
-    if fn == "approx_quantile":
-        q = _quantile(spec, node.args.get("quantile"), text)
-    return fn, node.this, q
-
-
-def _quantile(spec: RuleSpec, node: exp.Expression | None, text: str) -> float:
-    try:
-        q = float(node.this) if isinstance(node, exp.Literal) and not node.is_string else None
-    except ValueError:
-        q = None
-    if q is None or not 0.0 <= q <= 1.0:
-        raise RuleError(spec.name, f"`{text}`: approx_quantile(x, q) needs a number 0 <= q <= 1")
-    return q
+    return replace(call, column=column)
 
 
 def _numeric(t: pa.DataType) -> bool:

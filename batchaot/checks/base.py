@@ -1,7 +1,7 @@
-"""The protocol every dataset-level check follows, and what the checks share.
+"""The interface every dataset-level check follows, and what the checks share.
 
 A check runs as map → merge → finish, so the same code runs in one process or across Ray
-workers (the distributed driver calls exactly these three methods):
+workers (batchaot/runtime calls exactly these methods):
 
 * ``map(batch, source, first_row)`` looks at one batch of one work unit and returns a
   *partial*: small, picklable plain data (ints, numpy and Arrow arrays, sketch bytes).
@@ -11,11 +11,30 @@ workers (the distributed driver calls exactly these three methods):
   split of the data into batches and units gives the same final answer.
 * ``finish(partial)`` turns the merged partial into a :class:`CheckOutcome`.
 
-A bucketed check (``unique``) also has ``split(partial) -> (head, buckets)`` and
-``finish_bucket``: a worker splits its unit's partial, and each bucket is finished
-where its reducer runs. Its map may keep the batch's key column itself (zero-copy)
-and leave partitioning to ``split``, which only a distributed run calls: in one
-process, finish then sees every batch at once.
+Beyond that, a check **declares** what it needs from the runtime, as class attributes
+(as DuckDB's aggregate functions declare their update/combine/finalize callbacks), and
+the runtime reads the declaration — it never probes a check with ``hasattr``:
+
+* ``partials``: :attr:`Partials.MERGED` — the partials meet where they are merged (the
+  driver) and ``finish`` runs there. :attr:`Partials.BUCKETED` — a worker splits its
+  unit's partial, ``split(partial) -> (head, buckets)``: a small head that travels with
+  the counts, and ``buckets`` hash buckets, each finished on its own wherever its
+  reducer runs (``finish_bucket(pieces) -> BucketResult``); ``outcome(head, results)``
+  assembles the answer. Its map may keep the batch's key column itself (zero-copy) and
+  leave partitioning to ``split``, which only a distributed run calls: in one process,
+  finish then sees every batch at once.
+* ``side_input``: :attr:`SideInput.NONE`; :attr:`SideInput.SHARED` — a state built
+  once from another dataset (``shared_state()``, by the driver) that every worker takes
+  (``use_shared_state(state)``); :attr:`SideInput.SHARED_OR_PARTITIONED` — the same,
+  or, when the other dataset is large, ``partition(buckets)``: its units
+  (``side_units()``, None when it cannot be planned in units) are mapped
+  (``map_side(batch)``, reading ``side_columns``) into the same buckets as the checked
+  rows, and the check's partials are then bucketed.
+* ``row_output``: whether the check lists violating rows (in the violations layout of
+  :mod:`batchaot.io.violations`), which the runtime writes as part files.
+
+:class:`CheckBase` checks when a subclass is defined that it has the methods its
+declaration promises.
 
 An outcome's violating rows may be kept as row numbers (or bitmaps) and their table
 built when first read (:class:`LazyOutcome`): finding them is the check's work,
@@ -25,9 +44,10 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import enum
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +56,8 @@ from ..compiler import compile_rule
 from ..compiler.program import Program
 from ..engine.run import Executor, RuleOutcome
 from ..errors import RuleError, SpecError
+from ..io import violations
+from ..io.violations import out_name, plain_type  # noqa: F401 (the checks' names for them)
 from ..spec import RuleSpec, suggest
 from . import keys
 
@@ -110,10 +132,38 @@ class BucketResult:
                                      ("first_row", "ascending")]).slice(0, SAMPLE)
 
 
+class Partials(enum.Enum):
+    """Where a check's partials are finished (see the module docstring)."""
+
+    MERGED = "merged"          # merge → finish where the partials meet
+    BUCKETED = "bucketed"      # split → finish_bucket per bucket → outcome
+
+
+class SideInput(enum.Enum):
+    """What a check needs from a dataset other than the one checked."""
+
+    NONE = "none"
+    SHARED = "shared"                                   # shared_state / use_shared_state
+    SHARED_OR_PARTITIONED = "shared or partitioned"     # ... or partition / side_units / map_side
+
+
+# the methods each declaration promises (checked when a CheckBase subclass is defined)
+PROMISES = {
+    Partials.BUCKETED: ("split", "finish_bucket", "outcome", "labelled"),
+    SideInput.SHARED: ("shared_state", "use_shared_state"),
+    SideInput.SHARED_OR_PARTITIONED: ("shared_state", "use_shared_state", "partition", "side_units",
+                                      "map_side", "split", "finish_bucket", "outcome", "labelled"),
+}
+
+
 @runtime_checkable
 class DatasetCheck(Protocol):
     spec: RuleSpec
     columns: list[str]                      # columns the map side reads
+    out_columns: list[str]                  # the check's own columns (shown with violating rows)
+    partials: ClassVar[Partials]
+    side_input: ClassVar[SideInput]
+    row_output: ClassVar[bool]
 
     def map(self, batch: pa.RecordBatch, source: str, first_row: int) -> Partial: ...
 
@@ -264,7 +314,22 @@ class RowFilter:
 # --- the shared skeleton of a check ---------------------------------------------------
 
 class CheckBase:
-    """Common parts: spec, schema, columns, row filter, and what `batchaot inspect` lists."""
+    """Common parts: spec, schema, columns, row filter, and what `batchaot inspect` lists.
+
+    A subclass declares what it needs from the runtime (module docstring); the defaults
+    are the plainest check: partials merged on the driver, no side input, no rows."""
+
+    partials: ClassVar[Partials] = Partials.MERGED
+    side_input: ClassVar[SideInput] = SideInput.NONE
+    row_output: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for declared in (cls.partials, cls.side_input):
+            missing = [m for m in PROMISES.get(declared, ()) if not callable(getattr(cls, m, None))]
+            if missing:
+                raise TypeError(f"{cls.__name__} declares {type(declared).__name__}.{declared.name} "
+                                f"but has no {', '.join(missing)}")
 
     def __init__(self, spec: RuleSpec, schema: pa.Schema):
         self.spec = spec
@@ -305,14 +370,6 @@ class CheckBase:
         if valid is not None:
             sub, rows = sub.filter(pa.array(valid)), rows[valid]
         return sub, rows, checked
-
-    def shared_state(self):
-        """State every worker needs and a driver builds once (shared through Ray's object
-        store), or None."""
-        return None
-
-    def use_shared_state(self, state) -> None:
-        """Take the state shared_state() built (in another process)."""
 
     def labelled(self, table: pa.Table) -> pa.Table | None:
         """(source, row, columns...) rows as this check's violating rows."""
@@ -375,25 +432,16 @@ def row_numbers(rows: np.ndarray | None, first_row: int, n: int) -> np.ndarray:
 
 # --- violating rows -----------------------------------------------------------------
 
-def plain_type(t: pa.DataType) -> pa.DataType:
-    return t.value_type if pa.types.is_dictionary(t) else t
-
-
-def out_name(column: str) -> str:
-    """A data column's name among rule/source/row (renamed when it is one of them)."""
-    return f"value_{column}" if column in ("rule", "row", "source") else column
-
-
 def piece(source: str, rows: np.ndarray, columns: dict[str, pa.Array]) -> Piece:
     """Violating rows of one batch: their row numbers and the check's column values."""
-    arrays = {"row": pa.array(rows, pa.int64())}
+    arrays = {violations.ROW: pa.array(rows, pa.int64())}
     arrays.update({out_name(k): v.cast(plain_type(v.type)) for k, v in columns.items()})
     return source, pa.table(arrays)
 
 
 def violating_table(rule: str, pieces: Sequence[Piece]) -> pa.Table | None:
     """rule, source, row, the check's columns — sorted by (source, row), whatever the split."""
-    parts = [t.add_column(0, "source", pa.array([s] * t.num_rows, pa.string()))
+    parts = [t.add_column(0, violations.SOURCE, pa.repeat(pa.scalar(s, pa.string()), t.num_rows))
              for s, t in pieces if t.num_rows]
     if not parts:
         return None
@@ -401,11 +449,12 @@ def violating_table(rule: str, pieces: Sequence[Piece]) -> pa.Table | None:
 
 
 def with_rule(rule: str, table: pa.Table) -> pa.Table | None:
-    """A (source, row, columns...) table as violating rows: the rule first, sorted by position."""
+    """A (source, row, columns...) table as violating rows (io/violations.py's layout):
+    the rule first, sorted by position."""
     if table.num_rows == 0:
         return None
-    table = table.sort_by([("source", "ascending"), ("row", "ascending")])
-    return table.add_column(0, "rule", pa.array([rule] * table.num_rows, pa.string()))
+    table = table.sort_by([(violations.SOURCE, "ascending"), (violations.ROW, "ascending")])
+    return table.add_column(0, violations.RULE, pa.repeat(pa.scalar(rule, pa.string()), table.num_rows))
 
 
 def jsonable(value: Any) -> Any:

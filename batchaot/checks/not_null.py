@@ -28,6 +28,8 @@ class NotNullPartial:
 
 
 class NotNullCheck(CheckBase):
+    row_output = True                     # the NULL rows
+
     def __init__(self, spec: RuleSpec, schema: pa.Schema):
         super().__init__(spec, schema)
         if not isinstance(spec.body, str):

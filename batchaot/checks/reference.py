@@ -28,7 +28,7 @@ from ..errors import DataError, RuleError
 from ..io import sources, units
 from ..spec import RuleSpec
 from . import keys
-from .base import (SAMPLE, BucketResult, CheckBase, CheckOutcome, Piece, bucketed, column_list, jsonable,
+from .base import (SAMPLE, BucketResult, CheckBase, CheckOutcome, Piece, SideInput, bucketed, column_list, jsonable,
                    out_name, passes, piece, plain_type, resolve_column, spec_error, violating_table)
 
 FIELDS = ("columns", "dataset", "key")
@@ -166,6 +166,9 @@ class ReferenceCheck(CheckBase):
     and each bucket is settled on its own (``finish_bucket``), so no process needs more
     than one bucket of the referenced keys."""
 
+    side_input = SideInput.SHARED_OR_PARTITIONED   # the referenced keys
+    row_output = True                              # the rows whose key is missing
+
     def __init__(self, spec: RuleSpec, schema: pa.Schema, key_set: KeySet | None = None):
         super().__init__(spec, schema)
         self.buckets = 0                      # 0: shared key set; else partitioned into this many
@@ -212,8 +215,11 @@ class ReferenceCheck(CheckBase):
         keys.bucket_bits(buckets)
         self.buckets = buckets
 
-    def side_units(self) -> list:
-        """Work units of the referenced dataset (local files; a URI is always shared)."""
+    def side_units(self) -> list | None:
+        """Work units of the referenced dataset, planned from footers; None for a URI,
+        which is read through pyarrow.dataset and so always shared."""
+        if "://" in self.dataset:
+            return None
         return units.plan(units.expand_paths([self.dataset]))
 
     @property

@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 from ..errors import RuleError
 from ..spec import RuleSpec
 from . import duplicates, keys
-from .base import (BucketResult, CheckBase, CheckOutcome, LazyOutcome, Piece, bucketed, column_list,
+from .base import (BucketResult, CheckBase, CheckOutcome, LazyOutcome, Partials, Piece, bucketed, column_list,
                    jsonable, most_repeated, passes, out_name, plain_type, resolve_column)
 
 HASH = "__hash"
@@ -82,6 +82,9 @@ class UniquePartial:
 
 
 class UniqueCheck(CheckBase):
+    partials = Partials.BUCKETED          # keys hashed into `buckets`, each settled on its own
+    row_output = True                     # every row of a duplicated key
+
     def __init__(self, spec: RuleSpec, schema: pa.Schema, buckets: int = DEFAULT_BUCKETS):
         super().__init__(spec, schema)
         self.bits = keys.bucket_bits(buckets)

@@ -1,7 +1,11 @@
-"""Rule compiler: SQL text → typed IR → bytecode → optimized :class:`Program`."""
+"""Rule compiler: SQL text → typed IR → bytecode → optimized :class:`Program`.
+
+:func:`compile_rules` is the entry every run uses (validate, submit, inspect): each rule
+spec becomes a Program (a row rule) or a dataset check bound to the schema.
+"""
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol, Sequence
 
 import pyarrow as pa
 
@@ -10,7 +14,7 @@ from .lower import lower
 from .parse import bind
 from .program import Program
 
-__all__ = ["Program", "compile_rule", "Optimizer"]
+__all__ = ["Program", "compile_rule", "compile_rules", "register_check", "Optimizer"]
 
 
 class Optimizer(Protocol):
@@ -56,3 +60,35 @@ def compile_rule(name: str, sql: str, schema: pa.Schema, *, strict: bool = False
         removed=dict(res.removed), verdict=res.verdict,
         optimizer=getattr(opt, "__name__", "native").rsplit(".", 1)[-1],
     )
+
+
+# Dataset-level check kinds → their class (a check binds itself to a schema). Filled by
+# batchaot.checks when it is imported (it sits above the compiler: it compiles `where`
+# predicates and aggregates with it), so this layer imports neither checks nor engine.
+CHECK_KINDS: dict[str, Callable] = {}
+
+
+def register_check(kind: str, build: Callable) -> None:
+    CHECK_KINDS[kind] = build
+
+
+def compile_rules(specs: Sequence, schema: pa.Schema) -> list:
+    """One entry per rule spec, in order: a Program for a row rule, otherwise a dataset
+    check bound to `schema` (by the class batchaot.checks registered for its kind)."""
+    return [compile_rule(spec.name, spec.body, schema, strict=spec.strict) if spec.is_row_rule
+            else _build_check(spec, schema) for spec in specs]
+
+
+def _build_check(spec, schema: pa.Schema):
+    build = CHECK_KINDS.get(spec.kind)
+    if build is None:
+        raise RuleError(spec.name, f"dataset-level check '{spec.kind}' is not available here "
+                        "(batchaot.checks registers the kinds when it is imported)")
+    try:
+        return build(spec, schema)
+    except KeyError:                 # pyarrow's schema.field() of a name the data holds twice
+        twice = sorted({n for n in schema.names if schema.names.count(n) > 1})
+        if not twice:
+            raise
+        raise RuleError(spec.name, f"column(s) {', '.join(twice)} appear more than once in the data: "
+                        "which one the check means is ambiguous; rename the copies") from None

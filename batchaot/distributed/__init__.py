@@ -1,16 +1,19 @@
 """Running jobs over many files, cores and machines.
 
-`pool.py` is the only module that imports ray; everything else here plans, merges and
-reports, and runs unchanged in-process for small inputs.
+This package only decides *where* the runtime's calls run (batchaot/runtime): the driver
+plans and compiles, then runs small inputs in this process and the rest on Ray worker
+actors. `actors.py` is the only module that imports ray; `compile_job.py` runs
+`kind: compile` jobs.
 """
 from __future__ import annotations
 
 import os
 
 from ..job import JobSpec, load_job
+from ..result import JobResult
+from ..runtime.progress import Quiet
 from .compile_job import CompileResult, run_compile
-from .driver import JobResult, run_validate
-from .progress import Quiet
+from .driver import run_validate
 
 __all__ = ["Job", "JobResult", "CompileResult"]
 
@@ -32,7 +35,7 @@ class Job:
         """Run on an embedded local Ray (default), a cluster (`address`), or in-process.
 
         `mode`: "auto" runs small inputs in-process and the rest on Ray; "ray" or
-        "in-process" force one. `progress`: a batchaot.distributed.progress reporter.
+        "in-process" force one. `progress`: a batchaot.runtime.progress reporter.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")

@@ -180,8 +180,8 @@ def _compile_on_ray(files: list[str], schema: pa.Schema, address: str | None,
     misses = [f for f in files if f not in hits]
     if not misses:
         return compile_files(files, schema), "in-process"
-    from . import pool
-    table = pa.concat_tables([pool.compile_chunks(chunks(misses), schema, address, workers),
+    from . import actors
+    table = pa.concat_tables([actors.compile_chunks(chunks(misses), schema, address, workers),
                               *hits.values()])
     order = pa.compute.index_in(table["file"], value_set=pa.array(files, pa.string()))
     table = table.append_column("__order", order).sort_by("__order").drop_columns(["__order"])

@@ -1108,10 +1108,10 @@ def cache_dir() -> Path:
 def _versions() -> str:
     """Everything besides the shape that changes the compiled code."""
     if not _VERSIONS:
-        import batchaot    # the package is fully imported by the time a kernel is needed
+        from .._version import __version__
         helpers = "".join(inspect.getsource(h.py_func) for h in _HELPERS)
         _VERSIONS.append(json.dumps([
-            GENERATOR_VERSION, numba.__version__, np.__version__, batchaot.__version__,
+            GENERATOR_VERSION, numba.__version__, np.__version__, __version__,
             list(sys.version_info[:2]), hashlib.sha256(helpers.encode()).hexdigest()]))
     return _VERSIONS[0]
 

@@ -1,4 +1,6 @@
-"""Writing results: summary.json and violations/part-*.parquet.
+"""Writing results: the output folder a run owns, summary.json, atomic writes.
+
+The violations parts themselves are laid out and written by :mod:`.violations`.
 
 A run owns its output folder (:class:`OutputRun`): it locks the folder against a
 concurrent run, writes every part into a fresh staging folder of its own, and only when
@@ -17,9 +19,8 @@ import secrets
 import shutil
 import signal
 import stat
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from contextlib import contextmanager
+from typing import Iterator
 
 from ..errors import OutputError
 
@@ -172,7 +173,7 @@ class OutputRun:
             _write_json(os.path.join(self.path, SUMMARY),
                         {"ok": False, "failed": True, "error": message, **self.fields, **fields,
                          "output": self.path})
-        except OSError:
+        except (OSError, OutputError):
             pass
         finally:
             self._sweep(trash)
@@ -225,37 +226,63 @@ def failure_message(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _write_json(path: str, doc: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
+# -- atomic writes: THE temp-then-rename helper of every result file ----------------------
+#
+# A result file (summary.json, a violations part) is written under temporary(path), in
+# the same folder, and renamed into place when it is complete, so a reader (or a retried
+# Ray call writing the same part) never sees half a file. (compiler/cache.py and the
+# kernel cache in engine/fused.py write their caches the same way with helpers of their
+# own: the compiler and the engine import nothing from io's output side.)
+
+TEMPORARY = ".tmp-"
 
 
-def _atomic_write(path: str, write) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
+def temporary(path: str) -> str:
+    """Where `path` is written before it is renamed into place (one per process)."""
+    return f"{path}{TEMPORARY}{os.getpid()}"
+
+
+def publish(tmp: str, path: str) -> None:
+    """Rename a complete temporary file into place (an OSError names `path`)."""
     try:
-        write(tmp)
         os.replace(tmp, path)
     except OSError as exc:
+        discard(tmp)
+        raise write_error(path, exc) from None
+
+
+def discard(tmp: str) -> None:
+    """Remove a temporary file that will not be published (best effort)."""
+    try:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+    except OSError:
+        pass
+
+
+@contextmanager
+def atomic(path: str) -> Iterator[str]:
+    """``with atomic(path) as tmp: write(tmp)``: `path` appears whole or not at all; an
+    OSError while writing becomes an OutputError naming `path`."""
+    tmp = temporary(path)
+    try:
+        yield tmp
+    except OSError as exc:
+        discard(tmp)
         raise write_error(path, exc) from None
+    except BaseException:
+        discard(tmp)
+        raise
+    publish(tmp, path)
+
+
+def _write_json(path: str, doc: dict) -> None:
+    with atomic(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")
 
 
 def write_summary(path: str, summary: dict) -> str:
     target = os.path.join(path, SUMMARY)
-    _atomic_write(target, lambda tmp: _write_json(tmp, summary))
-    return target
-
-
-def write_violations(path: str, table: pa.Table, part: str = "00000") -> str:
-    target = os.path.join(path, VIOLATIONS, f"part-{part}.parquet")
-    _atomic_write(target, lambda tmp: pq.write_table(table, tmp))
+    _write_json(target, summary)
     return target

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..api import compile_rules
-from ..compiler import compile_rule
+from ..compiler import compile_rule, compile_rules
 from ..engine.run import Executor
-from ..engine.unit import UnitRunner
 from ..errors import SpecError
 from ..io import sources
 from ..io.units import expand_paths, plan
 from ..job import JobSpec
+from ..runtime.unit import UnitRunner
 
 PARTS = ("optimizer", "zero_tick", "pool", "fused")
 

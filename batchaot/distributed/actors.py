@@ -1,6 +1,10 @@
-"""Ray: worker actors that each own a C memory pool, the optimizer's programs and a
-UnitRunner, fed work units by the driver, then reducing the dataset checks' buckets.
-The only module that imports ray."""
+"""Ray: worker actors that each own a UnitRunner (and so its Executor's C memory pool and
+the compiled programs), fed work units by the driver, then reducing the dataset checks'
+buckets. The only module that imports ray.
+
+:class:`Actors` is a placer for runtime.plan.UnitsRun: its three methods make the same
+calls as the runtime's InProcess placer, on the actors; nothing here runs a rule.
+"""
 from __future__ import annotations
 
 import logging
@@ -12,10 +16,13 @@ from typing import Callable, Sequence
 import ray
 from ray.exceptions import RayError
 
-from ..engine.unit import UnitResult, UnitRunner, buckets_of, reduce_bucket
+import pyarrow as pa
+
 from ..errors import DataError, OutputError, ResourceError
 from ..io.sinks import ignore_file_size_signal
 from ..io.units import WorkUnit
+from ..runtime.settle import bucket_count, reduce_bucket, shared_states
+from ..runtime.unit import UnitResult, UnitRunner
 
 IN_FLIGHT_PER_WORKER = 2      # one running, one queued: no idle gap between units
 MAX_RESTARTS = 4              # a killed worker comes back this often ...
@@ -27,10 +34,12 @@ class Worker:
     """Rebuilt from its arguments alone when Ray restarts it."""
 
     def __init__(self, program_blobs: list[bytes], check_blob: bytes, output: str | None,
-                 csv: dict | None, hook: str | None = None):
+                 csv: dict | None, layout: pa.Schema | None = None, engine: str = "auto",
+                 hook: str | None = None):
         ignore_file_size_signal()       # a part past `ulimit -f` is an error, not a dead worker
         self.output = output
-        self.runner = UnitRunner(program_blobs, output, csv, checks=pickle.loads(check_blob))
+        self.runner = UnitRunner(program_blobs, output, csv, checks=pickle.loads(check_blob),
+                                 layout=layout, engine=engine)
         self._shared: list = [None] * len(self.runner.checks)
         self._hook = TestHook(hook)
 
@@ -59,7 +68,7 @@ class Worker:
     def reduce(self, check_index: int, bucket: int, *piece_lists: list):
         self._hook.enter("reduce", f"{check_index}-{bucket}")
         result = reduce_bucket(self.runner.checks[check_index], check_index, bucket,
-                               list(piece_lists), self.output)
+                               list(piece_lists), self.output, self.runner.layout)
         self._hook.leave("reduce")
         return result
 
@@ -137,20 +146,24 @@ class Cluster:
             ray.shutdown()
 
 
-class WorkerPool:
-    """Worker actors for one job: they validate units, then reduce the checks' buckets."""
+class Actors:
+    """Worker actors for one run (a placer of runtime.plan.UnitsRun): they validate units,
+    then reduce the checks' buckets."""
 
-    def __init__(self, workers: int, program_blobs: list[bytes], checks: list, output: str | None,
-                 csv: dict | None):
+    def __init__(self, workers: int, run):
+        checks = run.plan.checks
         # Programs and checks travel by value (a few KB): a restarted actor must never
         # depend on an object-store entry that could be gone by then. Shared states (a
         # reference check's key set) are put once; this driver owns them until the end.
-        self._shared = [_put(c.shared_state()) for c in checks]
+        self._shared = [_put(state) for state in shared_states(checks)]
+        self.checks = checks
+        blobs = [p.to_bytes() for p in run.plan.programs]
         blob = pickle.dumps(checks)
         hook = os.environ.get(HOOK_ENV)
-        self.actors = [Worker.options(num_cpus=1).remote(program_blobs, blob, output, csv, hook)
+        self.actors = [Worker.options(num_cpus=1).remote(blobs, blob, run.output, run.csv, run.plan.layout,
+                                                         run.engine, hook)
                        for _ in range(workers)]
-        self.bucket_count = sum(buckets_of(c) for c in checks)
+        self.bucket_count = sum(bucket_count(c) for c in checks)
 
     def run_units(self, units: Sequence[WorkUnit],
                   on_result: Callable[[UnitResult, list], None]) -> None:
@@ -159,11 +172,11 @@ class WorkerPool:
             return _call(actor.run, 1 + self.bucket_count, unit, self._shared)
         self._stream(units, call, lambda ref, unit, rest: on_result(_result(ref, unit), rest))
 
-    def run_sides(self, jobs: list[tuple[int, WorkUnit]], checks: list,
+    def run_sides(self, jobs: list[tuple[int, WorkUnit]],
                   on_side: Callable[[int, object, list], None]) -> None:
         """Map the (check, unit) side-input units; `on_side(check, head, bucket_refs)`."""
         def call(actor, job: tuple[int, WorkUnit]):
-            return _call(actor.run_side, 1 + buckets_of(checks[job[0]]), *job)
+            return _call(actor.run_side, 1 + bucket_count(self.checks[job[0]]), *job)
         self._stream(jobs, call, lambda ref, job, rest: on_side(job[0], _side(ref, job[1]), rest))
 
     def _stream(self, items: Sequence, call: Callable, done: Callable) -> None:

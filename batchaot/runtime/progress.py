@@ -1,4 +1,4 @@
-"""Progress of a long job: a live bar on a terminal, plain lines otherwise, or nothing."""
+"""Progress of a long run: a live bar on a terminal, plain lines otherwise, or nothing."""
 from __future__ import annotations
 
 import sys

@@ -1,0 +1,315 @@
+"""Run the compiled rules over one work unit: read it, evaluate, write or hold its rows.
+
+A :class:`UnitRunner` is what every run uses, with or without Ray: ``submit`` calls
+:meth:`UnitRunner.run` per unit (in this process, or in a Ray worker actor), which
+writes the unit's violating rows to ``violations/part-<unit>.parquet`` and returns a few
+numbers; ``validate`` calls :meth:`UnitRunner.hold`, which reads the same pieces the
+same way (the same columns, the same row groups skipped by statistics) but keeps the
+batches in memory, so the violating rows are taken only when ``Result.violations`` is
+read. A runner is built from plain arguments (program bytes, checks, output folder), so
+a restarted Ray actor rebuilds it exactly.
+
+Dataset-level checks ride along: the runner calls each check's ``map`` on every batch
+it reads and returns the unit's merged partial. A check whose partials are bucketed
+(:mod:`batchaot.checks.base`: its class declares ``partials = BUCKETED``) is split into
+a small *head*, which travels with the counts, and one piece list per bucket, which a
+driver keeps apart (on Ray: one object each) until ``settle.reduce_bucket`` finishes
+that bucket wherever it runs.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..compiler.program import Program
+from ..engine.run import Executor, RuleOutcome
+from ..engine.stats import row_group_proofs
+from ..errors import BatchaotError, DataError, OutputError
+from ..io import violations
+from ..io.sources import reading, rechunk
+from ..io.units import WorkUnit, read_unit
+from .settle import bucket_count
+
+COUNT_FIELDS = ("rows", "violations", "nulls", "overflows")
+BATCH_ROWS = 1 << 20
+
+
+@dataclass
+class UnitResult:
+    """What a worker sends back: a few numbers, never the data."""
+
+    unit: str
+    path: str
+    rows: int
+    counts: pa.RecordBatch | None        # rule, rows, violations, nulls, overflows, row_groups_proven
+    part: str | None                     # violations part file, if any row failed
+    error: str | None = None
+    seconds: float = 0.0
+    row_groups_skipped: int = 0          # row groups whose statistics proved every rule
+    partials: list | None = None         # per dataset check: its partial (a head if bucketed)
+    engines: dict = field(default_factory=dict)   # batches each engine ran: {"vm": n, "fused": m}
+
+
+@dataclass
+class Held:
+    """What :meth:`UnitRunner.hold` read: the batches (one table's, in order) and where
+    each piece of them comes from."""
+
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    starts: list[tuple[str, int, int]] = field(default_factory=list)  # (source, held row, its row in source)
+    spans: list[tuple[int, int, str, int]] = field(default_factory=list)  # (first batch, batches, source, first row)
+    rows: int = 0                        # rows of every unit, read or proven
+    unread: int = 0                      # rows of row groups proven by statistics, not read
+    row_groups_skipped: int = 0
+
+    @property
+    def held_rows(self) -> int:
+        return sum(b.num_rows for b in self.batches)
+
+    def check_batches(self) -> Iterator[tuple[pa.RecordBatch, str, int]]:
+        """(batch, source, first row within the source) for dataset checks."""
+        for first, count, source, row in self.spans:
+            for batch in self.batches[first:first + count]:
+                yield batch, source, row
+                row += batch.num_rows
+
+
+def counts_batch(names: list[str], outcomes: list[RuleOutcome], proven: list[int]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict({
+        "rule": names,
+        **{f: pa.array([getattr(o, f) for o in outcomes], pa.int64()) for f in COUNT_FIELDS},
+        "row_groups_proven": pa.array(proven, pa.int64())})
+
+
+def engines_used(stats: Counter | dict) -> dict:
+    """{"vm": batches, "fused": batches} from an Executor's stats (engines that ran)."""
+    return {e: int(stats.get(f"{e}_batches", 0)) for e in ("vm", "fused") if stats.get(f"{e}_batches")}
+
+
+def engine_name(engines: dict) -> str:
+    """What a summary's "engine" says: the engines that evaluated batches ("vm", "fused",
+    "vm+fused"), or "none" when no batch needed evaluating (zero-tick rules, no rows)."""
+    return "+".join(e for e in ("vm", "fused") if engines.get(e)) or "none"
+
+
+def unit_error(unit: WorkUnit | str, exc: Exception) -> str:
+    path = unit if isinstance(unit, str) else unit.path
+    if isinstance(exc, BatchaotError):         # named after the file, once
+        return str(exc) if str(exc).startswith(path) else f"{path}: {exc}"
+    lines = str(exc).strip().splitlines()
+    return f"{path}: {type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+class UnitRunner:
+    """`program_blobs`: the row rules (Program bytes, or Programs); `checks`: dataset
+    checks; `output`: the folder whose violations/ gets the parts (None: no parts);
+    `layout`: the violations schema (io/violations.py; None: from the first batch's
+    schema); `engine`: the Executor's ("auto", "vm" or "fused")."""
+
+    def __init__(self, program_blobs: Sequence[bytes | Program], output: str | None, csv: dict | None = None,
+                 use_statistics: bool = True, executor: Executor | None = None,
+                 checks: list | None = None, threads: int = 1, layout: pa.Schema | None = None,
+                 engine: str = "auto"):
+        self.csv = csv
+        self.threads = threads          # a Ray worker has one CPU; in-process runs use them all
+        self.use_statistics = use_statistics
+        self.programs = [b if isinstance(b, Program) else Program.from_bytes(b) for b in program_blobs]
+        self.names = [p.name for p in self.programs]
+        self.checks = list(checks or [])
+        self.output = output
+        self.layout = layout
+        self.executor = executor or Executor(engine=engine, threads=threads)
+        self.columns = list(dict.fromkeys([c for p in self.programs for c in p.column_names]
+                                          + [c for k in self.checks for c in k.columns]))
+        self.skipped = 0
+        self.proven = [0] * len(self.programs)
+
+    # -- submit: one unit, its part written --------------------------------------------
+    def run(self, unit: WorkUnit) -> UnitResult:
+        started = time.perf_counter()
+        self.skipped, self.proven = 0, [0] * len(self.programs)
+        before = Counter(self.executor.stats)
+        try:
+            rows, totals, part, partials = self._validate(unit)
+        except (OutputError, MemoryError):
+            raise           # not the unit's fault: the whole run cannot write, or has no memory
+        except (BatchaotError, pa.ArrowException) as exc:
+            # the same unit error in this process as on a Ray worker (whose failures the
+            # pool turns into unit errors), never a traceback in one and an error in the other
+            return UnitResult(unit.id, unit.path, 0, None, None, error=unit_error(unit, exc),
+                              seconds=time.perf_counter() - started)
+        return UnitResult(unit.id, unit.path, rows, counts_batch(self.names, totals, self.proven),
+                          part, seconds=time.perf_counter() - started, row_groups_skipped=self.skipped,
+                          partials=partials, engines=engines_used(Counter(self.executor.stats) - before))
+
+    def run_split(self, unit: WorkUnit) -> tuple[UnitResult, list[list]]:
+        """run(), with bucketed checks' partials split: the result carries their heads, and
+        the bucket piece lists come apart (check by check, bucket by bucket; empty lists
+        when the unit failed), so a driver never needs to hold them all at once."""
+        result = self.run(unit)
+        buckets: list[list] = []
+        for i, check in enumerate(self.checks):
+            n = bucket_count(check)
+            if not n:
+                continue
+            if result.partials is None:
+                buckets += [[] for _ in range(n)]
+                continue
+            result.partials[i], parts = check.split(result.partials[i])
+            buckets += parts
+        return result, buckets
+
+    def run_side(self, check_index: int, unit: WorkUnit) -> tuple[object, list[list]]:
+        """(head, buckets) of one unit of a check's partitioned side input (a referenced
+        dataset: the check declares side_input = SHARED_OR_PARTITIONED)."""
+        check = self.checks[check_index]
+        try:
+            parts = [check.map_side(batch) for batch in read_unit(unit, columns=check.side_columns,
+                                                                        threads=self.threads)]
+        except pa.ArrowException as exc:
+            raise DataError(unit_error(unit, exc)) from None
+        return check.split(check.merge(parts))
+
+    def _validate(self, unit: WorkUnit) -> tuple[int, list[RuleOutcome], str | None, list | None]:
+        totals = [RuleOutcome(n) for n in self.names]
+        sink = violations.PartWriter(self.output, unit.id, self.layout)
+        found: list[list] = [[] for _ in self.checks]
+        offset = 0
+        try:
+            for piece, active in self._pieces(unit):
+                if not any(active) and not self.checks:   # statistics prove every rule: skip the read
+                    self.skipped += len(piece.row_groups)
+                    for total in totals:
+                        total.rows += piece.rows
+                    offset += piece.rows
+                    continue
+                programs = [p for p, on in zip(self.programs, active) if on]
+                for batch in self._read(piece):
+                    first_row = unit.first_row + offset
+                    if programs:
+                        self._evaluate(batch, programs, active, totals, sink, unit, first_row)
+                    else:
+                        for total in totals:
+                            total.rows += batch.num_rows
+                    for check, parts in zip(self.checks, found):
+                        parts.append(check.map(batch, unit.path, first_row))
+                    offset += batch.num_rows
+            partials = [c.merge(p) for c, p in zip(self.checks, found)] if self.checks else None
+            return offset, totals, sink.commit(), partials
+        finally:
+            sink.abort()
+
+    def _evaluate(self, batch: pa.RecordBatch, programs: list[Program], active: list[bool],
+                  totals: list[RuleOutcome], sink: violations.PartWriter, unit: WorkUnit, first_row: int) -> None:
+        outcomes = [RuleOutcome(p.name) for p in programs]
+        self.executor.evaluate_batch(programs, batch, 0, outcomes)
+        results = iter(outcomes)
+        for total, on, prog in zip(totals, active, self.programs):
+            total.rows += batch.num_rows
+            if not on:
+                continue
+            o = next(results)
+            total.violations += o.violations
+            total.nulls += o.nulls
+            total.overflows += o.overflows
+            if o.violations and sink.enabled:
+                if self.layout is None:
+                    self.layout = violations.layout(batch.schema, self.columns)
+                    sink.schema = self.layout
+                ids = o.row_ids
+                taken = batch.select(prog.column_names).take(pa.array(ids))
+                sink.write(violations.rows(self.layout, prog.name, unit.path, ids + first_row,
+                                           dict(zip(taken.schema.names, taken.columns))))
+
+    # -- validate: the units held in memory -------------------------------------------
+    def hold(self, inputs: Sequence[WorkUnit | tuple[str, pa.Table]],
+             read: dict[str, pa.Table] | None = None) -> Held:
+        """Read every input as run() does — a unit (its Parquet row groups that statistics
+        prove for every rule are not decoded, when no dataset check needs the rows) or an
+        in-memory (source, table) — and keep the batches. `read`: files read already
+        (by path), used instead of reading them again."""
+        held = Held()
+        read = read or {}
+        self.skipped, self.proven = 0, [0] * len(self.programs)
+        for item in inputs:
+            if isinstance(item, tuple):
+                source, table = item
+                self._keep(held, source, 0, rechunk(table).to_batches(max_chunksize=BATCH_ROWS))
+                held.rows += table.num_rows
+                continue
+            offset = 0                  # rows of the unit so far, read or proven
+            for piece, active in self._pieces(item):
+                if not any(active) and not self.checks:
+                    held.row_groups_skipped += len(piece.row_groups)
+                    held.unread += piece.rows
+                    offset += piece.rows
+                    continue
+                if item.path in read:
+                    table = read[item.path]
+                    batches = rechunk(table.select(self.columns) if self.columns else table) \
+                        .to_batches(max_chunksize=BATCH_ROWS)
+                else:
+                    batches = list(self._read(piece))
+                self._keep(held, item.path, item.first_row + offset, batches)
+                offset += sum(b.num_rows for b in batches)
+            held.rows += offset
+        return held
+
+    def _keep(self, held: Held, source: str, first_row: int, batches: list[pa.RecordBatch]) -> None:
+        at = held.held_rows
+        held.spans.append((len(held.batches), len(batches), source, first_row))
+        held.starts.append((source, at, first_row))
+        held.batches += batches
+
+    def evaluate_held(self, held: Held) -> list[RuleOutcome]:
+        """Every rule over the held batches at once (row ids: rows of the held table);
+        rows proven by statistics count as passing."""
+        outcomes = self.executor.evaluate(self.programs, held.batches)
+        for outcome in outcomes:
+            outcome.rows += held.unread
+        return outcomes
+
+    # -- reading ------------------------------------------------------------------------
+    def _read(self, piece: WorkUnit) -> Iterator[pa.RecordBatch]:
+        for batch in read_unit(piece, columns=self.columns or None, csv=self.csv, threads=self.threads):
+            self._check_columns(batch, piece)
+            yield batch
+
+    def _pieces(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, list[bool]]]:
+        """The unit row group by row group, with the rules its statistics leave to run."""
+        everything = [True] * len(self.programs)
+        if unit.format != "parquet" or not self.use_statistics:
+            yield unit, everything
+            return
+        with reading(unit.path, "parquet"):
+            pf = pq.ParquetFile(unit.path)
+            meta, schema = pf.metadata, pf.schema_arrow
+        run: list[int] = []            # consecutive row groups that need the same rules
+        active: list[bool] | None = None
+        for rg in unit.row_groups:
+            proofs = row_group_proofs(meta, schema, self.programs, rg)
+            for i, proven in enumerate(proofs):
+                self.proven[i] += proven
+            needed = [not p for p in proofs]
+            if run and needed != active:
+                yield _piece(unit, run, meta), active
+                run = []
+            run.append(rg)
+            active = needed
+        if run:
+            yield _piece(unit, run, meta), active
+
+    def _check_columns(self, batch: pa.RecordBatch, unit: WorkUnit) -> None:
+        missing = [c for c in self.columns if batch.schema.get_field_index(c) < 0]
+        if missing:
+            raise DataError(f"{unit.path}: missing column(s) {', '.join(missing)} that the rules read")
+
+
+def _piece(unit: WorkUnit, row_groups: list[int], meta: pq.FileMetaData) -> WorkUnit:
+    rows = sum(meta.row_group(rg).num_rows for rg in row_groups)
+    return replace(unit, row_groups=tuple(row_groups), rows=rows)
