@@ -601,3 +601,56 @@ def test_reference_answers_the_same_with_and_without_the_dense_set(ref_dataset, 
     hashed = run_split(check_for(rule, table.schema), [("<table>", table)], random.Random(4), 60)
     same_outcome(dense, hashed)
     assert dense.violations > 100
+
+
+def test_checks_declare_what_they_need_from_the_runtime() -> None:
+    """The runtime reads these class attributes (runtime/settle.py), never hasattr."""
+    from batchaot.checks import KINDS
+    from batchaot.checks.base import CheckBase, Partials, SideInput
+    declared = {kind: (cls.partials, cls.side_input, cls.row_output) for kind, cls in KINDS.items()}
+    assert declared == {
+        "unique": (Partials.BUCKETED, SideInput.NONE, True),
+        "not_null": (Partials.MERGED, SideInput.NONE, True),
+        "aggregate": (Partials.MERGED, SideInput.NONE, False),
+        "row_count": (Partials.MERGED, SideInput.NONE, False),
+        "reference": (Partials.MERGED, SideInput.SHARED_OR_PARTITIONED, True),
+    }
+    # a declaration is a promise: a class without the methods it declares is refused
+    with pytest.raises(TypeError, match="declares Partials.BUCKETED but has no split, finish_bucket, outcome"):
+        type("Half", (CheckBase,), {"partials": Partials.BUCKETED})
+    with pytest.raises(TypeError, match="SideInput.SHARED but has no shared_state, use_shared_state"):
+        type("Needy", (CheckBase,), {"side_input": SideInput.SHARED})
+
+
+def test_the_runtime_reads_the_declarations(ref_dataset, tmp_path) -> None:
+    from batchaot.runtime import settle
+    table = random_table(1, n=50)
+    unique = check_for({"name": "u", "unique": ["i"]}, table.schema)
+    count = check_for({"name": "n", "row_count": {"between": [1, None]}}, table.schema)
+    rule = {"name": "r", "reference": {"columns": ["i"], "dataset": str(ref_dataset / "*.parquet"), "key": ["a"]}}
+    shared, parted = check_for(rule, table.schema), check_for(rule, table.schema)
+    assert [settle.bucket_count(c) for c in (unique, count, shared)] == [unique.buckets, 0, 0]
+    assert settle.shares_state(shared) and not settle.shares_state(unique)
+    assert settle.plan_side_inputs([shared], shared_rows=10**9) == []           # small: shared
+    sides = settle.plan_side_inputs([count, parted], shared_rows=0)             # large: partitioned
+    assert sides and {i for i, _ in sides} == {1} and settle.bucket_count(parted) == settle.SIDE_BUCKETS
+    assert not settle.shares_state(parted) and settle.shared_states([count, parted]) == [None, None]
+    # a URI cannot be planned in units: it stays shared whatever its size
+    uri = check_for(rule, table.schema)
+    uri.dataset = "s3://bucket/customers/"
+    assert settle.plan_side_inputs([uri], shared_rows=0) == [] and settle.shares_state(uri)
+
+
+def test_aggregates_are_parsed_by_the_compiler() -> None:
+    import ast
+    import inspect
+    from batchaot.checks import aggregate
+    from batchaot.compiler.aggregate import parse_aggregate
+    tree = ast.parse(inspect.getsource(aggregate))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(m.startswith("sqlglot") for m in imported)
+    assert str(parse_aggregate("a", "approx_quantile(x, 0.5)")) == "approx_quantile(x, 0.5)"
+    assert str(parse_aggregate("a", "(count(*))")) == "count(*)"
+    with pytest.raises(RuleError, match="unsupported aggregate"):
+        parse_aggregate("a", "median(x)")

@@ -235,3 +235,26 @@ def test_reducers_send_back_a_sample_but_the_counts_stay_exact(layout, tmp_path)
     got = [{k: v for k, v in r.items() if k != "row_groups_proven"} for r in res.to_dict()["rules"]]
     assert got == ref.to_dict()["rules"] and got[0]["details"]["duplicate_keys"] > 1000
     assert res.violations.num_rows == ref.violations.num_rows
+
+
+def test_the_job_engine_key_reaches_the_executor_and_the_summary_says_what_ran(tmp_path, monkeypatch) -> None:
+    import pyarrow as pa
+    from batchaot.engine import run as engine_run
+    pq.write_table(pa.table({"x": list(range(100))}), tmp_path / "d.parquet")
+    made = []
+    real = engine_run.Executor.__init__
+
+    def spy(self, *args, **kwargs):
+        made.append(kwargs.get("engine", "auto"))
+        real(self, *args, **kwargs)
+    monkeypatch.setattr(engine_run.Executor, "__init__", spy)
+    for engine, said in (("vm", "vm"), (None, "vm")):          # auto runs the VM on 100 rows
+        key = f"engine: {engine}\n" if engine else ""
+        (tmp_path / "job.yaml").write_text(f"name: e\nsource: d.parquet\n{key}rules:\n"
+                                           "  - {name: small, check: 'x < 50'}\n  - {name: always, check: '1 = 1'}\n")
+        made.clear()
+        doc = batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process", output=str(tmp_path / "o")).to_dict()
+        assert made == [engine or "auto"] and doc["engine"] == said
+    (tmp_path / "job.yaml").write_text("name: e\nsource: d.parquet\nrules:\n  - {name: always, check: '1 = 1'}\n")
+    assert batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process").to_dict()["engine"] == "none"
+    assert batchaot.validate(tmp_path / "d.parquet", [{"name": "s", "check": "x < 50"}]).to_dict()["engine"] == "vm"

@@ -56,5 +56,5 @@ def run_checks(checks: list[DatasetCheck], batches: Iterable[tuple[pa.RecordBatc
 
     def run(check: DatasetCheck) -> CheckOutcome:
         return check.finish(check.merge([check.map(b, source, first) for b, source, first in listed]))
-    with ThreadPoolExecutor(min(threads, len(checks)), thread_name_prefix="batchaot-checks") as pool:
-        return list(pool.map(run, checks))
+    with ThreadPoolExecutor(min(threads, len(checks)), thread_name_prefix="batchaot-checks") as workers:
+        return list(workers.map(run, checks))

@@ -15,6 +15,7 @@ are merged by key, so a unit that Ray runs twice counts once.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Callable, Protocol, Sequence
 
@@ -23,7 +24,7 @@ import pyarrow as pa
 from ..checks import run_checks
 from ..compiler import compile_rules
 from ..compiler.program import Program
-from ..engine.run import RuleOutcome
+from ..engine.run import Executor, RuleOutcome
 from ..errors import DataError, RuleError
 from ..io import sources, violations
 from ..io.units import WorkUnit, expand_paths, plan as plan_units
@@ -70,7 +71,10 @@ def validate(plan: Plan, inputs: Sequence[WorkUnit | tuple[str, pa.Table]],
              read: dict[str, pa.Table] | None = None, engine: str = "auto") -> Result:
     """Check `inputs` (work units of files, or in-memory (source, table)) against `plan`,
     holding what is read; `read`: files read already (by path)."""
-    runner = UnitRunner(plan.programs, None, checks=plan.checks, layout=plan.layout, engine=engine)
+    # Parquet pages are decoded on Arrow's threads, as pyarrow reads a table; the rules are
+    # evaluated on this thread (an Executor of one thread), as validate always has
+    runner = UnitRunner(plan.programs, None, checks=plan.checks, layout=plan.layout,
+                        threads=os.cpu_count() or 1, executor=Executor(engine=engine))
     held = runner.hold(inputs, read)
     try:
         outcomes = runner.evaluate_held(held)
