@@ -143,8 +143,10 @@ def stack_budget() -> Iterator[None]:
 
 
 class _QuietWhileParsing(logging.Filter):
-    """Drops sqlglot's log records ("... Falling back to parsing as a 'Command'") raised
-    while this thread parses a rule: the rule's error says what is wrong, on one line."""
+    """Drops sqlglot's log records ("... Falling back to parsing as a 'Command'", "STRPOS
+    does not support the occurrence parameter" when an error message renders SQL) raised
+    while this thread parses or binds a rule: the rule's error says what is wrong, on one
+    line."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -76,7 +76,7 @@ def parse_sql(rule: str, sql: str) -> exp.Expression:
 
 def bind(rule: str, sql: str, schema: pa.Schema) -> BoundRule:
     """Parse and bind one row predicate; the result is a BOOL-typed IR tree."""
-    with limits.stack_budget():
+    with limits.stack_budget(), limits.quiet_sqlglot():   # rendering SQL for errors logs too
         tree = parse_sql(rule, sql)
         binder = Binder(rule, sql, schema)
         try:
@@ -608,6 +608,9 @@ class Binder:
         return _Str(["substr", arg.sexpr, start, length], arg.col)
 
     def _v_replace(self, node: exp.Replace) -> _Str:
+        if node.args.get("replacement") is None:
+            self.fail(f"replace takes 3 arguments (string, text to replace, replacement) in "
+                      f"`{node.sql('duckdb')}`")
         (arg,) = self.texts(node, node.this)
         old = self.literal_arg(node, node.expression, "the text to replace")
         new = self.literal_arg(node, node.args["replacement"], "the replacement")
@@ -865,6 +868,8 @@ class Binder:
 
     def _v_datefromparts(self, node: exp.DateFromParts) -> Node:
         """make_date(y, m, d); NULL for a day that does not exist (DuckDB raises)."""
+        if any(node.args.get(k) is None for k in ("year", "month", "day")):
+            self.fail(f"make_date takes 3 arguments (year, month, day) in `{node.sql('duckdb')}`")
         parts = []
         for key in ("year", "month", "day"):
             v = self.num(node.args[key])
@@ -1002,6 +1007,9 @@ class Binder:
         values = [self.num(v) for _, v in whens]
         values.append(self.num(default) if default is not None else Lit(T.NULL, None))
         typ = _common_type(self, values, node)
+        if typ.kind is Kind.STRING:       # string literals only: no column to evaluate them over
+            self.fail(f"CASE/IF with string results is not supported in `{_Sql(node)}`; "
+                      "compare inside the branches, e.g. CASE WHEN ... THEN status = 'a' ... END")
         values = [self.convert(v, typ, node) for v in values]
         return Case(typ, tuple((c, v) for (c, _), v in zip(whens, values)), values[-1])
 
