@@ -145,7 +145,7 @@ class Result:
 
     def _rows_of(self, r: RuleResult, schema: pa.Schema) -> pa.Table:
         ids = r.outcome.row_ids
-        taken = self.data.select(r.program.column_names).take(pa.array(ids))
+        taken = _take(self.data.select(r.program.column_names), ids)
         source, row = self._locate(ids)
         return violations.rows(schema, r.spec.name, source, row, dict(zip(taken.column_names, taken.columns)))
 
@@ -188,6 +188,20 @@ class JobResult(Result):
     @property
     def violations(self) -> pa.Table:  # type: ignore[override]
         return violations.read(self.output or "", self.layout)
+
+
+def _take(table: pa.Table, ids: np.ndarray) -> pa.Table:
+    """Rows `ids` (ascending) of a table, batch by batch: Arrow takes from a chunked column
+    by concatenating its chunks first, which for dictionary columns read row group by
+    row group means unifying every dictionary."""
+    batches = table.to_batches()
+    if len(batches) <= 1:
+        return table.take(pa.array(ids))
+    starts = np.cumsum([0] + [b.num_rows for b in batches])
+    cuts = np.searchsorted(ids, starts)
+    parts = [b.take(pa.array(ids[cuts[k]:cuts[k + 1]] - starts[k])) for k, b in enumerate(batches)
+             if cuts[k + 1] > cuts[k]]
+    return pa.Table.from_batches(parts, schema=table.schema) if parts else table.schema.empty_table()
 
 
 def shown_columns(compiled: list) -> list[str]:

@@ -21,6 +21,7 @@ import pyarrow as pa
 from ..errors import DataError, OutputError, ResourceError
 from ..io.sinks import ignore_file_size_signal
 from ..io.units import WorkUnit
+from ..runtime.plan import UnitsRun
 from ..runtime.settle import bucket_count, reduce_bucket, shared_states
 from ..runtime.unit import UnitResult, UnitRunner
 
@@ -150,7 +151,7 @@ class Actors:
     """Worker actors for one run (a placer of runtime.plan.UnitsRun): they validate units,
     then reduce the checks' buckets."""
 
-    def __init__(self, workers: int, run):
+    def __init__(self, workers: int, run: UnitsRun):
         checks = run.plan.checks
         # Programs and checks travel by value (a few KB): a restarted actor must never
         # depend on an object-store entry that could be gone by then. Shared states (a

@@ -243,7 +243,7 @@ class UnitRunner:
                 held.rows += table.num_rows
                 continue
             offset = 0                  # rows of the unit so far, read or proven
-            for piece, active in self._pieces(item):
+            for piece, active in self._pieces(item, by_rule=False):
                 if not any(active) and not self.checks:
                     held.row_groups_skipped += len(piece.row_groups)
                     held.unread += piece.rows
@@ -280,10 +280,13 @@ class UnitRunner:
             self._check_columns(batch, piece)
             yield batch
 
-    def _pieces(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, list[bool]]]:
-        """The unit row group by row group, with the rules its statistics leave to run."""
+    def _pieces(self, unit: WorkUnit, by_rule: bool = True) -> Iterator[tuple[WorkUnit, list[bool]]]:
+        """The unit in runs of consecutive row groups, with the rules its statistics leave
+        to run: one run per set of rules (`by_rule`, so that run() evaluates only those),
+        or only split where every rule is proven (hold(): the rows it reads are all
+        evaluated at once, and every read has a cost of its own)."""
         everything = [True] * len(self.programs)
-        if unit.format != "parquet" or not self.use_statistics:
+        if unit.format != "parquet" or not self.use_statistics or (not by_rule and self.checks):
             yield unit, everything
             return
         with reading(unit.path, "parquet"):
@@ -296,6 +299,8 @@ class UnitRunner:
             for i, proven in enumerate(proofs):
                 self.proven[i] += proven
             needed = [not p for p in proofs]
+            if not by_rule:
+                needed = everything if any(needed) else needed
             if run and needed != active:
                 yield _piece(unit, run, meta), active
                 run = []
