@@ -382,3 +382,14 @@ def test_narrow_layouts_are_in_the_kernel_and_its_key() -> None:
     keys = {fused.kernel_key(rset, [True] * 3, layout)
             for layout in (["i32", "u16", "id"], ["i64", "u16", "id"], ["i32", "i32", "id"])}
     assert len(keys) == 3
+
+
+def test_auto_keeps_a_very_long_program_on_the_vm(monkeypatch) -> None:
+    table = random_table(9, n=4000)
+    wide = " OR ".join(f"i = {k}" for k in range(200))        # hundreds of instructions
+    programs = compile_all([wide, "i > 0"], table.schema, False)
+    assert max(len(p.code) for p in programs) > run.AUTO_MAX_PROGRAM
+    monkeypatch.setattr(run, "AUTO_MIN_ROWS", 1000)
+    with run.Executor(engine="auto") as ex:
+        ex.evaluate(programs, table.to_batches())
+        assert ex.stats == {"vm_batches": 1}

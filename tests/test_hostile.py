@@ -42,8 +42,8 @@ _RUN = textwrap.dedent("""
     names = json.loads(sys.argv[1])
     n = 5000
     table = pa.table({"a": np.arange(n), "b": np.arange(n) % 7})
-    progs = [batchaot.compile({"name": name, "check": "a > 5 AND b < 6"}, table.schema)
-             for name in names]
+    # through the compiler API, which takes any name (rules files refuse control characters)
+    progs = [batchaot.compile("a > 5 AND b < 6", table.schema, name=name) for name in names]
     with Executor(engine="fused") as ex:
         out = ex.evaluate(progs, table.to_batches())
     print(json.dumps({"violations": [o.violations for o in out], "stats": dict(fused.STATS)}))
@@ -78,8 +78,8 @@ def test_rule_names_never_reach_kernel_source_and_never_run(tmp_path) -> None:
 
 def test_renaming_a_rule_reuses_its_kernel(kernel_cache) -> None:
     table = pa.table({"a": np.arange(3000), "b": np.arange(3000) % 7})
-    one = batchaot.compile({"name": "first name", "check": "a * 2 > b + 11"}, table.schema)
-    two = batchaot.compile({"name": "another\nname", "check": "a * 2 > b + 11"}, table.schema)
+    one = batchaot.compile("a * 2 > b + 11", table.schema, name="first name")
+    two = batchaot.compile("a * 2 > b + 11", table.schema, name="another\nname")
     k1 = fused.get_kernel(fused.RuleSet.build([one]), [False, False])
     k2 = fused.get_kernel(fused.RuleSet.build([two]), [False, False])
     assert k1.key == k2.key and k1.path.read_text() == k2.path.read_text()
@@ -154,7 +154,16 @@ def test_kernel_source_holds_only_generated_text(kernel_cache) -> None:
 
 def test_executor_gives_same_counts_with_hostile_names() -> None:
     table = pa.table({"a": pa.array([1, -2, None, 4], pa.int64())})
-    progs = [batchaot.compile({"name": n, "check": "a > 0"}, table.schema) for n in EVIL_NAMES]
+    progs = [batchaot.compile("a > 0", table.schema, name=n) for n in EVIL_NAMES]
     with Executor(engine="vm") as ex:
         out = ex.evaluate(progs, table.to_batches())
     assert [o.violations for o in out] == [1] * len(EVIL_NAMES)
+
+
+def test_rules_files_refuse_control_characters_in_names(tmp_path) -> None:
+    from batchaot.errors import BatchaotError
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('rules:\n  - {name: "x\\nimport os", check: "a > 0"}\n')
+    table = pa.table({"a": pa.array([1, 2], pa.int64())})
+    with pytest.raises(BatchaotError, match="rules.yaml:2"):
+        batchaot.validate(table, str(rules))

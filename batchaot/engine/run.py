@@ -10,7 +10,8 @@ pass, 2-5x faster on numeric rules, but cost a compile (~0.5-2 s) the first time
 rule-set shape is seen on a machine; afterwards they load from the disk cache in
 ~10 ms. ``auto`` (the default) weighs the two per rule set (:meth:`Executor.engine_for`):
 
-- below AUTO_MIN_ROWS rows: the VM (nothing to win that a user would notice);
+- below AUTO_MIN_ROWS rows: the VM (nothing to win that a user would notice); likewise
+  when one program exceeds AUTO_MAX_PROGRAM instructions (its compile would not end soon);
 - fused when the time it saves, rows x instructions x AUTO_SAVED_NS_PER_ROW_INSTRUCTION
   (measured: 0.26-0.49 ns, see benchmarks/bench_engines.py), exceeds the compile time
   still to pay: zero when the kernels are in memory or in the disk cache, else
@@ -52,6 +53,9 @@ _REG_BYTES = vm.BLOCK * 8
 POOL_REGISTERS = 64          # registers per pooled block; larger programs count a pool miss
 ENGINES = ("vm", "fused", "auto")
 AUTO_MIN_ROWS = 100_000          # below: the VM, whatever the cache holds
+AUTO_MAX_PROGRAM = 300           # a longer single program stays on the VM: Numba's compile
+                                 # time grows faster than linearly in it (550 instructions:
+                                 # 56 s, a 4,500-value IN list: no end in sight)
 AUTO_SAVED_NS_PER_ROW_INSTRUCTION = 0.3   # fused vs VM, measured (module docstring)
 AUTO_BACKGROUND_ROWS = 1_000_000 # from here, compile in the background while the VM runs
 PARALLEL_MIN_ROWS = 65_536       # smaller batches are not worth splitting across threads
@@ -281,7 +285,7 @@ class Executor:
         if self.engine != "auto":
             return self.engine
         rows = self._expected_rows or self._rows_seen.get(programs, 0)
-        if rows < AUTO_MIN_ROWS:
+        if rows < AUTO_MIN_ROWS or max(len(p.code) for p in programs) > AUTO_MAX_PROGRAM:
             return "vm"
         plan = self._plan(programs)
         cols = [inputs.column(name, t) for name, t in plan.rset.columns]
