@@ -1046,6 +1046,8 @@ class Binder:
             return self.lookup(target, ["cast", arg.sexpr, target.kind.value, target.scale, safe,
                                         _type_name(node), _decimal_precision(node)], arg.col)
         value = self.cast_value(arg, target, node)
+        if target.kind is Kind.DECIMAL and _decimal_precision(node) < T.MAX_DECIMAL_PRECISION:
+            value = _fit_precision(value, target, _decimal_precision(node))
         code = T.INT_RANGE_CODES.get(_type_name(node))
         if code and target.kind is Kind.INT and not isinstance(value, Lit):
             return Op(T.INT, "narrow", (value,), imm=code)     # out of range: NULL
@@ -1910,6 +1912,16 @@ def _parse_interval(text: str) -> tuple[int, int, int] | None:
     whole_days = int(days)
     micros += (days - whole_days) * 86_400_000_000
     return sign * whole_months, sign * whole_days, sign * int(micros)
+
+
+def _fit_precision(value: Node, target: Type, precision: int) -> Node:
+    """A DECIMAL(p, s) value that needs more than p digits is NULL (DuckDB's TRY_CAST;
+    its CAST raises). The value is scaled: it fits when |v| < 10^p."""
+    limit = 10 ** precision
+    if isinstance(value, Lit):
+        return value if value.value is None or abs(value.value) < limit else Lit(target, None)
+    fits = Op(T.BOOL, "lt", (Op(target, "abs", (value,)), Lit(target, limit)))
+    return Case(target, ((fits, value),), Lit(target, None))
 
 
 def _decimal_precision(node: exp.Cast) -> int:
