@@ -112,7 +112,8 @@ def _table(held: Held, plan: Plan) -> pa.Table:
 # --- submit: work units through a placer -------------------------------------------------
 
 class Placer(Protocol):
-    """Where a run's calls execute; each method calls the UnitRunner method of its name."""
+    """Where a run's calls execute: run_sides → UnitRunner.run_side per (check, unit),
+    run_units → UnitRunner.run_split per unit, reduce → settle.reduce_bucket per bucket."""
 
     def run_sides(self, jobs: list[tuple[int, WorkUnit]], on_side: Callable[[int, object, list], None]) -> None: ...
 
