@@ -29,7 +29,12 @@ Tiers (each forced, never chosen by the cost model):
 Predicates batchaot refuses with a RuleError, or DuckDB refuses to bind, are skipped and
 counted; so are predicates on which DuckDB raises while batchaot answers (integer
 overflow in DuckDB's narrower arithmetic, plain CAST out of range: README says batchaot
-then gives the per-operation TRY answer).
+then gives the per-operation TRY answer), and rules that may hit a KNOWN_BUGS entry.
+A difference is excused (counted, never silently) only when DuckDB contradicts itself
+(its answer with the optimizer off raises, or is batchaot's) or when batchaot made a
+subexpression NULL by a 64-bit overflow where DuckDB computes it in a wider type
+(see ``excused``). Anything else fails with the rule, the tier and its settings, the
+rows that differ, and a reduced reproduction (``_reduce``).
 
 Profiles: the default (CI) is derandomized and sized to run in about three minutes on
 two cores; BATCHAOT_HYPOTHESIS=deep draws fresh examples (>= 100,000 in all) and keeps
@@ -73,11 +78,11 @@ COLLECT = DEEP or bool(os.environ.get("BATCHAOT_DIFF_COLLECT"))
 
 # examples per tier: (CI, deep)
 EXAMPLES = {
-    "vm": (70, 60_000),
-    "strings": (25, 20_000),
+    "vm": (90, 60_000),
+    "strings": (35, 20_000),
     "fused_row": (6, 4_000),
     "fused_shape": (4, 2_000),
-    "parquet": (60, 15_000),
+    "parquet": (70, 15_000),
 }
 
 
@@ -109,6 +114,13 @@ KNOWN_BUGS = {
                     "ArrowInvalid 'Precision is not great enough' while building its lookup table "
                     "(numeric casts check the precision since it was found here; the generated "
                     "rules still avoid every CAST to DECIMAL)",
+    "decimal_compare": "comparing an integer with a decimal is NULL (an overflow) when the integer "
+                       "scaled to the decimal's scale leaves int64: 0.5 <> i for i = 7643318164047933158; "
+                       "DuckDB compares exactly (TRUE)",
+    "wide_intermediate": "decimal arithmetic whose exact result leaves int64 (at its scale) is NULL, "
+                         "where DuckDB computes in DECIMAL(38) and has the value: 2.0 % i, 1.25 * i for a "
+                         "huge int64 i; -m * 7951100638 for m = 6788656635 (by design per issue 13's "
+                         "'decimal arithmetic that leaves its range gives NULL', but not DuckDB's answer)",
 }
 AVOID_KNOWN = not os.environ.get("BATCHAOT_DIFF_KNOWN")
 
@@ -467,64 +479,74 @@ def compare(tier: str, label: str, rules: list[Rule], answers: list[Answer], ver
 
 
 def excused(rule: Rule, got: Answer, v: np.ndarray, table: pa.Table) -> str | None:
-    """Why a difference is not batchaot's wrong answer, if it is not:
+    """Why a difference is not a new wrong answer, if it is not (counted, never silent):
 
-    - ``duckdb_optimizer_differs``: DuckDB with its optimizer off raises or answers
-      otherwise (its rewrites can hide an overflow it raises on: with an int16 column i,
-      ``TRY_CAST(i - (-129) AS SMALLINT) >= 8`` is TRUE at i = 32767, while the expression
-      alone raises "Overflow in subtraction of INT16").
-    - ``overflow_where_duckdb_widens``: batchaot made rows NULL for a 64-bit overflow
-      (summary ``overflow_rows`` > 0) where DuckDB computes in a wider type and has a
-      value: DECIMAL(38) products and quotients, ``2.0 % i`` for a huge int64 i (README:
-      exact or NULL, never wrapped; by design, reported).
+    - ``duckdb_optimizer_differs``: DuckDB contradicts itself. With its optimizer off it
+      raises, or gives batchaot's answer: its rewrites can hide an overflow it otherwise
+      raises on (int16 column i: ``TRY_CAST(i - (-129) AS SMALLINT) >= 8`` is TRUE at
+      i = 32767, while ``i - (-129)`` alone raises "Overflow in subtraction of INT16").
+    - ``known_wide_intermediate``: a subexpression is NULL in batchaot by a 64-bit
+      overflow on rows where DuckDB has its value, computed in a wider type
+      (DECIMAL(38), HUGEINT): ``2.0 % i``, ``1.25 * i`` for a huge int64 i, products of
+      wide decimals (KNOWN_BUGS).
+    - ``known_decimal_compare``: no arithmetic overflows but a comparison of an integer
+      with a decimal is NULL by an overflow (``0.5 <> i`` for a huge int64 i; KNOWN_BUGS).
     """
-    plain = oracle().verdicts(table, [rule.pred], optimizer=False)[0]
-    if isinstance(plain, tuple) or not np.array_equal(plain, v):
-        return "duckdb_optimizer_differs"
     ids = np.asarray(got.row_ids, dtype=np.int64)
-    want = np.flatnonzero((v == 0) | ((v == -1) if rule.strict else False))
-    differ = np.setxor1d(ids, want)
-    if not len(differ):          # a count of NULLs differs: those rows
-        differ = np.flatnonzero(v == -1)
-    if len(differ) and _overflows_where_duckdb_has_a_value(rule.pred, _take(table, differ[:50])):
-        return "overflow_where_duckdb_widens"
+    plain = oracle().verdicts(table, [rule.pred], optimizer=False)[0]
+    if isinstance(plain, tuple):
+        return "duckdb_optimizer_differs"          # unoptimized, DuckDB raises: no oracle
+    if not np.array_equal(plain, v):
+        # DuckDB contradicts itself: batchaot is excused only if it gives the other answer
+        agree = np.flatnonzero((plain == 0) | ((plain == -1) if rule.strict else False))
+        if np.array_equal(np.sort(ids), agree) and got.violations == len(agree):
+            return "duckdb_optimizer_differs"
+    if AVOID_KNOWN:
+        return _overflow_kind(rule.pred, table)
     return None
 
 
-_ARITHMETIC = None
-
-
-def _overflows_where_duckdb_has_a_value(pred: str, table: pa.Table) -> bool:
-    """Whether some arithmetic subexpression e of `pred` is NULL by a 64-bit overflow in
-    batchaot (the rule ``e > 0 OR e <= 0`` counts overflow_rows) on rows where DuckDB
-    has a value for e (it computes in DECIMAL(38) or HUGEINT)."""
+def _overflow_kind(pred: str, table: pa.Table) -> str | None:
+    """'known_wide_intermediate' if some arithmetic subexpression e of `pred` is NULL in
+    batchaot by an overflow on a row where DuckDB has a value for e; else
+    'known_decimal_compare' if a comparison is (where DuckDB's is not NULL); else None.
+    Row-precise: e's NULL rows are the strict minus the lax violations of the probe
+    ``e > 0 OR e <= 0``."""
     import sqlglot
     from sqlglot import exp
-    global _ARITHMETIC
-    if _ARITHMETIC is None:
-        _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv, exp.Neg, exp.Abs,
-                       exp.Cast, exp.TryCast, exp.Round)
     try:
         tree = sqlglot.parse_one(pred, read="duckdb")
     except Exception:
-        return False
-    for node in tree.walk():
-        if not isinstance(node, _ARITHMETIC):
-            continue
-        e = node.sql(dialect="duckdb")
-        probe = f"({e}) > 0 OR ({e}) <= 0"
-        try:
-            prog = batchaot.compile(probe, table.schema, strict=True)
-            with run.Executor(engine="vm") as ex:
-                o = ex.evaluate([prog], table.to_batches())[0]
-        except Exception:
-            continue
-        if not o.overflows:
-            continue
-        v = oracle().verdicts(table, [f"({e}) IS NOT NULL"])[0]
-        if not isinstance(v, tuple) and (v == 1).any():
-            return True
-    return False
+        return None
+    arithmetic = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv, exp.Neg, exp.Abs,
+                  exp.Cast, exp.TryCast, exp.Round)
+    comparison = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.Between, exp.In)
+    for kinds, name in ((arithmetic, "known_wide_intermediate"), (comparison, "known_decimal_compare")):
+        for node in tree.walk():
+            if not isinstance(node, kinds):
+                continue
+            e = node.sql(dialect="duckdb")
+            probe = f"({e}) > 0 OR ({e}) <= 0" if kinds is arithmetic else e
+            nulls = _overflow_nulls(probe, table)
+            if nulls is None or not len(nulls):
+                continue
+            v = oracle().verdicts(table, [probe])[0]
+            if not isinstance(v, tuple) and (v[nulls] != -1).any():
+                return name
+    return None
+
+
+def _overflow_nulls(probe: str, table: pa.Table) -> np.ndarray | None:
+    """Rows where `probe` is NULL in batchaot, if some NULL is an overflow's (else None)."""
+    try:
+        progs = [batchaot.compile(probe, table.schema, strict=s) for s in (False, True)]
+        with run.Executor(engine="vm") as ex:
+            lax, strict = ex.evaluate(progs, table.to_batches())
+    except Exception:
+        return None
+    if not strict.overflows:
+        return None
+    return np.setdiff1d(strict.row_ids, lax.row_ids)
 
 
 def _plain(table: pa.Table) -> pa.Table:
@@ -976,4 +998,22 @@ def test_decimal_cast_checks_precision(pred: str) -> None:
 @pytest.mark.parametrize("pred", ["CAST(length(s) AS DECIMAL(18,0)) > 1", "TRY_CAST(strpos(s, 'y') AS DECIMAL(18,0)) > 0"])
 def test_known_decimal_cast_of_a_string_expression(pred: str) -> None:
     table = pa.table({"s": pa.array(["ab", "xyz", None, "ü"])})
+    assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["decimal_compare"])
+@pytest.mark.parametrize("pred", ["0.5 <> i", "i > m", "m = u", "i BETWEEN 0.5 AND 1.5 OR true IS NULL"])
+def test_known_decimal_compare_with_a_huge_integer(pred: str) -> None:
+    table = pa.table({"i": pa.array([7643318164047933158, -9223372036854775807, 3], pa.int64()),
+                      "u": pa.array([789974133212406140, 1, 2], pa.uint64()),
+                      "m": pa.array([decimal.Decimal(x) for x in ("0.9", "482422521880.383377", "1")],
+                                    pa.decimal128(18, 6))})
+    assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["wide_intermediate"])
+@pytest.mark.parametrize("pred", ["(2.0 % i) IS NULL", "1.25 * i <> -14", "-m * 7951100638 > 2709936342"])
+def test_known_wide_decimal_intermediate(pred: str) -> None:
+    table = pa.table({"i": pa.array([-3418000150423219535, 7643318164047933158], pa.int64()),
+                      "m": pa.array([decimal.Decimal(6788656635), decimal.Decimal(-7519413045)], pa.decimal64(10, 0))})
     assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
