@@ -19,9 +19,11 @@ Two kinds of kernel, both generated as Python source from the optimized bytecode
   validity read from bytes unpacked once per block. A thousand rules generated from
   a template compile as one kernel.
 
-Both count violations and NULL verdicts per rule and collect violating row numbers as
-(rule, row) pairs, exactly what ``vm.run`` returns per program, and stop early (to be
-called again) when the pair buffer is full.
+Both count violations, NULL verdicts and overflow NULLs per rule, as ``vm.run`` does per
+program. Per-row kernels (and the VM) set a bit per violating row in the rule's bitmap
+(a word per 64 rows, accumulated in a register); shape kernels collect violating row
+numbers as (rule, row) pairs and stop early (to be called again) when the pair buffer
+is full.
 
 Jumps. The VM jumps when a whole block satisfies a test; per row the same jump is
 taken when that row satisfies it (a row whose left conjunct is FALSE already has a
