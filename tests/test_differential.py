@@ -96,8 +96,9 @@ def profile(tier: str) -> settings:
     ci, deep = EXAMPLES[tier]
     ci = max(1, round(ci * SCALE))
     phases = [Phase.explicit, Phase.reuse, Phase.generate]
-    # deep: run_collecting calls the test again and again, 100 fresh examples at a time
-    return settings(max_examples=min(deep, 100) if DEEP else ci, derandomize=not DEEP, database=None,
+    # deep: run_collecting calls the test again and again, fresh examples each round
+    rounds = 100 if tier in ("vm", "strings", "parquet") else 5
+    return settings(max_examples=min(deep, rounds) if DEEP else ci, derandomize=not DEEP, database=None,
                     deadline=None, phases=phases, suppress_health_check=list(HealthCheck),
                     print_blob=True)
 
