@@ -21,6 +21,7 @@ from ..engine import sqltext
 from ..errors import RuleError
 from . import limits
 from . import types as T
+from .civil import days_from_civil, days_in_month
 from .ir import And, Case, Col, Lit, Lookup, Node, Op, Or, freeze
 from .types import Kind, Type
 
@@ -1238,7 +1239,7 @@ def _timestamp_text(text: str, unit: int, tz: bool) -> tuple[int, int, int]:
     if m is None:
         raise ValueError(text)
     y, mo, d = int(m["y"]), int(m["m"]), int(m["d"])
-    if not (1 <= mo <= 12 and 1 <= d <= _month_days(y, mo)) or y == 0:
+    if not (1 <= mo <= 12 and 1 <= d <= days_in_month(y, mo)) or y == 0:
         raise ValueError(text)
     h, mi, sec = int(m["H"] or 0), int(m["M"] or 0), int(m["S"] or 0)
     frac = (m["f"] or "")[:unit].ljust(unit, "0")
@@ -1252,26 +1253,10 @@ def _timestamp_text(text: str, unit: int, tz: bool) -> tuple[int, int, int]:
         parts = [int(digits[i:i + 2]) for i in range(0, len(digits), 2)]
         hh, mm, ss = (parts + [0, 0])[:3]
         offset = sign * (hh * 3600 + mm * 60 + ss)
-    days = _days_from_civil(y, mo, d)
+    days = days_from_civil(y, mo, d)
     if m["zone"]:
         offset = _zone_offset(m["zone"], days, ticks // 10 ** unit)
     return days, ticks, offset if tz else 0
-
-
-def _month_days(y: int, m: int) -> int:
-    if m == 2:
-        return 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28
-    return 30 if m in (4, 6, 9, 11) else 31
-
-
-def _days_from_civil(y: int, m: int, d: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date, any year (H. Hinnant)."""
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
 
 
 def _zone_offset(name: str, days: int, seconds: int) -> int:

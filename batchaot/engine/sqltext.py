@@ -40,6 +40,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..compiler.civil import days_from_civil, days_in_month
+
 _WS = " \t\n\r\v\f"
 _DIGITS = r"\d+(?:_\d+)*"
 _NUMBER = re.compile(rf"([+-]?)({_DIGITS})?(?:\.({_DIGITS})?)?(?:[eE]([+-]?{_DIGITS}))?\Z")
@@ -149,22 +151,6 @@ _ZONE = re.compile(r"[ ]*(?:Z|[+-]\d\d(?::?\d\d(?::?\d\d)?)?)|[ ]+[A-Za-z][A-Za-
 _SPECIAL = {"epoch": 0, "infinity": 1, "-infinity": -1, "inf": 1, "-inf": -1}
 
 
-def days_from_civil(y: int, m: int, d: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (astronomical years)."""
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def _days_in_month(y: int, m: int) -> int:
-    if m == 2:
-        return 29 if (y % 4 == 0 and y % 100 != 0) or y % 400 == 0 else 28
-    return 30 if m in (4, 6, 9, 11) else 31
-
-
 def _split_date(s: str):
     """(days, rest of the text) of a leading date, or None."""
     m = _DATE.match(s)
@@ -178,7 +164,7 @@ def _split_date(s: str):
         y = -y
     elif bc:
         y = 1 - y
-    if not (1 <= mo <= 12 and 1 <= d <= _days_in_month(y, mo)):
+    if not (1 <= mo <= 12 and 1 <= d <= days_in_month(y, mo)):
         return None
     days = days_from_civil(y, mo, d)
     if not _DATE_MIN <= days <= _DATE_MAX:
