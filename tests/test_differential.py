@@ -111,14 +111,6 @@ def profile(tier: str) -> settings:
 KNOWN_BUGS = {
     "float32": "float32 (FLOAT) columns are computed as DOUBLE: DuckDB compares and computes FLOAT "
                "in single precision (f > 0.1, f + f, round(f, 2), f = bigint, CAST(x AS FLOAT))",
-    "decimal_cast": "CAST / TRY_CAST of a string expression to DECIMAL(p,s) raises pyarrow's "
-                    "ArrowInvalid 'Precision is not great enough' while building its lookup table "
-                    "(numeric casts check the precision since it was found here; the generated "
-                    "rules still avoid every CAST to DECIMAL)",
-    "decimal0_lut": "an integer string expression (length, strpos, position) in a DECIMAL(p,0) context "
-                    "(compared with a scale-0 decimal column: m >= length(s)) raises pyarrow's ArrowInvalid "
-                    "'Precision is not great enough ... at least 19' while its lookup table is built (the "
-                    "int64 values are cast to decimal128(18,0)); scale > 0 works",
     "decimal_compare": "comparing an integer with a decimal is NULL (an overflow) when the integer "
                        "scaled to the decimal's scale leaves int64: 0.5 <> i for i = 7643318164047933158; "
                        "DuckDB compares exactly (TRUE)",
@@ -135,10 +127,6 @@ def known_bug(pred: str, program, schema: pa.Schema) -> str | None:
     if not AVOID_KNOWN:
         return None
     text = pred.upper().replace(" ", "")
-    if "ASDECIMAL(" in text:
-        return "decimal_cast"
-    if any(result.startswith("decimal(") and result.endswith(",0)") for _, _, result in program.luts):
-        return "decimal0_lut"
     if ("ASFLOAT)" in text or "::FLOAT" in text or
             any(pa.types.is_float32(schema.field(c).type) for c in program.column_names)):
         return "float32"
@@ -1005,9 +993,11 @@ def test_decimal_cast_checks_precision(pred: str) -> None:
     assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
 
 
-@pytest.mark.xfail(strict=True, raises=pa.ArrowInvalid, reason=KNOWN_BUGS["decimal_cast"])
-@pytest.mark.parametrize("pred", ["CAST(length(s) AS DECIMAL(18,0)) > 1", "TRY_CAST(strpos(s, 'y') AS DECIMAL(18,0)) > 0"])
-def test_known_decimal_cast_of_a_string_expression(pred: str) -> None:
+# An integer string expression as a DECIMAL (a CAST, or compared with a scale-0 decimal
+# column) once raised pyarrow's "Precision is not great enough" building its lookup table.
+@pytest.mark.parametrize("pred", ["CAST(length(s) AS DECIMAL(18,0)) > 1", "TRY_CAST(strpos(s, 'y') AS DECIMAL(18,0)) > 0",
+                                  "CAST(length(s) AS DECIMAL(4,2)) = 2", "TRY_CAST(strpos(s, 'y') AS DECIMAL(3,1)) < 3"])
+def test_decimal_cast_of_a_string_expression(pred: str) -> None:
     table = pa.table({"s": pa.array(["ab", "xyz", None, "ü"])})
     assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
 
@@ -1030,9 +1020,8 @@ def test_known_wide_decimal_intermediate(pred: str) -> None:
     assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
 
 
-@pytest.mark.xfail(strict=True, raises=pa.ArrowInvalid, reason=KNOWN_BUGS["decimal0_lut"])
 @pytest.mark.parametrize("pred", ["m >= position('y' IN s)", "length(s) > m", "m = strpos(s, 'b')"])
-def test_known_integer_string_expression_against_a_scale_0_decimal(pred: str) -> None:
+def test_integer_string_expression_against_a_scale_0_decimal(pred: str) -> None:
     table = pa.table({"s": pa.array(["ab", "xyz", None, "ü"]),
                       "m": pa.array([decimal.Decimal(x) for x in (1, 2, 3, 0)], pa.decimal128(10, 0))})
     assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)

@@ -14,6 +14,8 @@ codes at all. Lookup tables of boolean expressions hold one byte per entry.
 """
 from __future__ import annotations
 
+import decimal
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -216,10 +218,25 @@ def to_words(arr: pa.Array | pa.Scalar, typ: T.Type, length: int) -> tuple[np.nd
     """A small evaluated array → (int64 words, uint8 validity) for a lookup table."""
     if isinstance(arr, pa.Scalar):
         arr = pa.array([arr.as_py()] * length, arr.type)
-    arr = arr.cast(_arrow_for(typ)) if typ.kind is not T.Kind.NULL else arr
+    if typ.kind is T.Kind.DECIMAL and not pa.types.is_null(arr.type):
+        arr = _decimal_in_words(arr, typ.scale)
+    elif typ.kind is not T.Kind.NULL:
+        arr = arr.cast(_arrow_for(typ))
     valid = np.asarray(arr.is_valid(), dtype=np.uint8) if arr.null_count else np.ones(len(arr), np.uint8)
     words = _words(arr, typ) if not pa.types.is_null(arr.type) else np.zeros(len(arr), np.int64)
     return np.ascontiguousarray(words, dtype=lut_dtype(typ)), valid
+
+
+def _decimal_in_words(arr: pa.Array, scale: int) -> pa.Array:
+    """Values (integers or decimals) as decimals at `scale` whose unscaled value fits the
+    engine's int64 word; a value that does not is NULL (as decimal arithmetic past int64).
+    Through decimal128(38): a plain cast to a precision-18 type refuses int64 inputs
+    (they need 19 digits) even when every value is small."""
+    wide = arr.cast(pa.decimal128(38, scale))
+    limit = decimal.Decimal(2 ** 63 - 1).scaleb(-scale)
+    fits = pc.and_(pc.less_equal(wide, pa.scalar(limit, wide.type)),
+                   pc.greater_equal(wide, pa.scalar(-limit, wide.type)))
+    return pc.if_else(fits, wide, pa.scalar(None, wide.type))
 
 
 def lut_dtype(typ: T.Type) -> np.dtype:
