@@ -111,9 +111,6 @@ def profile(tier: str) -> settings:
 KNOWN_BUGS = {
     "float32": "float32 (FLOAT) columns are computed as DOUBLE: DuckDB compares and computes FLOAT "
                "in single precision (f > 0.1, f + f, round(f, 2), f = bigint, CAST(x AS FLOAT))",
-    "decimal_compare": "comparing an integer with a decimal is NULL (an overflow) when the integer "
-                       "scaled to the decimal's scale leaves int64: 0.5 <> i for i = 7643318164047933158; "
-                       "DuckDB compares exactly (TRUE)",
     "wide_intermediate": "decimal arithmetic whose exact result leaves int64 (at its scale) is NULL, "
                          "where DuckDB computes in DECIMAL(38) and has the value: 2.0 % i, 1.25 * i for a "
                          "huge int64 i; -m * 7951100638 for m = 6788656635 (by design per issue 13's "
@@ -484,8 +481,6 @@ def excused(rule: Rule, got: Answer, v: np.ndarray, table: pa.Table) -> str | No
       overflow on rows where DuckDB has its value, computed in a wider type
       (DECIMAL(38), HUGEINT): ``2.0 % i``, ``1.25 * i`` for a huge int64 i, products of
       wide decimals (KNOWN_BUGS).
-    - ``known_decimal_compare``: no arithmetic overflows but a comparison of an integer
-      with a decimal is NULL by an overflow (``0.5 <> i`` for a huge int64 i; KNOWN_BUGS).
     """
     ids = np.asarray(got.row_ids, dtype=np.int64)
     plain = oracle().verdicts(table, [rule.pred], optimizer=False)[0]
@@ -504,7 +499,7 @@ def excused(rule: Rule, got: Answer, v: np.ndarray, table: pa.Table) -> str | No
 def _overflow_kind(pred: str, table: pa.Table) -> str | None:
     """'known_wide_intermediate' if some arithmetic subexpression e of `pred` is NULL in
     batchaot by an overflow on a row where DuckDB has a value for e; else
-    'known_decimal_compare' if a comparison is (where DuckDB's is not NULL); else None.
+    else None.
     Row-precise: e's NULL rows are the strict minus the lax violations of the probe
     ``e > 0 OR e <= 0``."""
     import sqlglot
@@ -515,19 +510,17 @@ def _overflow_kind(pred: str, table: pa.Table) -> str | None:
         return None
     arithmetic = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv, exp.Neg, exp.Abs,
                   exp.Cast, exp.TryCast, exp.Round)
-    comparison = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.Between, exp.In)
-    for kinds, name in ((arithmetic, "known_wide_intermediate"), (comparison, "known_decimal_compare")):
-        for node in tree.walk():
-            if not isinstance(node, kinds):
-                continue
-            e = node.sql(dialect="duckdb")
-            probe = f"({e}) > 0 OR ({e}) <= 0" if kinds is arithmetic else e
-            nulls = _overflow_nulls(probe, table)
-            if nulls is None or not len(nulls):
-                continue
-            v = oracle().verdicts(table, [probe])[0]
-            if not isinstance(v, tuple) and (v[nulls] != -1).any():
-                return name
+    for node in tree.walk():
+        if not isinstance(node, arithmetic):
+            continue
+        e = node.sql(dialect="duckdb")
+        probe = f"({e}) > 0 OR ({e}) <= 0"
+        nulls = _overflow_nulls(probe, table)
+        if nulls is None or not len(nulls):
+            continue
+        v = oracle().verdicts(table, [probe])[0]
+        if not isinstance(v, tuple) and (v[nulls] != -1).any():
+            return "known_wide_intermediate"
     return None
 
 
@@ -1002,9 +995,12 @@ def test_decimal_cast_of_a_string_expression(pred: str) -> None:
     assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["decimal_compare"])
-@pytest.mark.parametrize("pred", ["0.5 <> i", "i > m", "m = u", "i BETWEEN 0.5 AND 1.5 OR true IS NULL"])
-def test_known_decimal_compare_with_a_huge_integer(pred: str) -> None:
+# Comparing an integer with a decimal once scaled the integer, which left int64 for a huge
+# one and made the verdict NULL; DuckDB compares exactly.
+@pytest.mark.parametrize("pred", ["0.5 <> i", "i > m", "m = u", "i BETWEEN 0.5 AND 1.5 OR true IS NULL",
+                                  "i = 0.5", "i >= -0.5", "i < 2.5", "i <= -7643318164047933158.5", "m < i",
+                                  "i + 0 > 0.000001", "9223372036854775807 > m", "-9223372036854775807 = m"])
+def test_decimal_compare_with_a_huge_integer(pred: str) -> None:
     table = pa.table({"i": pa.array([7643318164047933158, -9223372036854775807, 3], pa.int64()),
                       "u": pa.array([789974133212406140, 1, 2], pa.uint64()),
                       "m": pa.array([decimal.Decimal(x) for x in ("0.9", "482422521880.383377", "1")],

@@ -280,8 +280,31 @@ class Binder:
             b = self.coerce_string_literal(b, a, text)
         if _units_differ(a, b):
             return _temporal_compare(op, a, b)
+        if _is_integer(b) and _scaled_decimal(a):
+            return self.compare_int_decimal(_FLIP[op], b, a)
+        if _is_integer(a) and _scaled_decimal(b):
+            return self.compare_int_decimal(op, a, b)
         a, b = self.unify(a, b, text)
         return Op(T.BOOL, op, (a, b))
+
+    def compare_int_decimal(self, op: str, i: Node, d: Node) -> Node:
+        """`i op d` for an integer i and a decimal d of scale s > 0, exactly as DuckDB.
+
+        Scaling i by 10^s may leave int64 (0.5 <> i for i = 7.6e18), which would make the
+        verdict NULL. Against a literal the bound is rounded instead (i > 0.5 is i > 0,
+        i = 0.5 is FALSE): exact and one comparison. Otherwise i is clamped to ±(2^63-1)
+        // 10^s first: beyond that bound i*10^s exceeds any decimal of up to 18 digits,
+        so the clamped value orders the same way."""
+        i, scale = self.as_int(i), d.type.scale
+        if isinstance(d, Lit):
+            return _int_vs_literal(op, i, d.value, 10 ** scale)
+        bound = (2 ** 63 - 1) // 10 ** scale
+        if isinstance(i, Lit):
+            clamped = Lit(T.INT, None if i.value is None else max(-bound, min(bound, i.value)))
+        else:
+            clamped = Case(T.INT, ((Op(T.BOOL, "gt", (i, Lit(T.INT, bound))), Lit(T.INT, bound)),
+                                   (Op(T.BOOL, "lt", (i, Lit(T.INT, -bound))), Lit(T.INT, -bound))), i)
+        return Op(T.BOOL, op, (self.rescale(clamped, scale), d))
 
     def str_compare(self, op: str, a: _Str, b: _Str, left, right) -> Node:
         if a.col is not None and b.col is not None and a.col != b.col:
@@ -1354,6 +1377,38 @@ def _retype(node: Node, typ: Type) -> Node:
     if isinstance(node, Lookup):
         return Lookup(typ, node.column, node.expr)
     return node
+
+
+def _kind(node) -> Kind | None:
+    """A typed node's kind (None for strings and intervals, which have no Type)."""
+    typ = getattr(node, "type", None)
+    return typ.kind if isinstance(typ, Type) else None
+
+
+def _is_integer(node) -> bool:
+    return _kind(node) in (Kind.INT, Kind.BOOL)
+
+
+def _scaled_decimal(node) -> bool:
+    return (_kind(node) is Kind.DECIMAL and node.type.scale > 0
+            and not (isinstance(node, Lit) and node.value is None))
+
+
+def _int_vs_literal(op: str, i: Node, unscaled: int, factor: int) -> Node:
+    """`i op unscaled/factor` for an integer i, as a comparison of integers: the literal
+    rounded down (floor) or up (ceil) as the operator needs. A literal that no integer
+    equals makes `=` FALSE and `<>` TRUE, still NULL where i is NULL (i < MIN, i >= MIN)."""
+    floor, exact = unscaled // factor, unscaled % factor == 0
+    ceil = floor if exact else floor + 1
+    never, always = Op(T.BOOL, "lt", (i, Lit(T.INT, -2 ** 63))), Op(T.BOOL, "ge", (i, Lit(T.INT, -2 ** 63)))
+    if op in ("eq", "ne") and not exact:
+        return never if op == "eq" else always
+    bound = {"gt": floor, "le": floor, "ge": ceil, "lt": ceil, "eq": floor, "ne": floor}[op]
+    if bound > 2 ** 63 - 1:             # above every integer
+        return never if op in ("gt", "ge", "eq") else always
+    if bound < -2 ** 63:
+        return always if op in ("gt", "ge", "ne") else never
+    return Op(T.BOOL, op, (i, Lit(T.INT, bound)))
 
 
 def _mul_const(node: Node, factor: int, typ: Type) -> Node:
