@@ -84,7 +84,11 @@ def build_in_place() -> Path:
         for old in package.glob("_native.*"):
             if old.name != dest.name and any(old.name.endswith(s) for s in EXTENSION_SUFFIXES):
                 old.unlink()
-        shutil.copy2(built, dest)
+        # copy beside, then rename: a process that has the old module loaded keeps its
+        # mapping instead of seeing the file change under it
+        staged = dest.with_name(dest.name + ".tmp")
+        shutil.copy2(built, staged)
+        os.replace(staged, dest)
     return dest
 
 

@@ -317,6 +317,7 @@ static bool evaluate_valid(int32_t op, int64_t x, int64_t y, int32_t imm, value 
     case BA_OP_ABS_F: *out = of_float(fabs(fx)); return true;
     case BA_OP_ROUND_F: *out = of_float(round_float(fx, imm)); return true;
     case BA_OP_I2F: *out = of_float((double)x); return true;
+    case BA_OP_F2S: *out = of_float((double)(float)fx); return true;
     case BA_OP_F2I: *out = float_to_int(fx); return true;
     case BA_OP_EQ_I: *out = of_bool(compare_int(x, y) == 0); return true;
     case BA_OP_NE_I: *out = of_bool(compare_int(x, y) != 0); return true;

@@ -10,6 +10,7 @@ register is a pair of arrays (int64 words, bool validity); registers start NULL.
 from __future__ import annotations
 
 import math
+import struct
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from dataclasses import dataclass
 
@@ -25,6 +26,14 @@ NAME = {code: name for name, code in OP.items()}
 NOT_SCALAR = frozenset({"NOP", "RET", "JMP", "JALLF", "JALLT", "JNONET", "LOAD", "LOADK", "SELECT", "LUT"})
 SCALAR = frozenset(OP) - NOT_SCALAR
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _to_float32(x: float) -> float:
+    """x rounded to the nearest float32; struct refuses a value that rounds past its range."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
 
 
 def f2b(x: float) -> int:
@@ -147,6 +156,8 @@ def _scalar(name: str, b: Cell, c: Cell, imm: int) -> Cell:
             case "ROUND_F":
                 return _fl(_round_decimal(fx, imm))
             case "I2F": return _fl(float(x))
+            case "F2S":                          # struct packs to float32, ties to even
+                return _fl(_to_float32(fx))
             case "F2I":
                 if not math.isfinite(fx):
                     return NULL

@@ -109,8 +109,6 @@ def profile(tier: str) -> settings:
 # fixed its xfail passes, which fails the run: delete the xfail and its entry here.
 # BATCHAOT_DIFF_KNOWN=1 generates them anyway.
 KNOWN_BUGS = {
-    "float32": "float32 (FLOAT) columns are computed as DOUBLE: DuckDB compares and computes FLOAT "
-               "in single precision (f > 0.1, f + f, round(f, 2), f = bigint, CAST(x AS FLOAT))",
     "wide_intermediate": "decimal arithmetic whose exact result leaves int64 (at its scale) is NULL, "
                          "where DuckDB computes in DECIMAL(38) and has the value: 2.0 % i, 1.25 * i for a "
                          "huge int64 i; -m * 7951100638 for m = 6788656635 (by design per issue 13's "
@@ -124,9 +122,6 @@ def known_bug(pred: str, program, schema: pa.Schema) -> str | None:
     if not AVOID_KNOWN:
         return None
     text = pred.upper().replace(" ", "")
-    if ("ASFLOAT)" in text or "::FLOAT" in text or
-            any(pa.types.is_float32(schema.field(c).type) for c in program.column_names)):
-        return "float32"
     return None
 
 
@@ -969,12 +964,21 @@ def _duckdb_lax_strict(table: pa.Table, pred: str) -> list[tuple[int, list[int]]
     return [(len(lax), lax.tolist()), (len(strict), strict.tolist())]
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["float32"])
+# FLOAT (float32) columns were once computed as DOUBLE; DuckDB computes FLOAT in single
+# precision: literals and integers meet it as FLOAT, every + - * / round is rounded to float32.
 @pytest.mark.parametrize("pred", ["f > 0.1", "f = 0.1", "round(f, 2) > 1.2699999809265137", "f + f > 0.2",
-                                  "f * 2 = 'inf'::DOUBLE", "f = i", "f > 0.1::FLOAT"])
-def test_known_float32_is_single_precision(pred: str) -> None:
-    table = pa.table({"f": pa.array([0.1, 1.27, 16777217.0, 3.4e38], pa.float32()),
-                      "i": pa.array([0, 1, 16777217, 2**40 + 1], pa.int64())})
+                                  "f * 2 = 'inf'::DOUBLE", "f = i", "f > 0.1::FLOAT", "f / 3 > 0.0333333333",
+                                  "f - 0.1 = 0", "f = '0.1'", "f IN (0.1, 1.27)", "f + m > 1.37", "f + d > 0.2",
+                                  "CAST(i AS FLOAT) = 16777216", "CAST(f AS VARCHAR) = '0.1'",
+                                  "CAST(m AS FLOAT) = f", "TRY_CAST(s AS FLOAT) = f", "greatest(f, 1) > 1.27",
+                                  "coalesce(f, i) = 16777216", "f % 0.3 > 0.1", "CAST(f AS DOUBLE) > 0.1"])
+def test_float32_is_single_precision(pred: str) -> None:
+    table = pa.table({"f": pa.array([0.1, 1.27, 16777217.0, 3.4e38, None, float("nan")], pa.float32()),
+                      "i": pa.array([0, 1, 16777217, 2**40 + 1, 7, None], pa.int64()),
+                      "m": pa.array([decimal.Decimal(x) for x in ("0.10", "0.1", "1.27", "-3.33", "0", "2")],
+                                    pa.decimal128(6, 2)),
+                      "d": pa.array([0.1, 0.2, 1e-9, None, 1.0, 2.0], pa.float64()),
+                      "s": pa.array(["0.1", "1.27", "16777217", "x", None, "nan"])})
     assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
 
 

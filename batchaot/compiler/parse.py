@@ -13,6 +13,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
@@ -328,7 +329,8 @@ class Binder:
         self.need_numeric(a, node)
         self.need_numeric(b, node)
         if op == "div":
-            return Op(T.FLOAT, "div", (self.to_float(a), self.to_float(b)))
+            target = _float_target(a, b)
+            return _rounded(Op(target, "div", (self.to_float(a, target), self.to_float(b, target))))
         if op == "idiv" and Kind.FLOAT not in (a.type.kind, b.type.kind):
             if Kind.DECIMAL in (a.type.kind, b.type.kind):
                 self.fail(f"integer division of decimals in `{text}`: CAST to BIGINT or DOUBLE first")
@@ -342,7 +344,7 @@ class Binder:
             return Op(Type(Kind.DECIMAL, scale), "mul", (self.as_int(a), self.as_int(b)))
         a, b = self.unify(a, b, text)
         typ = a.type if a.type.kind is not Kind.BOOL else T.INT
-        return Op(typ, op, (a, b))
+        return _rounded(Op(typ, op, (a, b)))
 
     def date_arith(self, op: str, a: Node, b: Node, text: "_Sql") -> Node:
         if a.type.kind is Kind.DATE and b.type.kind is Kind.DATE and op == "sub":
@@ -373,7 +375,8 @@ class Binder:
         if not (a.type.is_numeric and b.type.is_numeric):
             self.fail(f"type mismatch in `{text}`: {a.type} vs {b.type}")
         if Kind.FLOAT in (ka, kb):
-            return self.to_float(a), self.to_float(b)
+            target = _float_target(a, b)
+            return self.to_float(a, target), self.to_float(b, target)
         if Kind.DECIMAL in (ka, kb):
             scale = max(_scale(a), _scale(b))
             return self.rescale(a, scale), self.rescale(b, scale)
@@ -398,17 +401,23 @@ class Binder:
         factor = 86400 * 10 ** unit if node.type.kind is Kind.DATE else 10 ** (unit - node.type.scale)
         return _mul_const(node, factor, typ)
 
-    def to_float(self, node: Node) -> Node:
-        k = node.type.kind
+    def to_float(self, node: Node, target: Type = T.FLOAT) -> Node:
+        """A number as DOUBLE, or as FLOAT (`target` T.FLOAT32) the way DuckDB converts:
+        a decimal M/10^s to FLOAT divides the two as FLOATs."""
+        k, single = node.type.kind, target.is_single
         if k is Kind.FLOAT:
-            return node
+            if node.type == target or not single:
+                return _retype(node, target)             # FLOAT -> DOUBLE is exact
+            return Lit(target, _single_or_none(node.value)) if isinstance(node, Lit) \
+                else Op(target, "f2s", (node,))
         if isinstance(node, Lit):
-            v = node.value
-            return Lit(T.FLOAT, None if v is None else
-                       (v / 10 ** node.type.scale if k is Kind.DECIMAL else float(v)))
-        out = Op(T.FLOAT, "i2f", (node,))
+            return Lit(target, None if node.value is None else _float_value(node, single))
+        out = Op(target, "i2f", (node,))
+        if single:
+            out = Op(target, "f2s", (out,))
         if k is Kind.DECIMAL and node.type.scale:
-            out = Op(T.FLOAT, "div", (out, Lit(T.FLOAT, float(10 ** node.type.scale))))
+            divisor = float(10 ** node.type.scale)
+            out = _rounded(Op(target, "div", (out, Lit(target, _single(divisor) if single else divisor))))
         return out
 
     def rescale(self, node: Node, scale: int) -> Node:
@@ -515,9 +524,6 @@ class Binder:
         if isinstance(v, Lit):
             return _Str(["lit", _literal_text(v)], None)
         if isinstance(v, Col) and "text" in sqltext.ENGINE_FEATURES:
-            if pa.types.is_float32(_plain_type(self.schema.field(v.name).type)):
-                self.fail(f"the text of FLOAT (32-bit) column '{v.name}' is not supported in "
-                          f"`{where.sql('duckdb')}`: DuckDB's digits for 32-bit floats are not reproduced")
             return _Str(["col"], self.text_column(v))
         what = (f"the text of column '{v.name}'" if isinstance(v, Col)
                 else f"the text of a computed {v.type} value")
@@ -544,7 +550,7 @@ class Binder:
         if not value.is_valid:
             return Lit(typ, None)
         if typ.kind is Kind.FLOAT:
-            return Lit(typ, float(value.as_py()))
+            return Lit(typ, _single(float(value.as_py())) if typ.is_single else float(value.as_py()))
         if typ.kind is Kind.DECIMAL:
             return Lit(typ, int(value.as_py().scaleb(typ.scale)))
         if typ.is_temporal:
@@ -560,7 +566,7 @@ class Binder:
             lo, hi = sqltext.INT_RANGES.get(_type_name(node), sqltext.INT_RANGES["BIGINT"])
             value = sqltext.parse_int(text, lo, hi)
         elif k is Kind.FLOAT:
-            value = sqltext.parse_float(text)
+            value = _single_or_none(sqltext.parse_float(text)) if target.is_single else sqltext.parse_float(text)
         elif k is Kind.DECIMAL:
             value = sqltext.parse_decimal(text, _decimal_precision(node), target.scale)
         else:
@@ -989,7 +995,7 @@ class Binder:
                 self.fail(f"round() digits must be between -18 and 18 in `{node.sql('duckdb')}`")
         arg = self.as_int(arg)
         if arg.type.kind is Kind.FLOAT:
-            return Op(T.FLOAT, "round", (arg,), imm=digits)
+            return _rounded(Op(arg.type, "round", (arg,), imm=digits))
         scale = _scale(arg)
         if digits >= scale:
             return arg
@@ -1044,7 +1050,7 @@ class Binder:
         if v.type.kind is Kind.NULL:
             return Lit(typ, None)
         if typ.kind is Kind.FLOAT:
-            return self.to_float(v)
+            return self.to_float(v, typ)
         if typ.kind is Kind.DECIMAL:
             return self.rescale(v, typ.scale)
         if typ.is_temporal:
@@ -1105,7 +1111,7 @@ class Binder:
         if target.kind is Kind.STRING:
             self.fail(f"CAST of {src} to VARCHAR is not supported in `{text}`")
         if target.kind is Kind.FLOAT and src.is_numeric:
-            return self.to_float(arg)
+            return self.to_float(arg, target)
         if target.kind is Kind.INT and src.kind is Kind.FLOAT:
             return Op(T.INT, "f2i", (arg,))
         if target.kind is Kind.INT and src.kind is Kind.DECIMAL:
@@ -1212,7 +1218,7 @@ def _parse_literal(text: str, target: Type, tz: bool = False):
     if k is Kind.INT:
         return int(text)
     if k is Kind.FLOAT:
-        return float(text)
+        return _single(float(text)) if target.is_single else float(text)
     if k is Kind.BOOL:
         low = text.lower()
         if low in ("true", "t", "1", "yes", "y"):
@@ -1379,6 +1385,43 @@ def _retype(node: Node, typ: Type) -> Node:
     return node
 
 
+def _float_target(*nodes) -> Type:
+    """DuckDB's float type where numbers meet a float: FLOAT (32-bit) when every float
+    among them is a FLOAT, DOUBLE once one is a DOUBLE (f + 1 and f + 0.5 are FLOAT)."""
+    floats = [n.type for n in nodes if _kind(n) is Kind.FLOAT]
+    return T.FLOAT32 if floats and all(t.is_single for t in floats) else T.FLOAT
+
+
+_INEXACT_IN_FLOAT32 = ("add", "sub", "mul", "div", "round")
+
+
+def _rounded(node: Node) -> Node:
+    """A FLOAT (32-bit) result rounded back to float32: computed in float64 from float32
+    operands, + - * / are then exactly IEEE single precision (53 >= 2 * 24 + 2 bits)."""
+    if isinstance(node, Op) and node.type.is_single and node.op in _INEXACT_IN_FLOAT32:
+        return Op(node.type, "f2s", (node,))
+    return node
+
+
+def _single(x: float) -> float:
+    """x rounded to the nearest float32 (+-inf past its range)."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(x))
+
+
+def _single_or_none(x: float | None) -> float | None:
+    return None if x is None else _single(x)
+
+
+def _float_value(lit: Lit, single: bool) -> float:
+    """A non-NULL integer or decimal literal as a DOUBLE or FLOAT value, as DuckDB's cast."""
+    scale = lit.type.scale if lit.type.kind is Kind.DECIMAL else 0
+    if not single:
+        return lit.value / 10 ** scale if scale else float(lit.value)
+    with np.errstate(over="ignore"):
+        return float(np.float32(lit.value) / np.float32(10 ** scale)) if scale else _single(lit.value)
+
+
 def _kind(node) -> Kind | None:
     """A typed node's kind (None for strings and intervals, which have no Type)."""
     typ = getattr(node, "type", None)
@@ -1474,7 +1517,7 @@ def _common_type(binder: Binder, values: list[Node], node) -> Type:
     if kinds <= {Kind.INT, Kind.BOOL, Kind.DECIMAL}:
         return Type(Kind.DECIMAL, max(_scale(v) for v in values))
     if kinds <= {Kind.INT, Kind.BOOL, Kind.DECIMAL, Kind.FLOAT}:
-        return T.FLOAT
+        return _float_target(*values)
     if kinds <= {Kind.DATE, Kind.TIMESTAMP}:
         return Type(Kind.TIMESTAMP, max(_ts_scale(v.type) for v in values))
     binder.fail(f"CASE/COALESCE branches have incompatible types "
@@ -1518,7 +1561,7 @@ def _literal_text(v: Lit) -> str | None:
     if k is Kind.DECIMAL:
         return f"{decimal.Decimal(v.value).scaleb(-v.type.scale):f}"
     if k is Kind.FLOAT:
-        return sqltext.float_text(v.value)
+        return sqltext.float_text(v.value, single=v.type.is_single)
     if k is Kind.DATE:
         return sqltext.date_text(v.value)
     if k is Kind.TIMESTAMP:

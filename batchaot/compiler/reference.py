@@ -240,6 +240,12 @@ _INT_OPS: dict[int, Callable[[int, int], Value]] = {
     Op.GE_I: lambda x, y: _bool(x >= y),
 }
 
+def _single(x: float) -> float:
+    """x rounded to the nearest float32 (+-inf past its range, without numpy's warning)."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(x))
+
+
 _FLOAT_OPS: dict[int, Callable[[float, float], Value]] = {
     Op.ADD_F: lambda x, y: _float(x + y),
     Op.SUB_F: lambda x, y: _float(x - y),
@@ -248,6 +254,7 @@ _FLOAT_OPS: dict[int, Callable[[float, float], Value]] = {
     Op.MOD_F: lambda x, y: _float(_ieee(np.fmod, x, y)),
     Op.NEG_F: lambda x, y: _float(-x),
     Op.ABS_F: lambda x, y: _float(math.fabs(x)),
+    Op.F2S: lambda x, y: _float(_single(x)),
     Op.F2I: lambda x, y: _float_to_int(x),
     Op.EQ_F: lambda x, y: _bool(_compare_float(x, y) == 0),
     Op.NE_F: lambda x, y: _bool(_compare_float(x, y) != 0),

@@ -27,11 +27,18 @@ class Kind(Enum):
 @dataclass(frozen=True)
 class Type:
     kind: Kind
-    scale: int = 0   # DECIMAL: digits after the point; TIMESTAMP: 0 (s), 3 (ms), 6 (us), 9 (ns)
+    # DECIMAL: digits after the point; TIMESTAMP: 0 (s), 3 (ms), 6 (us), 9 (ns);
+    # FLOAT: 0 for DOUBLE, 32 for DuckDB's FLOAT (float32 values, held exactly in a float64
+    # register and rounded back to float32 after every operation that can leave it)
+    scale: int = 0
 
     @property
     def physical(self) -> str:
         return "f" if self.kind is Kind.FLOAT else "i"
+
+    @property
+    def is_single(self) -> bool:
+        return self.kind is Kind.FLOAT and self.scale == 32
 
     @property
     def is_numeric(self) -> bool:
@@ -46,12 +53,15 @@ class Type:
             return f"decimal(18,{self.scale})"
         if self.kind is Kind.TIMESTAMP:
             return {0: "timestamp_s", 3: "timestamp_ms", 6: "timestamp", 9: "timestamp_ns"}[self.scale]
+        if self.is_single:
+            return "float"
         return self.kind.value
 
 
 BOOL = Type(Kind.BOOL)
 INT = Type(Kind.INT)
 FLOAT = Type(Kind.FLOAT)
+FLOAT32 = Type(Kind.FLOAT, 32)
 DATE = Type(Kind.DATE)
 STRING = Type(Kind.STRING)
 NULL = Type(Kind.NULL)
@@ -74,8 +84,8 @@ def from_arrow(t: pa.DataType) -> Type:
         # uint64 too: its values below 2^63 are bigints; engine/columns.py refuses a batch
         # holding a larger one (naming the column) rather than wrap it negative
         return INT
-    if pa.types.is_floating(t):
-        return FLOAT
+    if pa.types.is_floating(t):        # float16 values are float32 values too
+        return FLOAT if pa.types.is_float64(t) else FLOAT32
     if pa.types.is_decimal(t):         # decimal32/64/128/256 alike: the value is what counts
         if t.precision > MAX_DECIMAL_PRECISION:
             raise UnsupportedType(f"{t}: precision above {MAX_DECIMAL_PRECISION} cannot be "
@@ -102,7 +112,7 @@ CAST_TARGETS = {
     "BOOLEAN": BOOL,
     "TINYINT": INT, "SMALLINT": INT, "INT": INT, "BIGINT": INT, "UTINYINT": INT,
     "USMALLINT": INT, "UINT": INT, "UBIGINT": INT, "HUGEINT": INT,
-    "FLOAT": FLOAT, "DOUBLE": FLOAT,
+    "FLOAT": FLOAT32, "DOUBLE": FLOAT,
     "DATE": DATE, "TIMESTAMP": TIMESTAMP_US, "DATETIME": TIMESTAMP_US,
     "VARCHAR": STRING, "TEXT": STRING, "CHAR": STRING, "NVARCHAR": STRING,
 }

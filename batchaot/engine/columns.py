@@ -317,6 +317,8 @@ def parse_type(text: str) -> T.Type:
     """Inverse of str(Type), for column tables stored in a Program."""
     if text.startswith("decimal("):
         return T.Type(T.Kind.DECIMAL, int(text[:-1].split(",")[1]))
+    if text == "float":
+        return T.FLOAT32
     if text.startswith("timestamp"):
         return T.Type(T.Kind.TIMESTAMP, {"timestamp_s": 0, "timestamp_ms": 3, "timestamp": 6,
                                          "timestamp_ns": 9}[text])

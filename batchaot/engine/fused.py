@@ -104,7 +104,7 @@ from . import vm
 from .buffers import Buffers, i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
 from .columns import IDENTITY, Loaded
 
-GENERATOR_VERSION = "9"        # bump when the generated source changes meaning
+GENERATOR_VERSION = "10"       # bump when the generated source changes meaning
 MAX_FUSED_INSTRUCTIONS = 400   # larger sets run on shape kernels (module docstring)
 ROW_KERNEL_INSTRUCTIONS = 200  # smaller sets always get one per-row kernel
 SHAPE_BLOCK = 4096             # rows per block in shape kernels
@@ -181,6 +181,11 @@ def round_f(b, digits):
 @njit(cache=True, nogil=True)
 def i2f(b):
     return _w(np.float64(b))
+
+
+@njit(cache=True, nogil=True)
+def f2s(b):
+    return _w(np.float64(np.float32(_f(b))))
 
 
 @njit(cache=True, nogil=True)
@@ -299,7 +304,7 @@ def valid_word(bitmap, off, base):
 
 
 RUNTIME = ("i64_at", "u8_at", "unpack_bits", "valid_word", "add_f", "sub_f", "mul_f", "div_f", "mod_f", "neg_f", "abs_f", "round_f", "i2f",
-           "f2i_ok", "f2i", "eq_f", "lt_f", "le_f", "idiv_i", "mod_i", "round_i",
+           "f2s", "f2i_ok", "f2i", "eq_f", "lt_f", "le_f", "idiv_i", "mod_i", "round_i",
            "add_ok", "sub_ok", "mul_ok", "idiv_ok", "narrow_ok", "round_ok")
 
 
@@ -659,8 +664,8 @@ class _ProgramEmitter:
         elif FAMILY[op] in ("add", "sub", "mul", "div", "mod") and CLASSES[op][0] == "f":
             self.set_r(a, f"{FAMILY[op]}_f({self.r(b)}, {self.r(c)})")
             self.set_v(a, _conj(self.v(b), self.v(c)))
-        elif op in (Op.NEG_F, Op.ABS_F, Op.I2F):
-            self.set_r(a, f"{FAMILY[op]}{'_f' if op != Op.I2F else ''}({self.r(b)})")
+        elif op in (Op.NEG_F, Op.ABS_F, Op.I2F, Op.F2S):
+            self.set_r(a, f"{FAMILY[op]}{'_f' if op in (Op.NEG_F, Op.ABS_F) else ''}({self.r(b)})")
             self.set_v(a, self.v(b))
         elif op == Op.ROUND_F:
             self.set_r(a, f"round_f({self.r(b)}, {c})")

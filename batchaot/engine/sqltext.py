@@ -316,8 +316,9 @@ def to_text(arr: pa.Array) -> pa.Array:
         return arr.cast(pa.string())
     if pa.types.is_boolean(t) or pa.types.is_integer(t):
         return pc.cast(arr, pa.string())             # booleans: 'true' / 'false'
-    if pa.types.is_floating(t):        # float32 is refused by the binder (DuckDB's digits differ)
-        return pa.array([None if v is None else float_text(v) for v in arr.cast(pa.float64()).to_pylist()],
+    if pa.types.is_floating(t):
+        single = not pa.types.is_float64(t)
+        return pa.array([None if v is None else float_text(v, single) for v in arr.cast(pa.float64()).to_pylist()],
                         pa.string())
     if pa.types.is_decimal(t):
         return pc.cast(arr, pa.string())
@@ -336,12 +337,15 @@ def _texts(arr: pa.Array, texts: list[str]) -> pa.Array:
     return pa.array(texts, pa.string(), mask=np.asarray(arr.is_null(), dtype=bool) if arr.null_count else None)
 
 
-def float_text(v: float) -> str:
-    """DuckDB's text of a DOUBLE: the shortest digits that read back as the same value."""
+def float_text(v: float, single: bool = False) -> str:
+    """DuckDB's text of a DOUBLE (`single`: of a FLOAT): the shortest digits that read
+    back as the same value, written as Python writes a float (123456790.0, 1e+20)."""
     if v != v:
         return "nan"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
+    if single:      # float32's shortest digits, read as a double: at most 9 digits round-trip
+        return repr(float(np.format_float_scientific(np.float32(v), unique=True)))
     return repr(float(v))
 
 

@@ -146,7 +146,7 @@ def _bounds(stats, type_text: str) -> tuple[tuple, tuple] | None:
             return None
         if isinstance(lo, bytes):
             lo, hi = (int.from_bytes(v, "big", signed=True) for v in (lo, hi))
-    elif type_text == "double":
+    elif type_text in ("double", "float"):
         if physical not in ("FLOAT", "DOUBLE") or lo != lo or hi != hi:
             return None      # a NaN bound (a hostile or old writer) orders nothing
     elif type_text == "date":
@@ -205,7 +205,7 @@ def column_abstract(stats, type_text: str, arrow_type: pa.DataType, rows: int) -
     if bounds is None:
         return Abstract(null=nulls > 0)
     lo, hi = bounds
-    if type_text == "double":
+    if type_text in ("double", "float"):
         hi = NAN_KEY          # statistics ignore NaN; it may be there
     return Abstract(lo, hi, null=nulls > 0, valid=True)
 

@@ -76,6 +76,9 @@ def arrow_type(kind: str, scale: int) -> pa.DataType:
         return pa.decimal128(18, scale)
     if kind == "timestamp":
         return pa.timestamp(_TS_UNITS[scale])
+    if kind == "double" and scale == 32:
+        return pa.float32()                  # DuckDB's FLOAT
+
     return _ARROW_TYPES[kind]
 
 

@@ -377,6 +377,10 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                 for i in range(n):
                     F[a, i] = round_digits(F[b, i], c)
                     V[a, i] = V[b, i]
+            elif op == F2S:
+                for i in range(n):
+                    F[a, i] = np.float64(np.float32(F[b, i]))
+                    V[a, i] = V[b, i]
             elif op == I2F:
                 for i in range(n):
                     F[a, i] = float(R[b, i])

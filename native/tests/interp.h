@@ -224,6 +224,7 @@ static cell interp_scalar(int32_t op, cell b, cell c, int32_t imm)
     case BA_OP_ABS_F: return cell_float(fabs(fx));
     case BA_OP_ROUND_F: return cell_float(round_half_away(fx, imm));
     case BA_OP_I2F: return cell_float((double)x);
+    case BA_OP_F2S: return cell_float((double)(float)fx);
     case BA_OP_F2I: return float_to_int(fx);
     case BA_OP_EQ_I: return cell_bool(x == y);
     case BA_OP_NE_I: return cell_bool(x != y);

@@ -289,6 +289,12 @@ static void test_fold_semantics(void)
     expect_fold(BA_OP_F2I, bits_of(9.3e18), 0, 0, false, 0);
     expect_fold(BA_OP_F2I, bits_of(-9223372036854775808.0), 0, 0, true, INT64_MIN);
     expect_fold(BA_OP_I2F, 3, 0, 0, true, bits_of(3.0));
+    /* F2S: to the nearest float32, ties to even; past its range +-inf */
+    expect_fold(BA_OP_F2S, bits_of(0.1), 0, 0, true, bits_of(0.100000001490116119384765625));
+    expect_fold(BA_OP_F2S, bits_of(16777217.0), 0, 0, true, bits_of(16777216.0));
+    expect_fold(BA_OP_F2S, bits_of(16777219.0), 0, 0, true, bits_of(16777220.0));
+    expect_fold(BA_OP_F2S, bits_of(6.9e38), 0, 0, true, bits_of(inf));
+    expect_fold(BA_OP_F2S, bits_of(-6.9e38), 0, 0, true, bits_of(-inf));
     expect_fold(BA_OP_DIV_F, bits_of(1.0), bits_of(-0.0), 0, true, bits_of(-inf));
     expect_fold(BA_OP_DIV_F, bits_of(0.0), bits_of(0.0), 0, true, (int64_t)0x7ff8000000000000);
     expect_fold(BA_OP_NEG_F, bits_of(nan), 0, 0, true, (int64_t)0x7ff8000000000000);
@@ -652,7 +658,7 @@ static const typed_op TYPED_OPS[] = {
     {BA_OP_MUL_F, T_FLOAT, T_FLOAT, T_FLOAT, 1}, {BA_OP_DIV_F, T_FLOAT, T_FLOAT, T_FLOAT, 1},
     {BA_OP_MOD_F, T_FLOAT, T_FLOAT, T_FLOAT, 1}, {BA_OP_NEG_F, T_FLOAT, T_FLOAT, T_ANY, 1},
     {BA_OP_ABS_F, T_FLOAT, T_FLOAT, T_ANY, 1}, {BA_OP_ROUND_F, T_FLOAT, T_FLOAT, T_ANY, 1},
-    {BA_OP_I2F, T_FLOAT, T_INT, T_ANY, 1},
+    {BA_OP_I2F, T_FLOAT, T_INT, T_ANY, 1}, {BA_OP_F2S, T_FLOAT, T_FLOAT, T_ANY, 1},
     {BA_OP_EQ_I, T_BOOL, T_INT, T_INT, 1}, {BA_OP_NE_I, T_BOOL, T_INT, T_INT, 1},
     {BA_OP_LT_I, T_BOOL, T_INT, T_INT, 1}, {BA_OP_LE_I, T_BOOL, T_INT, T_INT, 1},
     {BA_OP_GT_I, T_BOOL, T_INT, T_INT, 1}, {BA_OP_GE_I, T_BOOL, T_INT, T_INT, 1},
