@@ -96,13 +96,13 @@ import numba
 import numpy as np
 from numba import njit
 
-from ..compiler.cache import cache_root, private_dir, trusted_dir
-from ..compiler.opcodes import (CLASSES, COMPARISONS, FAMILY, JUMPS, NEVER_NULL, OVERFLOW_SOURCES,
+from ...compiler.cache import cache_root, private_dir, trusted_dir
+from ...compiler.opcodes import (CLASSES, COMPARISONS, FAMILY, JUMPS, NEVER_NULL, OVERFLOW_SOURCES,
                                 READS_A, SYMBOL, TERMINATORS, WRITES_A, Op, register_inputs)
-from ..compiler.program import Program
-from . import vm
-from .buffers import Buffers, i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
-from .columns import IDENTITY, Loaded
+from ...compiler.program import Program
+from .. import vm
+from ..buffers import Buffers, i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
+from ..columns import IDENTITY, Loaded
 
 GENERATOR_VERSION = "9"        # bump when the generated source changes meaning
 MAX_FUSED_INSTRUCTIONS = 400   # larger sets run on shape kernels (module docstring)
@@ -1110,7 +1110,7 @@ def cache_dir() -> Path:
 def _versions() -> str:
     """Everything besides the shape that changes the compiled code."""
     if not _VERSIONS:
-        from .._version import __version__
+        from ..._version import __version__
         helpers = "".join(inspect.getsource(h.py_func) for h in _HELPERS)
         _VERSIONS.append(json.dumps([
             GENERATOR_VERSION, numba.__version__, np.__version__, __version__,
