@@ -284,11 +284,11 @@ def forced(cfg: Config):
         setattr(obj, attr, value)
 
     if cfg.engine == "fused_row":
-        put(fused, "ROW_KERNEL_INSTRUCTIONS", 10**6)
-        put(fused, "MAX_FUSED_INSTRUCTIONS", 10**6)
+        put(fused.plan, "ROW_KERNEL_INSTRUCTIONS", 10**6)
+        put(fused.plan, "MAX_FUSED_INSTRUCTIONS", 10**6)
     elif cfg.engine == "fused_shape":
-        put(fused, "ROW_KERNEL_INSTRUCTIONS", 0)
-        put(fused, "MAX_FUSED_INSTRUCTIONS", 0)
+        put(fused.plan, "ROW_KERNEL_INSTRUCTIONS", 0)
+        put(fused.plan, "MAX_FUSED_INSTRUCTIONS", 0)
     if cfg.fast_strings:
         put(columns, "FAST_MIN_VALUES", 0)
     if cfg.dense_dfa:

@@ -5,7 +5,7 @@ inputs of the batch at hand, so rules that share a column load it once and strin
 lookup tables are built once per dictionary.
 
 Engines: ``vm`` interprets each program block by block and starts instantly;
-``fused`` runs generated kernels (engine/fused.py) that check a whole rule set in one
+``fused`` runs generated kernels (engine/fused/) that check a whole rule set in one
 pass, 2-5x faster on numeric rules, but cost a compile (~0.5-2 s) the first time a
 rule-set shape is seen on a machine; afterwards they load from the disk cache in
 ~10 ms. ``auto`` (the default) weighs the two per rule set (:meth:`Executor.engine_for`):
