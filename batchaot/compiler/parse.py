@@ -17,7 +17,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from ..engine import sqltext
+from . import sqltext
 from ..errors import RuleError
 from . import limits
 from . import types as T

@@ -42,11 +42,12 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
+from ..compiler import sqltext
 from ..compiler.program import Program
 from ..compiler.types import from_arrow
 from ..errors import DataError
 from ..native import Pool
-from . import columns, fused, sqltext, strings, vm
+from . import columns, fused, strings, vm
 from .buffers import Buffers, bitmap_rows
 
 _REG_BYTES = vm.BLOCK * 8

@@ -46,9 +46,9 @@ from llvmlite import ir
 from numba import types as nbt
 from numba.extending import intrinsic
 
-from ..errors import DataError
-from . import sqltext
-from .buffers import load_u64
+from ...errors import DataError
+from ...compiler import sqltext
+from ..buffers import load_u64
 
 _CMP = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal,
         "gt": pc.greater, "ge": pc.greater_equal}
