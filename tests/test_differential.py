@@ -292,21 +292,21 @@ def forced(cfg: Config):
     if cfg.fast_strings:
         put(columns, "FAST_MIN_VALUES", 0)
     if cfg.dense_dfa:
-        put(strings, "_sparse", _no_sparse)
+        put(strings.automata, "_sparse", _no_sparse)
     if cfg.scan_literals:
-        put(strings, "_SHORT_SLOTS_MAX", 0)
+        put(strings.fast, "_SHORT_SLOTS_MAX", 0)
     if cfg.small_parallel:
         put(run, "PARALLEL_MIN_ROWS", 256)
         put(run, "PARALLEL_LUT_VALUES", 16)
     if cfg.small_pairs:
         put(fused.Scratch.__init__, "__defaults__", (1,))
-    strings._PLANS.clear()              # plans made under other settings
+    strings.fast._PLANS.clear()              # plans made under other settings
     try:
         yield
     finally:
         for obj, attr, value in reversed(saved):
             setattr(obj, attr, value)
-        strings._PLANS.clear()
+        strings.fast._PLANS.clear()
 
 
 # -- compiling and running ---------------------------------------------------------------
