@@ -239,8 +239,8 @@ def bench(args: argparse.Namespace, cache: str) -> None:
            "machine": platform.machine(), "python": platform.python_version(),
            "batchaot": batchaot.__version__, "numba": numba.__version__, "duckdb": duckdb.__version__,
            "pyarrow": pa.__version__, "load_average_at_start": os.getloadavg(), "thresholds": {
-               "MAX_FUSED_INSTRUCTIONS": fused.MAX_FUSED_INSTRUCTIONS,
-               "ROW_KERNEL_INSTRUCTIONS": fused.ROW_KERNEL_INSTRUCTIONS,
+               "MAX_FUSED_INSTRUCTIONS": fused.plan.MAX_FUSED_INSTRUCTIONS,
+               "ROW_KERNEL_INSTRUCTIONS": fused.plan.ROW_KERNEL_INSTRUCTIONS,
                "AUTO_MIN_ROWS": run.AUTO_MIN_ROWS, "AUTO_BACKGROUND_ROWS": run.AUTO_BACKGROUND_ROWS,
                "AUTO_SAVED_NS_PER_ROW_INSTRUCTION": run.AUTO_SAVED_NS_PER_ROW_INSTRUCTION},
            "sets": {}}

@@ -264,29 +264,29 @@ def forced(cfg: Config):
         setattr(obj, attr, value)
 
     if cfg.engine == "fused_row":
-        put(fused, "ROW_KERNEL_INSTRUCTIONS", 10**6)
-        put(fused, "MAX_FUSED_INSTRUCTIONS", 10**6)
+        put(fused.plan, "ROW_KERNEL_INSTRUCTIONS", 10**6)
+        put(fused.plan, "MAX_FUSED_INSTRUCTIONS", 10**6)
     elif cfg.engine == "fused_shape":
-        put(fused, "ROW_KERNEL_INSTRUCTIONS", 0)
-        put(fused, "MAX_FUSED_INSTRUCTIONS", 0)
+        put(fused.plan, "ROW_KERNEL_INSTRUCTIONS", 0)
+        put(fused.plan, "MAX_FUSED_INSTRUCTIONS", 0)
     if cfg.fast_strings:
         put(columns, "FAST_MIN_VALUES", 0)
     if cfg.dense_dfa:
-        put(strings, "_sparse", _no_sparse)
+        put(strings.automata, "_sparse", _no_sparse)
     if cfg.scan_literals:
-        put(strings, "_SHORT_SLOTS_MAX", 0)
+        put(strings.fast, "_SHORT_SLOTS_MAX", 0)
     if cfg.small_parallel:
         put(run, "PARALLEL_MIN_ROWS", 256)
         put(run, "PARALLEL_LUT_VALUES", 16)
     if cfg.small_pairs:
         put(fused.Scratch.__init__, "__defaults__", (1,))
-    strings._PLANS.clear()              # plans made under other settings
+    strings.fast._PLANS.clear()              # plans made under other settings
     try:
         yield
     finally:
         for obj, attr, value in reversed(saved):
             setattr(obj, attr, value)
-        strings._PLANS.clear()
+        strings.fast._PLANS.clear()
 
 
 # -- compiling and running ---------------------------------------------------------------

@@ -90,8 +90,8 @@ def test_shape_kernels_match_the_vm(monkeypatch) -> None:
              "coalesce(f, 0) >= 0 AND i IS NOT NULL", "NOT (i > 0 AND NULL)", "f IN (0.0, 1.5)"]
     preds += [f"{a} + {b} < {t}" for a, b, t in
               [("i", "j", 40), ("j", "i", -3), ("f", "g", 1.5), ("g", "f", 0), ("i", "i", 7)]]
-    monkeypatch.setattr(fused, "MAX_FUSED_INSTRUCTIONS", 0)
-    monkeypatch.setattr(fused, "ROW_KERNEL_INSTRUCTIONS", 0)
+    monkeypatch.setattr(fused.plan, "MAX_FUSED_INSTRUCTIONS", 0)
+    monkeypatch.setattr(fused.plan, "ROW_KERNEL_INSTRUCTIONS", 0)
     for strict in (False, True):
         programs = compile_all(preds, table.schema, strict)
         assert not fused.Plan(programs).per_row
@@ -161,7 +161,7 @@ def _random_programs(rng, count: int) -> list[Program]:
 
 
 def _crossing(code: np.ndarray) -> bool:
-    skips = fused._skippers(code)
+    skips = fused.emitter._skippers(code)
     return any(a < c < b < d for a, b in skips for c, d in skips)
 
 
@@ -182,7 +182,7 @@ def test_random_bytecode_matches_the_vm_row_by_row() -> None:
 def test_every_opcode_has_a_translation() -> None:
     prog = SimpleNamespace(code=np.zeros((2, 4), np.int32), kvalid=np.ones(1, np.uint8), name="x")
     for op in Op:
-        emitter = fused._ShapeEmitter(prog, [True], set(), [])
+        emitter = fused.codegen._ShapeEmitter(prog, [True], set(), [])
         emitter.instruction(0, op, 1, 1 if op in (Op.JMP, Op.JALLF, Op.JALLT, Op.JNONET) else 0, 0, last=True)
 
 

@@ -237,8 +237,8 @@ def test_fused_matches_exact_arithmetic_and_duckdb(preds, seed, strict, kernel_c
 
 
 def test_shape_kernels_count_overflows_too(monkeypatch, kernel_cache) -> None:
-    monkeypatch.setattr(fused, "ROW_KERNEL_INSTRUCTIONS", 0)
-    monkeypatch.setattr(fused, "MAX_FUSED_INSTRUCTIONS", 0)
+    monkeypatch.setattr(fused.plan, "ROW_KERNEL_INSTRUCTIONS", 0)
+    monkeypatch.setattr(fused.plan, "MAX_FUSED_INSTRUCTIONS", 0)
     t = table(3, 9000)
     preds = [Expr(s, None) for s in ("a * b > 0", "abs(a) - c < 3", "CAST(b AS SMALLINT) * 2 >= a")]
     for strict in (False, True):

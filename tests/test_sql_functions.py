@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 
 import batchaot
 from batchaot.compiler import compile_rule
-from batchaot.engine import run, sqltext
+from batchaot.compiler import sqltext
+from batchaot.engine import run
 from batchaot.errors import RuleError
 from conftest import STATUSES, random_table
 

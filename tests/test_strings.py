@@ -1,4 +1,4 @@
-"""String fast paths (engine/strings.py: byte DFAs, literal sets, length) give the answers
+"""String fast paths (engine/strings/: byte DFAs, literal sets, length) give the answers
 of pyarrow.compute (RE2) and of DuckDB: NULLs, empty strings, multi-byte UTF-8, newlines,
 strings full of pattern characters, LIKE escapes, random LIKE patterns and regexes; per
 row and per dictionary value; VM and fused; one thread and two."""

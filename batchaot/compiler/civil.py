@@ -1,5 +1,5 @@
 """Proleptic Gregorian calendar arithmetic shared by literal parsing (compiler) and text
-casts (engine/sqltext.py): one definition of a date's day number and a month's length."""
+casts (sqltext.py): one definition of a date's day number and a month's length."""
 from __future__ import annotations
 
 

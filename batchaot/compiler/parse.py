@@ -18,9 +18,8 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from ..engine import sqltext
 from ..errors import RuleError
-from . import limits
+from . import limits, sqltext, strexpr
 from . import types as T
 from .civil import days_from_civil, days_in_month
 from .ir import And, Case, Col, Lit, Lookup, Node, Op, Or, freeze
@@ -515,7 +514,7 @@ class Binder:
     def _v_startswith(self, node):
         return self._pattern(node, "starts_with")
 
-    # -- more string functions (per distinct value: engine/strings.py) ------------------
+    # -- more string functions (per distinct value: strexpr.py, engine/strings/) ------------------
     def as_text(self, v, where: exp.Expression) -> _Str:
         """A string function's argument: a string, or DuckDB's text of a constant or of
         a plain column (what CAST(x AS VARCHAR) gives)."""
@@ -689,7 +688,7 @@ class Binder:
     # -- NULL and comparison helpers ---------------------------------------------------
     def joint_ranks(self, a: _Str, b: _Str, where, ordered: bool = True) -> tuple[Node, Node]:
         """Integers that compare as the strings of two columns' expressions do: codes in
-        the joint dictionary of both, sorted when `ordered` (engine/strings.py, joint_lut)."""
+        the joint dictionary of both, sorted when `ordered` (engine/strings/joint.py)."""
         if "joint" not in sqltext.ENGINE_FEATURES:
             self.fail(f"comparing two string columns ('{a.col.name}', '{b.col.name}') is not "
                       f"supported by this engine in `{where.sql('duckdb')}`")
@@ -1072,7 +1071,7 @@ class Binder:
             if arg.col is None:
                 return _literal_from_string(self, arg.sexpr[1], target, node, safe,
                                             tz=_cast_name(node) == "TIMESTAMPTZ")
-            # bad text gives NULL, CAST or TRY_CAST (engine/sqltext.py says why)
+            # bad text gives NULL, CAST or TRY_CAST (sqltext.py says why)
             return self.lookup(target, ["cast", arg.sexpr, target.kind.value, target.scale, safe,
                                         _type_name(node), _decimal_precision(node)], arg.col)
         value = self.cast_value(arg, target, node)
@@ -1526,7 +1525,7 @@ def _common_type(binder: Binder, values: list[Node], node) -> Type:
 
 # --- SQL functions: strings, NULLs, and the calendar as integer IR ---------------------
 # (Binder's handlers above; the string functions run per distinct value in
-# engine/strings.py, the calendar compiles to integer bytecode like any arithmetic.)
+# engine/strings/, the calendar compiles to integer bytecode like any arithmetic.)
 
 _MAX_EXTREME_ARGS = 64
 
@@ -1540,8 +1539,7 @@ def _null_str(v):
 
 def _constant(sexpr: list) -> pa.Scalar:
     """The value of a string expression over constants only (as the engine computes it)."""
-    from ..engine import strings        # numba: loaded only for rules that need it
-    out = strings.evaluate(sexpr, pa.array([None], pa.string()))
+    out = strexpr.evaluate(sexpr, pa.array([None], pa.string()))
     return out[0] if isinstance(out, pa.Array) else out
 
 

@@ -5,7 +5,7 @@ inputs of the batch at hand, so rules that share a column load it once and strin
 lookup tables are built once per dictionary.
 
 Engines: ``vm`` interprets each program block by block and starts instantly;
-``fused`` runs generated kernels (engine/fused.py) that check a whole rule set in one
+``fused`` runs generated kernels (engine/fused/) that check a whole rule set in one
 pass, 2-5x faster on numeric rules, but cost a compile (~0.5-2 s) the first time a
 rule-set shape is seen on a machine; afterwards they load from the disk cache in
 ~10 ms. ``auto`` (the default) weighs the two per rule set (:meth:`Executor.engine_for`):
@@ -42,11 +42,12 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
+from ..compiler import sqltext
 from ..compiler.program import Program
 from ..compiler.types import from_arrow
 from ..errors import DataError
 from ..native import Pool
-from . import columns, fused, sqltext, strings, vm
+from . import columns, fused, strings, vm
 from .buffers import Buffers, bitmap_rows
 
 _REG_BYTES = vm.BLOCK * 8

@@ -231,7 +231,7 @@ def failure_message(exc: BaseException) -> str:
 # A result file (summary.json, a violations part) is written under temporary(path), in
 # the same folder, and renamed into place when it is complete, so a reader (or a retried
 # Ray call writing the same part) never sees half a file. (compiler/cache.py and the
-# kernel cache in engine/fused.py write their caches the same way with helpers of their
+# kernel cache in engine/fused/loader.py write their caches the same way with helpers of their
 # own: the compiler and the engine import nothing from io's output side.)
 
 TEMPORARY = ".tmp-"

@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..compiler.civil import days_from_civil, days_in_month
+from .civil import days_from_civil, days_in_month
 
 _WS = " \t\n\r\v\f"
 _DIGITS = r"\d+(?:_\d+)*"
