@@ -982,6 +982,18 @@ def test_float32_is_single_precision(pred: str) -> None:
     assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
 
 
+# A long decimal literal met a FLOAT column as float32(M) / float32(10^s), off by an ulp of
+# the nearest float32; DuckDB divides exactly, then rounds to FLOAT (found by the deep run).
+@pytest.mark.parametrize("pred", ["f = 2.3411412239074707", "f <> -0.9304648637771606", "f <= -4.599999904632568",
+                                  "f < -0.9700000286102295", "CAST(m AS FLOAT) = 2.3411412239074707"])
+def test_float32_meets_a_long_decimal_literal(pred: str) -> None:
+    values = [2.3411412239074707, -0.9304648637771606, -4.599999904632568, -0.9700000286102295]
+    table = pa.table({"f": pa.array(values, pa.float32()),
+                      "m": pa.array([decimal.Decimal("2.3411412239074707"), decimal.Decimal("-0.9304648637771606"),
+                                     None, decimal.Decimal(1)], pa.decimal128(18, 16))})
+    assert _lax_strict(table, pred) == _duckdb_lax_strict(table, pred)
+
+
 @pytest.mark.parametrize("pred", ["TRY_CAST(i AS DECIMAL(2,1)) IS NULL", "TRY_CAST(i AS DECIMAL(1,1)) = 0.5",
                                   "TRY_CAST(u AS DECIMAL(2,1)) <> m"])
 def test_decimal_cast_checks_precision(pred: str) -> None:

@@ -11,7 +11,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import defaultdict
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -21,7 +24,6 @@ import ray
 
 import batchaot
 from batchaot.distributed.actors import HOOK_ENV
-from batchaot.runtime.progress import Quiet
 from batchaot.io import units as units_mod
 from batchaot.samples import customers, orders
 from jobdata import REPO, concat_files
@@ -145,34 +147,35 @@ def no_duplicate_rows(res) -> None:
     assert len(rows) == sum(r["violations"] for r in res.to_dict()["rules"] if r["name"] in listed)
 
 
-class KillOnce(Quiet):
-    """Kills the process of one worker actor (SIGKILL, from outside) as soon as the first
-    unit is done: the unit it is validating then is retried on the restarted actor."""
-
-    def attach(self, workers: list) -> None:
-        self.pids = [ray.get(w.pid.remote()) for w in workers]
-        self.killed = None
-
-    def advance(self, rows: int, failing: int, error: str | None = None) -> None:
-        if self.killed is None:
-            self.killed = self.pids[0]
-            os.kill(self.killed, signal.SIGKILL)
+def kill_when_held(hook: Path) -> threading.Thread:
+    """SIGKILLs, from outside, the process whose `run` call the test hook holds (hold=run):
+    the kill lands inside a unit, whatever the timing of the other worker."""
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while not (hook / "held").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = (hook / "held").read_text() if (hook / "held").exists() else ""
+        if text.endswith("\n"):
+            os.kill(int(text.split()[2]), signal.SIGKILL)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
 
 
 def test_killed_worker_changes_nothing(local_ray, job_file, calm, small_units, tmp_path, monkeypatch) -> None:
     _, job_path = job_file
     job = batchaot.Job.from_yaml(job_path)
-    (tmp_path / "hook").mkdir()
-    monkeypatch.setenv(HOOK_ENV, str(tmp_path / "hook"))
-    killer = KillOnce()
-    rough = job.run(mode="ray", workers=2, output=str(tmp_path / "rough"), progress=killer)
-    assert killer.killed is not None
-    # a retry happened: a unit that the killed process had started was started again by
-    # another process, and the restarted actor (a pid neither actor had) did work
-    calls = attempts(tmp_path / "hook")
-    redone = [key for key, pids in calls.items() if killer.killed in pids and pids[-1] != killer.killed]
-    assert redone and all(key[0] == "run" for key in redone), calls
-    assert {p for pids in calls.values() for p in pids} - set(killer.pids)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    monkeypatch.setenv(HOOK_ENV, f"{hook}:hold=run")
+    watcher = kill_when_held(hook)
+    rough = job.run(mode="ray", workers=2, output=str(tmp_path / "rough"))
+    watcher.join()
+    method, key, pid = (hook / "held").read_text().split()
+    # the held unit was started again, by another process, after the kill
+    calls = attempts(hook)
+    pids = calls[(method, key)]
+    assert method == "run" and len(pids) >= 2 and pids[0] == int(pid) != pids[-1], calls
     assert not rough.errors
     assert outcome(rough) == calm
     no_duplicate_rows(rough)

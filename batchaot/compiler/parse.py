@@ -402,7 +402,7 @@ class Binder:
 
     def to_float(self, node: Node, target: Type = T.FLOAT) -> Node:
         """A number as DOUBLE, or as FLOAT (`target` T.FLOAT32) the way DuckDB converts:
-        a decimal M/10^s to FLOAT divides the two as FLOATs."""
+        a decimal M/10^s divides the two as DOUBLEs, then rounds to FLOAT."""
         k, single = node.type.kind, target.is_single
         if k is Kind.FLOAT:
             if node.type == target or not single:
@@ -411,13 +411,10 @@ class Binder:
                 else Op(target, "f2s", (node,))
         if isinstance(node, Lit):
             return Lit(target, None if node.value is None else _float_value(node, single))
-        out = Op(target, "i2f", (node,))
-        if single:
-            out = Op(target, "f2s", (out,))
+        out = Op(T.FLOAT, "i2f", (node,))
         if k is Kind.DECIMAL and node.type.scale:
-            divisor = float(10 ** node.type.scale)
-            out = _rounded(Op(target, "div", (out, Lit(target, _single(divisor) if single else divisor))))
-        return out
+            out = Op(T.FLOAT, "div", (out, Lit(T.FLOAT, float(10 ** node.type.scale))))
+        return Op(target, "f2s", (out,)) if single else out
 
     def rescale(self, node: Node, scale: int) -> Node:
         node = self.as_int(node)
@@ -1415,10 +1412,8 @@ def _single_or_none(x: float | None) -> float | None:
 def _float_value(lit: Lit, single: bool) -> float:
     """A non-NULL integer or decimal literal as a DOUBLE or FLOAT value, as DuckDB's cast."""
     scale = lit.type.scale if lit.type.kind is Kind.DECIMAL else 0
-    if not single:
-        return lit.value / 10 ** scale if scale else float(lit.value)
-    with np.errstate(over="ignore"):
-        return float(np.float32(lit.value) / np.float32(10 ** scale)) if scale else _single(lit.value)
+    value = lit.value / 10 ** scale if scale else float(lit.value)     # correctly rounded
+    return _single(value) if single else value
 
 
 def _kind(node) -> Kind | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import time
 from collections import deque
 from typing import Callable, Sequence
 
@@ -82,18 +83,22 @@ HOOK_ENV = "BATCHAOT_TEST_HOOK"
 
 class TestHook:
     """Fault injection for tests; off unless the driver's environment has
-    ``BATCHAOT_TEST_HOOK=<folder>[:crash=<run|reduce>]`` (passed to the actors as an argument,
-    so a restarted actor has it too). Every call of ``run`` / ``reduce`` appends
+    ``BATCHAOT_TEST_HOOK=<folder>[:crash=<method>][:hold=<method>]`` (passed to the actors as
+    an argument, so a restarted actor has it too). Every call of ``run`` / ``reduce`` appends
     "<method> <key> <pid>" to <folder>/attempts, so a test sees which calls were redone and
-    by which process; with ``crash=<method>``, the first such call of the whole job does
-    its work (writes its part file) and then ends its process with ``os._exit``, as a kill
-    would, before returning — after creating <folder>/crashed, so the retry goes through."""
+    by which process. With ``crash=<method>``, the first such call of the whole job does its
+    work (writes its part file) and then ends its process with ``os._exit``, as a kill would,
+    before returning — after creating <folder>/crashed, so the retry goes through. With
+    ``hold=<method>``, the first such call writes <folder>/held and then waits, so a test
+    can kill its process from outside at a moment known to be inside the call."""
 
     __test__ = False                    # not a pytest class
+    HOLD_SECONDS = 300
 
     def __init__(self, spec: str | None):
-        self.folder, _, crash = (spec or "").partition(":crash=")
-        self.crash = crash or None
+        self.folder, *options = (spec or "").split(":")
+        modes = dict(option.partition("=")[::2] for option in options)
+        self.crash, self.hold = modes.get("crash"), modes.get("hold")
         self._key: str | None = None
 
     def enter(self, method: str, key: str) -> None:
@@ -102,17 +107,22 @@ class TestHook:
         self._key = key
         with open(os.path.join(self.folder, "attempts"), "a", encoding="utf-8") as fh:
             fh.write(f"{method} {key} {os.getpid()}\n")
+        if method == self.hold and self._first(method, "held"):
+            time.sleep(self.HOLD_SECONDS)
 
     def leave(self, method: str) -> None:
-        if not self.folder or method != self.crash:
-            return
+        if self.folder and method == self.crash and self._first(method, "crashed"):
+            os._exit(1)
+
+    def _first(self, method: str, marker: str) -> bool:
+        """Creates <folder>/<marker> naming this call, unless an earlier call did."""
         try:
-            fd = os.open(os.path.join(self.folder, "crashed"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(os.path.join(self.folder, marker), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            return
+            return False
         os.write(fd, f"{method} {self._key} {os.getpid()}\n".encode())
         os.close(fd)
-        os._exit(1)
+        return True
 
 
 def worker_env() -> dict:
