@@ -27,7 +27,7 @@ import numba  # noqa: E402
 
 import datagen  # noqa: E402
 from batchaot.api import BATCH_ROWS, compile_rules, load_rule_specs  # noqa: E402
-from batchaot.checks import keys  # noqa: E402
+from batchaot.engine import parallel  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     starts = [0]
     for b in batches[:-1]:
         starts.append(starts[-1] + b.num_rows)
-    print(f"{args.rows:,} rows, {len(batches)} batches, threads={keys.threads()} "
+    print(f"{args.rows:,} rows, {len(batches)} batches, threads={parallel.threads()} "
           f"(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}), load={os.getloadavg()[0]:.2f}")
     print(f"{'column':<22}{'map_s':>8}{'finish_s':>10}{'outcome_s':>11}{'total_s':>9}{'dup_rows':>12}")
     total = [0.0, 0.0, 0.0]
@@ -55,7 +55,7 @@ def main() -> None:
             merged = check.merge(partials)
             t1 = time.perf_counter()
             head, buckets = check.split(merged)
-            results = keys.run_parallel(check.finish_bucket, buckets)
+            results = parallel.run_parallel(check.finish_bucket, buckets)
             t2 = time.perf_counter()
             out = check.outcome(head, results)
             t3 = time.perf_counter()

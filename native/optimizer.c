@@ -7,7 +7,7 @@
  * linear sweep: forward for constants, copies and reachability, backward for
  * liveness.
  *
- * batchaot/compiler/reference.py is the same algorithm in plain Python; the two
+ * batchaot/compiler/twin.py is the same algorithm in plain Python; the two
  * must agree byte for byte, so a change here is a change there.
  */
 #include <math.h>
@@ -136,7 +136,7 @@ typedef struct { bool valid; int64_t bits; } value;
 
 static const value NULL_VALUE = {false, 0};
 /* Every NaN result is this one: NaN payloads and signs are not observable in
- * SQL, and a fixed pattern keeps C and the Python reference byte-identical. */
+ * SQL, and a fixed pattern keeps C and the Python twin byte-identical. */
 static const uint64_t CANONICAL_NAN = 0x7ff8000000000000u;
 
 static value of_int(uint64_t u)   /* the word with these bits, without UB */
@@ -202,7 +202,7 @@ static bool round_int(int64_t x, int32_t digits, value *out)
 }
 
 /* e with a * b == p + e exactly, for p = fl(a * b): Dekker's TwoProduct (no FMA, so
- * the Python reference and the Numba VM compute the very same bits). */
+ * the Python twin and the Numba VM compute the very same bits). */
 static double product_error(double a, double b, double p)
 {
     const double split = 134217729.0; /* 2^27 + 1 */

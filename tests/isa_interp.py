@@ -74,7 +74,7 @@ NULL: Cell = (False, 0)
 def _round_decimal(x: float, digits: int) -> float:
     """ROUND_F's meaning, computed exactly: x's binary value to `digits` decimals, half away."""
     if abs(digits) > 22:   # 10^d is no longer exact: the definition is the algorithm itself
-        from batchaot.compiler.reference import _round_float
+        from batchaot.compiler.twin import _round_float
         return _round_float(x, digits)
     m = 10.0 ** abs(digits)
     if not math.isfinite(x) or (digits >= 0 and not math.isfinite(x * m)):

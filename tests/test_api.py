@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import batchaot
-from batchaot.compiler import compile_rule, reference
+from batchaot.compiler import compile_rule, twin
 from batchaot.errors import DataError, RuleError
 
 TABLE = pa.table({"amount": pa.array([10.0, -1.0, None, 3.5]), "qty": pa.array([1, 0, 2, None]),
@@ -64,12 +64,12 @@ def test_program_is_immutable_serializable_and_hashed() -> None:
     assert batchaot.compile("amount > 1", TABLE).hash == batchaot.compile("amount > 1", TABLE).hash
 
 
-def test_native_and_reference_optimizers_agree_on_real_rules() -> None:
+def test_native_and_twin_optimizers_agree_on_real_rules() -> None:
     for sql in ("amount > 0", "qty BETWEEN 1 AND 2 + 3", "status = 'paid' OR 1 = 1",
                 "CASE WHEN qty > 1 THEN amount ELSE 0 END > 0", "coalesce(amount, 0) >= 0 AND NOT (qty IS NULL)"):
         a = compile_rule("r", sql, TABLE.schema)
-        b = compile_rule("r", sql, TABLE.schema, optimizer=reference)
-        assert (a.optimizer, b.optimizer) == ("native", "reference")
+        b = compile_rule("r", sql, TABLE.schema, optimizer=twin)
+        assert (a.optimizer, b.optimizer) == ("native", "twin")
         assert np.array_equal(a.code, b.code) and np.array_equal(a.kval, b.kval), sql
         assert np.array_equal(a.kvalid, b.kvalid) and a.removed == b.removed, sql
         assert a.verdict == b.verdict and a.hash == b.hash, sql

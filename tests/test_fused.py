@@ -236,6 +236,14 @@ def test_no_nulls_variant_has_no_validity_code() -> None:
     assert "valid_word(m0" in full and "y0" in full
 
 
+def test_kernel_sources_open_with_a_key_to_their_names() -> None:
+    prog = batchaot.compile("i > 0 AND f < 10", GOLDEN_SCHEMA)
+    for src in (fused.generate(fused.RuleSet.build([prog]), [True, True]), fused.generate_shape(prog, [True, True])):
+        head = src.split("import numpy", 1)[0]
+        assert "# Key (" in head and ("p<k>r<r>" in head or "p0r<r>" in head)
+        assert all(line.startswith("#") for line in head.strip().splitlines())   # comments only
+
+
 def test_kernel_source_lands_in_the_cache_dir_whole(kernel_cache) -> None:
     prog = batchaot.compile("j * 3 - i <> 7", GOLDEN_SCHEMA)
     rset = fused.RuleSet.build([prog])

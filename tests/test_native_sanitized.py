@@ -4,7 +4,7 @@
 with ASan/UBSan into a temporary folder; a subprocess with the ASan runtime
 preloaded (a Python extension cannot bring it in later) loads that module in place
 of the installed one and runs the byte-for-byte optimizer fuzz (C against
-reference.py) and the pool tests with it. Any finding aborts that process. A canary
+twin.py) and the pool tests with it. Any finding aborts that process. A canary
 first proves the sanitizer is live there: an out-of-bounds read must be caught.
 
 Under CI a sanitizer that cannot run fails these tests (see test_native_c.py).
@@ -67,7 +67,7 @@ import pytest  # noqa: E402
 
 from test_native_c import CC, cannot_run, require_sanitizers  # noqa: E402
 
-# The byte-for-byte fuzz (C optimizer vs reference.py, all passes, single passes,
+# The byte-for-byte fuzz (C optimizer vs twin.py, all passes, single passes,
 # hypothesis, malformed programs) and the pool's tests.
 SANITIZED_TESTS = ["tests/test_optimizer_fuzz.py", "tests/test_pool.py"]
 FINDING = re.compile(r"ERROR: \w*Sanitizer|runtime error:")

@@ -2,7 +2,7 @@
 
 Views: the rows of opcodes.def; the C enum and table (compiled and printed by a small C
 program); the table read through cffi (batchaot.native); the Python view
-(batchaot.compiler.opcodes) and its users, the reference optimizer and the ISA
+(batchaot.compiler.opcodes) and its users, the optimizer's Python twin and the ISA
 interpreter. Then the columns are checked for sense (flags against operand kinds,
 classes against kinds) and against semantics written elsewhere: the ISA interpreter
 (tests/isa_interp.py, which spells out every opcode and reads only names, numbers and
@@ -21,7 +21,7 @@ import pytest
 
 import isa_interp as isa
 from batchaot import native
-from batchaot.compiler import opcodes, reference
+from batchaot.compiler import opcodes, twin
 from batchaot.compiler.opcodes import CLASSES, FAMILY, FLAGS, KINDS, SYMBOL, Op, OpFlag
 
 NATIVE = Path(__file__).resolve().parents[1] / "native"
@@ -104,9 +104,9 @@ def test_python_views_are_the_table():
             (info.kinds, info.family, info.classes, info.flags, info.doc)
         assert SYMBOL.get(op, "") == info.symbol
     # the oracles read the same table, and keep no enum of their own
-    assert reference.Op is Op
+    assert twin.Op is Op
     assert isa.OP == {op.name: int(op) for op in Op}
-    assert tuple(p.__name__ for p in reference.PASSES) == native.PASS_NAMES == (
+    assert tuple(p.__name__ for p in twin.PASSES) == native.PASS_NAMES == (
         "remove_nops", "fold_constants", "fuse_load_move", "remove_redundant_moves",
         "thread_jumps", "remove_unreachable", "remove_dead_code")
 

@@ -1,6 +1,6 @@
-"""The C optimizer against its pure-Python reference, and against the ISA itself.
+"""The C optimizer against its pure-Python twin (compiler/twin.py), and against the ISA itself.
 
-* Random valid programs (seeded and hypothesis-built): C and reference agree byte
+* Random valid programs (seeded and hypothesis-built): C and twin agree byte
   for byte, with all passes, each pass alone and all passes but one.
 * Malformed programs: both raise InvalidProgram with the same code at the same pc.
 * Typed random programs on random data with NULLs: the optimized program computes
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import isa_interp as isa
 from batchaot import native
-from batchaot.compiler import reference
+from batchaot.compiler import twin
 from batchaot.compiler.opcodes import CLASSES, FOLDABLE as FOLDABLE_OPS, WRITES_A, Op
 
 OP = isa.OP
@@ -53,7 +53,7 @@ def assert_same(c: native.OptimizeResult, py: native.OptimizeResult, context: st
 
 def both(prog: dict, passes=None) -> tuple[native.OptimizeResult, native.OptimizeResult]:
     c = OPTIMIZER.optimize(**prog, passes=passes)
-    py = reference.optimize(**prog, passes=passes)
+    py = twin.optimize(**prog, passes=passes)
     assert_same(c, py, f"passes={passes} program={prog}")
     return c, py
 
@@ -111,7 +111,7 @@ def random_program(rng: np.random.Generator, max_len: int = 40) -> dict:
     return dict(code=code, kval=kval, kvalid=kvalid, nregs=sizes["R"], ncols=sizes["C"], nluts=sizes["L"])
 
 
-def test_c_matches_reference_on_random_programs():
+def test_c_matches_twin_on_random_programs():
     rng = np.random.default_rng(20240607)
     changed = 0
     for i in range(2500):
@@ -124,7 +124,7 @@ def test_c_matches_reference_on_random_programs():
         assert len(c.kval) >= len(prog["kval"]) and c.kval[:len(prog["kval"])].tolist() == prog["kval"]
         again = dict(prog, code=c.code, kval=c.kval, kvalid=c.kvalid)
         OPTIMIZER.validate(**again)
-        reference.validate(**again)
+        twin.validate(**again)
         if c.rounds < native.MAX_ROUNDS:
             twice = OPTIMIZER.optimize(**again)
             assert twice.code.tolist() == c.code.tolist() and sum(twice.removed.values()) == 0
@@ -191,7 +191,7 @@ def repaired_programs(draw) -> dict:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(repaired_programs())
-def test_c_matches_reference_hypothesis(prog):
+def test_c_matches_twin_hypothesis(prog):
     c, _ = both(prog)
     assert c.before - c.after == sum(c.removed.values())
 
@@ -222,14 +222,14 @@ def test_malformed_programs_raise_the_same_error():
     seen = set()
     for i in range(3000):
         prog = _garbage(rng) if i % 2 else _mutant(rng)
-        c, py = outcome(OPTIMIZER.optimize, prog), outcome(reference.optimize, prog)
+        c, py = outcome(OPTIMIZER.optimize, prog), outcome(twin.optimize, prog)
         assert c[0] == py[0], prog
         if c[0] == "ok":
             assert_same(c[1], py[1])
         else:
             assert c[1:] == py[1:], prog          # same code, pc and message
             assert outcome(OPTIMIZER.validate, prog)[1:] == c[1:]
-            assert outcome(reference.validate, prog)[1:] == c[1:]
+            assert outcome(twin.validate, prog)[1:] == c[1:]
             seen.add(c[1].name)
     assert seen >= {"BAD_ARGUMENT", "BAD_OPCODE", "BAD_REGISTER", "BAD_CONSTANT", "BAD_COLUMN",
                     "BAD_LUT", "BAD_JUMP", "MISSING_RET", "NONZERO_UNUSED"}, seen
@@ -245,7 +245,7 @@ def test_malformed_programs_raise_the_same_error():
     dict(code=[], kval=[], kvalid=[], nregs=1, ncols=0, nluts=0),
 ])
 def test_bad_arguments(args):
-    for fn in (OPTIMIZER.optimize, OPTIMIZER.validate, reference.optimize, reference.validate):
+    for fn in (OPTIMIZER.optimize, OPTIMIZER.validate, twin.optimize, twin.validate):
         with pytest.raises(native.InvalidProgram) as err:
             fn(**args)
         assert err.value.code == native.ErrorCode.BAD_ARGUMENT
@@ -256,7 +256,7 @@ def test_unknown_pass_and_inputs_not_mutated():
     code = np.array(prog["code"], dtype=np.int32)
     kval, kvalid = np.array(prog["kval"], np.int64), np.array(prog["kvalid"], np.uint8)
     snapshot = (code.copy(), kval.copy(), kvalid.copy())
-    for fn in (OPTIMIZER.optimize, reference.optimize):
+    for fn in (OPTIMIZER.optimize, twin.optimize):
         with pytest.raises(ValueError, match="unknown optimizer pass"):
             fn(code, kval, kvalid, prog["nregs"], prog["ncols"], prog["nluts"], passes=["fold"])
         res = fn(code, kval, kvalid, prog["nregs"], prog["ncols"], prog["nluts"])
@@ -272,7 +272,7 @@ FOLDABLE = sorted(op.name for op in FOLDABLE_OPS)
 
 @pytest.mark.parametrize("name", FOLDABLE)
 def test_scalar_folds_match_the_isa(name):
-    """OP r2, r0, r1 on constants: C folds it to what the reference and the ISA compute."""
+    """OP r2, r0, r1 on constants: C folds it to what the twin and the ISA compute."""
     kinds = KINDS[name]
     floats = [f2b(x) for x in SPECIAL_FLOATS + [7.0, -7.0, 1e19, 0.25]] + [NEG_NAN]
     # the words of the opcode's own operand class, and a few of the other (bits are bits)

@@ -186,7 +186,7 @@ LARGE = [
     "date_trunc('month', ts) < TIMESTAMP '2024-01-01'", "date_diff('day', d, ts) > 10",
     "d + INTERVAL 1 MONTH > TIMESTAMP '2024-02-01'",
 ]
-# one per-row kernel (under fused.ROW_KERNEL_INSTRUCTIONS): what the fused tier compiles
+# one per-row kernel (under fused.plan.ROW_KERNEL_INSTRUCTIONS): what the fused tier compiles
 FUSED = ["s <> s2", "email > s2", "ends_with(email, '.com')", "regexp_full_match(email, 'user[0-9]+@[a-z.]+')",
          "CAST(i AS VARCHAR) = s2", "TRY_CAST(txt AS INTEGER) > 1", "nullif(i, 3) > 0", "greatest(i, j) > 2",
          "i IS DISTINCT FROM j", "isnan(f)", "date_diff('day', d, ts) > 10", "month(ts) = 2"]

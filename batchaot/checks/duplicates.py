@@ -34,7 +34,7 @@ import numpy as np
 
 from . import keys
 from .base import SAMPLE, most_repeated
-from .keys import _canon, _hash1, _valid_at
+from .keys import canon, hash1, valid_at
 
 SMALL_KEYS = 1 << 15        # keys of one table (at most half its 64K slots of 24 bytes: 1.5 MB, L2)
 DENSE_SPAN_PER_ROW = 4      # a span up to 4 bytes per row is counted directly
@@ -103,11 +103,6 @@ def find(cols: Sequence[keys.ExactColumn]) -> Found:
     return found
 
 
-def _forced() -> tuple[np.uint64, bool]:
-    use = keys._forced_hash is not None
-    return np.uint64(keys._forced_hash if use else 0), use
-
-
 # --- 1. proof: increasing over disjoint ranges -------------------------------------------
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -127,9 +122,9 @@ def _increasing(values, is_float, valid, voff):
     last = np.int64(0)
     seen = False
     for i in range(values.shape[0]):
-        if not _valid_at(valid, voff, i):
+        if not valid_at(valid, voff, i):
             continue
-        v = _sortable(_canon(values[i], is_float), is_float)
+        v = _sortable(canon(values[i], is_float), is_float)
         if seen and v <= last:
             return False, first, last, True
         if not seen:
@@ -170,9 +165,9 @@ def _small_count(values, is_float, valid, voff, pos0, forced, use_forced, tkeys,
     # count each key of the piece in the table; the new number of keys, or -1 past `limit`
     mask = np.uint64(tkeys.shape[0] - 1)
     for i in range(values.shape[0]):
-        if not _valid_at(valid, voff, i):
+        if not valid_at(valid, voff, i):
             continue
-        v = _canon(values[i], is_float)
+        v = canon(values[i], is_float)
         s = _small_slot(v, forced, use_forced)
         while tcount[s] != 0 and tkeys[s] != v:
             s = (s + np.uint64(1)) & mask
@@ -195,8 +190,8 @@ def _small_flag(values, is_float, valid, voff, forced, use_forced, tkeys, tcount
     for w in range((n + 7) >> 3):
         byte = 0
         for i in range(w << 3, min(n, (w << 3) + 8)):
-            if _valid_at(valid, voff, i):
-                v = _canon(values[i], is_float)
+            if valid_at(valid, voff, i):
+                v = canon(values[i], is_float)
                 s = _small_slot(v, forced, use_forced)
                 while tkeys[s] != v:
                     s = (s + np.uint64(1)) & mask
@@ -211,7 +206,7 @@ def _few_keys(cols: Sequence[keys.ExactColumn], found: Found) -> bool:
     """Method 2; False (found untouched) when there are more than SMALL_KEYS keys."""
     slots = 1 << (64 - int(_SMALL_SHIFT))
     tkeys, tcount, tfirst = np.empty(slots, np.int64), np.zeros(slots, np.int64), np.empty(slots, np.int64)
-    forced, use_forced = _forced()
+    forced, use_forced = keys.forced()
     used = 0
     for c, pos0 in zip(cols, found.offsets):
         used = _small_count(c.values, c.is_float, c.valid, c.valid_offset, pos0, forced, use_forced,
@@ -245,7 +240,7 @@ def _min_max(values, valid, voff):
     top = np.int64(0x7FFFFFFFFFFFFFFF)
     bottom = np.int64(-0x7FFFFFFFFFFFFFFF - 1)
     for i in range(values.shape[0]):
-        ok = _valid_at(valid, voff, i)           # no branch: NULLs come in no order
+        ok = valid_at(valid, voff, i)           # no branch: NULLs come in no order
         lo = min(lo, values[i] if ok else top)
         hi = max(hi, values[i] if ok else bottom)
     return lo, hi
@@ -262,7 +257,7 @@ def _int_span(cols: Sequence[keys.ExactColumn]) -> tuple[int, int] | None:
 @numba.njit(cache=True, nogil=True)
 def _dense_count(values, valid, voff, lo, counts):
     for i in range(values.shape[0]):
-        if _valid_at(valid, voff, i):
+        if valid_at(valid, voff, i):
             d = values[i] - lo
             c = counts[d]
             counts[d] = c + (1 if c < _SAT else 0)
@@ -288,7 +283,7 @@ def _dense_flag(values, valid, voff, lo, counts, out):
     for w in range((n + 7) >> 3):
         byte = 0
         for i in range(w << 3, min(n, (w << 3) + 8)):
-            dup = _valid_at(valid, voff, i) and counts[values[i] - lo] > 1
+            dup = valid_at(valid, voff, i) and counts[values[i] - lo] > 1
             byte |= (1 if dup else 0) << (i & 7)
             flagged += 1 if dup else 0
         out[w] = np.uint8(byte)
@@ -303,7 +298,7 @@ def _dense_firsts(values, valid, voff, lo, counts, threshold, above, tied, pos0,
     for i in range(values.shape[0]):
         if above == 0 and tied == 0:
             break
-        if _valid_at(valid, voff, i):
+        if valid_at(valid, voff, i):
             d = values[i] - lo
             c = counts[d]
             take = (threshold < c < _SAT) or (c == threshold and tied > 0)
@@ -371,9 +366,9 @@ def _count_known(values, is_float, valid, voff, pos0, forced, use_forced, tkeys,
     # count the rows whose key is in the table (the others are skipped), and the first
     mask = np.uint64(tkeys.shape[0] - 1)
     for i in range(values.shape[0]):
-        if _valid_at(valid, voff, i):
-            v = _canon(values[i], is_float)
-            s = _hash1(v, forced, use_forced) & mask
+        if valid_at(valid, voff, i):
+            v = canon(values[i], is_float)
+            s = hash1(v, forced, use_forced) & mask
             while tused[s] and tkeys[s] != v:
                 s = (s + np.uint64(1)) & mask
             if tused[s]:
@@ -388,7 +383,7 @@ def _table_of(values, forced, use_forced, tkeys, tused, slot):
     mask = np.uint64(tkeys.shape[0] - 1)
     for i in range(values.shape[0]):
         v = values[i]
-        s = _hash1(v, forced, use_forced) & mask
+        s = hash1(v, forced, use_forced) & mask
         while tused[s] and tkeys[s] != v:
             s = (s + np.uint64(1)) & mask
         tused[s] = True
@@ -398,11 +393,11 @@ def _table_of(values, forced, use_forced, tkeys, tused, slot):
 
 def _recount(cols: Sequence[keys.ExactColumn], found: Found, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(exact count, first position) of each of the distinct integer `values`."""
-    slots = keys._capacity(len(values))
+    slots = keys.capacity(len(values))
     tkeys, tused = np.empty(slots, np.int64), np.zeros(slots, np.bool_)
     tcount, tfirst = np.zeros(slots, np.int64), np.zeros(slots, np.int64)
     slot = np.empty(len(values), np.int64)
-    forced, use_forced = _forced()
+    forced, use_forced = keys.forced()
     _table_of(values, forced, use_forced, tkeys, tused, slot)
     for c, pos0 in zip(cols, found.offsets):
         _count_known(c.values, c.is_float, c.valid, c.valid_offset, pos0, forced, use_forced,
@@ -415,17 +410,17 @@ def _recount(cols: Sequence[keys.ExactColumn], found: Found, values: np.ndarray)
 @numba.njit(cache=True, nogil=True)
 def _part_hist(values, is_float, valid, voff, shift, forced, use_forced, hist):
     for i in range(values.shape[0]):
-        if _valid_at(valid, voff, i):
-            hist[_hash1(_canon(values[i], is_float), forced, use_forced) >> shift] += 1
+        if valid_at(valid, voff, i):
+            hist[hash1(canon(values[i], is_float), forced, use_forced) >> shift] += 1
 
 
 @numba.njit(cache=True, nogil=True)
 def _part_scatter(values, is_float, valid, voff, shift, forced, use_forced, pos0, fill, out_v, out_p):
     # each non-NULL row's value and position into its part, in position order
     for i in range(values.shape[0]):
-        if _valid_at(valid, voff, i):
-            v = _canon(values[i], is_float)
-            b = _hash1(v, forced, use_forced) >> shift
+        if valid_at(valid, voff, i):
+            v = canon(values[i], is_float)
+            b = hash1(v, forced, use_forced) >> shift
             j = fill[b]
             out_v[j] = v
             out_p[j] = pos0 + i
@@ -468,7 +463,7 @@ def _partitioned(cols: Sequence[keys.ExactColumn], valid: int, found: Found) -> 
     while (valid >> bits) > PART_ROWS and bits < 16:
         bits += 1
     shift = np.uint64(64 - bits)
-    forced, use_forced = _forced()
+    forced, use_forced = keys.forced()
     hist = np.zeros(1 << bits, np.int64)
     for c in cols:
         _part_hist(c.values, c.is_float, c.valid, c.valid_offset, shift, forced, use_forced, hist)

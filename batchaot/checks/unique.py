@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..engine import parallel
 from ..errors import RuleError
 from ..spec import RuleSpec
 from . import duplicates, keys
@@ -166,7 +167,7 @@ class UniqueCheck(CheckBase):
             if done is not None:
                 return done
         head, buckets = self.split(partial)
-        return self.outcome(head, keys.run_parallel(self.finish_bucket, buckets))
+        return self.outcome(head, parallel.run_parallel(self.finish_bucket, buckets))
 
     def _finish_held(self, partial: UniquePartial) -> CheckOutcome | None:
         """Every held column settled at once (duplicates.find); None when they cannot be:
@@ -442,7 +443,7 @@ def _dict_encode(values, limit, out_idx, dict_values):
     d = 0
     for i in range(values.shape[0]):
         v = values[i]
-        s = keys._mix(np.uint64(v)) & mask
+        s = keys.mix(np.uint64(v)) & mask
         while tidx[s] >= 0 and tkeys[s] != v:
             s = (s + np.uint64(1)) & mask
         if tidx[s] < 0:
@@ -627,22 +628,22 @@ def _span_order(n_codes: int, codes: list[np.ndarray], rows: list[np.ndarray],
     span_payload = keys.empty(total, payload[0].dtype)
     # batches come sorted by their first row: each thread takes a contiguous run of them,
     # so the two write far apart (not into the same cache lines)
-    parts = min(keys.threads(), len(rows))
-    cuts = [len(rows) * k // parts for k in range(parts + 1)]
+    parts = min(parallel.threads(), len(rows))
+    cuts = parallel.cuts(len(rows), parts)
 
     def place(k: int) -> None:
         for j in range(cuts[k], cuts[k + 1]):
             _span_scatter(codes[j], rows[j], payload[j], base, lo, present, span_payload)
-    keys.run_parallel(place, list(range(parts)))
+    parallel.run_parallel(place, list(range(parts)))
     out_rows = keys.empty(n, np.int64)
     out_codes = keys.empty(n if n_codes > 1 else 0, _index_type(n_codes))
     out_payload = keys.empty(n, payload[0].dtype)
-    cuts = [total * k // parts for k in range(parts + 1)]
+    cuts = parallel.cuts(total, parts)
     marked = [int(np.count_nonzero(present[a:b])) for a, b in zip(cuts, cuts[1:])]
     if sum(marked) != n:
         return None                                # a (source, row) twice: fewer places than rows
     starts = np.cumsum([0] + marked)
-    keys.run_parallel(lambda k: _span_compress(present, span_payload, base, lo, widths, cuts[k], cuts[k + 1],
+    parallel.run_parallel(lambda k: _span_compress(present, span_payload, base, lo, widths, cuts[k], cuts[k + 1],
                                                starts[k], out_rows, out_codes, out_payload), list(range(parts)))
     if n_codes == 1:
         out_codes = keys.shared_zeros(n, out_codes.dtype)

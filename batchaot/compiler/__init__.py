@@ -18,7 +18,7 @@ __all__ = ["Program", "compile_rule", "compile_rules", "register_check", "Optimi
 
 
 class Optimizer(Protocol):
-    """The C optimizer (batchaot.native.Optimizer) or the reference module."""
+    """The C optimizer (batchaot.native.Optimizer) or its Python twin (compiler/twin.py)."""
 
     def optimize(self, code, kval, kvalid, nregs, ncols, nluts, passes=None): ...
 
@@ -40,7 +40,7 @@ def compile_rule(name: str, sql: str, schema: pa.Schema, *, strict: bool = False
                  passes: Iterable[str] | None = None) -> Program:
     """Compile one row predicate against `schema`.
 
-    `optimizer` defaults to the C optimizer; pass ``batchaot.compiler.reference`` for the
+    `optimizer` defaults to the C optimizer; pass ``batchaot.compiler.twin`` for the
     pure-Python one, and `passes` (names from ``native.PASS_NAMES``) to run a subset.
     """
     bound = bind(name, sql, schema)

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from ..compiler import types as T
 from ..errors import DataError
-from . import strings
+from . import parallel, strings
 
 _NO_BITMAP = np.zeros(1, dtype=np.uint8)
 
@@ -270,7 +270,7 @@ class LutBuild:
     def __init__(self, dictionary: pa.Array, sexpr: list, typ: T.Type, parts: int = 1):
         n = len(dictionary)
         self.dictionary, self.sexpr, self.typ = dictionary, sexpr, typ
-        self.ranges = _split(n, parts)
+        self.ranges = parallel.ranges(n, parts)
         plan = strings.fast_plan(sexpr) if n >= FAST_MIN_VALUES else None
         if plan is not None and typ.kind is not (T.Kind.INT if plan.kind == "length" else T.Kind.BOOL):
             plan = None
@@ -305,12 +305,6 @@ class LutBuild:
         # each part ends with the entry for a NULL input: keep the last part's only
         return (np.concatenate([v[:-1] for v, _ in done] + [done[-1][0][-1:]]),
                 np.concatenate([m[:-1] for _, m in done] + [done[-1][1][-1:]]))
-
-
-def _split(n: int, parts: int) -> list[tuple[int, int]]:
-    parts = max(1, min(parts, n))
-    edges = [n * k // parts for k in range(parts + 1)]
-    return list(zip(edges[:-1], edges[1:]))
 
 
 def parse_type(text: str) -> T.Type:

@@ -47,7 +47,7 @@ from ..compiler.program import Program
 from ..compiler.types import from_arrow
 from ..errors import DataError
 from ..native import Pool
-from . import columns, fused, strings, vm
+from . import columns, fused, parallel, strings, vm
 from .buffers import Buffers, bitmap_rows
 
 _REG_BYTES = vm.BLOCK * 8
@@ -325,19 +325,17 @@ class Executor:
     def _ranges(self, n: int) -> list[tuple[int, int]]:
         """Row ranges of a batch for the threads; every edge but the last is a multiple of
         64, so two ranges never write the same word of a violation bitmap."""
-        parts = self.threads if n >= PARALLEL_MIN_ROWS else 1
-        edges = [min(n, (n * k // parts) & ~63) for k in range(parts)] + [n]
-        return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo] or [(0, n)]
+        return parallel.word_ranges(n, self.threads if n >= PARALLEL_MIN_ROWS else 1)
 
     def _map(self, fn, items: list) -> list:
         if len(items) == 1:
             return [fn(*items[0])]
-        return list(self._pool().map(lambda args: fn(*args), items))
+        return list(self._thread_pool().map(lambda args: fn(*args), items))
 
     def _submit(self, fn, *args) -> Future:
-        return self._pool().submit(fn, *args)
+        return self._thread_pool().submit(fn, *args)
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def _thread_pool(self) -> ThreadPoolExecutor:
         if self._workers is None:
             self._workers = ThreadPoolExecutor(self.threads, thread_name_prefix="batchaot")
         return self._workers

@@ -140,7 +140,7 @@ class UnitRunner:
             raise           # not the unit's fault: the whole run cannot write, or has no memory
         except (BatchaotError, pa.ArrowException) as exc:
             # the same unit error in this process as on a Ray worker (whose failures the
-            # pool turns into unit errors), never a traceback in one and an error in the other
+            # Actors placer turns into unit errors), never a traceback in one and an error in the other
             return UnitResult(unit.id, unit.path, 0, None, None, error=unit_error(unit, exc),
                               seconds=time.perf_counter() - started)
         return UnitResult(unit.id, unit.path, rows, counts_batch(self.names, totals, self.proven),

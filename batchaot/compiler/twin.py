@@ -1,8 +1,8 @@
-"""The pure-Python reference optimizer: the oracle for native/optimizer.c.
+"""The optimizer's pure-Python twin: the oracle for native/optimizer.c.
 
 Same validation, same passes in the same order, same fold semantics, written plainly
 so that a reader can check it against native/opcodes.def. For every program the
-result (code, constant pool, removed counts, rounds, verdict) is byte-identical to
+result (code, constants, removed counts, rounds, verdict) is byte-identical to
 :class:`batchaot.native.Optimizer`; tests/test_optimizer_fuzz.py holds us to that.
 Opcodes are referred to by name, and what they are (jumps, foldable, strict about
 NULL) is asked of the opcode table (compiler/opcodes.py), never of the execution layer;
@@ -578,7 +578,7 @@ PASSES: tuple[Callable[[_Program], PassResult], ...] = (
     thread_jumps, remove_unreachable, remove_dead_code,
 )
 if tuple(p.__name__ for p in PASSES) != native.PASS_NAMES:
-    raise ImportError(f"reference passes {[p.__name__ for p in PASSES]} != C passes {native.PASS_NAMES}")
+    raise ImportError(f"twin passes {[p.__name__ for p in PASSES]} != C passes {native.PASS_NAMES}")
 
 
 # ---------------------------------------------------------------------- driver
