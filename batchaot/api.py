@@ -6,6 +6,7 @@ CLI and users import this module.
 """
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import time
@@ -13,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .compiler import compile_rules
+from .compiler import clock, compile_rules
 from .compiler.program import Program
 from .errors import DataError, RuleError
 from .io import sinks, sources, violations
@@ -104,21 +105,31 @@ def load_rule_specs(rules: RulesLike) -> list[RuleSpec]:
     return load_rules(rules)
 
 
-def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None) -> Result:
+def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None,
+             now: str | dt.datetime | None = None) -> Result:
     """Check `data` against `rules`; optionally write summary.json and violations to `output`
-    (in the same layout as `submit`: io/violations.py)."""
+    (in the same layout as `submit`: io/violations.py). `now` fixes the instant that
+    current_date, now() and freshness checks read (default: the wall clock, read once)."""
+    fixed = clock.parse(now, "now") if now is not None else None
     if output is None:
-        return _validate(data, rules)
+        return _validate(data, rules, fixed)
     # the folder is this run's from here on (locked; its earlier results are replaced
     # only when this one is complete, or by a summary saying that it failed)
     with sinks.OutputRun(os.fspath(output)) as target:
-        result = _validate(data, rules)
+        result = _validate(data, rules, fixed)
         write_result(result, target.staging)
         target.commit(result.to_dict())
     return result
 
 
-def _validate(data: DataLike, rules: RulesLike) -> Result:
+def _validate(data: DataLike, rules: RulesLike, now: dt.datetime | None = None) -> Result:
+    with clock.fixed(now) as instant:
+        result = _validate_at(data, rules)
+    result.now = clock.iso(instant)
+    return result
+
+
+def _validate_at(data: DataLike, rules: RulesLike) -> Result:
     started = time.perf_counter()
     specs = load_rule_specs(rules)
     paths = _paths(data)

@@ -20,6 +20,8 @@ from .io import sources
 from .io.sinks import ignore_file_size_signal
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+NOW_HELP = ("Fix \"now\" (ISO 8601, e.g. 2024-06-01T12:00:00Z; naive = UTC) for current_date, "
+            "now() and freshness checks.")
 
 
 def _fail(exc: Exception) -> None:
@@ -74,10 +76,11 @@ def main() -> None:
 @click.option("--rules", "-r", required=True, help="Rules YAML file.")
 @click.option("--output", "-o", help="Write summary.json and violations/*.parquet here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def validate(data: tuple[str, ...], rules: str, output: str | None, as_json: bool) -> None:
+@click.option("--now", help=NOW_HELP)
+def validate(data: tuple[str, ...], rules: str, output: str | None, as_json: bool, now: str | None) -> None:
     """Check DATA (Parquet, CSV, Arrow IPC or JSONL files, globs) against RULES."""
     stream = _reserve_stdout() if as_json else None
-    result = api.validate(list(data), rules, output=output)
+    result = api.validate(list(data), rules, output=output, now=now)
     if as_json:
         _emit_json(stream, result.to_json())
     else:
@@ -100,8 +103,9 @@ def _console() -> Console:
               show_default=True, help="Where to run; auto keeps small inputs in this process.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--now", help=NOW_HELP + " Overrides the job's now:.")
 def submit(job_file: str, address: str | None, workers: int | None, output: str | None,
-           mode: str, as_json: bool, quiet: bool) -> None:
+           mode: str, as_json: bool, quiet: bool, now: str | None) -> None:
     """Run a job file: validate data (or compile rules) on Ray, locally or on a cluster."""
     from .distributed import Job
     from .runtime.progress import choose
@@ -109,7 +113,7 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
     stream = _reserve_stdout() if as_json else None
     job = Job.from_yaml(job_file)
     result = job.run(address=address, workers=workers, output=output, mode=mode,
-                     progress=choose(quiet or as_json))
+                     progress=choose(quiet or as_json), now=now)
     if as_json:
         _emit_json(stream, result.to_json())
     elif job.spec.kind == "compile":

@@ -101,6 +101,7 @@ class Result:
     sources: list[tuple] = field(default_factory=lambda: [(TABLE_SOURCE, 0)])
     row_groups_skipped: int = 0      # Parquet row groups not decoded: statistics proved every rule
     layout: pa.Schema | None = field(default=None, repr=False)   # of violations (None: from data)
+    now: str | None = None           # the run's "now" (ISO, UTC): current_date, now(), freshness
 
     @property
     def ok(self) -> bool:
@@ -113,7 +114,7 @@ class Result:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "rows": self.rows, "rules": [r.summary() for r in self.rules],
                 "engine": self.engine, "elapsed_s": round(self.elapsed_s, 6),
-                "row_groups_skipped": self.row_groups_skipped}
+                "row_groups_skipped": self.row_groups_skipped, "now": self.now}
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)

@@ -18,7 +18,7 @@ from .errors import SpecError
 
 SEVERITIES = ("error", "warn")
 ROW_KIND = "check"
-DATASET_KINDS = ("unique", "not_null", "aggregate", "row_count", "reference")
+DATASET_KINDS = ("unique", "not_null", "aggregate", "row_count", "reference", "freshness")
 RULE_KINDS = (ROW_KIND, *DATASET_KINDS)
 RULE_OPTIONS = ("name", "severity", "strict", "mostly", "description", "where", "between", "equals")
 # The options only some kinds take; any other kind refuses them (never silently ignored).
@@ -34,7 +34,7 @@ MAX_ALIAS_VALUES = 100_000       # values YAML aliases (*name, <<: *name) may ad
 MAX_NAME_CHARS = 200             # rule and job names
 # Top-level keys of a rules file; a job file (jobs/*.yaml) is also a valid rules file.
 DOCUMENT_KEYS = ("name", "description", "kind", "source", "rules", "rules_from", "output",
-                 "workers", "on_error", "engine", "schema")
+                 "workers", "on_error", "engine", "schema", "now")
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,12 @@ call the very same UnitRunner methods.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 import time
 
+from ..compiler import clock
 from ..errors import DataError
 from ..io import sinks
 from ..io.units import WorkUnit
@@ -32,14 +34,16 @@ __all__ = ["JobResult", "run_validate"]
 
 
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
-                 output: str | None = None, mode: str = "auto", progress=None) -> JobResult:
+                 output: str | None = None, mode: str = "auto", progress=None,
+                 now: dt.datetime | None = None) -> JobResult:
     started = time.perf_counter()
     out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
     # the folder is this run's from here on: locked, and every part goes to its staging
     # folder until the summary is ready (a failure leaves a summary that says so)
     with sinks.OutputRun(out, job=job.name) as target:
-        result = _validate(job, target.staging, address, workers, mode, progress or Quiet())
-        result.output = out
+        with clock.fixed(now) as instant:
+            result = _validate(job, target.staging, address, workers, mode, progress or Quiet())
+        result.output, result.now = out, clock.iso(instant)
         result.elapsed_s = time.perf_counter() - started
         target.commit(result.to_dict())
     return result
