@@ -23,7 +23,7 @@ from .io.violations import TABLE_SOURCE
 from .result import Result
 from .runtime import plan as runtime
 from .runtime.unit import BATCH_ROWS
-from .spec import RuleSpec, load_rules, parse_rule
+from .spec import RuleSpec, load_rules, parse_rule, rules_digest
 
 __all__ = ["validate", "compile", "compile_rules", "load_rule_specs", "load_data", "BATCH_ROWS"]
 
@@ -123,9 +123,12 @@ def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | No
 
 
 def _validate(data: DataLike, rules: RulesLike, now: dt.datetime | None = None) -> Result:
+    started = clock.iso(clock.wall())
     with clock.fixed(now) as instant:
         result = _validate_at(data, rules)
-    result.now = clock.iso(instant)
+    result.now, result.started_at = clock.iso(instant), started
+    files = [os.fspath(rules)] if isinstance(rules, (str, os.PathLike)) else []
+    result.rules_hash = rules_digest(files, load_rule_specs(rules) if not files else ())
     return result
 
 

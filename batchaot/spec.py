@@ -6,11 +6,13 @@ mapping with a ``name`` and exactly one kind key (``check`` for a SQL row predic
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import yaml
 
@@ -251,6 +253,20 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 
 
 # --- rules ------------------------------------------------------------------------
+
+def rules_digest(files: Sequence[str] = (), rules: Sequence[RuleSpec] = ()) -> str:
+    """sha256 of what the rules came from: the bytes of the rules/job files in order (what
+    `sha256sum` of one rules file prints), else of the parsed rules (in-memory rules)."""
+    h = hashlib.sha256()
+    if files:
+        for path in files:
+            with open(path, "rb") as fh:
+                h.update(fh.read())
+    else:
+        h.update(json.dumps([[r.name, r.kind, r.body, r.severity, r.strict, r.mostly, r.options]
+                             for r in rules], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
 
 def load_rules(source: str | os.PathLike | list | dict) -> list[RuleSpec]:
     """Rules from a YAML path, a parsed document, or a list of rule dicts."""

@@ -17,6 +17,7 @@ from ..errors import DataError
 from ..io import sinks
 from ..io.units import WorkUnit
 from ..job import JobSpec
+from ..spec import rules_digest
 from ..result import JobResult
 from ..runtime.plan import InProcess, UnitsRun, compile_for_units, plan_job_units
 from ..runtime.progress import Quiet
@@ -36,14 +37,15 @@ __all__ = ["JobResult", "run_validate"]
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
                  output: str | None = None, mode: str = "auto", progress=None,
                  now: dt.datetime | None = None) -> JobResult:
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), clock.iso(clock.wall())
     out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
     # the folder is this run's from here on: locked, and every part goes to its staging
     # folder until the summary is ready (a failure leaves a summary that says so)
     with sinks.OutputRun(out, job=job.name) as target:
         with clock.fixed(now) as instant:
             result = _validate(job, target.staging, address, workers, mode, progress or Quiet())
-        result.output, result.now = out, clock.iso(instant)
+        result.output, result.now, result.started_at = out, clock.iso(instant), started_at
+        result.rules_hash = rules_digest([job.file, *job.rule_files])
         result.elapsed_s = time.perf_counter() - started
         target.commit(result.to_dict())
     return result
