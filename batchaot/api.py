@@ -20,6 +20,7 @@ from .errors import DataError, RuleError
 from .io import sinks, sources, violations
 from .io.units import plan as plan_units
 from .io.violations import TABLE_SOURCE
+from .report import html
 from .result import Result
 from .runtime import plan as runtime
 from .runtime.unit import BATCH_ROWS
@@ -118,7 +119,8 @@ def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | No
     with sinks.OutputRun(os.fspath(output)) as target:
         result = _validate(data, rules, fixed)
         write_result(result, target.staging)
-        target.commit(result.to_dict())
+        summary = result.to_dict()
+        target.commit(summary, entries=html.write_staged(target.staging, summary))
     return result
 
 

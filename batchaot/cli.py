@@ -222,8 +222,18 @@ def _print_result(result, output: str | None) -> None:
     for error in getattr(result, "errors", []):
         console.print(f"[yellow]skipped:[/] {error}")
     if output:
-        console.print(f"results written to {output}/summary.json and {output}/violations/")
+        console.print(f"results written to {output}/summary.json and {output}/violations/; "
+                      f"report: {os.path.join(output, 'report.html')}")
     console.print("[green]all error rules passed[/]" if result.ok else "[red]validation failed[/]")
+
+
+@main.command()
+@click.argument("folder", metavar="DIR")
+def report(folder: str) -> None:
+    """(Re)build DIR/report.html from DIR/summary.json and DIR/violations/ (the output
+    folder of validate --output or submit)."""
+    from .report import html
+    click.echo(f"report written to {html.build(folder)}")
 
 
 @main.command()

@@ -17,6 +17,7 @@ from ..errors import DataError
 from ..io import sinks
 from ..io.units import WorkUnit
 from ..job import JobSpec
+from ..report import html
 from ..spec import rules_digest
 from ..result import JobResult
 from ..runtime.plan import InProcess, UnitsRun, compile_for_units, plan_job_units
@@ -47,7 +48,8 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
         result.output, result.now, result.started_at = out, clock.iso(instant), started_at
         result.rules_hash = rules_digest([job.file, *job.rule_files])
         result.elapsed_s = time.perf_counter() - started
-        target.commit(result.to_dict())
+        summary = result.to_dict()
+        target.commit(summary, entries=html.write_staged(target.staging, summary))
     return result
 
 
