@@ -23,6 +23,7 @@ from .io.violations import TABLE_SOURCE
 from .report import html
 from .result import Result
 from .runtime import plan as runtime
+from .runtime import schema_gate
 from .runtime.unit import BATCH_ROWS
 from .spec import RuleSpec, load_rules, parse_rule, rules_digest
 
@@ -140,16 +141,33 @@ def _validate_at(data: DataLike, rules: RulesLike) -> Result:
     paths = _paths(data)
     if paths is None:
         table = _table(data)
-        result = runtime.validate(runtime.Plan.compile(specs, table.schema), [(TABLE_SOURCE, table)])
+        # the schema as given (before string views and the like become plain arrays)
+        found = schema_gate.check(specs, [(TABLE_SOURCE, data.schema)],
+                                  schema_gate.table_nulls({TABLE_SOURCE: table}))
+        if found.stop:
+            return _stopped(specs, found, [TABLE_SOURCE])
+        plan = runtime.Plan.compile(specs, table.schema)
+        found.apply(plan.compiled)
+        result = runtime.validate(plan, [(TABLE_SOURCE, table)])
     else:
         # text and IPC files are read whole now (their schema comes from reading them);
         # Parquet files only once the rules say which row groups and columns are needed
         early = {p: sources.read_table(p) for p in paths if sources.infer_format(p) != "parquet"}
-        schema = _check_schemas(paths, [early[p].schema if p in early else sources.read_schema(p)
-                                        for p in paths])
-        result = runtime.validate(runtime.Plan.compile(specs, schema), plan_units(paths), read=early)
+        schemas = [early[p].schema if p in early else sources.read_schema(p) for p in paths]
+        found = schema_gate.check(specs, list(zip(paths, schemas)), schema_gate.table_nulls(early))
+        if found.stop:              # before any Parquet row is read
+            return _stopped(specs, found, paths)
+        plan = runtime.Plan.compile(specs, _check_schemas(paths, schemas))
+        found.apply(plan.compiled)
+        result = runtime.validate(plan, plan_units(paths), read=early)
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def _stopped(specs: list[RuleSpec], found: schema_gate.Findings, names: list[str]) -> Result:
+    """The result of a run a schema check stopped before it read rows."""
+    return Result(found.results(specs), rows=0, sources=[(n, 0) for n in names],
+                  layout=violations.layout(pa.schema([]), []), stopped=found.stop)
 
 
 def write_result(result: Result, folder: str) -> None:

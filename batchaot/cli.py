@@ -210,7 +210,7 @@ def _print_result(result, output: str | None) -> None:
     table.add_column("check", no_wrap=True, overflow="ellipsis", max_width=70)
     for r in result.rules:
         s = r.summary()
-        status = ("[green]pass[/]" if s["passed"] else
+        status = ("[dim]not run[/]" if s["passed"] is None else "[green]pass[/]" if s["passed"] else
                   "[red]FAIL[/]" if s["severity"] == "error" else "[yellow]warn[/]")
         if s["zero_tick"]:
             status += " (zero-tick)"
@@ -221,6 +221,8 @@ def _print_result(result, output: str | None) -> None:
     console.print(table)
     for error in getattr(result, "errors", []):
         console.print(f"[yellow]skipped:[/] {error}")
+    if result.stopped:
+        console.print(f"[red]stopped:[/] {result.stopped}")
     if output:
         console.print(f"results written to {output}/summary.json and {output}/violations/; "
                       f"report: {os.path.join(output, 'report.html')}")

@@ -80,6 +80,26 @@ class CheckResult:
         }
 
 
+@dataclass
+class NotRunResult:
+    """A rule the run did not evaluate: it stopped first (a failing schema check)."""
+
+    spec: RuleSpec
+    reason: str
+
+    passed = None                   # neither passed nor failed
+
+    def summary(self) -> dict:
+        body = self.spec.body if self.spec.is_row_rule else f"{self.spec.kind}: {json.dumps(self.spec.body, default=str)}"
+        return {
+            "name": self.spec.name, "severity": self.spec.severity, "passed": None,
+            "violations": 0, "rows": 0, "null_rows": 0, "failing_fraction": 0.0, "kind": self.spec.kind,
+            "check": body, "strict": self.spec.strict, "mostly": self.spec.mostly, "zero_tick": False,
+            "columns": [], "instructions": 0, "value": None, "details": None,
+            "description": self.spec.description, "where": str(self.spec.where), "reason": self.reason,
+        }
+
+
 def _finite(value):
     """NaN/inf are not JSON: the summary's value is then null and details say which."""
     return None if isinstance(value, float) and not math.isfinite(value) else value
@@ -94,7 +114,7 @@ class Result:
     (io/violations.py: rule, source, row, the rules' columns) that ``--output`` writes too.
     """
 
-    rules: list[RuleResult | CheckResult]
+    rules: list[RuleResult | CheckResult | NotRunResult]
     rows: int
     data: pa.Table | None = field(default=None, repr=False)
     elapsed_s: float = 0.0
@@ -107,6 +127,7 @@ class Result:
     now: str | None = None           # the run's "now" (ISO, UTC): current_date, now(), freshness
     started_at: str | None = None    # when the run started (ISO, UTC)
     rules_hash: str | None = None    # spec.rules_digest of the rules' files
+    stopped: str | None = None       # why the run stopped before reading rows (a schema check)
 
     @property
     def ok(self) -> bool:
@@ -121,7 +142,7 @@ class Result:
                 "engine": self.engine, "elapsed_s": round(self.elapsed_s, 6),
                 "row_groups_skipped": self.row_groups_skipped, "now": self.now,
                 "exit_code": self.exit_code, "version": __version__, "started_at": self.started_at,
-                "rules_hash": self.rules_hash, "sources": self.source_names()}
+                "rules_hash": self.rules_hash, "sources": self.source_names(), "stopped": self.stopped}
 
     def source_names(self) -> list[str]:
         """The files (or "<table>") the run read, in order."""
@@ -232,7 +253,9 @@ def _compiled(r: RuleResult | CheckResult):
     return r.program if isinstance(r, RuleResult) else r.check
 
 
-def _has_rows(r: RuleResult | CheckResult) -> bool:
+def _has_rows(r: RuleResult | CheckResult | NotRunResult) -> bool:
+    if isinstance(r, NotRunResult):
+        return False
     if isinstance(r, RuleResult):
         return r.outcome.violations > 0
     return r.outcome.violating is not None and r.outcome.violating.num_rows > 0

@@ -20,7 +20,7 @@ from .errors import SpecError
 
 SEVERITIES = ("error", "warn")
 ROW_KIND = "check"
-DATASET_KINDS = ("unique", "not_null", "aggregate", "row_count", "reference", "freshness")
+DATASET_KINDS = ("unique", "not_null", "aggregate", "row_count", "reference", "freshness", "schema")
 RULE_KINDS = (ROW_KIND, *DATASET_KINDS)
 RULE_OPTIONS = ("name", "severity", "strict", "mostly", "description", "where", "between", "equals")
 # The options only some kinds take; any other kind refuses them (never silently ignored).

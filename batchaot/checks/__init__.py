@@ -1,4 +1,5 @@
-"""Dataset-level checks: unique, not_null, aggregate, row_count, reference, freshness.
+"""Dataset-level checks: unique, not_null, aggregate, row_count, reference, freshness,
+schema.
 
 Each check follows the map → merge → finish interface of :mod:`.base` and declares what
 it needs from the runtime (bucketed partials, a side input, row output), so it runs the
@@ -20,13 +21,14 @@ from .freshness import FreshnessCheck
 from .not_null import NotNullCheck
 from .reference import KeySet, ReferenceCheck
 from .row_count import RowCountCheck
+from .schema import SchemaCheck
 from .unique import UniqueCheck
 
 __all__ = ["CheckOutcome", "DatasetCheck", "KeySet", "Partial", "build_check", "run_checks", "KINDS"]
 
 KINDS = {"unique": UniqueCheck, "not_null": NotNullCheck, "aggregate": AggregateCheck,
          "row_count": RowCountCheck, "reference": ReferenceCheck,
-         "freshness": FreshnessCheck}
+         "freshness": FreshnessCheck, "schema": SchemaCheck}
 
 
 def build_check(spec: RuleSpec, schema: pa.Schema) -> DatasetCheck:

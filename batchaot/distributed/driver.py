@@ -12,16 +12,19 @@ import os
 import tempfile
 import time
 
+import pyarrow as pa
+
 from ..compiler import clock
 from ..errors import DataError
-from ..io import sinks
+from ..io import sinks, sources, violations
 from ..io.units import WorkUnit
 from ..job import JobSpec
 from ..report import html
-from ..spec import rules_digest
 from ..result import JobResult
+from ..runtime import schema_gate
 from ..runtime.plan import InProcess, UnitsRun, compile_for_units, plan_job_units
 from ..runtime.progress import Quiet
+from ..spec import rules_digest
 
 # Without --address, below these sizes a job runs in this process, on all its cores:
 # measured on 2 cores with 12M rows (benchmarks/results/submit-12000000-rows-2cores.json)
@@ -59,7 +62,16 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     units, errors = plan_job_units(job.source.paths, job.source.format, job.on_error)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
+    files = list(dict.fromkeys(u.path for u in units))
+    formats = {u.path: u.format for u in units}
+    found = schema_gate.check(job.rules, [(p, sources.read_schema(p, formats[p], job.source.csv))
+                                          for p in files])
+    if found.stop:                  # every file's schema checked; no row read
+        return JobResult(rules=found.results(job.rules), rows=0, units=len(units), files=files,
+                         errors=errors, layout=violations.layout(pa.schema([]), []), stopped=found.stop,
+                         output=out, mode="none", workers=0, job_name=job.name)
     plan = compile_for_units(job.rules, units, job.source.csv)
+    found.apply(plan.compiled)
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
                    errors=errors, progress=progress)
     mode = _mode(mode, address, units)
