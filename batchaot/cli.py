@@ -197,6 +197,8 @@ def _check_text(summary: dict) -> str:
     if summary["kind"] == "check":
         return text
     value = summary["value"]
+    if summary["kind"] == "freshness" and (summary.get("details") or {}).get("age"):
+        return f"{text} → {summary['details']['age']} old"
     shown = f"{value:.6g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else "n/a"
     return f"{text} → {shown}"
 

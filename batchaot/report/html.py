@@ -118,6 +118,8 @@ def _value(r: dict) -> str:
     if r.get("kind") == "check" or r.get("value") is None:
         return ""
     v = r["value"]
+    if r.get("kind") == "freshness" and (r.get("details") or {}).get("age"):
+        return f"{r['details']['age']} old"
     return f"{v:,.6g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
 
 
