@@ -199,6 +199,8 @@ def _check_text(summary: dict) -> str:
     value = summary["value"]
     if summary["kind"] == "freshness" and (summary.get("details") or {}).get("age"):
         return f"{text} → {summary['details']['age']} old"
+    if summary["kind"] == "schema" and value is not None:
+        return f"{text} → {value} problem{'s' * (value != 1)}"
     shown = f"{value:.6g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else "n/a"
     return f"{text} → {shown}"
 

@@ -2,8 +2,6 @@
 counts equal to DuckDB's, exit codes unchanged (0 pass, 1 an error rule failed, 2 bad input)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import duckdb
@@ -11,6 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from click.testing import CliRunner
+
+from batchaot.cli import main
 from batchaot.report import ci
 
 RULES = [
@@ -18,7 +19,6 @@ RULES = [
     ("known_status", "status IN ('new', 'paid')", "warn"),
     ("small_qty", "qty < 1000", "error"),
 ]
-CLI = [sys.executable, "-c", "from batchaot.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,11 @@ def inputs(tmp_path_factory):
     return root, counts
 
 
-def _run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, timeout=120)
+def _run(*args):
+    """The CLI in this process: .returncode, .stdout, .stderr as from a subprocess."""
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    res.returncode = res.exit_code
+    return res
 
 
 @pytest.mark.parametrize("command", ["validate", "submit"])

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
 import batchaot
+from batchaot.cli import main
 from batchaot.compiler import clock
 from batchaot.errors import RuleError, SpecError
 
@@ -158,10 +158,10 @@ def test_cli_now_and_job_now(tmp_path) -> None:
     pq.write_table(pa.table({"u": _times("tz_s")}), data)
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - {name: fresh, freshness: {column: u, max_age: 36h}}\n")
-    cli = [sys.executable, "-c", "from batchaot.cli import main; main()"]
-
-    def run(*args) -> subprocess.CompletedProcess:
-        return subprocess.run(cli + list(args), capture_output=True, text=True, timeout=120)
+    def run(*args):
+        res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        res.returncode = res.exit_code
+        return res
 
     fresh = run("validate", str(data), "-r", str(rules), "--now", "2024-06-01T00:00:00Z", "--json")
     stale = run("validate", str(data), "-r", str(rules), "--now", "2024-06-03", "--json")

@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
 import batchaot
+from batchaot.cli import main
 from batchaot.report import html
 
 XSS = "<script>alert(1)</script>"
@@ -24,7 +25,9 @@ RULES = [
     {"name": "id_unique", "unique": ["id"]},
     {"name": "mean_amount", "aggregate": "avg(amount)", "between": [0, 10]},
     {"name": "ids_small", "check": "id < 1000"},
+    {"name": "early", "check": "ts < TIMESTAMP '2024-01-01 10:00:00'"},
 ]
+NS_TEXT = "2024-01-01 10:00:00.123456999"     # beyond what Python's datetime holds
 
 
 def _browser() -> str | None:
@@ -100,7 +103,8 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     table = pa.table({"id": pa.array([1, 2, 2, 4, 5000, 6], pa.int64()),
                       "amount": pa.array([5.0, -1.0, None, 3.0, 2.0, -7.5]),
-                      "status": pa.array(["new", XSS, "paid", None, "odd", "new"])})
+                      "status": pa.array(["new", XSS, "paid", None, "odd", "new"]),
+                      "ts": pa.array([1704103200123456999] + [0] * 5, pa.timestamp("ns"))})
     pq.write_table(table, root / "d.parquet")
     con = duckdb.connect()
     con.register("t", table)
@@ -141,6 +145,7 @@ def test_report_in_chromium(run, tmp_path) -> None:
         assert row["status"] == html.status(summary[name])
         assert name in row["text"]                                     # the name, as text
     assert XSS in "".join(page.texts)                                  # the value, as text
+    assert NS_TEXT in page.rules["early"]["text"]
     assert "no refunds <i>here</i>" in page.rules["positive_amount"]["text"]
 
 
@@ -149,16 +154,17 @@ def test_submit_writes_the_report_and_report_rebuilds_it(run, tmp_path) -> None:
     job = tmp_path / "job.yaml"
     job.write_text(f"name: r\nsource: {{path: {root / 'd.parquet'}}}\n"
                    "rules:\n  - {name: ids_small, check: \"id < 1000\"}\noutput: {path: out}\n")
-    cli = [sys.executable, "-c", "from batchaot.cli import main; main()"]
-    proc = subprocess.run(cli + ["submit", str(job), "--mode", "in-process", "-q"], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 1 and "report.html" in proc.stdout
+    def cli(*args: str):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    proc = cli("submit", str(job), "--mode", "in-process", "-q")
+    assert proc.exit_code == 1 and "report.html" in proc.stdout
     report = tmp_path / "out" / "report.html"
     first = report.read_text(encoding="utf-8")
     report.unlink()
-    proc = subprocess.run(cli + ["report", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and report.exists()
+    proc = cli("report", str(tmp_path / "out"))
+    assert proc.exit_code == 0 and report.exists()
     assert report.read_text(encoding="utf-8") == first
     assert f">{expected['ids_small']}</td>" in first
-    missing = subprocess.run(cli + ["report", str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert missing.returncode == 2 and "summary.json" in missing.stderr
+    missing = cli("report", str(tmp_path))
+    assert missing.exit_code == 2 and "summary.json" in missing.stderr

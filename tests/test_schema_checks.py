@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
 import batchaot
+from batchaot.cli import main
 from batchaot.errors import DataError, SpecError
 
-CLI = [sys.executable, "-c", "from batchaot.cli import main; main()"]
 
 
 def _schema_rule(body: dict, severity: str = "error") -> dict:
@@ -161,9 +160,9 @@ def test_submit_names_every_file_that_disagrees(tmp_path) -> None:
     job.write_text("name: s\nsource: {path: 'data/*.parquet'}\nrules:\n"
                    "  - {name: shape, schema: {columns: {id: int64, s: string}}}\n"
                    "  - {name: pos, check: \"id >= 0\"}\noutput: {path: out}\n")
-    proc = subprocess.run(CLI + ["submit", str(job), "--mode", "in-process", "--json"], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 1, proc.stderr
+    proc = CliRunner().invoke(main, ["submit", str(job), "--mode", "in-process", "--json"],
+                              catch_exceptions=False)
+    assert proc.exit_code == 1, proc.stderr
     doc = json.loads(proc.stdout)
     shape = doc["rules"][0]
     assert list(shape["details"]["files_failing"]) == [str(tmp_path / "data" / "p1.parquet")]

@@ -36,7 +36,12 @@ def headline(rule: dict) -> str:
         share = f" ({rule['failing_fraction']:.3%} of {rule['rows']:,} rows)" if rule["rows"] else ""
         parts.append(f"{rule['violations']:,} violations{share}")
     note = (rule.get("details") or {}).get("note")
-    if rule.get("value") is not None and rule["kind"] != "check":
+    if rule["kind"] == "schema" and note:
+        return note
+    details = rule.get("details") or {}
+    if rule["kind"] == "freshness" and details.get("age"):
+        parts.append(f"newest value {details['age']} old (max_age {details.get('max_age')})")
+    elif rule.get("value") is not None and rule["kind"] not in ("check", "schema", "freshness"):
         parts.append(f"measured {_shown(rule['value'])}")
     if note:
         parts.append(note)

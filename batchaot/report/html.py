@@ -21,8 +21,10 @@ import os
 from typing import Any
 
 import jinja2
+import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..errors import DataError
 from ..io import violations
@@ -120,6 +122,8 @@ def _value(r: dict) -> str:
     v = r["value"]
     if r.get("kind") == "freshness" and (r.get("details") or {}).get("age"):
         return f"{r['details']['age']} old"
+    if r.get("kind") == "schema":
+        return f"{v} problem{'s' * (v != 1)}"
     return f"{v:,.6g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
 
 
@@ -156,24 +160,68 @@ def _cell(value: Any) -> str:
 # --- samples from the parts ------------------------------------------------------------
 
 def samples(folder: str, rules: list[dict]) -> dict[str, dict]:
-    """Per failing rule with violating rows: {"columns": [...], "rows": [[...], ...], "more": n}."""
-    wanted = [r for r in rules if r.get("violations") and status(r) in ("fail", "warn")]
+    """Per failing rule with violating rows: {"columns": [...], "rows": [[...], ...], "more": n}:
+    its first SAMPLE_ROWS rows in the parts, read row group by row group (only the groups
+    that hold them), whatever the columns' types."""
+    wanted = {r["name"]: r for r in rules if r.get("violations") and status(r) in ("fail", "warn")}
     paths = violations.parts(folder) if wanted else []
-    if not paths:
-        return {}
-    try:
-        data = ds.dataset(paths, format="parquet")
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataError(f"{folder}: cannot read the violation parts: {exc}") from None
-    names = set(data.schema.names)
-    out: dict[str, dict] = {}
-    for r in wanted:
-        columns = [violations.out_name(c) for c in r.get("columns") or []]
-        columns = [c for c in dict.fromkeys(columns) if c in names]
-        found = data.head(SAMPLE_ROWS, columns=[violations.SOURCE, violations.ROW, *columns],
-                          filter=ds.field(violations.RULE) == r["name"])
-        found = found.sort_by([(violations.SOURCE, "ascending"), (violations.ROW, "ascending")])
-        rows = [[_cell(v) for v in row.values()] for row in found.to_pylist()]
-        out[r["name"]] = {"columns": [violations.SOURCE, violations.ROW, *columns], "rows": rows,
-                          "more": max(0, int(r["violations"]) - len(rows))}
+    found: dict[str, list[tuple]] = {name: [] for name in wanted}
+    for path in paths:
+        if all(len(v) >= SAMPLE_ROWS for v in found.values()):
+            break
+        try:
+            _sample_part(path, wanted, found)
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"{path}: cannot read the violation part: {exc}") from None
+    out = {}
+    for name, rows in found.items():
+        rows.sort(key=lambda t: (t[0], t[1]))
+        columns = _shown_columns(wanted[name], None)
+        out[name] = {"columns": [violations.SOURCE, violations.ROW, *columns],
+                     "rows": [[src, str(row), *cells] for src, row, cells in rows],
+                     "more": max(0, int(wanted[name]["violations"]) - len(rows))}
     return out
+
+
+def _shown_columns(rule: dict, names: list[str] | None) -> list[str]:
+    columns = list(dict.fromkeys(violations.out_name(c) for c in rule.get("columns") or []))
+    return columns if names is None else [c for c in columns if c in names]
+
+
+def _sample_part(path: str, wanted: dict[str, dict], found: dict[str, list[tuple]]) -> None:
+    part = pq.ParquetFile(path)
+    names = part.schema_arrow.names
+    for group in range(part.num_row_groups):
+        need = {n: SAMPLE_ROWS - len(rows) for n, rows in found.items() if len(rows) < SAMPLE_ROWS}
+        if not need:
+            return
+        rule = part.read_row_group(group, columns=[violations.RULE]).column(0)
+        hits = {}
+        for name, k in need.items():
+            mask = pc.fill_null(pc.equal(rule, pa.scalar(name, rule.type)), False)
+            at = np.flatnonzero(mask.to_numpy(zero_copy_only=False))[:k]
+            if len(at):
+                hits[name] = at
+        if not hits:
+            continue
+        cols = list(dict.fromkeys(c for n in hits for c in _shown_columns(wanted[n], names)))
+        table = part.read_row_group(group, columns=[violations.SOURCE, violations.ROW, *cols])
+        for name, at in hits.items():
+            shown = _shown_columns(wanted[name], names)
+            for i in at:
+                found[name].append((table.column(violations.SOURCE)[i].as_py() or "",
+                                    table.column(violations.ROW)[i].as_py() or 0,
+                                    [_value_at(table.column(c), int(i)) for c in shown]))
+
+
+def _value_at(column: pa.ChunkedArray, i: int) -> str:
+    """The page's text of one value of any Arrow type (a nanosecond timestamp Python's
+    datetime cannot hold: as Arrow prints it)."""
+    scalar = column[i]
+    try:
+        return _cell(scalar.as_py())
+    except (ValueError, OverflowError, pa.ArrowException):
+        try:
+            return _cell(pc.cast(column.slice(i, 1), pa.string())[0].as_py())
+        except pa.ArrowException:
+            return _cell(str(getattr(scalar, "value", "?")))
