@@ -25,7 +25,7 @@ from .result import Result
 from .runtime import plan as runtime
 from .runtime import schema_gate
 from .runtime.unit import BATCH_ROWS
-from .spec import RuleSpec, load_rules, parse_rule, rules_digest
+from .spec import RuleSpec, at, load_rules, load_yaml, parse_rule, rules_digest
 
 __all__ = ["validate", "compile", "compile_rules", "load_rule_specs", "load_data", "BATCH_ROWS"]
 
@@ -111,8 +111,9 @@ def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | No
              now: str | dt.datetime | None = None) -> Result:
     """Check `data` against `rules`; optionally write summary.json and violations to `output`
     (in the same layout as `submit`: io/violations.py). `now` fixes the instant that
-    current_date, now() and freshness checks read (default: the wall clock, read once)."""
-    fixed = clock.parse(now, "now") if now is not None else None
+    current_date, now() and freshness checks read (default: the rules file's `now:`, else
+    the wall clock, read once)."""
+    fixed = clock.parse(now, "now") if now is not None else _file_now(rules)
     if output is None:
         return _validate(data, rules, fixed)
     # the folder is this run's from here on (locked; its earlier results are replaced
@@ -123,6 +124,17 @@ def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | No
         summary = result.to_dict()
         target.commit(summary, entries=html.write_staged(target.staging, summary))
     return result
+
+
+def _file_now(rules: RulesLike) -> dt.datetime | None:
+    """The `now:` of a rules or job file given by path (a job file is a rules file too)."""
+    if not isinstance(rules, (str, os.PathLike)):
+        return None
+    path = os.fspath(rules)
+    doc = load_yaml(path)
+    if not isinstance(doc, dict) or doc.get("now") is None:
+        return None
+    return clock.parse(doc["now"], f"{at(path, doc, 'now')}: 'now'")
 
 
 def _validate(data: DataLike, rules: RulesLike, now: dt.datetime | None = None) -> Result:

@@ -175,3 +175,12 @@ def test_cli_now_and_job_now(tmp_path) -> None:
     assert (by_job.returncode, overridden.returncode) == (1, 0), (by_job.stderr, overridden.stderr)
     assert json.loads(by_job.stdout)["now"] == "2024-06-03T00:00:00Z"
     assert run("validate", str(data), "-r", str(rules), "--now", "soon").returncode == 2
+
+
+def test_validate_reads_now_from_the_rules_file(tmp_path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("now: 2024-06-01T00:00:00Z\nrules:\n  - {name: r, check: \"d = current_date\"}\n")
+    table = pa.table({"d": pa.array([dt.date(2024, 6, 1), dt.date(2024, 6, 2)])})
+    res = batchaot.validate(table, str(rules))
+    assert res.now == "2024-06-01T00:00:00Z" and res.to_dict()["rules"][0]["violations"] == 1
+    assert batchaot.validate(table, str(rules), now="2024-06-02").to_dict()["rules"][0]["violations"] == 1

@@ -76,6 +76,13 @@ def test_missing_and_extra_columns_stop_before_rows_are_read() -> None:
     assert "extra column(s) b (extra_columns: forbid)" in shape["details"]["problems"]
 
 
+def test_a_stopped_result_has_no_rows_and_a_summary() -> None:
+    stopped = batchaot.validate(pa.table({"a": [1]}), [_schema_rule({"columns": {"b": "int64"}}),
+                                                        {"name": "pos", "check": "a > 0"}])
+    assert stopped.violations.num_rows == 0 and stopped.summary.num_rows == 2
+    assert stopped.summary.column("passed").to_pylist() == [False, None]
+
+
 def test_warn_schema_check_lets_the_run_go_on() -> None:
     table = pa.table({"a": [1, -2]})
     res = batchaot.validate(table, [_schema_rule({"columns": {"a": "string"}}, "warn"),
