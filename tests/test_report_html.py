@@ -43,14 +43,14 @@ def _no_browser(why: str) -> None:
     pytest.skip(why)
 
 
-def dump_dom(path: str, profile: str) -> str:
+def dump_dom(path: str, profile: str, fragment: str = "") -> str:
     """The DOM after the page's scripts ran, from headless Chromium (no network needed)."""
     binary = _browser()
     if binary is None:
         _no_browser("no chromium on PATH (apt-get install chromium)")
     cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            f"--user-data-dir={profile}", "--no-first-run", "--virtual-time-budget=2000",
-           "--dump-dom", f"file://{os.path.abspath(path)}"]
+           "--dump-dom", f"file://{os.path.abspath(path)}{fragment}"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -82,7 +82,8 @@ class _Page(HTMLParser):
             self.root = a
         if tag == "tr" and "rule" in (a.get("class") or "").split():
             self._rule = a["data-name"]
-            self.rules[self._rule] = {"status": a["data-status"], "violations": "", "text": ""}
+            self.rules[self._rule] = {"status": a["data-status"], "violations": "", "text": "",
+                                      "hidden": "hidden" in a}
         if tag == "td" and self._rule and "violations" in (a.get("class") or "").split():
             self._cell = "violations"
 
@@ -147,6 +148,15 @@ def test_report_in_chromium(run, tmp_path) -> None:
     assert XSS in "".join(page.texts)                                  # the value, as text
     assert NS_TEXT in page.rules["early"]["text"]
     assert "no refunds <i>here</i>" in page.rules["positive_amount"]["text"]
+
+
+def test_filter_by_status_from_the_link(run, tmp_path) -> None:
+    _, out, _, _ = run
+    page = _Page()
+    page.feed(dump_dom(str(out / "report.html"), str(tmp_path / "profile"), "#status=fail"))
+    assert page.root.get("data-report-ready") == "ok" and "data-report-error" not in page.root
+    shown = {name for name, row in page.rules.items() if not row["hidden"]}
+    assert shown and shown == {name for name, row in page.rules.items() if row["status"] == "fail"}
 
 
 def test_submit_writes_the_report_and_report_rebuilds_it(run, tmp_path) -> None:
