@@ -184,3 +184,14 @@ def test_validate_reads_now_from_the_rules_file(tmp_path) -> None:
     res = batchaot.validate(table, str(rules))
     assert res.now == "2024-06-01T00:00:00Z" and res.to_dict()["rules"][0]["violations"] == 1
     assert batchaot.validate(table, str(rules), now="2024-06-02").to_dict()["rules"][0]["violations"] == 1
+
+
+def test_nanosecond_and_date64_values(con) -> None:
+    ns = pa.array([1717200000123456999, None], pa.timestamp("ns"))         # 2024-06-01 00:00:00.123456999
+    d64 = pa.array([dt.date(2024, 5, 31), None], pa.date64())
+    for column in (ns, d64):
+        table = pa.table({"u": column})
+        s = batchaot.validate(table, [{"name": "f", "freshness": {"column": "u", "max_age": "12h"}}],
+                              now=NOW).to_dict()["rules"][0]
+        expected, age = _oracle_fresh(con, table, "u", "12 hours")
+        assert s["passed"] is expected and s["value"] == pytest.approx(age, abs=1e-6)

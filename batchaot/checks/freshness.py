@@ -67,6 +67,26 @@ def show_age(seconds: float) -> str:
     return sign + " ".join(parts[:3])
 
 
+_PER_TICK = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def latest_micros(col: pa.Array) -> int | None:
+    """max(col) in microseconds since 1970 UTC, from the integers themselves (a nanosecond
+    timestamp Python's datetime cannot hold is rounded to its microsecond, half away from
+    zero, as DuckDB casts TIMESTAMP_NS to TIMESTAMP)."""
+    t = col.type
+    if pa.types.is_timestamp(t):
+        ticks = pc.max(col.cast(pa.int64())).as_py()
+        if ticks is None or t.unit != "ns":
+            return None if ticks is None else ticks * _PER_TICK[t.unit]
+        return (abs(ticks) + 500) // 1000 * (1 if ticks >= 0 else -1)
+    if pa.types.is_date32(t):
+        days = pc.max(col.cast(pa.int32())).as_py()
+        return None if days is None else days * 86_400_000_000
+    ms = pc.max(col.cast(pa.int64())).as_py()          # date64: milliseconds
+    return None if ms is None else ms * 1000
+
+
 class FreshnessCheck(CheckBase):
     def __init__(self, spec: RuleSpec, schema: pa.Schema):
         super().__init__(spec, schema)
@@ -97,8 +117,7 @@ class FreshnessCheck(CheckBase):
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
         nonnull = len(col) - col.null_count
-        latest = pc.max(col).as_py() if nonnull else None
-        return FreshnessPartial(sub.num_rows, nonnull, None if latest is None else clock.micros(clock.as_utc(latest)))
+        return FreshnessPartial(sub.num_rows, nonnull, latest_micros(col) if nonnull else None)
 
     def merge(self, partials: list[FreshnessPartial]) -> FreshnessPartial:
         found = [p.latest for p in partials if p.latest is not None]
