@@ -118,3 +118,26 @@ def test_junit_survives_text_xml_cannot_hold() -> None:
          "failing_fraction": 1.0, "check": "s = '\x1b[31m<&>'", "value": None, "details": None}]}
     doc = ET.fromstring(ci.junit(summary).split("\n", 1)[1])
     assert "<&>" in doc.find("testsuite/testcase/failure").text
+
+
+def test_unreadable_file_and_stopped_rules_in_junit_github_and_report(tmp_path) -> None:
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), tmp_path / "data" / "a.parquet")
+    (tmp_path / "data" / "b.parquet").write_bytes(b"PAR1 not parquet at all PAR1")
+    job = tmp_path / "job.yaml"
+    job.write_text("name: j\nsource: {path: 'data/*.parquet'}\nrules:\n  - {name: pos, check: \"x > 0\"}\n"
+                   "output: {path: out}\n")
+    proc = _run("submit", job, "--mode", "in-process", "-q", "--junit", tmp_path / "j.xml", "--format", "github")
+    assert proc.returncode == 1                    # unchecked data never passes
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    (error,) = suite.findall("testcase/error")
+    assert "b.parquet" in error.get("message") and suite.get("errors") == "1"
+    assert any(l.startswith("::error title=batchaot%3A input not checked::") and "b.parquet" in l
+               for l in proc.stdout.splitlines())
+    assert "Inputs not checked" in (tmp_path / "out" / "report.html").read_text()
+    job.write_text("name: j\nsource: {path: 'data/a.parquet'}\nrules:\n"
+                   "  - {name: shape, schema: {columns: {y: int64}}}\n  - {name: pos, check: \"x > 0\"}\n")
+    proc = _run("submit", job, "--mode", "in-process", "-q", "--junit", tmp_path / "j.xml")
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    assert proc.returncode == 1 and suite.get("skipped") == "1" and suite.get("failures") == "1"
+    assert "before any row was read" in suite.find("testcase/skipped").get("message")
