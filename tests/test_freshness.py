@@ -195,3 +195,15 @@ def test_nanosecond_and_date64_values(con) -> None:
                               now=NOW).to_dict()["rules"][0]
         expected, age = _oracle_fresh(con, table, "u", "12 hours")
         assert s["passed"] is expected and s["value"] == pytest.approx(age, abs=1e-6)
+
+
+def test_compile_cache_keys_carry_the_instant_only_for_rules_that_read_it() -> None:
+    from batchaot.compiler import cache
+    schema = pa.schema([("d", pa.date32())])
+    keys = []
+    for day in ("2024-01-01", "2024-01-02"):
+        with clock.fixed(clock.parse(day)):
+            keys.append((cache.key("r", "d < current_date", False, schema), cache.key("r", "d < 3", False, schema),
+                         cache.file_key(b"- {name: r, check: 'd < now()'}", schema)))
+    (a1, b1, f1), (a2, b2, f2) = keys
+    assert a1 != a2 and f1 != f2 and b1 == b2
