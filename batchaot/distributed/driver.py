@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from ..compiler import clock
 from ..errors import DataError
-from ..io import sinks, sources, violations
+from ..io import sinks, violations
 from ..io.units import WorkUnit
 from ..job import JobSpec
 from ..report import html
@@ -63,9 +63,7 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
     files = list(dict.fromkeys(u.path for u in units))
-    formats = {u.path: u.format for u in units}
-    found = schema_gate.check(job.rules, [(p, sources.read_schema(p, formats[p], job.source.csv))
-                                          for p in files])
+    found = schema_gate.check(job.rules, schema_gate.file_schemas(units, job.rules, job.source.csv))
     if found.stop:                  # every file's schema checked; no row read
         return JobResult(rules=found.results(job.rules), rows=0, units=len(units), files=files,
                          errors=errors, layout=violations.layout(pa.schema([]), []), stopped=found.stop,

@@ -16,7 +16,9 @@ from typing import Callable, Sequence
 import pyarrow as pa
 
 from ..checks.schema import SchemaCheck, SchemaPartial
+from ..errors import DataError
 from ..io import sources
+from ..io.units import WorkUnit
 from ..result import CheckResult, NotRunResult
 from ..spec import RuleSpec
 
@@ -74,6 +76,22 @@ def check(specs: Sequence[RuleSpec], files: Sequence[tuple[str, pa.Schema]],
             findings.stop = (f"schema check '{spec.name}' failed before any row was read: {bad[0]}: {first}"
                              + (f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""))
     return findings
+
+
+def file_schemas(units: Sequence[WorkUnit], specs: Sequence[RuleSpec],
+                 csv: dict | None = None) -> list[tuple[str, pa.Schema]]:
+    """(file, schema) of every file of `units` (footers only), read only when a rule is a
+    schema check. A file whose schema cannot be read is left to its units, which fail under
+    `on_error` like any unreadable file."""
+    if not any(s.kind == "schema" for s in specs):
+        return []
+    out = []
+    for path, fmt in dict.fromkeys((u.path, u.format) for u in units):
+        try:
+            out.append((path, sources.read_schema(path, fmt, csv)))
+        except DataError:
+            continue
+    return out
 
 
 def table_nulls(tables: dict[str, pa.Table]) -> NullCounts:
