@@ -23,6 +23,7 @@ $(DEMO_DATA): | $(STAMP)
 # `--mode ray` runs it on an embedded local Ray (a job this small would otherwise run in-process).
 demo: $(STAMP) $(DEMO_DATA)
 	$(BIN)/batchaot submit jobs/demo.yaml --mode ray || test $$? -eq 1
+	@echo "report: $(CURDIR)/out/demo/report.html (rebuild it with: batchaot report out/demo)"
 	$(BIN)/batchaot inspect jobs/demo.yaml --schema $(DEMO_DATA) | tail -n 1
 
 # pytest exits 5 when no test ran; make treats that, like any failure, as an error.

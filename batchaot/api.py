@@ -6,6 +6,7 @@ CLI and users import this module.
 """
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import time
@@ -13,16 +14,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from .compiler import compile_rules
+from .compiler import clock, compile_rules
 from .compiler.program import Program
 from .errors import DataError, RuleError
 from .io import sinks, sources, violations
 from .io.units import plan as plan_units
 from .io.violations import TABLE_SOURCE
+from .report import html
 from .result import Result
 from .runtime import plan as runtime
+from .runtime import schema_gate
 from .runtime.unit import BATCH_ROWS
-from .spec import RuleSpec, load_rules, parse_rule
+from .spec import RuleSpec, at, load_rules, load_yaml, parse_rule, rules_digest
 
 __all__ = ["validate", "compile", "compile_rules", "load_rule_specs", "load_data", "BATCH_ROWS"]
 
@@ -104,36 +107,78 @@ def load_rule_specs(rules: RulesLike) -> list[RuleSpec]:
     return load_rules(rules)
 
 
-def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None) -> Result:
+def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None,
+             now: str | dt.datetime | None = None) -> Result:
     """Check `data` against `rules`; optionally write summary.json and violations to `output`
-    (in the same layout as `submit`: io/violations.py)."""
+    (in the same layout as `submit`: io/violations.py). `now` fixes the instant that
+    current_date, now() and freshness checks read (default: the rules file's `now:`, else
+    the wall clock, read once)."""
+    fixed = clock.parse(now, "now") if now is not None else _file_now(rules)
     if output is None:
-        return _validate(data, rules)
+        return _validate(data, rules, fixed)
     # the folder is this run's from here on (locked; its earlier results are replaced
     # only when this one is complete, or by a summary saying that it failed)
     with sinks.OutputRun(os.fspath(output)) as target:
-        result = _validate(data, rules)
+        result = _validate(data, rules, fixed)
         write_result(result, target.staging)
-        target.commit(result.to_dict())
+        summary = result.to_dict()
+        target.commit(summary, entries=html.write_staged(target.staging, summary))
     return result
 
 
-def _validate(data: DataLike, rules: RulesLike) -> Result:
-    started = time.perf_counter()
+def _file_now(rules: RulesLike) -> dt.datetime | None:
+    """The `now:` of a rules or job file given by path (a job file is a rules file too)."""
+    if not isinstance(rules, (str, os.PathLike)):
+        return None
+    path = os.fspath(rules)
+    doc = load_yaml(path)
+    if not isinstance(doc, dict) or doc.get("now") is None:
+        return None
+    return clock.parse(doc["now"], f"{at(path, doc, 'now')}: 'now'")
+
+
+def _validate(data: DataLike, rules: RulesLike, now: dt.datetime | None = None) -> Result:
+    started, clock_started = clock.iso(clock.wall()), time.perf_counter()
+    with clock.fixed(now) as instant:
+        result = _validate_at(data, rules)
+    result.now, result.started_at = clock.iso(instant), started
+    result.elapsed_s = time.perf_counter() - clock_started
+    files = [os.fspath(rules)] if isinstance(rules, (str, os.PathLike)) else []
+    result.rules_hash = rules_digest(files, load_rule_specs(rules) if not files else ())
+    return result
+
+
+def _validate_at(data: DataLike, rules: RulesLike) -> Result:
     specs = load_rule_specs(rules)
     paths = _paths(data)
     if paths is None:
         table = _table(data)
-        result = runtime.validate(runtime.Plan.compile(specs, table.schema), [(TABLE_SOURCE, table)])
+        # the schema as given (before string views and the like become plain arrays)
+        found = schema_gate.check(specs, [(TABLE_SOURCE, data.schema)],
+                                  schema_gate.table_nulls({TABLE_SOURCE: table}))
+        if found.stop:
+            return _stopped(specs, found, [TABLE_SOURCE])
+        plan = runtime.Plan.compile(specs, table.schema)
+        found.apply(plan.compiled)
+        result = runtime.validate(plan, [(TABLE_SOURCE, table)])
     else:
         # text and IPC files are read whole now (their schema comes from reading them);
         # Parquet files only once the rules say which row groups and columns are needed
         early = {p: sources.read_table(p) for p in paths if sources.infer_format(p) != "parquet"}
-        schema = _check_schemas(paths, [early[p].schema if p in early else sources.read_schema(p)
-                                        for p in paths])
-        result = runtime.validate(runtime.Plan.compile(specs, schema), plan_units(paths), read=early)
-    result.elapsed_s = time.perf_counter() - started
+        schemas = [early[p].schema if p in early else sources.read_schema(p) for p in paths]
+        found = schema_gate.check(specs, list(zip(paths, schemas)), schema_gate.table_nulls(early))
+        if found.stop:              # before any Parquet row is read
+            return _stopped(specs, found, paths)
+        plan = runtime.Plan.compile(specs, _check_schemas(paths, schemas))
+        found.apply(plan.compiled)
+        result = runtime.validate(plan, plan_units(paths), read=early)
     return result
+
+
+def _stopped(specs: list[RuleSpec], found: schema_gate.Findings, names: list[str]) -> Result:
+    """The result of a run a schema check stopped before it read rows."""
+    return Result(found.results(specs), rows=0, sources=[(n, 0) for n in names],
+                  layout=violations.layout(pa.schema([]), []), stopped=found.stop)
 
 
 def write_result(result: Result, folder: str) -> None:

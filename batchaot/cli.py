@@ -20,6 +20,11 @@ from .io import sources
 from .io.sinks import ignore_file_size_signal
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+FORMATS = ("table", "github")
+JUNIT_HELP = "Also write the result as JUnit XML (one testcase per rule) to FILE."
+FORMAT_HELP = "table: for people; github: GitHub Actions annotations (::error/::warning lines)."
+NOW_HELP = ("Fix \"now\" (ISO 8601, e.g. 2024-06-01T12:00:00Z; naive = UTC) for current_date, "
+            "now() and freshness checks.")
 
 
 def _fail(exc: Exception) -> None:
@@ -74,15 +79,43 @@ def main() -> None:
 @click.option("--rules", "-r", required=True, help="Rules YAML file.")
 @click.option("--output", "-o", help="Write summary.json and violations/*.parquet here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def validate(data: tuple[str, ...], rules: str, output: str | None, as_json: bool) -> None:
+@click.option("--now", help=NOW_HELP)
+@click.option("--junit", "junit_path", metavar="FILE", help=JUNIT_HELP)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help=FORMAT_HELP)
+def validate(data: tuple[str, ...], rules: str, output: str | None, as_json: bool, now: str | None,
+             junit_path: str | None, fmt: str) -> None:
     """Check DATA (Parquet, CSV, Arrow IPC or JSONL files, globs) against RULES."""
     stream = _reserve_stdout() if as_json else None
-    result = api.validate(list(data), rules, output=output)
+    result = _reported(junit_path, lambda: api.validate(list(data), rules, output=output, now=now))
     if as_json:
         _emit_json(stream, result.to_json())
+    elif fmt == "github":
+        _print_github(result.to_dict())
     else:
         _print_result(result, output)
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _reported(junit_path: str | None, run):
+    """run(); with --junit, its summary as JUnit XML — also when the run fails with a
+    user error (exit 2), so CI shows why instead of a missing report."""
+    from .report import ci
+    try:
+        result = run()
+    except BatchaotError as exc:
+        if junit_path:
+            ci.write_junit(junit_path, {"failed": True, "error": str(exc), "rules": []})
+        raise
+    if junit_path:
+        ci.write_junit(junit_path, result.to_dict())
+    return result
+
+
+def _print_github(summary: dict) -> None:
+    from .report import ci
+    for line in ci.github(summary):
+        click.echo(line)
 
 
 def _console() -> Console:
@@ -100,20 +133,28 @@ def _console() -> Console:
               show_default=True, help="Where to run; auto keeps small inputs in this process.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--now", help=NOW_HELP + " Overrides the job's now:.")
+@click.option("--junit", "junit_path", metavar="FILE", help=JUNIT_HELP)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help=FORMAT_HELP)
 def submit(job_file: str, address: str | None, workers: int | None, output: str | None,
-           mode: str, as_json: bool, quiet: bool) -> None:
+           mode: str, as_json: bool, quiet: bool, now: str | None, junit_path: str | None,
+           fmt: str) -> None:
     """Run a job file: validate data (or compile rules) on Ray, locally or on a cluster."""
     from .distributed import Job
     from .runtime.progress import choose
 
     stream = _reserve_stdout() if as_json else None
     job = Job.from_yaml(job_file)
-    result = job.run(address=address, workers=workers, output=output, mode=mode,
-                     progress=choose(quiet or as_json))
+    result = _reported(junit_path if job.spec.kind == "validate" else None,
+                       lambda: job.run(address=address, workers=workers, output=output, mode=mode,
+                                       progress=choose(quiet or as_json or fmt == "github"), now=now))
     if as_json:
         _emit_json(stream, result.to_json())
     elif job.spec.kind == "compile":
         _print_compile(result.to_dict())
+    elif fmt == "github":
+        _print_github(result.to_dict())
     else:
         _print_result(result, result.output)
     sys.exit(result.exit_code)
@@ -156,6 +197,10 @@ def _check_text(summary: dict) -> str:
     if summary["kind"] == "check":
         return text
     value = summary["value"]
+    if summary["kind"] == "freshness" and (summary.get("details") or {}).get("age"):
+        return f"{text} → {summary['details']['age']} old"
+    if summary["kind"] == "schema" and value is not None:
+        return f"{text} → {value} problem{'s' * (value != 1)}"
     shown = f"{value:.6g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else "n/a"
     return f"{text} → {shown}"
 
@@ -169,7 +214,7 @@ def _print_result(result, output: str | None) -> None:
     table.add_column("check", no_wrap=True, overflow="ellipsis", max_width=70)
     for r in result.rules:
         s = r.summary()
-        status = ("[green]pass[/]" if s["passed"] else
+        status = ("[dim]not run[/]" if s["passed"] is None else "[green]pass[/]" if s["passed"] else
                   "[red]FAIL[/]" if s["severity"] == "error" else "[yellow]warn[/]")
         if s["zero_tick"]:
             status += " (zero-tick)"
@@ -180,9 +225,21 @@ def _print_result(result, output: str | None) -> None:
     console.print(table)
     for error in getattr(result, "errors", []):
         console.print(f"[yellow]skipped:[/] {error}")
+    if result.stopped:
+        console.print(f"[red]stopped:[/] {result.stopped}")
     if output:
-        console.print(f"results written to {output}/summary.json and {output}/violations/")
+        console.print(f"results written to {output}/summary.json and {output}/violations/; "
+                      f"report: {os.path.join(output, 'report.html')}")
     console.print("[green]all error rules passed[/]" if result.ok else "[red]validation failed[/]")
+
+
+@main.command()
+@click.argument("folder", metavar="DIR")
+def report(folder: str) -> None:
+    """(Re)build DIR/report.html from DIR/summary.json and DIR/violations/ (the output
+    folder of validate --output or submit)."""
+    from .report import html
+    click.echo(f"report written to {html.build(folder)}")
 
 
 @main.command()

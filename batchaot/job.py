@@ -8,17 +8,20 @@
     output: {path: out/orders}
     workers: 4                     # default: all cores
     on_error: continue             # or stop: what an unreadable file does to the run
+    now: 2024-06-01T12:00:00Z      # fixes current_date, now() and freshness (default: wall clock)
 
 Relative paths resolve against the job file's folder. Every mistake is a SpecError
 naming file:line and the field.
 """
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compiler import clock
 from .errors import SpecError
 from .io.sources import FORMATS
 from .spec import (DOCUMENT_KEYS, RuleSpec, Where, at, line_of, load_yaml, name_problem,
@@ -51,6 +54,7 @@ class JobSpec:
     on_error: str
     engine: str                          # the Executor's: auto (default), vm or fused
     schema: str | None                   # compile jobs: a data file whose schema binds the rules
+    now: dt.datetime | None = None       # fixes current_date, now() and freshness (default: the wall clock)
 
 
 def resolve(base: str, path: str) -> str:
@@ -89,7 +93,8 @@ def parse_job(doc: dict, file: str) -> JobSpec:
     return JobSpec(name=name, kind=kind, file=file, source=source, rules=rules,
                    rule_files=tuple(rule_files), output=_output(doc, file),
                    workers=_workers(doc, file), on_error=_choice(doc, "on_error", ON_ERROR, "continue", file),
-                   engine=_choice(doc, "engine", ENGINES, "auto", file), schema=_schema(doc, file))
+                   engine=_choice(doc, "engine", ENGINES, "auto", file), schema=_schema(doc, file),
+                   now=clock.parse(doc["now"], f"{at(file, doc, 'now')}: 'now'") if doc.get("now") is not None else None)
 
 
 def _choice(doc: dict, key: str, allowed: tuple, default: str, file: str) -> str:

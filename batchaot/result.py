@@ -9,6 +9,7 @@ from functools import cached_property
 import numpy as np
 import pyarrow as pa
 
+from ._version import __version__
 from .checks.base import CheckOutcome
 from .compiler.program import Program
 from .engine.run import RuleOutcome
@@ -43,6 +44,7 @@ class RuleResult:
             "check": self.spec.body, "strict": self.spec.strict, "mostly": self.spec.mostly,
             "zero_tick": o.zero_tick, "columns": self.program.column_names,
             "instructions": len(self.program.code), "value": None, "details": None,
+            "description": self.spec.description, "where": str(self.spec.where),
         }
 
 
@@ -74,6 +76,27 @@ class CheckResult:
             "zero_tick": False, "columns": list(self.check.columns),
             "instructions": self.check.size[1], "value": _finite(o.value),
             "details": o.details if _finite(o.value) == o.value else {**o.details, "value": str(o.value)},
+            "description": self.spec.description, "where": str(self.spec.where),
+        }
+
+
+@dataclass
+class NotRunResult:
+    """A rule the run did not evaluate: it stopped first (a failing schema check)."""
+
+    spec: RuleSpec
+    reason: str
+
+    passed = None                   # neither passed nor failed
+
+    def summary(self) -> dict:
+        body = self.spec.body if self.spec.is_row_rule else f"{self.spec.kind}: {json.dumps(self.spec.body, default=str)}"
+        return {
+            "name": self.spec.name, "severity": self.spec.severity, "passed": None,
+            "violations": 0, "rows": 0, "null_rows": 0, "failing_fraction": 0.0, "kind": self.spec.kind,
+            "check": body, "strict": self.spec.strict, "mostly": self.spec.mostly, "zero_tick": False,
+            "columns": [], "instructions": 0, "value": None, "details": None,
+            "description": self.spec.description, "where": str(self.spec.where), "reason": self.reason,
         }
 
 
@@ -91,7 +114,7 @@ class Result:
     (io/violations.py: rule, source, row, the rules' columns) that ``--output`` writes too.
     """
 
-    rules: list[RuleResult | CheckResult]
+    rules: list[RuleResult | CheckResult | NotRunResult]
     rows: int
     data: pa.Table | None = field(default=None, repr=False)
     elapsed_s: float = 0.0
@@ -101,6 +124,10 @@ class Result:
     sources: list[tuple] = field(default_factory=lambda: [(TABLE_SOURCE, 0)])
     row_groups_skipped: int = 0      # Parquet row groups not decoded: statistics proved every rule
     layout: pa.Schema | None = field(default=None, repr=False)   # of violations (None: from data)
+    now: str | None = None           # the run's "now" (ISO, UTC): current_date, now(), freshness
+    started_at: str | None = None    # when the run started (ISO, UTC)
+    rules_hash: str | None = None    # spec.rules_digest of the rules' files
+    stopped: str | None = None       # why the run stopped before reading rows (a schema check)
 
     @property
     def ok(self) -> bool:
@@ -113,7 +140,13 @@ class Result:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "rows": self.rows, "rules": [r.summary() for r in self.rules],
                 "engine": self.engine, "elapsed_s": round(self.elapsed_s, 6),
-                "row_groups_skipped": self.row_groups_skipped}
+                "row_groups_skipped": self.row_groups_skipped, "now": self.now,
+                "exit_code": self.exit_code, "version": __version__, "started_at": self.started_at,
+                "rules_hash": self.rules_hash, "sources": self.source_names(), "stopped": self.stopped}
+
+    def source_names(self) -> list[str]:
+        """The files (or "<table>") the run read, in order."""
+        return list(dict.fromkeys(s[0] for s in self.sources))
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -180,7 +213,7 @@ class JobResult(Result):
         doc = super().to_dict()
         doc.update(job=self.job_name, mode=self.mode, workers=self.workers, units=self.units,
                    files=len(self.files), errors=self.errors, output=self.output,
-                   row_groups_skipped=self.row_groups_skipped)
+                   row_groups_skipped=self.row_groups_skipped, sources=list(self.files))
         for rule in doc["rules"]:
             rule["row_groups_proven"] = self.row_groups_proven.get(rule["name"], 0)
         return doc
@@ -220,7 +253,9 @@ def _compiled(r: RuleResult | CheckResult):
     return r.program if isinstance(r, RuleResult) else r.check
 
 
-def _has_rows(r: RuleResult | CheckResult) -> bool:
+def _has_rows(r: RuleResult | CheckResult | NotRunResult) -> bool:
+    if isinstance(r, NotRunResult):
+        return False
     if isinstance(r, RuleResult):
         return r.outcome.violations > 0
     return r.outcome.violating is not None and r.outcome.violating.num_rows > 0

@@ -6,11 +6,13 @@ mapping with a ``name`` and exactly one kind key (``check`` for a SQL row predic
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import yaml
 
@@ -18,7 +20,7 @@ from .errors import SpecError
 
 SEVERITIES = ("error", "warn")
 ROW_KIND = "check"
-DATASET_KINDS = ("unique", "not_null", "aggregate", "row_count", "reference")
+DATASET_KINDS = ("unique", "not_null", "aggregate", "row_count", "reference", "freshness", "schema")
 RULE_KINDS = (ROW_KIND, *DATASET_KINDS)
 RULE_OPTIONS = ("name", "severity", "strict", "mostly", "description", "where", "between", "equals")
 # The options only some kinds take; any other kind refuses them (never silently ignored).
@@ -34,7 +36,7 @@ MAX_ALIAS_VALUES = 100_000       # values YAML aliases (*name, <<: *name) may ad
 MAX_NAME_CHARS = 200             # rule and job names
 # Top-level keys of a rules file; a job file (jobs/*.yaml) is also a valid rules file.
 DOCUMENT_KEYS = ("name", "description", "kind", "source", "rules", "rules_from", "output",
-                 "workers", "on_error", "engine", "schema")
+                 "workers", "on_error", "engine", "schema", "now")
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,20 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 
 
 # --- rules ------------------------------------------------------------------------
+
+def rules_digest(files: Sequence[str] = (), rules: Sequence[RuleSpec] = ()) -> str:
+    """sha256 of what the rules came from: the bytes of the rules/job files in order (what
+    `sha256sum` of one rules file prints), else of the parsed rules (in-memory rules)."""
+    h = hashlib.sha256()
+    if files:
+        for path in files:
+            with open(path, "rb") as fh:
+                h.update(fh.read())
+    else:
+        h.update(json.dumps([[r.name, r.kind, r.body, r.severity, r.strict, r.mostly, r.options]
+                             for r in rules], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
 
 def load_rules(source: str | os.PathLike | list | dict) -> list[RuleSpec]:
     """Rules from a YAML path, a parsed document, or a list of rule dicts."""

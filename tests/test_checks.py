@@ -614,6 +614,8 @@ def test_checks_declare_what_they_need_from_the_runtime() -> None:
         "aggregate": (Partials.MERGED, SideInput.NONE, False),
         "row_count": (Partials.MERGED, SideInput.NONE, False),
         "reference": (Partials.MERGED, SideInput.SHARED_OR_PARTITIONED, True),
+        "freshness": (Partials.MERGED, SideInput.NONE, False),
+        "schema": (Partials.MERGED, SideInput.NONE, False),
     }
     # a declaration is a promise: a class without the methods it declares is refused
     with pytest.raises(TypeError, match="declares Partials.BUCKETED but has no split, finish_bucket, outcome"):

@@ -147,7 +147,7 @@ def test_dataset_checks_in_submit_equal_validate(layout, tmp_path) -> None:
     job = batchaot.Job.from_yaml(layout / "jobs" / "demo.yaml")
     assert any(not r.is_row_rule for r in job.spec.rules)
     res = job.run(mode="in-process", output=str(tmp_path / "o"))
-    ref = batchaot.validate(layout / "data" / "demo" / "orders.parquet", list(job.spec.rules))
+    ref = batchaot.validate(layout / "data" / "demo" / "orders.parquet", list(job.spec.rules), now=job.spec.now)
     got = [{k: v for k, v in r.items() if k != "row_groups_proven"} for r in res.to_dict()["rules"]]
     assert got == ref.to_dict()["rules"]
     got = res.violations.sort_by([("rule", "ascending"), ("row", "ascending")])
@@ -231,7 +231,7 @@ def test_reducers_send_back_a_sample_but_the_counts_stay_exact(layout, tmp_path)
         "rules: [{name: u, unique: [customer_id]}, {name: u2, unique: [customer_id, status]}]\n")
     job = batchaot.Job.from_yaml(tmp_path / "job.yaml")
     res = job.run(mode="in-process", output=str(tmp_path / "o"))
-    ref = batchaot.validate(layout / "data" / "demo" / "orders.parquet", list(job.spec.rules))
+    ref = batchaot.validate(layout / "data" / "demo" / "orders.parquet", list(job.spec.rules), now=job.spec.now)
     got = [{k: v for k, v in r.items() if k != "row_groups_proven"} for r in res.to_dict()["rules"]]
     assert got == ref.to_dict()["rules"] and got[0]["details"]["duplicate_keys"] > 1000
     assert res.violations.num_rows == ref.violations.num_rows

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 import pyarrow as pa
 
 from .._version import __version__
+from . import clock
 from .program import FORMAT_VERSION, Program
 
 COMPILER_VERSION = "1"   # bump when lowering or optimization changes the bytecode
@@ -75,12 +77,23 @@ def _write_atomically(path: str, data: bytes) -> None:
 
 
 def key(name: str, sql: str, strict: bool, schema: pa.Schema) -> str:
-    return _digest(name.encode(), sql.encode(), str(strict).encode(), _schema_text(schema))
+    return _digest(name.encode(), sql.encode(), str(strict).encode(), _schema_text(schema),
+                   _instant(sql.encode()))
 
 
 def file_key(content: bytes, schema: pa.Schema) -> str:
     """Key of a whole rules file's compiled rows: its bytes, the schema, the versions."""
-    return _digest(b"file", content, _schema_text(schema))
+    return _digest(b"file", content, _schema_text(schema), _instant(content))
+
+
+# Rule text that reads the run's "now" compiles to that instant's constants: its entries
+# are keyed by the instant too (a cached program never carries yesterday's date).
+_CLOCK = re.compile(rb"current_date|current_timestamp|get_current_timestamp|transaction_timestamp"
+                    rb"|\b(now|today)\s*\(", re.IGNORECASE)
+
+
+def _instant(text: bytes) -> bytes:
+    return clock.iso(clock.now()).encode() if _CLOCK.search(text) else b""
 
 
 def _schema_text(schema: pa.Schema) -> bytes:

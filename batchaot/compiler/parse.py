@@ -19,7 +19,7 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import RuleError
-from . import limits, sqltext, strexpr
+from . import clock, limits, sqltext, strexpr
 from . import types as T
 from .civil import days_from_civil, days_in_month
 from .ir import And, Case, Col, Lit, Lookup, Node, Op, Or, freeze
@@ -676,6 +676,25 @@ class Binder:
         if handler is None:
             self.unsupported(node)
         return handler(node, node.expressions)
+
+    # -- the run's fixed "now" (compiler/clock.py): literal constants, never kernel text
+    def _v_currentdate(self, node: exp.CurrentDate) -> Node:
+        if node.this is not None:
+            self.fail(f"current_date takes no time zone in `{node.sql('duckdb')}`: now is UTC")
+        return Lit(T.DATE, clock.days(clock.now()))
+
+    def _v_currenttimestamp(self, node: exp.CurrentTimestamp) -> Node:
+        if node.this is not None:
+            self.fail(f"`{node.sql('duckdb')}`: current_timestamp takes no precision or zone here")
+        return Lit(T.TIMESTAMP_US, clock.micros(clock.now()))
+
+    def _fn_now(self, node, args) -> Node:
+        if args:
+            self.unsupported(node)
+        return Lit(T.TIMESTAMP_US, clock.micros(clock.now()))
+
+    _fn_get_current_timestamp = _fn_now
+    _fn_transaction_timestamp = _fn_now
 
     def _fn_suffix(self, node, args) -> Node:
         if len(args) != 2:

@@ -7,8 +7,10 @@ actors. `actors.py` is the only module that imports ray; `compile_job.py` runs
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 
+from ..compiler import clock
 from ..job import JobSpec, load_job
 from ..result import JobResult
 from ..runtime.progress import Quiet
@@ -31,15 +33,18 @@ class Job:
         return cls(load_job(os.fspath(path)))
 
     def run(self, address: str | None = None, workers: int | None = None,
-            output: str | None = None, mode: str = "auto", progress=None) -> JobResult | CompileResult:
+            output: str | None = None, mode: str = "auto", progress=None,
+            now: str | dt.datetime | None = None) -> JobResult | CompileResult:
         """Run on an embedded local Ray (default), a cluster (`address`), or in-process.
 
         `mode`: "auto" runs small inputs in-process and the rest on Ray; "ray" or
-        "in-process" force one. `progress`: a batchaot.runtime.progress reporter.
+        "in-process" force one. `progress`: a batchaot.runtime.progress reporter. `now`
+        (else the job's `now:`, else the wall clock) fixes current_date/now()/freshness.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if self.spec.kind == "compile":
             return run_compile(self.spec, address=address, workers=workers, output=output, mode=mode)
+        fixed = clock.parse(now, "now") if now is not None else self.spec.now
         return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
-                            progress=progress or Quiet())
+                            progress=progress or Quiet(), now=fixed)

@@ -7,17 +7,24 @@ call the very same UnitRunner methods.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 import time
 
+import pyarrow as pa
+
+from ..compiler import clock
 from ..errors import DataError
-from ..io import sinks
+from ..io import sinks, violations
 from ..io.units import WorkUnit
 from ..job import JobSpec
+from ..report import html
 from ..result import JobResult
+from ..runtime import schema_gate
 from ..runtime.plan import InProcess, UnitsRun, compile_for_units, plan_job_units
 from ..runtime.progress import Quiet
+from ..spec import rules_digest
 
 # Without --address, below these sizes a job runs in this process, on all its cores:
 # measured on 2 cores with 12M rows (benchmarks/results/submit-12000000-rows-2cores.json)
@@ -32,16 +39,20 @@ __all__ = ["JobResult", "run_validate"]
 
 
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
-                 output: str | None = None, mode: str = "auto", progress=None) -> JobResult:
-    started = time.perf_counter()
+                 output: str | None = None, mode: str = "auto", progress=None,
+                 now: dt.datetime | None = None) -> JobResult:
+    started, started_at = time.perf_counter(), clock.iso(clock.wall())
     out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
     # the folder is this run's from here on: locked, and every part goes to its staging
     # folder until the summary is ready (a failure leaves a summary that says so)
     with sinks.OutputRun(out, job=job.name) as target:
-        result = _validate(job, target.staging, address, workers, mode, progress or Quiet())
-        result.output = out
+        with clock.fixed(now) as instant:
+            result = _validate(job, target.staging, address, workers, mode, progress or Quiet())
+        result.output, result.now, result.started_at = out, clock.iso(instant), started_at
+        result.rules_hash = rules_digest([job.file, *job.rule_files])
         result.elapsed_s = time.perf_counter() - started
-        target.commit(result.to_dict())
+        summary = result.to_dict()
+        target.commit(summary, entries=html.write_staged(target.staging, summary))
     return result
 
 
@@ -51,7 +62,14 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     units, errors = plan_job_units(job.source.paths, job.source.format, job.on_error)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
+    files = list(dict.fromkeys(u.path for u in units))
+    found = schema_gate.check(job.rules, schema_gate.file_schemas(units, job.rules, job.source.csv))
+    if found.stop:                  # every file's schema checked; no row read
+        return JobResult(rules=found.results(job.rules), rows=0, units=len(units), files=files,
+                         errors=errors, layout=violations.layout(pa.schema([]), []), stopped=found.stop,
+                         output=out, mode="none", workers=0, job_name=job.name)
     plan = compile_for_units(job.rules, units, job.source.csv)
+    found.apply(plan.compiled)
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
                    errors=errors, progress=progress)
     mode = _mode(mode, address, units)

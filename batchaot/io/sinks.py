@@ -26,11 +26,12 @@ from ..errors import OutputError
 
 SUMMARY = "summary.json"
 VIOLATIONS = "violations"
+REPORT = "report.html"
 LOCK = ".batchaot.lock"
 STAGING_PREFIX = ".batchaot-run-"
 TRASH_PREFIX = ".batchaot-old-"
 # What a run of batchaot puts in its output folder; the next run replaces all of it.
-RESULT_ENTRIES = (SUMMARY, VIOLATIONS, "compiled.parquet")
+RESULT_ENTRIES = (SUMMARY, VIOLATIONS, REPORT, "compiled.parquet")
 
 
 def write_error(path: str, exc: OSError) -> OutputError:

@@ -281,3 +281,32 @@ def read_schema(path: str, fmt: str | None = None, csv: dict | None = None) -> p
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def footer_null_counts(path: str, columns: list[str]) -> dict[str, int | None]:
+    """NULLs per top-level column from a Parquet file's footer statistics, without reading
+    rows: None for a column when some row group has no null count for it (or the file is
+    not Parquet); 0 for a column the schema declares non-nullable."""
+    out: dict[str, int | None] = {c: None for c in columns}
+    if not columns or infer_format(path) != "parquet":
+        return out
+    with reading(path, "parquet"):
+        meta = pq.read_metadata(path)
+    arrow = meta.schema.to_arrow_schema()
+    index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    for c in columns:
+        if c in arrow.names and not arrow.field(c).nullable:
+            out[c] = 0
+            continue
+        i = index.get(c)
+        if i is None:
+            continue
+        total = 0
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(i).statistics
+            if stats is None or not getattr(stats, "has_null_count", True) or stats.null_count is None:
+                break
+            total += stats.null_count
+        else:
+            out[c] = total
+    return out

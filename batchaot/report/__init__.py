@@ -1,1 +1,2 @@
-"""Reports about runs: the ablation of batchaot's parts."""
+"""Reports about runs: report.html (html.py), JUnit XML and GitHub annotations (ci.py),
+and the ablation of batchaot's parts (ablation.py)."""

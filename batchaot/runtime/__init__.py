@@ -9,6 +9,8 @@ all call this layer; ``distributed/`` only decides where its calls run.
                   read from what each check declares (checks/base.py)
 - ``plan.py``     Plan (the compiled rules and their violations layout); ``validate``;
                   UnitsRun (a plan over work units through a placer: InProcess here)
+- ``schema_gate.py`` schema checks against every input file's schema and footer, before
+                  any row is read (a failing error-severity one stops the run)
 - ``progress.py`` progress reporters
 
 The violations layout itself is io/violations.py (the checks, below this layer, write it too).
