@@ -21,6 +21,7 @@ from .io.units import plan as plan_units
 from .io.violations import TABLE_SOURCE
 from .result import Result
 from .runtime import plan as runtime
+from .runtime.quarantine import Quarantine, split_inputs
 from .runtime.unit import BATCH_ROWS
 from .spec import RuleSpec, load_rules, parse_rule
 
@@ -104,18 +105,35 @@ def load_rule_specs(rules: RulesLike) -> list[RuleSpec]:
     return load_rules(rules)
 
 
-def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None) -> Result:
+def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None,
+             quarantine: str | os.PathLike | None = None) -> Result:
     """Check `data` against `rules`; optionally write summary.json and violations to `output`
-    (in the same layout as `submit`: io/violations.py)."""
-    if output is None:
+    (in the same layout as `submit`: io/violations.py), and split the rows into
+    `quarantine`/valid/ and `quarantine`/invalid/ (io/quarantine.py)."""
+    if output is None and quarantine is None:
         return _validate(data, rules)
-    # the folder is this run's from here on (locked; its earlier results are replaced
+    out = None if output is None else os.fspath(output)
+    split = None if quarantine is None else os.fspath(quarantine)
+    # the folders are this run's from here on (locked; their earlier results are replaced
     # only when this one is complete, or by a summary saying that it failed)
-    with sinks.OutputRun(os.fspath(output)) as target:
+    with sinks.Outputs(out, split) as held:
         result = _validate(data, rules)
-        write_result(result, target.staging)
-        target.commit(result.to_dict())
+        if split is not None:
+            spec = Quarantine(held.quarantine_staging, result.rule_set)
+            counts = split_inputs(_inputs(data), result.failure_pairs(), spec, threads=os.cpu_count() or 1)
+            result.quarantined = {"path": split, **counts}
+        if out is not None:
+            write_result(result, held.staging)
+        held.commit(result.to_dict())
     return result
+
+
+def _inputs(data: DataLike) -> list:
+    """What a quarantine splits: the files' work units, or the in-memory table as given."""
+    paths = _paths(data)
+    if paths is None:
+        return [(TABLE_SOURCE, pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data)]
+    return plan_units(paths)
 
 
 def _validate(data: DataLike, rules: RulesLike) -> Result:

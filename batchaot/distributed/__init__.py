@@ -31,15 +31,17 @@ class Job:
         return cls(load_job(os.fspath(path)))
 
     def run(self, address: str | None = None, workers: int | None = None,
-            output: str | None = None, mode: str = "auto", progress=None) -> JobResult | CompileResult:
+            output: str | None = None, mode: str = "auto", progress=None,
+            quarantine: str | None = None) -> JobResult | CompileResult:
         """Run on an embedded local Ray (default), a cluster (`address`), or in-process.
 
         `mode`: "auto" runs small inputs in-process and the rest on Ray; "ray" or
         "in-process" force one. `progress`: a batchaot.runtime.progress reporter.
+        `quarantine`: a folder for valid/ and invalid/ rows (overrides output.quarantine).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if self.spec.kind == "compile":
             return run_compile(self.spec, address=address, workers=workers, output=output, mode=mode)
         return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
-                            progress=progress or Quiet())
+                            progress=progress or Quiet(), quarantine=quarantine)

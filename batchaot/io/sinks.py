@@ -227,6 +227,52 @@ class OutputRun:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
+class Outputs:
+    """A run's output folder and its quarantine folder, each held as an OutputRun (one
+    hold, with violations/, valid/ and invalid/, when they are the same folder); either
+    may be None. ``with Outputs(out, quarantine) as held:`` then ``held.commit(summary)``."""
+
+    def __init__(self, output: str | None, quarantine: str | None, **fields):
+        same = output is not None and quarantine is not None and \
+            os.path.abspath(output) == os.path.abspath(quarantine)
+        folders = (VIOLATIONS, VALID, INVALID) if same else (VIOLATIONS,)
+        self.output = None if output is None else OutputRun(output, folders, **fields)
+        self.quarantine = self.output if same else \
+            None if quarantine is None else OutputRun(quarantine, (VALID, INVALID), **fields)
+        self._held = [r for r in (self.output, self.quarantine) if r is not None]
+        if same:
+            self._held = self._held[:1]
+
+    @property
+    def staging(self) -> str | None:
+        return None if self.output is None else self.output.staging
+
+    @property
+    def quarantine_staging(self) -> str | None:
+        return None if self.quarantine is None else self.quarantine.staging
+
+    def commit(self, summary: dict) -> None:
+        """The quarantine first, then the output folder (whose summary a reader waits for)."""
+        for run in reversed(self._held):
+            run.commit(summary)
+
+    def __enter__(self) -> "Outputs":
+        opened: list[OutputRun] = []
+        try:
+            for run in self._held:
+                opened.append(run.open())
+        except BaseException:
+            for run in opened:
+                run.done = True         # refused before it started: leave it as it was
+                run.close()
+            raise
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        for run in reversed(self._held):
+            run.__exit__(kind, exc, tb)
+
+
 def failure_message(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "out of memory"

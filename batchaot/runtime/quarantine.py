@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -100,3 +100,23 @@ def _stored_schema(unit: WorkUnit) -> pa.Schema | None:
         return None
     return pq.ParquetFile(unit.path).schema_arrow
 
+
+
+def split_inputs(inputs: Sequence[WorkUnit | tuple[str, pa.Table]], pairs: pa.Table, spec: Quarantine,
+                 threads: int = 1) -> dict:
+    """``validate``'s split: each input (a file's unit, or an in-memory (source, table)) with
+    its failures from a Result's (source, row, rule_index) pairs; the row counts."""
+    counts = [0, 0]
+    for k, item in enumerate(inputs):
+        if isinstance(item, tuple):
+            source, table = item
+            writer = quarantine.Writer(spec.folder, f"{k:05d}", table.schema)
+            try:
+                found = split_batches(table.to_batches(), Failures.of_source(pairs, source), spec.rules,
+                                      source, 0, writer)
+            finally:
+                writer.abort()
+        else:
+            found = split_unit(item, Failures.of_source(pairs, item.path), spec, threads=threads)
+        counts = [counts[0] + found[0], counts[1] + found[1]]
+    return {"valid_rows": counts[0], "invalid_rows": counts[1]}

@@ -1,0 +1,227 @@
+"""Quarantine (valid/ and invalid/ rows) and the per-row view (Result.failed_rules,
+Result.quarantine), checked against DuckDB evaluating every rule on every row.
+
+A row breaks a rule exactly when that rule counts it as a violation: a row rule when its
+predicate is FALSE (``IS FALSE``), or not TRUE for a ``strict`` rule (``IS NOT TRUE``);
+``unique`` every row of a key (no NULL in it) that occurs more than once; ``not_null``
+its NULL rows. DuckDB computes each row's list of broken rules from the same files;
+valid + invalid must be the input rows, each once (DuckDB's EXCEPT ALL both ways), on
+``validate``, in-process ``submit`` and on a local Ray — also when a worker dies right
+after writing a unit's parts.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import batchaot
+from batchaot.cli import main
+from batchaot.io import units as units_mod
+from click.testing import CliRunner
+from conftest import random_table
+
+pytestmark = pytest.mark.timeout(300)
+
+STATUSES = "'new', 'paid', 'shipped', 'Paid', 'refund%', 'a_b', ''"
+# (name, severity, strict, SQL predicate) of the row rules; the dataset checks follow
+ROW_RULES = [
+    ("i_floor", "error", False, "i > -40"),
+    ("status_known", "error", True, f"s IN ({STATUSES})"),
+    ("j_range", "error", False, "j BETWEEN -5 AND 5"),
+    ("f_small", "warn", False, "f < 30"),
+    ("g_strict", "warn", True, "g > -2.5"),
+]
+UNIQUE_KEY = ["i", "j", "s"]
+NOT_NULL = "b"
+
+
+def rule_dicts() -> list[dict]:
+    rules = [{"name": n, "check": p, "severity": sev, "strict": strict} for n, sev, strict, p in ROW_RULES]
+    rules.append({"name": "ijs_unique", "unique": UNIQUE_KEY})
+    rules.append({"name": "b_present", "not_null": NOT_NULL})
+    return rules
+
+
+NAMES = [r["name"] for r in rule_dicts()]
+ERRORS = {r["name"] for r in rule_dicts() if r.get("severity", "error") == "error"}
+
+
+def broken_sql() -> str:
+    """DuckDB: the list of rules a row breaks, in rule order."""
+    cases = [f"CASE WHEN ({p}) {'IS NOT TRUE' if strict else 'IS FALSE'} THEN '{n}' END"
+             for n, _, strict, p in ROW_RULES]
+    key = ", ".join(UNIQUE_KEY)
+    present = " AND ".join(f"{c} IS NOT NULL" for c in UNIQUE_KEY)
+    cases.append(f"CASE WHEN {present} AND count(*) OVER (PARTITION BY {key}) > 1 THEN 'ijs_unique' END")
+    cases.append(f"CASE WHEN {NOT_NULL} IS NULL THEN 'b_present' END")
+    return f"list_filter([{', '.join(cases)}], lambda x: x IS NOT NULL)"
+
+
+def invalid_count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    """DuckDB: rows for which not every error rule holds (each with its NULL semantics)."""
+    broken = [f"({p}) {'IS NOT TRUE' if strict else 'IS FALSE'}" for _, sev, strict, p in ROW_RULES if sev == "error"]
+    broken.append(" AND ".join(f"{c} IS NOT NULL" for c in UNIQUE_KEY) + " AND __n > 1")
+    broken.append(f"{NOT_NULL} IS NULL")
+    sql = (f"SELECT count(*) FROM (SELECT *, count(*) OVER (PARTITION BY {', '.join(UNIQUE_KEY)}) AS __n "
+           f"FROM {relation}) WHERE {' OR '.join(broken)}")
+    return con.execute(sql).fetchall()[0][0]
+
+
+def oracle(relation: str, source: str, row: str) -> dict[tuple[str, int], list[str]]:
+    """(source, row) → the rules DuckDB finds the row breaking, for rows breaking any."""
+    con = duckdb.connect()
+    found = con.execute(f"SELECT {source}, {row}, {broken_sql()} AS failed FROM {relation}").fetchall()
+    return {(s, int(r)): f for s, r, f in found if f}
+
+
+def invalid_rows(found: dict) -> dict:
+    return {k: v for k, v in found.items() if ERRORS & set(v)}
+
+
+def listed(table: pa.Table, source="source", row="row", failed="failed_rules") -> dict:
+    rows = table.select([source, row, failed]).to_pylist()
+    assert len(rows) == len({(r[source], r[row]) for r in rows}), "a row listed twice"
+    return {(r[source], r[row]): r[failed] for r in rows}
+
+
+def same_rows(con: duckdb.DuckDBPyConnection, a: str, b: str) -> None:
+    """Relations a and b hold the same rows as multisets (NULLs compare equal here)."""
+    assert con.execute(f"SELECT count(*) FROM {a}").fetchall() == con.execute(f"SELECT count(*) FROM {b}").fetchall()
+    for x, y in ((a, b), (b, a)):
+        assert con.execute(f"SELECT count(*) FROM ({x} EXCEPT ALL {y})").fetchall()[0][0] == 0
+
+
+def check_folder(folder: Path, inputs: str, columns: list[str], expected: dict) -> None:
+    """valid ∪ invalid == the input rows; invalid == the rows breaking an error rule, each
+    with DuckDB's list; valid and invalid keep the input's column types."""
+    con = duckdb.connect()
+    cols = ", ".join(columns)
+    valid = sorted((folder / "valid").glob("part-*.parquet"))
+    invalid = sorted((folder / "invalid").glob("part-*.parquet"))
+    assert valid and invalid
+    assert not [p for p in (folder / "valid").iterdir() if ".tmp-" in p.name]
+    v_rel = f"(SELECT {cols} FROM read_parquet({[str(p) for p in valid]}))"
+    i_rel = f"(SELECT {cols} FROM read_parquet({[str(p) for p in invalid]}))"
+    same_rows(con, f"({v_rel} UNION ALL {i_rel})", f"(SELECT {cols} FROM {inputs})")
+    table = pa.concat_tables([pq.read_table(p) for p in invalid])
+    assert listed(table) == invalid_rows(expected)
+    stored = pq.read_schema(sorted(Path(inputs.split("'")[1]).parent.glob("*.parquet"))[0]).remove_metadata()
+    for part in valid:
+        assert pq.read_schema(part).remove_metadata().equals(stored)
+    for part in invalid:
+        assert pq.read_schema(part).remove_metadata().equals(
+            stored.append(pa.field("failed_rules", pa.list_(pa.string()))).append(pa.field("source", pa.string()))
+            .append(pa.field("row", pa.int64())))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    """Three Parquet files of random rows with NULLs (several units each, with small units)."""
+    root = tmp_path_factory.mktemp("quarantine")
+    (root / "data").mkdir()
+    for k in range(3):
+        pq.write_table(random_table(40 + k, n=3000), root / "data" / f"part-{k}.parquet", row_group_size=500)
+    (root / "rules.yaml").write_text(json.dumps({"rules": rule_dicts()}))
+    return root
+
+
+def job_file(root: Path, name: str, quarantine: str | None = None) -> Path:
+    """A job over the files (in `root`, so that its relative paths resolve there)."""
+    job = root / f"{name}.yaml"
+    output = {"path": str(root / f"out-{name}")} | ({"quarantine": quarantine} if quarantine else {})
+    job.write_text(json.dumps({"name": "q", "source": {"path": "data/*.parquet"},
+                               "rules_from": "rules.yaml", "output": output}))
+    return job
+
+
+@pytest.fixture()
+def small_units(monkeypatch):
+    monkeypatch.setattr(units_mod, "UNIT_ROWS", 1000)   # 3 units per file
+
+
+@pytest.fixture(scope="module")
+def expected(files) -> dict:
+    glob = str(files / "data" / "*.parquet")
+    return oracle(f"read_parquet('{glob}', filename=true, file_row_number=true)", "filename", "file_row_number")
+
+
+COLUMNS = ["i", "j", "f", "g", "dec", "s", "d", "ts", "b"]
+
+
+def test_submit_in_process_splits_rows_as_duckdb(files, expected, small_units, tmp_path) -> None:
+    quarantine = tmp_path / "q"
+    res = batchaot.Job.from_yaml(job_file(files, "in-process", str(quarantine))).run(mode="in-process")
+    assert res.units == 9 and not res.errors
+    check_folder(quarantine, f"read_parquet('{files}/data/*.parquet')", COLUMNS, expected)
+    n_invalid = invalid_count(duckdb.connect(), f"read_parquet('{files}/data/*.parquet')")
+    assert n_invalid == len(invalid_rows(expected))
+    assert res.quarantined == {"path": str(quarantine), "valid_rows": 9000 - n_invalid, "invalid_rows": n_invalid}
+    summary = json.loads((files / "out-in-process" / "summary.json").read_text())
+    assert summary["quarantine"] == res.quarantined
+    assert json.loads((quarantine / "summary.json").read_text())["quarantine"] == res.quarantined
+    # the per-row view of a job, from its violation parts
+    assert listed(res.failed_rules()) == expected
+    with pytest.raises(batchaot.errors.DataError, match="quarantine"):
+        res.quarantine()
+
+
+def test_validate_files_and_the_cli(files, expected, tmp_path) -> None:
+    data = str(files / "data" / "*.parquet")
+    result = batchaot.validate(data, str(files / "rules.yaml"))
+    assert listed(result.failed_rules()) == expected
+    valid, invalid = result.quarantine()
+    assert listed(invalid) == invalid_rows(expected)
+    assert valid.num_rows + invalid.num_rows == 9000
+    quarantine = tmp_path / "q"
+    runner = CliRunner().invoke(main, ["validate", data, "-r", str(files / "rules.yaml"), "--quarantine",
+                                       str(quarantine), "--output", str(quarantine)], catch_exceptions=False)
+    assert runner.exit_code == 1
+    assert f"invalid rows in {quarantine}/invalid/" in runner.stdout
+    check_folder(quarantine, f"read_parquet('{data}')", COLUMNS, expected)
+    assert (quarantine / "violations").is_dir()      # one folder may hold both
+    doc = json.loads((quarantine / "summary.json").read_text())
+    assert doc["quarantine"]["invalid_rows"] == len(invalid_rows(expected))
+
+
+def test_in_memory_table(tmp_path) -> None:
+    table = random_table(7, n=2000)
+    con = duckdb.connect()
+    indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    con.register("t", indexed)
+    found = {(s, r): f for s, r, f in con.execute(f"SELECT '<table>', __row, {broken_sql()} FROM t").fetchall() if f}
+    result = batchaot.validate(table, rule_dicts())
+    assert listed(result.failed_rules()) == found
+    valid, invalid = result.quarantine()
+    assert valid.schema == table.schema
+    assert listed(invalid) == invalid_rows(found)
+    assert invalid.num_rows == invalid_count(con, "t")
+    con.register("v", valid)
+    con.register("i", invalid.drop_columns(["failed_rules", "source", "row"]))
+    same_rows(con, "(SELECT * FROM v UNION ALL SELECT * FROM i)", "(SELECT * EXCLUDE (__row) FROM t)")
+    # written, the same split
+    result = batchaot.validate(table, rule_dicts(), quarantine=tmp_path / "q")
+    assert result.quarantined["invalid_rows"] == invalid.num_rows
+    written_valid, written_invalid = pq.read_table(tmp_path / "q" / "valid"), pq.read_table(tmp_path / "q" / "invalid")
+    assert written_valid.schema.remove_metadata() == table.schema
+    assert listed(written_invalid) == listed(invalid)
+    con.register("wv", written_valid)
+    con.register("wi", written_invalid)
+    con.register("mi", invalid)
+    same_rows(con, "(FROM wv)", "(FROM v)")
+    same_rows(con, "(FROM wi)", "(FROM mi)")
+
+
+def test_column_names_that_clash_and_warn_only_rows(tmp_path) -> None:
+    table = pa.table({"row": [1, 2, 3, None], "source": ["a", "b", "c", "d"], "failed_rules": [0, 0, 0, 0]})
+    rules = [{"name": "pos", "check": "row > 1"}, {"name": "not_c", "check": "source <> 'c'", "severity": "warn"}]
+    valid, invalid = batchaot.validate(table, rules).quarantine()
+    assert valid.to_pylist() == [{"row": 2, "source": "b", "failed_rules": 0},
+                                 {"row": 3, "source": "c", "failed_rules": 0},      # warn only: valid
+                                 {"row": None, "source": "d", "failed_rules": 0}]   # NULL passes
+    assert invalid.to_pylist() == [{"row": 1, "source": "a", "failed_rules": 0, "batchaot_failed_rules": ["pos"],
+                                    "batchaot_source": "<table>", "batchaot_row": 0}]
