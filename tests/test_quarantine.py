@@ -225,3 +225,37 @@ def test_column_names_that_clash_and_warn_only_rows(tmp_path) -> None:
                                  {"row": None, "source": "d", "failed_rules": 0}]   # NULL passes
     assert invalid.to_pylist() == [{"row": 1, "source": "a", "failed_rules": 0, "batchaot_failed_rules": ["pos"],
                                     "batchaot_source": "<table>", "batchaot_row": 0}]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_memory_monitor_refresh_ms", "0")   # others' large processes must not kill ours
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_on_ray_a_worker_killed_after_writing_its_parts_changes_nothing(local_ray, files, expected, small_units,
+                                                                         tmp_path, monkeypatch) -> None:
+    """The first quarantine call of the job writes its unit's valid/ and invalid/ parts,
+    then its process exits (os._exit, as a kill) before it returns: Ray restarts the actor
+    and redoes the call, whose parts replace the first ones — each row still once."""
+    from batchaot.distributed.actors import HOOK_ENV
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    monkeypatch.setenv(HOOK_ENV, f"{hook}:crash=quarantine")
+    quarantine = tmp_path / "q"
+    res = batchaot.Job.from_yaml(job_file(files, "ray", str(quarantine))).run(mode="ray", workers=2)
+    assert res.mode == "ray" and res.units == 9 and not res.errors
+    method, key, pid = (hook / "crashed").read_text().split()
+    assert method == "quarantine"
+    calls = [line.split() for line in (hook / "attempts").read_text().splitlines()]
+    redone = [int(p) for m, k, p in calls if (m, k) == ("quarantine", key)]
+    assert len(redone) == 2 and redone[0] == int(pid) != redone[1]
+    split = [k for m, k, _ in calls if m == "quarantine"]     # every unit, the killed one twice
+    assert sorted(set(split)) == sorted({k for m, k, _ in calls if m == "run"}) and len(split) == len(set(split)) + 1
+    check_folder(quarantine, f"read_parquet('{files}/data/*.parquet')", COLUMNS, expected)
+    assert res.quarantined["invalid_rows"] == len(invalid_rows(expected))
+    assert res.quarantined["valid_rows"] + res.quarantined["invalid_rows"] == 9000
