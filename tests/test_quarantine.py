@@ -32,7 +32,7 @@ STATUSES = "'new', 'paid', 'shipped', 'Paid', 'refund%', 'a_b', ''"
 ROW_RULES = [
     ("i_floor", "error", False, "i > -40"),
     ("status_known", "error", True, f"s IN ({STATUSES})"),
-    ("j_range", "error", False, "j BETWEEN -5 AND 5"),
+    ("j_range", "error", False, "j BETWEEN -4 AND 5"),
     ("f_small", "warn", False, "f < 30"),
     ("g_strict", "warn", True, "g > -2.5"),
 ]
@@ -40,18 +40,27 @@ UNIQUE_KEY = ["i", "j", "s"]
 NOT_NULL = "b"
 
 
-def rule_dicts() -> list[dict]:
+def rule_dicts(keys: Path) -> list[dict]:
+    """The rules; `keys`: the file of ids that column i references."""
     rules = [{"name": n, "check": p, "severity": sev, "strict": strict} for n, sev, strict, p in ROW_RULES]
     rules.append({"name": "ijs_unique", "unique": UNIQUE_KEY})
     rules.append({"name": "b_present", "not_null": NOT_NULL})
+    rules.append({"name": "i_known", "reference": {"columns": ["i"], "dataset": str(keys), "key": ["id"]}})
     return rules
 
 
-NAMES = [r["name"] for r in rule_dicts()]
-ERRORS = {r["name"] for r in rule_dicts() if r.get("severity", "error") == "error"}
+ERRORS = {r["name"] for r in rule_dicts(Path("keys")) if r.get("severity", "error") == "error"}
 
 
-def broken_sql() -> str:
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> Path:
+    """Ids -45..44 but multiples of 7: i (in -50..49) misses some, NULL i never does."""
+    path = tmp_path_factory.mktemp("keys") / "keys.parquet"
+    pq.write_table(pa.table({"id": pa.array([k for k in range(-45, 45) if k % 7], pa.int64())}), path)
+    return path
+
+
+def broken_sql(keys: Path) -> str:
     """DuckDB: the list of rules a row breaks, in rule order."""
     cases = [f"CASE WHEN ({p}) {'IS NOT TRUE' if strict else 'IS FALSE'} THEN '{n}' END"
              for n, _, strict, p in ROW_RULES]
@@ -59,23 +68,25 @@ def broken_sql() -> str:
     present = " AND ".join(f"{c} IS NOT NULL" for c in UNIQUE_KEY)
     cases.append(f"CASE WHEN {present} AND count(*) OVER (PARTITION BY {key}) > 1 THEN 'ijs_unique' END")
     cases.append(f"CASE WHEN {NOT_NULL} IS NULL THEN 'b_present' END")
+    cases.append(f"CASE WHEN i IS NOT NULL AND i NOT IN (SELECT id FROM '{keys}') THEN 'i_known' END")
     return f"list_filter([{', '.join(cases)}], lambda x: x IS NOT NULL)"
 
 
-def invalid_count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+def invalid_count(con: duckdb.DuckDBPyConnection, relation: str, keys: Path) -> int:
     """DuckDB: rows for which not every error rule holds (each with its NULL semantics)."""
     broken = [f"({p}) {'IS NOT TRUE' if strict else 'IS FALSE'}" for _, sev, strict, p in ROW_RULES if sev == "error"]
     broken.append(" AND ".join(f"{c} IS NOT NULL" for c in UNIQUE_KEY) + " AND __n > 1")
     broken.append(f"{NOT_NULL} IS NULL")
+    broken.append(f"i IS NOT NULL AND i NOT IN (SELECT id FROM '{keys}')")
     sql = (f"SELECT count(*) FROM (SELECT *, count(*) OVER (PARTITION BY {', '.join(UNIQUE_KEY)}) AS __n "
            f"FROM {relation}) WHERE {' OR '.join(broken)}")
     return con.execute(sql).fetchall()[0][0]
 
 
-def oracle(relation: str, source: str, row: str) -> dict[tuple[str, int], list[str]]:
+def oracle(relation: str, source: str, row: str, keys: Path) -> dict[tuple[str, int], list[str]]:
     """(source, row) → the rules DuckDB finds the row breaking, for rows breaking any."""
     con = duckdb.connect()
-    found = con.execute(f"SELECT {source}, {row}, {broken_sql()} AS failed FROM {relation}").fetchall()
+    found = con.execute(f"SELECT {source}, {row}, {broken_sql(keys)} AS failed FROM {relation}").fetchall()
     return {(s, int(r)): f for s, r, f in found if f}
 
 
@@ -120,13 +131,13 @@ def check_folder(folder: Path, inputs: str, columns: list[str], expected: dict) 
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> Path:
+def files(tmp_path_factory, keys) -> Path:
     """Three Parquet files of random rows with NULLs (several units each, with small units)."""
     root = tmp_path_factory.mktemp("quarantine")
     (root / "data").mkdir()
     for k in range(3):
         pq.write_table(random_table(40 + k, n=3000), root / "data" / f"part-{k}.parquet", row_group_size=500)
-    (root / "rules.yaml").write_text(json.dumps({"rules": rule_dicts()}))
+    (root / "rules.yaml").write_text(json.dumps({"rules": rule_dicts(keys)}))
     return root
 
 
@@ -145,20 +156,23 @@ def small_units(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def expected(files) -> dict:
+def expected(files, keys) -> dict:
     glob = str(files / "data" / "*.parquet")
-    return oracle(f"read_parquet('{glob}', filename=true, file_row_number=true)", "filename", "file_row_number")
+    return oracle(f"read_parquet('{glob}', filename=true, file_row_number=true)", "filename", "file_row_number", keys)
 
 
 COLUMNS = ["i", "j", "f", "g", "dec", "s", "d", "ts", "b"]
 
 
-def test_submit_in_process_splits_rows_as_duckdb(files, expected, small_units, tmp_path) -> None:
+def test_submit_in_process_splits_rows_as_duckdb(files, keys, expected, small_units, tmp_path) -> None:
+    # the data exercises every rule, and rows breaking only warn rules (valid, yet listed)
+    assert {r for failed in expected.values() for r in failed} == {r["name"] for r in rule_dicts(keys)}
+    assert len(expected) > len(invalid_rows(expected)) > 0
     quarantine = tmp_path / "q"
     res = batchaot.Job.from_yaml(job_file(files, "in-process", str(quarantine))).run(mode="in-process")
     assert res.units == 9 and not res.errors
     check_folder(quarantine, f"read_parquet('{files}/data/*.parquet')", COLUMNS, expected)
-    n_invalid = invalid_count(duckdb.connect(), f"read_parquet('{files}/data/*.parquet')")
+    n_invalid = invalid_count(duckdb.connect(), f"read_parquet('{files}/data/*.parquet')", keys)
     assert n_invalid == len(invalid_rows(expected))
     assert res.quarantined == {"path": str(quarantine), "valid_rows": 9000 - n_invalid, "invalid_rows": n_invalid}
     summary = json.loads((files / "out-in-process" / "summary.json").read_text())
@@ -188,23 +202,23 @@ def test_validate_files_and_the_cli(files, expected, tmp_path) -> None:
     assert doc["quarantine"]["invalid_rows"] == len(invalid_rows(expected))
 
 
-def test_in_memory_table(tmp_path) -> None:
+def test_in_memory_table(keys, tmp_path) -> None:
     table = random_table(7, n=2000)
     con = duckdb.connect()
     indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
     con.register("t", indexed)
-    found = {(s, r): f for s, r, f in con.execute(f"SELECT '<table>', __row, {broken_sql()} FROM t").fetchall() if f}
-    result = batchaot.validate(table, rule_dicts())
+    found = {(s, r): f for s, r, f in con.execute(f"SELECT '<table>', __row, {broken_sql(keys)} FROM t").fetchall() if f}
+    result = batchaot.validate(table, rule_dicts(keys))
     assert listed(result.failed_rules()) == found
     valid, invalid = result.quarantine()
     assert valid.schema == table.schema
     assert listed(invalid) == invalid_rows(found)
-    assert invalid.num_rows == invalid_count(con, "t")
+    assert invalid.num_rows == invalid_count(con, "t", keys)
     con.register("v", valid)
     con.register("i", invalid.drop_columns(["failed_rules", "source", "row"]))
     same_rows(con, "(SELECT * FROM v UNION ALL SELECT * FROM i)", "(SELECT * EXCLUDE (__row) FROM t)")
     # written, the same split
-    result = batchaot.validate(table, rule_dicts(), quarantine=tmp_path / "q")
+    result = batchaot.validate(table, rule_dicts(keys), quarantine=tmp_path / "q")
     assert result.quarantined["invalid_rows"] == invalid.num_rows
     written_valid, written_invalid = pq.read_table(tmp_path / "q" / "valid"), pq.read_table(tmp_path / "q" / "invalid")
     assert written_valid.schema.remove_metadata() == table.schema
