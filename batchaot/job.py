@@ -84,6 +84,9 @@ def parse_job(doc: dict, file: str) -> JobSpec:
     source = _source(doc, file) if kind == "validate" or "source" in doc else None
     if kind == "validate" and source is None:
         raise SpecError(f"{at(file, doc)}: job '{name}' needs a 'source' (the data to check)")
+    if kind == "compile" and isinstance(doc.get("output"), dict) and "quarantine" in doc["output"]:
+        raise SpecError(f"{at(file, doc, 'output')}: compile job '{name}' has no rows to quarantine: "
+                        "'output.quarantine' is for validate jobs")
     if kind == "compile" and not rule_files:
         raise SpecError(f"{at(file, doc)}: compile job '{name}' needs 'rules_from' "
                         "(rules files or globs to compile)")

@@ -273,3 +273,17 @@ def test_on_ray_a_worker_killed_after_writing_its_parts_changes_nothing(local_ra
     check_folder(quarantine, f"read_parquet('{files}/data/*.parquet')", COLUMNS, expected)
     assert res.quarantined["invalid_rows"] == len(invalid_rows(expected))
     assert res.quarantined["valid_rows"] + res.quarantined["invalid_rows"] == 9000
+
+
+def test_a_quarantine_folder_holding_files_batchaot_did_not_write_is_refused(tmp_path) -> None:
+    (tmp_path / "q" / "valid").mkdir(parents=True)
+    (tmp_path / "q" / "valid" / "mine.csv").write_text("keep me")
+    pq.write_table(pa.table({"x": [1, -1]}), tmp_path / "d.parquet")
+    (tmp_path / "r.yaml").write_text("- {name: pos, check: 'x > 0'}\n")
+    run = CliRunner().invoke(main, ["validate", str(tmp_path / "d.parquet"), "-r", str(tmp_path / "r.yaml"),
+                                    "--quarantine", str(tmp_path / "q")], catch_exceptions=False)
+    assert run.exit_code == 2 and "mine.csv" in run.stderr and "did not write" in run.stderr
+    assert (tmp_path / "q" / "valid" / "mine.csv").read_text() == "keep me"
+    (tmp_path / "job.yaml").write_text("name: c\nkind: compile\nrules_from: r.yaml\noutput: {quarantine: q}\n")
+    with pytest.raises(batchaot.errors.SpecError, match="job.yaml:4: compile job 'c' has no rows to quarantine"):
+        batchaot.Job.from_yaml(tmp_path / "job.yaml")

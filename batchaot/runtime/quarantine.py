@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from ..io import quarantine, violations
 from ..io.quarantine import Failures, Rules
+from ..io.sources import coalesce
 from ..io.units import WorkUnit, read_unit
 
 
@@ -112,8 +113,8 @@ def split_inputs(inputs: Sequence[WorkUnit | tuple[str, pa.Table]], pairs: pa.Ta
             source, table = item
             writer = quarantine.Writer(spec.folder, f"{k:05d}", table.schema)
             try:
-                found = split_batches(table.to_batches(), Failures.of_source(pairs, source), spec.rules,
-                                      source, 0, writer)
+                found = split_batches(coalesce(table.to_batches()), Failures.of_source(pairs, source),
+                                      spec.rules, source, 0, writer)
             finally:
                 writer.abort()
         else:
