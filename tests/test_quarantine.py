@@ -182,6 +182,13 @@ def test_submit_in_process_splits_rows_as_duckdb(files, keys, expected, small_un
     assert listed(res.failed_rules()) == expected
     with pytest.raises(batchaot.errors.DataError, match="quarantine"):
         res.quarantine()
+    # the command line's --quarantine overrides the job's output.quarantine
+    other = tmp_path / "other"
+    run = CliRunner().invoke(main, ["submit", str(job_file(files, "cli", str(quarantine))), "--mode", "in-process",
+                                    "--quarantine", str(other), "--json"], catch_exceptions=False)
+    assert run.exit_code == 1
+    assert json.loads(run.stdout)["quarantine"] == {**res.quarantined, "path": str(other)}
+    check_folder(other, f"read_parquet('{files}/data/*.parquet')", COLUMNS, expected)
 
 
 def test_validate_files_and_the_cli(files, expected, tmp_path) -> None:
