@@ -50,6 +50,8 @@ class Rules:
     def indices(self, rule: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Rule names (a violations table's `rule` column) as indices into `names`."""
         found = pc.index_in(rule, value_set=pa.array(self.names, pa.string()))
+        if found.null_count:            # parts of another run's rules: a bug, never data
+            raise ValueError(f"rules not in this run: {pc.unique(pc.filter(rule, pc.is_null(found)))}")
         return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
