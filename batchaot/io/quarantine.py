@@ -48,7 +48,15 @@ class Rules:
         return cls(tuple(s.name for s in specs), tuple(s.severity == "error" for s in specs))
 
     def indices(self, rule: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Rule names (a violations table's `rule` column) as indices into `names`."""
+        """Rule names (a violations table's `rule` column, dictionary-encoded or not) as
+        indices into `names`."""
+        chunks = rule.chunks if isinstance(rule, pa.ChunkedArray) else [rule]
+        found = [self._indices(c) for c in chunks]
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int32)
+
+    def _indices(self, rule: pa.Array) -> np.ndarray:
+        if pa.types.is_dictionary(rule.type):       # a few names, many rows: map the names only
+            return self._indices(rule.dictionary)[rule.indices.to_numpy(zero_copy_only=False)]
         found = pc.index_in(rule, value_set=pa.array(self.names, pa.string()))
         if found.null_count:            # parts of another run's rules: a bug, never data
             raise ValueError(f"rules not in this run: {pc.unique(pc.filter(rule, pc.is_null(found)))}")

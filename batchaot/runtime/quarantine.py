@@ -59,14 +59,16 @@ def part_failures(output: str, unit: WorkUnit, rules: Rules) -> Failures:
             rows.append(table.column(violations.ROW).to_numpy())
             found.append(rules.indices(table.column(violations.RULE)))
 
+    columns, names = [violations.RULE, violations.ROW], [violations.RULE]   # names: as dictionaries
     own = violations.part_path(output, unit.id)
     if os.path.exists(own):
-        add(pq.read_table(own, columns=[violations.RULE, violations.ROW]))
+        add(pq.read_table(own, columns=columns, read_dictionary=names))
+    # a check's part is sorted by (source, row): row-group statistics skip all but this range
     where = (pc.field(violations.SOURCE) == unit.path) & (pc.field(violations.ROW) >= unit.first_row)
     if unit.rows >= 0:
         where = where & (pc.field(violations.ROW) < unit.first_row + unit.rows)
     for path in violations.check_parts(output):
-        add(pq.read_table(path, columns=[violations.RULE, violations.ROW], filters=where))
+        add(pq.read_table(path, columns=columns, filters=where, read_dictionary=names))
     return Failures.of(rows, found)
 
 
