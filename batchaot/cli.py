@@ -103,7 +103,7 @@ def _console() -> Console:
 @click.option("--workers", "-w", type=click.IntRange(min=1), help="Worker actors (default: all cores).")
 @click.option("--output", "-o", help="Results folder (overrides the job's output.path).")
 @click.option("--quarantine", "quarantine", metavar="DIR",
-              help=QUARANTINE_HELP[:-1] + " Overrides the job's output.quarantine.")
+              help=QUARANTINE_HELP + " Overrides the job's output.quarantine.")
 @click.option("--mode", type=click.Choice(["auto", "in-process", "ray"]), default="auto",
               show_default=True, help="Where to run; auto keeps small inputs in this process.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
