@@ -294,3 +294,28 @@ def test_a_quarantine_folder_holding_files_batchaot_did_not_write_is_refused(tmp
     (tmp_path / "job.yaml").write_text("name: c\nkind: compile\nrules_from: r.yaml\noutput: {quarantine: q}\n")
     with pytest.raises(batchaot.errors.SpecError, match="job.yaml:4: compile job 'c' has no rows to quarantine"):
         batchaot.Job.from_yaml(tmp_path / "job.yaml")
+
+
+def test_failure_pairs_become_lists_whatever_their_order_and_repeats() -> None:
+    """io/quarantine's numpy grouping against a plain dict of sets: pairs in any order,
+    some repeated (a row met twice), some rows with none, batches cut anywhere."""
+    import numpy as np
+    from batchaot.io import quarantine as q
+    rng = np.random.default_rng(3)
+    names = [f"r{k}" for k in range(7)]
+    rules = q.Rules(tuple(names), tuple(k % 3 != 2 for k in range(7)))    # r2, r5: warn
+    rows, kinds = rng.integers(0, 500, 3000), rng.integers(0, 7, 3000)
+    want: dict[int, set] = {}
+    for r, k in zip(rows.tolist(), kinds.tolist()):
+        want.setdefault(r, set()).add(k)
+    failures = q.Failures.of([rows[:1000], rows[1000:]], [kinds[:1000], kinds[1000:]])
+    table = pa.table({"x": pa.array(range(600))})
+    got_valid, got_invalid = [], []
+    for first, n in ((0, 137), (137, 1), (138, 462)):
+        valid, invalid = q.split(table.slice(first, n), failures.within(first, n), rules, "f", first)
+        got_valid += valid.column("x").to_pylist()
+        got_invalid += invalid.to_pylist()
+    bad = {r for r, ks in want.items() if any(rules.errors[k] for k in ks)}
+    assert got_valid == [r for r in range(600) if r not in bad]
+    assert [(d["x"], d["row"]) for d in got_invalid] == [(r, r) for r in sorted(bad)]
+    assert all(d["failed_rules"] == [names[k] for k in sorted(want[d["row"]])] for d in got_invalid)
