@@ -24,6 +24,7 @@ from .report import html
 from .result import Result
 from .runtime import plan as runtime
 from .runtime import schema_gate
+from .runtime.quarantine import Quarantine, split_inputs
 from .runtime.unit import BATCH_ROWS
 from .spec import RuleSpec, at, load_rules, load_yaml, parse_rule, rules_digest
 
@@ -108,22 +109,40 @@ def load_rule_specs(rules: RulesLike) -> list[RuleSpec]:
 
 
 def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None,
-             now: str | dt.datetime | None = None) -> Result:
-    """Check `data` against `rules`; optionally write summary.json and violations to `output`
-    (in the same layout as `submit`: io/violations.py). `now` fixes the instant that
-    current_date, now() and freshness checks read (default: the rules file's `now:`, else
-    the wall clock, read once)."""
+             quarantine: str | os.PathLike | None = None, now: str | dt.datetime | None = None) -> Result:
+    """Check `data` against `rules`; optionally write summary.json, violations and
+    report.html to `output` (in the same layout as `submit`: io/violations.py), and split
+    the rows into `quarantine`/valid/ and `quarantine`/invalid/ (io/quarantine.py). `now`
+    fixes the instant that current_date, now() and freshness checks read (default: the
+    rules file's `now:`, else the wall clock, read once)."""
     fixed = clock.parse(now, "now") if now is not None else _file_now(rules)
-    if output is None:
+    if output is None and quarantine is None:
         return _validate(data, rules, fixed)
-    # the folder is this run's from here on (locked; its earlier results are replaced
+    out = None if output is None else os.fspath(output)
+    split = None if quarantine is None else os.fspath(quarantine)
+    # the folders are this run's from here on (locked; their earlier results are replaced
     # only when this one is complete, or by a summary saying that it failed)
-    with sinks.OutputRun(os.fspath(output)) as target:
+    with sinks.Outputs(out, split) as held:
         result = _validate(data, rules, fixed)
-        write_result(result, target.staging)
+        if split is not None and not result.stopped:
+            spec = Quarantine(held.quarantine_staging, result.rule_set)
+            counts = split_inputs(_inputs(data), result.failure_pairs(), spec, threads=os.cpu_count() or 1)
+            result.quarantined = {"path": split, **counts}
         summary = result.to_dict()
-        target.commit(summary, entries=html.write_staged(target.staging, summary))
+        report = ()
+        if out is not None:
+            write_result(result, held.staging)
+            report = html.write_staged(held.staging, summary)
+        held.commit(summary, report)
     return result
+
+
+def _inputs(data: DataLike) -> list:
+    """What a quarantine splits: the files' work units, or the in-memory table as given."""
+    paths = _paths(data)
+    if paths is None:
+        return [(TABLE_SOURCE, pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data)]
+    return plan_units(paths)
 
 
 def _file_now(rules: RulesLike) -> dt.datetime | None:

@@ -74,20 +74,26 @@ def main() -> None:
     """Compile data-quality rules ahead of time and check batch data at memory speed."""
 
 
+QUARANTINE_HELP = ("Split the rows: DIR/valid/*.parquet (breaking no error rule) and "
+                   "DIR/invalid/*.parquet (with failed_rules, source, row).")
+
+
 @main.command()
 @click.argument("data", nargs=-1, required=True)
 @click.option("--rules", "-r", required=True, help="Rules YAML file.")
 @click.option("--output", "-o", help="Write summary.json and violations/*.parquet here.")
+@click.option("--quarantine", "quarantine", metavar="DIR", help=QUARANTINE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--now", help=NOW_HELP)
 @click.option("--junit", "junit_path", metavar="FILE", help=JUNIT_HELP)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help=FORMAT_HELP)
-def validate(data: tuple[str, ...], rules: str, output: str | None, as_json: bool, now: str | None,
-             junit_path: str | None, fmt: str) -> None:
+def validate(data: tuple[str, ...], rules: str, output: str | None, quarantine: str | None, as_json: bool,
+             now: str | None, junit_path: str | None, fmt: str) -> None:
     """Check DATA (Parquet, CSV, Arrow IPC or JSONL files, globs) against RULES."""
     stream = _reserve_stdout() if as_json else None
-    result = _reported(junit_path, lambda: api.validate(list(data), rules, output=output, now=now))
+    result = _reported(junit_path, lambda: api.validate(list(data), rules, output=output,
+                                                         quarantine=quarantine, now=now))
     if as_json:
         _emit_json(stream, result.to_json())
     elif fmt == "github":
@@ -129,6 +135,8 @@ def _console() -> Console:
               "Default: an embedded local Ray (or none at all for small inputs).")
 @click.option("--workers", "-w", type=click.IntRange(min=1), help="Worker actors (default: all cores).")
 @click.option("--output", "-o", help="Results folder (overrides the job's output.path).")
+@click.option("--quarantine", "quarantine", metavar="DIR",
+              help=QUARANTINE_HELP + " Overrides the job's output.quarantine.")
 @click.option("--mode", type=click.Choice(["auto", "in-process", "ray"]), default="auto",
               show_default=True, help="Where to run; auto keeps small inputs in this process.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -138,8 +146,8 @@ def _console() -> Console:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help=FORMAT_HELP)
 def submit(job_file: str, address: str | None, workers: int | None, output: str | None,
-           mode: str, as_json: bool, quiet: bool, now: str | None, junit_path: str | None,
-           fmt: str) -> None:
+           quarantine: str | None, mode: str, as_json: bool, quiet: bool, now: str | None,
+           junit_path: str | None, fmt: str) -> None:
     """Run a job file: validate data (or compile rules) on Ray, locally or on a cluster."""
     from .distributed import Job
     from .runtime.progress import choose
@@ -148,7 +156,8 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
     job = Job.from_yaml(job_file)
     result = _reported(junit_path if job.spec.kind == "validate" else None,
                        lambda: job.run(address=address, workers=workers, output=output, mode=mode,
-                                       progress=choose(quiet or as_json or fmt == "github"), now=now))
+                                       progress=choose(quiet or as_json or fmt == "github"),
+                                       quarantine=quarantine, now=now))
     if as_json:
         _emit_json(stream, result.to_json())
     elif job.spec.kind == "compile":
@@ -230,6 +239,11 @@ def _print_result(result, output: str | None) -> None:
     if output:
         console.print(f"results written to {output}/summary.json and {output}/violations/; "
                       f"report: {os.path.join(output, 'report.html')}")
+    split = getattr(result, "quarantined", None)
+    if split:
+        path = split["path"]
+        console.print(f"quarantine: {split['valid_rows']:,} valid rows in {path}/valid/, "
+                      f"{split['invalid_rows']:,} invalid rows in {path}/invalid/", soft_wrap=True)
     console.print("[green]all error rules passed[/]" if result.ok else "[red]validation failed[/]")
 
 

@@ -5,7 +5,7 @@
     source: {path: "data/orders/*.parquet", format: parquet}
     rules: [...]                   # inline, and/or
     rules_from: rules/orders.yaml  # one or more rules files (globs)
-    output: {path: out/orders}
+    output: {path: out/orders, quarantine: out/orders-split}   # quarantine: optional
     workers: 4                     # default: all cores
     on_error: continue             # or stop: what an unreadable file does to the run
     now: 2024-06-01T12:00:00Z      # fixes current_date, now() and freshness (default: wall clock)
@@ -50,6 +50,7 @@ class JobSpec:
     rules: tuple[RuleSpec, ...]
     rule_files: tuple[str, ...]          # compile jobs: the rules files to compile
     output: str | None
+    quarantine: str | None               # folder where valid/ and invalid/ rows go (None: none)
     workers: int | None
     on_error: str
     engine: str                          # the Executor's: auto (default), vm or fused
@@ -87,11 +88,15 @@ def parse_job(doc: dict, file: str) -> JobSpec:
     source = _source(doc, file) if kind == "validate" or "source" in doc else None
     if kind == "validate" and source is None:
         raise SpecError(f"{at(file, doc)}: job '{name}' needs a 'source' (the data to check)")
+    if kind == "compile" and isinstance(doc.get("output"), dict) and "quarantine" in doc["output"]:
+        raise SpecError(f"{at(file, doc, 'output')}: compile job '{name}' has no rows to quarantine: "
+                        "'output.quarantine' is for validate jobs")
     if kind == "compile" and not rule_files:
         raise SpecError(f"{at(file, doc)}: compile job '{name}' needs 'rules_from' "
                         "(rules files or globs to compile)")
     return JobSpec(name=name, kind=kind, file=file, source=source, rules=rules,
-                   rule_files=tuple(rule_files), output=_output(doc, file),
+                   rule_files=tuple(rule_files), output=_output(doc, file, "path"),
+                   quarantine=_output(doc, file, "quarantine"),
                    workers=_workers(doc, file), on_error=_choice(doc, "on_error", ON_ERROR, "continue", file),
                    engine=_choice(doc, "engine", ENGINES, "auto", file), schema=_schema(doc, file),
                    now=clock.parse(doc["now"], f"{at(file, doc, 'now')}: 'now'") if doc.get("now") is not None else None)
@@ -195,15 +200,22 @@ def _rules(doc: dict, file: str, rule_files: list[str]) -> tuple[RuleSpec, ...]:
     return tuple(rules)
 
 
-def _output(doc: dict, file: str) -> str | None:
+OUTPUT_KEYS = ("path", "quarantine")
+
+
+def _output(doc: dict, file: str, key: str) -> str | None:
+    """output.path (the results folder) or output.quarantine (valid/ and invalid/ rows)."""
     out = doc.get("output")
     if out is None:
         return None
     if isinstance(out, str):
         out = {"path": out}
-    if not isinstance(out, dict) or not isinstance(out.get("path"), str) or set(out) - {"path"}:
-        raise SpecError(f"{at(file, doc, 'output')}: 'output' must be {{path: folder}}")
-    return resolve(file, out["path"])
+    if not isinstance(out, dict) or not out or set(out) - set(OUTPUT_KEYS) \
+            or not all(isinstance(v, str) and v for v in out.values()):
+        bad = next((k for k in out if k not in OUTPUT_KEYS), None) if isinstance(out, dict) else None
+        raise SpecError(f"{at(file, doc, 'output')}: 'output' must be {{path: folder, quarantine: folder}} "
+                        "(either may be left out)" + (f"; got '{bad}'{suggest(str(bad), OUTPUT_KEYS)}" if bad else ""))
+    return resolve(file, out[key]) if key in out else None
 
 
 def _schema(doc: dict, file: str) -> str | None:

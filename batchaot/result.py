@@ -8,11 +8,15 @@ from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ._version import __version__
 from .checks.base import CheckOutcome
 from .compiler.program import Program
 from .engine.run import RuleOutcome
+from .errors import DataError
+from .io import quarantine as quarantine_rows
+from .io import sources as data_sources
 from .io import violations
 from .io.violations import TABLE_SOURCE
 from .spec import RuleSpec
@@ -128,6 +132,7 @@ class Result:
     started_at: str | None = None    # when the run started (ISO, UTC)
     rules_hash: str | None = None    # spec.rules_digest of the rules' files
     stopped: str | None = None       # why the run stopped before reading rows (a schema check)
+    quarantined: dict | None = None  # with a quarantine folder: its path and row counts
 
     @property
     def ok(self) -> bool:
@@ -138,11 +143,14 @@ class Result:
         return 0 if self.ok else 1
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "rows": self.rows, "rules": [r.summary() for r in self.rules],
-                "engine": self.engine, "elapsed_s": round(self.elapsed_s, 6),
-                "row_groups_skipped": self.row_groups_skipped, "now": self.now,
-                "exit_code": self.exit_code, "version": __version__, "started_at": self.started_at,
-                "rules_hash": self.rules_hash, "sources": self.source_names(), "stopped": self.stopped}
+        doc = {"ok": self.ok, "rows": self.rows, "rules": [r.summary() for r in self.rules],
+               "engine": self.engine, "elapsed_s": round(self.elapsed_s, 6),
+               "row_groups_skipped": self.row_groups_skipped, "now": self.now,
+               "exit_code": self.exit_code, "version": __version__, "started_at": self.started_at,
+               "rules_hash": self.rules_hash, "sources": self.source_names(), "stopped": self.stopped}
+        if self.quarantined is not None:
+            doc["quarantine"] = dict(self.quarantined)
+        return doc
 
     def source_names(self) -> list[str]:
         """The files (or "<table>") the run read, in order."""
@@ -175,6 +183,55 @@ class Result:
         parts = [self._rows_of(r, schema) if isinstance(r, RuleResult) else r.outcome.violating
                  for r in self.rules if _has_rows(r)]
         return violations.concat(parts, schema)
+
+    @property
+    def rule_set(self) -> quarantine_rows.Rules:
+        """The rules' names in order and which have severity error."""
+        return quarantine_rows.Rules.of([r.spec for r in self.rules])
+
+    def failure_pairs(self) -> pa.Table:
+        """(source, row, rule_index) of every rule each row breaks: a row rule's violating
+        rows and a dataset check's listed rows (rule_index: position in the rules)."""
+        found: tuple[list, list, list] = ([], [], [])
+        for k, r in enumerate(self.rules):
+            if isinstance(r, RuleResult):
+                if not r.outcome.violations:
+                    continue
+                source, row = self._locate(r.outcome.row_ids)
+            else:
+                table = r.outcome.violating
+                if table is None or not table.num_rows:
+                    continue
+                source, row = table.column(violations.SOURCE), table.column(violations.ROW)
+            found[0].append(source)
+            found[1].append(row)
+            found[2].append(np.full(len(row), k, dtype=np.int32))
+        return quarantine_rows.pairs(*found)
+
+    def failed_rules(self) -> pa.Table:
+        """One row per row that breaks a rule (error or warn): source, row, failed_rules
+        (the rules' names, in rule order), sorted by source and row."""
+        return quarantine_rows.table_of_lists(self.failure_pairs(), self.rule_set.names)
+
+    def quarantine(self) -> tuple[pa.Table, pa.Table]:
+        """(valid, invalid): the input rows that break no rule of severity error, in the
+        input's schema, and the others with failed_rules, source and row (io/quarantine.py).
+        In-memory input is split as held; files are read again, whole."""
+        pairs, rules = self.failure_pairs(), self.rule_set
+        split = [quarantine_rows.split(table, quarantine_rows.Failures.of_source(pairs, source), rules, source, 0)
+                 for source, table in self._inputs()]
+        valid = pa.concat_tables([v for v, _ in split], promote_options="permissive")
+        invalid = pa.concat_tables([i for _, i in split], promote_options="permissive")
+        return valid, invalid
+
+    def _inputs(self) -> list[tuple[str, pa.Table]]:
+        """(source, every row and column of it)."""
+        names = list(dict.fromkeys(s[0] for s in self.sources))
+        if names == [TABLE_SOURCE]:
+            if self.data is None:
+                raise DataError("this result holds no rows to split: its input was not a table in memory")
+            return [(TABLE_SOURCE, self.data)]
+        return [(name, data_sources.read_table(name)) for name in names if name != TABLE_SOURCE]
 
     def _rows_of(self, r: RuleResult, schema: pa.Schema) -> pa.Table:
         ids = r.outcome.row_ids
@@ -221,6 +278,23 @@ class JobResult(Result):
     @property
     def violations(self) -> pa.Table:  # type: ignore[override]
         return violations.read(self.output or "", self.layout)
+
+    def failure_pairs(self) -> pa.Table:
+        """As Result's, from the violation parts of the output folder."""
+        found: tuple[list, list, list] = ([], [], [])
+        rules = self.rule_set
+        for path in violations.parts(self.output or ""):
+            t = pq.read_table(path, columns=list(violations.KEYS))
+            found[0].append(t.column(violations.SOURCE))
+            found[1].append(t.column(violations.ROW))
+            found[2].append(rules.indices(t.column(violations.RULE)))
+        return quarantine_rows.pairs(*found)
+
+    def quarantine(self) -> tuple[pa.Table, pa.Table]:
+        """A job's rows are not held: run it with a quarantine folder (output.quarantine,
+        --quarantine) and read valid/ and invalid/ there."""
+        raise DataError("a job's rows are split into a quarantine folder: give the job "
+                        "'output: {quarantine: DIR}' (or --quarantine DIR) and read DIR/valid, DIR/invalid")
 
 
 def _take(table: pa.Table, ids: np.ndarray) -> pa.Table:

@@ -23,6 +23,7 @@ from ..errors import DataError, OutputError, ResourceError
 from ..io.sinks import ignore_file_size_signal
 from ..io.units import WorkUnit
 from ..runtime.plan import UnitsRun
+from ..runtime.quarantine import Quarantine, QuarantineResult
 from ..runtime.settle import bucket_count, reduce_bucket, shared_states
 from ..runtime.unit import UnitResult, UnitRunner
 
@@ -37,11 +38,11 @@ class Worker:
 
     def __init__(self, program_blobs: list[bytes], check_blob: bytes, output: str | None,
                  csv: dict | None, layout: pa.Schema | None = None, engine: str = "auto",
-                 hook: str | None = None):
+                 hook: str | None = None, split_to: Quarantine | None = None):
         ignore_file_size_signal()       # a part past `ulimit -f` is an error, not a dead worker
         self.output = output
         self.runner = UnitRunner(program_blobs, output, csv, checks=pickle.loads(check_blob),
-                                 layout=layout, engine=engine)
+                                 layout=layout, engine=engine, split_to=split_to)
         self._shared: list = [None] * len(self.runner.checks)
         self._hook = TestHook(hook)
 
@@ -74,6 +75,13 @@ class Worker:
         self._hook.leave("reduce")
         return result
 
+    def quarantine(self, unit: WorkUnit) -> QuarantineResult:
+        """The unit's rows split into valid/ and invalid/ parts (after the checks settled)."""
+        self._hook.enter("quarantine", unit.id)
+        result = self.runner.quarantine(unit)
+        self._hook.leave("quarantine")
+        return result
+
     def pid(self) -> int:
         return os.getpid()
 
@@ -84,7 +92,8 @@ HOOK_ENV = "BATCHAOT_TEST_HOOK"
 class TestHook:
     """Fault injection for tests; off unless the driver's environment has
     ``BATCHAOT_TEST_HOOK=<folder>[:crash=<method>][:hold=<method>]`` (passed to the actors as
-    an argument, so a restarted actor has it too). Every call of ``run`` / ``reduce`` appends
+    an argument, so a restarted actor has it too). Every call of ``run`` / ``reduce`` /
+    ``quarantine`` appends
     "<method> <key> <pid>" to <folder>/attempts, so a test sees which calls were redone and
     by which process. With ``crash=<method>``, the first such call of the whole job does its
     work (writes its part file) and then ends its process with ``os._exit``, as a kill would,
@@ -172,7 +181,7 @@ class Actors:
         blob = pickle.dumps(checks)
         hook = os.environ.get(HOOK_ENV)
         self.actors = [Worker.options(num_cpus=1).remote(blobs, blob, run.output, run.csv, run.plan.layout,
-                                                         run.engine, hook)
+                                                         run.engine, hook, run.split_to)
                        for _ in range(workers)]
         self.bucket_count = sum(bucket_count(c) for c in checks)
 
@@ -228,6 +237,12 @@ class Actors:
         self._stream(jobs, call, done)
         return results
 
+    def quarantine(self, units: Sequence[WorkUnit], on_split: Callable[[QuarantineResult], None]) -> None:
+        """Split every unit's rows on the actors; `on_split(result)` sees each unit."""
+        def call(actor, unit: WorkUnit):
+            return _call(actor.quarantine, 1, unit)
+        self._stream(units, call, lambda ref, unit, _rest: on_split(_split(ref, unit)))
+
     def close(self) -> None:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
@@ -270,6 +285,14 @@ def _result(ref, unit: WorkUnit) -> UnitResult:
         _raise_fatal(exc)
         return UnitResult(unit.id, unit.path, 0, None, None,
                           error=f"{unit.path}: worker failed: {_reason(exc)}")
+
+
+def _split(ref, unit: WorkUnit) -> QuarantineResult:
+    try:
+        return ray.get(ref)
+    except RayError as exc:
+        _raise_fatal(exc)
+        return QuarantineResult(unit.id, error=f"{unit.path}: worker failed splitting its rows: {_reason(exc)}")
 
 
 def _reason(exc: RayError) -> str:

@@ -40,25 +40,30 @@ __all__ = ["JobResult", "run_validate"]
 
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
                  output: str | None = None, mode: str = "auto", progress=None,
-                 now: dt.datetime | None = None) -> JobResult:
+                 quarantine: str | None = None, now: dt.datetime | None = None) -> JobResult:
     started, started_at = time.perf_counter(), clock.iso(clock.wall())
     out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
-    # the folder is this run's from here on: locked, and every part goes to its staging
-    # folder until the summary is ready (a failure leaves a summary that says so)
-    with sinks.OutputRun(out, job=job.name) as target:
+    split = quarantine or job.quarantine
+    # the folders are this run's from here on: locked, and every part goes to their staging
+    # folders until the summary is ready (a failure leaves a summary that says so)
+    with sinks.Outputs(out, split, job=job.name) as held:
         with clock.fixed(now) as instant:
-            result = _validate(job, target.staging, address, workers, mode, progress or Quiet())
+            result = _validate(job, held.staging, address, workers, mode, progress or Quiet(),
+                               held.quarantine_staging)
         result.output, result.now, result.started_at = out, clock.iso(instant), started_at
+        if result.quarantined is not None:
+            result.quarantined = {"path": split, **result.quarantined}
         result.rules_hash = rules_digest([job.file, *job.rule_files])
         result.elapsed_s = time.perf_counter() - started
         summary = result.to_dict()
-        target.commit(summary, entries=html.write_staged(target.staging, summary))
+        held.commit(summary, html.write_staged(held.staging, summary))
     return result
 
 
 def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, mode: str,
-              progress) -> JobResult:
-    """Plan, run and merge, writing parts into `out` (the run's staging folder)."""
+              progress, quarantine: str | None = None) -> JobResult:
+    """Plan, run and merge, writing parts into `out` (the run's staging folder), and with
+    `quarantine` (a staging folder too) every row into its valid/ or invalid/."""
     units, errors = plan_job_units(job.source.paths, job.source.format, job.on_error)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
@@ -71,7 +76,7 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     plan = compile_for_units(job.rules, units, job.source.csv)
     found.apply(plan.compiled)
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
-                   errors=errors, progress=progress)
+                   errors=errors, progress=progress, quarantine=quarantine)
     mode = _mode(mode, address, units)
     used = 1
     if mode == "in-process":
@@ -88,7 +93,7 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
                 placed.close()
         finally:
             cluster.close()
-    return run.result(output=out, mode=mode, workers=used, job_name=job.name)
+    return run.result(output=out, mode=mode, workers=used, job_name=job.name, quarantined=run.quarantined)
 
 
 def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:

@@ -27,11 +27,13 @@ from ..errors import OutputError
 SUMMARY = "summary.json"
 VIOLATIONS = "violations"
 REPORT = "report.html"
+VALID, INVALID = "valid", "invalid"          # a quarantine's folders (io/quarantine.py)
+PART_FOLDERS = (VIOLATIONS, VALID, INVALID)  # folders of part files that each run replaces
 LOCK = ".batchaot.lock"
 STAGING_PREFIX = ".batchaot-run-"
 TRASH_PREFIX = ".batchaot-old-"
 # What a run of batchaot puts in its output folder; the next run replaces all of it.
-RESULT_ENTRIES = (SUMMARY, VIOLATIONS, REPORT, "compiled.parquet")
+RESULT_ENTRIES = (SUMMARY, VIOLATIONS, REPORT, "compiled.parquet", VALID, INVALID)
 
 
 def write_error(path: str, exc: OSError) -> OutputError:
@@ -65,14 +67,16 @@ class OutputRun:
     ``open()`` creates the folder, refuses it if another batchaot run holds it (an fcntl
     lock on ``.batchaot.lock``, released by the kernel if that run dies) or if it holds
     entries batchaot would have to overwrite but did not write, and makes the staging
-    folder ``.batchaot-run-<id>/`` (with ``violations/``) where this run writes
-    everything: ``self.staging`` is the folder to hand to workers.
+    folder ``.batchaot-run-<id>/`` (with `folders`: ``violations/``, or a quarantine's
+    ``valid/`` and ``invalid/``) where this run writes everything: ``self.staging`` is the
+    folder to hand to workers.
     ``commit(summary)`` puts the staged results in place of the previous ones, summary
     last; ``fail(message)`` drops them and leaves a summary saying the run failed.
     """
 
-    def __init__(self, path: str, **fields):
+    def __init__(self, path: str, folders: tuple[str, ...] = (VIOLATIONS,), **fields):
         self.path = os.fspath(path)
+        self.folders = folders
         self.fields = fields            # said again by a failure summary (e.g. the job's name)
         self.staging = os.path.join(self.path, f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
         self._lock: int | None = None
@@ -89,7 +93,8 @@ class OutputRun:
         try:
             self._check_entries()
             self._remove_leftovers()
-            os.makedirs(os.path.join(self.staging, VIOLATIONS))
+            for folder in self.folders:
+                os.makedirs(os.path.join(self.staging, folder))
         except BaseException as exc:
             self.done = True            # refused before it started: the folder stays as it is
             self.close()
@@ -117,23 +122,27 @@ class OutputRun:
 
     def _check_entries(self) -> None:
         """Entries of the folder that the swap would replace must be batchaot's own kind, so
-        a mistaken --output never deletes a user's files; violations/ must be writable,
-        since its old parts are removed at the end (checked now, before any work)."""
+        a mistaken --output never deletes a user's files; violations/ (valid/, invalid/)
+        must be writable, since its old parts are removed at the end (checked now, before
+        any work)."""
         for name in RESULT_ENTRIES:
             entry = os.path.join(self.path, name)
-            if name != VIOLATIONS and os.path.lexists(entry) and not stat.S_ISREG(os.lstat(entry).st_mode):
+            if name not in PART_FOLDERS and os.path.lexists(entry) and not stat.S_ISREG(os.lstat(entry).st_mode):
                 raise OutputError(f"{entry}: is not a file that batchaot wrote; remove it or choose "
                                   "another output folder")
-        folder = os.path.join(self.path, VIOLATIONS)
+        for name in PART_FOLDERS:
+            self._check_parts(os.path.join(self.path, name), name)
+
+    def _check_parts(self, folder: str, name: str) -> None:
         if not os.path.lexists(folder):
             return
         if not stat.S_ISDIR(os.lstat(folder).st_mode):
             raise OutputError(f"{folder}: is not a folder; remove it or choose another output folder")
-        for name in sorted(os.listdir(folder)):
-            entry = os.path.join(folder, name)
-            if not name.startswith("part-") or not stat.S_ISREG(os.lstat(entry).st_mode):
+        for entry_name in sorted(os.listdir(folder)):
+            entry = os.path.join(folder, entry_name)
+            if not entry_name.startswith("part-") or not stat.S_ISREG(os.lstat(entry).st_mode):
                 kind = "a folder" if os.path.isdir(entry) else "a file"
-                raise OutputError(f"{entry}: {kind} that batchaot did not write, in the violations "
+                raise OutputError(f"{entry}: {kind} that batchaot did not write, in the {name} "
                                   "folder that each run replaces; remove it or choose another output folder")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"{folder}: is not writable (a run replaces the parts in it)")
@@ -147,11 +156,12 @@ class OutputRun:
 
     # -- end ---------------------------------------------------------------------------
 
-    def commit(self, summary: dict, entries: tuple[str, ...] = (VIOLATIONS,)) -> str:
-        """Replace the previous results with this run's staged `entries`, then write
-        summary.json. The old summary goes first: a folder caught half-way has no summary,
+    def commit(self, summary: dict, entries: tuple[str, ...] | None = None) -> str:
+        """Replace the previous results with this run's staged `entries` (default: its
+        folders), then write summary.json. The old summary goes first: a folder caught half-way has no summary,
         never one that describes other parts. Returns the summary's path."""
         trash = self._trash()
+        entries = self.folders if entries is None else entries
         try:
             _write_json(os.path.join(self.staging, SUMMARY), summary)
             self._unpublish(trash)
@@ -216,6 +226,53 @@ class OutputRun:
         that is still writing into it then fails: its folder is gone)."""
         shutil.rmtree(trash, ignore_errors=True)
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+class Outputs:
+    """A run's output folder and its quarantine folder, each held as an OutputRun (one
+    hold, with violations/, valid/ and invalid/, when they are the same folder); either
+    may be None. ``with Outputs(out, quarantine) as held:`` then ``held.commit(summary)``."""
+
+    def __init__(self, output: str | None, quarantine: str | None, **fields):
+        same = output is not None and quarantine is not None and \
+            os.path.abspath(output) == os.path.abspath(quarantine)
+        folders = (VIOLATIONS, VALID, INVALID) if same else (VIOLATIONS,)
+        self.output = None if output is None else OutputRun(output, folders, **fields)
+        self.quarantine = self.output if same else \
+            None if quarantine is None else OutputRun(quarantine, (VALID, INVALID), **fields)
+        self._held = [r for r in (self.output, self.quarantine) if r is not None]
+        if same:
+            self._held = self._held[:1]
+
+    @property
+    def staging(self) -> str | None:
+        return None if self.output is None else self.output.staging
+
+    @property
+    def quarantine_staging(self) -> str | None:
+        return None if self.quarantine is None else self.quarantine.staging
+
+    def commit(self, summary: dict, extra: tuple[str, ...] = ()) -> None:
+        """The quarantine first, then the output folder (whose summary a reader waits for),
+        with the `extra` entries staged beside its folders (report.html)."""
+        for run in reversed(self._held):
+            run.commit(summary, run.folders + extra if run is self.output else None)
+
+    def __enter__(self) -> "Outputs":
+        opened: list[OutputRun] = []
+        try:
+            for run in self._held:
+                opened.append(run.open())
+        except BaseException:
+            for run in opened:
+                run.done = True         # refused before it started: leave it as it was
+                run.close()
+            raise
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        for run in reversed(self._held):
+            run.__exit__(kind, exc, tb)
 
 
 def failure_message(exc: BaseException) -> str:

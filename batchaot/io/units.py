@@ -93,16 +93,18 @@ def _parquet_units(index: int, path: str, unit_rows: int) -> Iterator[WorkUnit]:
 
 
 def read_unit(unit: WorkUnit, columns: list[str] | None = None, csv: dict | None = None,
-              batch_rows: int = 1 << 20, threads: int = 1) -> Iterator[pa.RecordBatch]:
+              batch_rows: int = 1 << 20, threads: int = 1, as_stored: bool = False) -> Iterator[pa.RecordBatch]:
     """The unit's rows as record batches, streaming, reading only `columns` where it can;
-    Parquet columns are decoded on Arrow's threads when `threads` > 1."""
+    Parquet columns are decoded on Arrow's threads when `threads` > 1. String columns
+    stored with dictionary pages come as Arrow dictionaries, unless `as_stored` (rows
+    copied out, as a quarantine does, keep the file's own Arrow schema)."""
     if unit.format != "parquet":
         yield from sources.iter_batches(unit.path, unit.format, columns, csv, batch_rows)
         return
     if not unit.row_groups:
         return
     with sources.reading(unit.path, "parquet"):
-        pf = pq.ParquetFile(unit.path, read_dictionary=_dictionary_columns(unit.path, columns))
+        pf = pq.ParquetFile(unit.path, read_dictionary=None if as_stored else _dictionary_columns(unit.path, columns))
         missing = [c for c in columns or () if c not in pf.schema_arrow.names]
         if missing:
             raise DataError(f"{unit.path}: missing column(s) {', '.join(missing)} that the rules read")

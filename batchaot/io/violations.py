@@ -107,8 +107,8 @@ def _as(values, t: pa.DataType):
 
 # --- part files --------------------------------------------------------------------------
 
-def part_path(output: str, part_id: str) -> str:
-    return os.path.join(output, sinks.VIOLATIONS, f"{PART_PREFIX}{part_id}.parquet")
+def part_path(output: str, part_id: str, subfolder: str = sinks.VIOLATIONS) -> str:
+    return os.path.join(output, subfolder, f"{PART_PREFIX}{part_id}.parquet")
 
 
 def check_part_id(check_index: int, bucket: int | None = None) -> str:
@@ -122,18 +122,20 @@ class PartWriter:
 
     Rows are buffered up to FLUSH_ROWS and written as one row group: one write per rule
     and batch would cost more than the rules themselves and leave readers tiny row groups.
-    `output` None: nothing is written (``enabled`` is False)."""
+    `output` None: nothing is written (``enabled`` is False). `subfolder`: violations/, or
+    a quarantine's valid/ and invalid/ (io/quarantine.py), whose parts are written alike."""
 
     FLUSH_ROWS = 1 << 20
 
-    def __init__(self, output: str | None, part_id: str, schema: pa.Schema | None = None):
+    def __init__(self, output: str | None, part_id: str, schema: pa.Schema | None = None,
+                 subfolder: str = sinks.VIOLATIONS):
         self.enabled = output is not None
         self.schema = schema
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         if self.enabled:
-            self.final = part_path(output, part_id)
+            self.final = part_path(output, part_id, subfolder)
             self.tmp = sinks.temporary(self.final)
 
     def write(self, table: pa.Table) -> None:
@@ -203,6 +205,11 @@ def write_part(output: str | None, part_id: str, table: pa.Table | None,
     return 0 if table is None else table.num_rows
 
 
+def check_parts(output: str) -> list[str]:
+    """The part files of dataset checks' violating rows (check_part_id)."""
+    return sorted(glob.glob(os.path.join(output, sinks.VIOLATIONS, f"{PART_PREFIX}check*.parquet")))
+
+
 def parts(output: str) -> list[str]:
     return sorted(glob.glob(os.path.join(output, sinks.VIOLATIONS, f"{PART_PREFIX}*.parquet")))
 
@@ -215,10 +222,11 @@ def read(output: str, schema: pa.Schema | None = None) -> pa.Table:
     return pa.concat_tables([pq.read_table(p) for p in found], promote_options="permissive")
 
 
-def clear_temporaries(output: str) -> None:
+def clear_temporaries(output: str, subfolders: Sequence[str] = (sinks.VIOLATIONS,)) -> None:
     """Half-written parts of killed workers (their retries wrote the real ones)."""
-    for path in glob.glob(os.path.join(output, sinks.VIOLATIONS, f"{PART_PREFIX}*{sinks.TEMPORARY}*")):
-        sinks.discard(path)
+    for sub in subfolders:
+        for path in glob.glob(os.path.join(output, sub, f"{PART_PREFIX}*{sinks.TEMPORARY}*")):
+            sinks.discard(path)
 
 
 def concat(tables: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from ..io import violations
-from ..io.sinks import REPORT, SUMMARY, VIOLATIONS, atomic
+from ..io.sinks import REPORT, SUMMARY, atomic
 from .ci import status
 
 SAMPLE_ROWS = 20
@@ -67,9 +67,9 @@ def read_summary(folder: str) -> dict:
 
 def write_staged(staging: str, summary: dict) -> tuple[str, ...]:
     """The report of a run into its staging folder (sinks.OutputRun), beside the parts it
-    samples; the entries for OutputRun.commit to put in place."""
+    samples; the entries it adds for the commit to put in place."""
     write(os.path.join(staging, REPORT), summary, staging)
-    return (VIOLATIONS, REPORT)
+    return (REPORT,)
 
 
 def write(path: str, summary: dict, parts_folder: str) -> None:

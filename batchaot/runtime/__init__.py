@@ -7,6 +7,8 @@ all call this layer; ``distributed/`` only decides where its calls run.
                   (``run``), or held in memory for ``validate`` (``hold``)
 - ``settle.py``   dataset checks across units: side inputs, partials, bucket reduces,
                   read from what each check declares (checks/base.py)
+- ``quarantine.py`` a unit's rows split into valid/ and invalid/ parts, a last pass once
+                  the dataset checks have settled (UnitRunner.quarantine)
 - ``plan.py``     Plan (the compiled rules and their violations layout); ``validate``;
                   UnitsRun (a plan over work units through a placer: InProcess here)
 - ``schema_gate.py`` schema checks against every input file's schema and footer, before

@@ -26,12 +26,14 @@ from ..compiler import compile_rules
 from ..compiler.program import Program
 from ..engine.run import Executor, RuleOutcome
 from ..errors import DataError, RuleError
-from ..io import sources, violations
+from ..io import sinks, sources, violations
+from ..io.quarantine import Rules
 from ..io.units import WorkUnit, expand_paths, plan as plan_units
 from ..io.violations import TABLE_SOURCE
 from ..result import CheckResult, JobResult, Result, RuleResult, shown_columns
 from ..spec import RuleSpec
 from .progress import Quiet
+from .quarantine import Quarantine, QuarantineResult
 from .settle import BucketJob, CheckGather, plan_side_inputs, reduce_bucket
 from .unit import COUNT_FIELDS, Held, UnitResult, UnitRunner, engine_name, engines_used
 
@@ -113,13 +115,16 @@ def _table(held: Held, plan: Plan) -> pa.Table:
 
 class Placer(Protocol):
     """Where a run's calls execute: run_sides → UnitRunner.run_side per (check, unit),
-    run_units → UnitRunner.run_split per unit, reduce → settle.reduce_bucket per bucket."""
+    run_units → UnitRunner.run_split per unit, reduce → settle.reduce_bucket per bucket,
+    quarantine → UnitRunner.quarantine per unit."""
 
     def run_sides(self, jobs: list[tuple[int, WorkUnit]], on_side: Callable[[int, object, list], None]) -> None: ...
 
     def run_units(self, units: Sequence[WorkUnit], on_result: Callable[[UnitResult, list], None]) -> None: ...
 
     def reduce(self, jobs: list[BucketJob]) -> dict: ...
+
+    def quarantine(self, units: Sequence[WorkUnit], on_split: Callable[[QuarantineResult], None]) -> None: ...
 
 
 class InProcess:
@@ -139,6 +144,10 @@ class InProcess:
     def reduce(self, jobs: list[BucketJob]) -> dict:
         r = self.runner
         return {(i, b): reduce_bucket(r.checks[i], i, b, items, r.output, r.layout) for i, b, items in jobs}
+
+    def quarantine(self, units, on_split) -> None:
+        for unit in units:
+            on_split(self.runner.quarantine(unit))
 
 
 def plan_job_units(paths: Sequence[str], fmt: str | None, on_error: str) -> tuple[list[WorkUnit], list[str]]:
@@ -183,12 +192,15 @@ def compile_for_units(specs: Sequence[RuleSpec], units: list[WorkUnit], csv: dic
 class UnitsRun:
     """One run of a plan over work units: build it, then :meth:`execute` with a placer
     (made after the constructor: the side inputs are planned here, and a placer that
-    ships checks to other processes must ship them partitioned or not)."""
+    ships checks to other processes must ship them partitioned or not). `quarantine`:
+    the folder (a staging folder) where a last phase splits every unit's rows."""
 
     def __init__(self, plan: Plan, units: list[WorkUnit], output: str | None, *, csv: dict | None = None,
                  engine: str = "auto", on_error: str = "continue", errors: list[str] | None = None,
-                 progress=None):
+                 progress=None, quarantine: str | None = None):
         self.plan, self.units, self.output = plan, units, output
+        self.split_to = None if quarantine is None else Quarantine(quarantine, Rules.of(plan.specs))
+        self.split: dict[str, QuarantineResult] = {}
         self.csv, self.engine, self.on_error = csv, engine, on_error
         self.errors = list(errors or [])
         self.progress = progress or Quiet()
@@ -203,7 +215,7 @@ class UnitsRun:
     def runner(self, threads: int = 1) -> UnitRunner:
         """A UnitRunner for this run (what a worker actor builds from the same arguments)."""
         return UnitRunner(self.plan.programs, self.output, self.csv, checks=self.plan.checks,
-                          threads=threads, layout=self.plan.layout, engine=self.engine)
+                          threads=threads, layout=self.plan.layout, engine=self.engine, split_to=self.split_to)
 
     @property
     def known_rows(self) -> int:
@@ -221,10 +233,32 @@ class UnitsRun:
             place.run_sides(self.sides, self.gather.add_side)
             place.run_units(self.units, self._on_result)
             self.check_outcomes = self.gather.finish(place.reduce, progress.note)
+            if self.split_to is not None:
+                # every failure is known only now: the split is a pass of its own
+                done = [u for u in self.units if u.id in self.merged and not self.merged[u.id].error]
+                progress.note(f"splitting the rows of {len(done)} unit(s) into valid/ and invalid/")
+                place.quarantine(done, self._on_split)
         finally:
             progress.finish()
         if self.output is not None:
             violations.clear_temporaries(self.output)
+        if self.split_to is not None:
+            violations.clear_temporaries(self.split_to.folder, (sinks.VALID, sinks.INVALID))
+
+    def _on_split(self, res: QuarantineResult) -> None:
+        if res.unit in self.split:          # at-least-once delivery: count each unit once
+            return
+        self.split[res.unit] = res
+        if res.error:
+            self.errors.append(res.error)
+
+    @property
+    def quarantined(self) -> dict | None:
+        """Rows written to valid/ and invalid/ (None without a quarantine)."""
+        if self.split_to is None:
+            return None
+        return {"valid_rows": sum(r.valid for r in self.split.values()),
+                "invalid_rows": sum(r.invalid for r in self.split.values())}
 
     def _on_result(self, res: UnitResult, buckets: list) -> None:
         if res.unit in self.merged:          # at-least-once delivery: count each unit once

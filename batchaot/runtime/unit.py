@@ -33,6 +33,7 @@ from ..errors import BatchaotError, DataError, OutputError
 from ..io import violations
 from ..io.sources import reading, rechunk
 from ..io.units import WorkUnit, read_unit
+from .quarantine import Quarantine, QuarantineResult, part_failures, split_unit
 from .settle import bucket_count
 
 COUNT_FIELDS = ("rows", "violations", "nulls", "overflows")
@@ -109,13 +110,15 @@ class UnitRunner:
     """`program_blobs`: the row rules (Program bytes, or Programs); `checks`: dataset
     checks; `output`: the folder whose violations/ gets the parts (None: no parts);
     `layout`: the violations schema (io/violations.py; None: from the first batch's
-    schema); `engine`: the Executor's ("auto", "vm" or "fused")."""
+    schema); `engine`: the Executor's ("auto", "vm" or "fused"); `split_to`: where
+    :meth:`quarantine` splits a unit's rows (None: no quarantine)."""
 
     def __init__(self, program_blobs: Sequence[bytes | Program], output: str | None, csv: dict | None = None,
                  use_statistics: bool = True, executor: Executor | None = None,
                  checks: list | None = None, threads: int = 1, layout: pa.Schema | None = None,
-                 engine: str = "auto"):
+                 engine: str = "auto", split_to: Quarantine | None = None):
         self.csv = csv
+        self.split_to = split_to
         self.threads = threads          # a Ray worker has one CPU; in-process runs use them all
         self.use_statistics = use_statistics
         self.programs = [b if isinstance(b, Program) else Program.from_bytes(b) for b in program_blobs]
@@ -225,6 +228,21 @@ class UnitRunner:
                 taken = batch.select(prog.column_names).take(pa.array(ids))
                 sink.write(violations.rows(self.layout, prog.name, unit.path, ids + first_row,
                                            dict(zip(taken.schema.names, taken.columns))))
+
+    # -- quarantine: a unit's rows split, once the dataset checks have settled -----------
+    def quarantine(self, unit: WorkUnit) -> QuarantineResult:
+        """Write the unit's valid/ and invalid/ parts (runtime/quarantine.py), from the
+        violations parts this run wrote; returns the row counts."""
+        if self.split_to is None or self.output is None:
+            raise ValueError("quarantine needs a quarantine folder and the run's output folder")
+        try:
+            failures = part_failures(self.output, unit, self.split_to.rules)
+            valid, invalid = split_unit(unit, failures, self.split_to, self.csv, self.threads)
+        except (OutputError, MemoryError):
+            raise
+        except (BatchaotError, pa.ArrowException) as exc:
+            return QuarantineResult(unit.id, error=unit_error(unit, exc))
+        return QuarantineResult(unit.id, valid, invalid)
 
     # -- validate: the units held in memory -------------------------------------------
     def hold(self, inputs: Sequence[WorkUnit | tuple[str, pa.Table]],
