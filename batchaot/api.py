@@ -20,6 +20,7 @@ from .io import sinks, sources, violations
 from .io.units import plan as plan_units
 from .io.violations import TABLE_SOURCE
 from .result import Result
+from .runtime import history as run_history
 from .runtime import plan as runtime
 from .runtime.unit import BATCH_ROWS
 from .spec import RuleSpec, load_rules, parse_rule
@@ -104,34 +105,50 @@ def load_rule_specs(rules: RulesLike) -> list[RuleSpec]:
     return load_rules(rules)
 
 
-def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None) -> Result:
+def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None,
+             history: str | os.PathLike | None = None, now=None) -> Result:
     """Check `data` against `rules`; optionally write summary.json and violations to `output`
-    (in the same layout as `submit`: io/violations.py)."""
+    (in the same layout as `submit`: io/violations.py) and append the run's metrics to the
+    `history` database (runtime/history.py; `now`: the run's fixed "now", recorded with it)."""
+    history = os.fspath(history) if history is not None else None
     if output is None:
-        return _validate(data, rules)
+        return _validate(data, rules, history, now)
     # the folder is this run's from here on (locked; its earlier results are replaced
     # only when this one is complete, or by a summary saying that it failed)
     with sinks.OutputRun(os.fspath(output)) as target:
-        result = _validate(data, rules)
+        result = _validate(data, rules, history, now)
         write_result(result, target.staging)
         target.commit(result.to_dict())
     return result
 
 
-def _validate(data: DataLike, rules: RulesLike) -> Result:
+def _validate(data: DataLike, rules: RulesLike, history: str | None = None, now=None) -> Result:
     started = time.perf_counter()
     specs = load_rule_specs(rules)
+    run_history.require(specs, history)
     paths = _paths(data)
     if paths is None:
         table = _table(data)
-        result = runtime.validate(runtime.Plan.compile(specs, table.schema), [(TABLE_SOURCE, table)])
+        plan, inputs, early = runtime.Plan.compile(specs, table.schema), [(TABLE_SOURCE, table)], None
     else:
         # text and IPC files are read whole now (their schema comes from reading them);
         # Parquet files only once the rules say which row groups and columns are needed
         early = {p: sources.read_table(p) for p in paths if sources.infer_format(p) != "parquet"}
         schema = _check_schemas(paths, [early[p].schema if p in early else sources.read_schema(p)
                                         for p in paths])
-        result = runtime.validate(runtime.Plan.compile(specs, schema), plan_units(paths), read=early)
+        plan, inputs = runtime.Plan.compile(specs, schema), plan_units(paths)
+    if history is None:
+        return _run(plan, inputs, early, started)
+    job, series = run_history.rules_series(rules, specs)
+    with run_history.Recorder(history, plan, job=job, series=series, sources=paths or [TABLE_SOURCE],
+                              now=now) as recorder:
+        result = _run(plan, inputs, early, started)
+        recorder.record(result)
+    return result
+
+
+def _run(plan: runtime.Plan, inputs: list, early: dict | None, started: float) -> Result:
+    result = runtime.validate(plan, inputs, read=early)
     result.elapsed_s = time.perf_counter() - started
     return result
 

@@ -8,6 +8,7 @@
     output: {path: out/orders}
     workers: 4                     # default: all cores
     on_error: continue             # or stop: what an unreadable file does to the run
+    history: out/history.sqlite    # append each run's metrics (change/anomaly checks read it)
 
 Relative paths resolve against the job file's folder. Every mistake is a SpecError
 naming file:line and the field.
@@ -51,6 +52,7 @@ class JobSpec:
     on_error: str
     engine: str                          # the Executor's: auto (default), vm or fused
     schema: str | None                   # compile jobs: a data file whose schema binds the rules
+    history: str | None = None           # the metrics history database file (io/history.py)
 
 
 def resolve(base: str, path: str) -> str:
@@ -89,7 +91,8 @@ def parse_job(doc: dict, file: str) -> JobSpec:
     return JobSpec(name=name, kind=kind, file=file, source=source, rules=rules,
                    rule_files=tuple(rule_files), output=_output(doc, file),
                    workers=_workers(doc, file), on_error=_choice(doc, "on_error", ON_ERROR, "continue", file),
-                   engine=_choice(doc, "engine", ENGINES, "auto", file), schema=_schema(doc, file))
+                   engine=_choice(doc, "engine", ENGINES, "auto", file), schema=_schema(doc, file),
+                   history=_history(doc, file))
 
 
 def _choice(doc: dict, key: str, allowed: tuple, default: str, file: str) -> str:
@@ -209,4 +212,16 @@ def _schema(doc: dict, file: str) -> str | None:
         value = value["path"]
     if not isinstance(value, str):
         raise SpecError(f"{at(file, doc, 'schema')}: 'schema' must be {{path: data file}}")
+    return resolve(file, value)
+
+
+def _history(doc: dict, file: str) -> str | None:
+    value = doc.get("history")
+    if value is None:
+        return None
+    if isinstance(value, dict) and set(value) == {"path"}:
+        value = value["path"]
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{at(file, doc, 'history')}: 'history' must be a database file path "
+                        "(or {path: file}), e.g. history: ../out/history.sqlite")
     return resolve(file, value)

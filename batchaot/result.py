@@ -77,6 +77,10 @@ class CheckResult:
         }
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _finite(value):
     """NaN/inf are not JSON: the summary's value is then null and details say which."""
     return None if isinstance(value, float) and not math.isfinite(value) else value
@@ -101,19 +105,48 @@ class Result:
     sources: list[tuple] = field(default_factory=lambda: [(TABLE_SOURCE, 0)])
     row_groups_skipped: int = 0      # Parquet row groups not decoded: statistics proved every rule
     layout: pa.Schema | None = field(default=None, repr=False)   # of violations (None: from data)
+    history: dict | None = None      # {path, run}: where --history recorded this run
 
     @property
     def ok(self) -> bool:
         return all(r.passed or r.spec.severity != "error" for r in self.rules)
 
     @property
+    def verdict(self) -> str:
+        """pass, warn (only warn-severity rules failed) or fail."""
+        if not self.ok:
+            return "fail"
+        return "pass" if all(r.passed for r in self.rules) else "warn"
+
+    def metrics(self) -> list[tuple[str, str, float | int | None]]:
+        """(rule, metric, value) rows for a metrics history: the run's row count and
+        duration (rule ''), and per rule its violations, NULL rows, pass/fail and computed
+        value; a dataset check's value also under its metric's own name (avg(amount))."""
+        found = {("", "row_count"): self.rows, ("", "duration_s"): self.elapsed_s}
+        for r in self.rules:
+            s = r.summary()
+            name = s["name"]
+            found.update({(name, "violations"): s["violations"], (name, "null_rows"): s["null_rows"],
+                          (name, "passed"): int(bool(s["passed"]))})
+            value = r.outcome.value if isinstance(r, CheckResult) else None
+            if _number(value):
+                found[(name, "value")] = value
+                metric = r.check.metric_name
+                if metric is not None and r.outcome.details.get("incomplete") is None:
+                    found[("", metric)] = value
+        return [(rule, metric, value) for (rule, metric), value in found.items()]
+
+    @property
     def exit_code(self) -> int:
         return 0 if self.ok else 1
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "rows": self.rows, "rules": [r.summary() for r in self.rules],
-                "engine": self.engine, "elapsed_s": round(self.elapsed_s, 6),
-                "row_groups_skipped": self.row_groups_skipped}
+        doc = {"ok": self.ok, "rows": self.rows, "rules": [r.summary() for r in self.rules],
+               "engine": self.engine, "elapsed_s": round(self.elapsed_s, 6),
+               "row_groups_skipped": self.row_groups_skipped}
+        if self.history is not None:
+            doc["history"] = self.history
+        return doc
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)

@@ -1,4 +1,5 @@
-"""Dataset-level checks: unique, not_null, aggregate, row_count, reference.
+"""Dataset-level checks: unique, not_null, aggregate, row_count, reference, and change /
+anomaly (a metric against past runs: history.py).
 
 Each check follows the map → merge → finish interface of :mod:`.base` and declares what
 it needs from the runtime (bucketed partials, a side input, row output), so it runs the
@@ -16,6 +17,7 @@ from ..compiler import register_check
 from ..spec import RuleSpec
 from .aggregate import AggregateCheck
 from .base import CheckOutcome, DatasetCheck, Partial
+from .history import AnomalyCheck, ChangeCheck
 from .not_null import NotNullCheck
 from .reference import KeySet, ReferenceCheck
 from .row_count import RowCountCheck
@@ -24,7 +26,8 @@ from .unique import UniqueCheck
 __all__ = ["CheckOutcome", "DatasetCheck", "KeySet", "Partial", "build_check", "run_checks", "KINDS"]
 
 KINDS = {"unique": UniqueCheck, "not_null": NotNullCheck, "aggregate": AggregateCheck,
-         "row_count": RowCountCheck, "reference": ReferenceCheck}
+         "row_count": RowCountCheck, "reference": ReferenceCheck, "change": ChangeCheck,
+         "anomaly": AnomalyCheck}
 
 
 def build_check(spec: RuleSpec, schema: pa.Schema) -> DatasetCheck:

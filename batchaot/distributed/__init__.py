@@ -31,15 +31,18 @@ class Job:
         return cls(load_job(os.fspath(path)))
 
     def run(self, address: str | None = None, workers: int | None = None,
-            output: str | None = None, mode: str = "auto", progress=None) -> JobResult | CompileResult:
+            output: str | None = None, mode: str = "auto", progress=None, history: str | None = None,
+            now=None) -> JobResult | CompileResult:
         """Run on an embedded local Ray (default), a cluster (`address`), or in-process.
 
         `mode`: "auto" runs small inputs in-process and the rest on Ray; "ray" or
-        "in-process" force one. `progress`: a batchaot.runtime.progress reporter.
+        "in-process" force one. `progress`: a batchaot.runtime.progress reporter. `history`:
+        a metrics history file to append the run to (default: the job's `history:`);
+        `now`: the run's fixed "now", recorded in the history.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if self.spec.kind == "compile":
             return run_compile(self.spec, address=address, workers=workers, output=output, mode=mode)
         return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
-                            progress=progress or Quiet())
+                            progress=progress or Quiet(), history=history, now=now)

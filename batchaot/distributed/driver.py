@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import ExitStack
 
 from ..errors import DataError
 from ..io import sinks
 from ..io.units import WorkUnit
 from ..job import JobSpec
 from ..result import JobResult
+from ..runtime import history as run_history
 from ..runtime.plan import InProcess, UnitsRun, compile_for_units, plan_job_units
 from ..runtime.progress import Quiet
 
@@ -32,26 +34,41 @@ __all__ = ["JobResult", "run_validate"]
 
 
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
-                 output: str | None = None, mode: str = "auto", progress=None) -> JobResult:
+                 output: str | None = None, mode: str = "auto", progress=None,
+                 history: str | None = None, now=None) -> JobResult:
+    """`history` (default: the job's `history:`) gets the run appended; `now`: the run's
+    fixed "now", recorded with it."""
     started = time.perf_counter()
+    history = history or job.history
+    run_history.require(job.rules, history)
     out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
     # the folder is this run's from here on: locked, and every part goes to its staging
     # folder until the summary is ready (a failure leaves a summary that says so)
-    with sinks.OutputRun(out, job=job.name) as target:
-        result = _validate(job, target.staging, address, workers, mode, progress or Quiet())
+    with sinks.OutputRun(out, job=job.name) as target, ExitStack() as stack:
+        def recorder(plan) -> run_history.Recorder | None:
+            if history is None:
+                return None
+            return stack.enter_context(run_history.Recorder(
+                history, plan, job=job.name, series=run_history.job_series(job.name, job.source.paths),
+                sources=job.source.paths, now=now))
+        result, record = _validate(job, target.staging, address, workers, mode, progress or Quiet(), recorder)
         result.output = out
         result.elapsed_s = time.perf_counter() - started
+        if record is not None:
+            record.record(result)
         target.commit(result.to_dict())
     return result
 
 
 def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, mode: str,
-              progress) -> JobResult:
-    """Plan, run and merge, writing parts into `out` (the run's staging folder)."""
+              progress, recorder) -> tuple[JobResult, run_history.Recorder | None]:
+    """Plan, run and merge, writing parts into `out` (the run's staging folder); `recorder`
+    opens the run's history once the plan is compiled (its checks' baselines)."""
     units, errors = plan_job_units(job.source.paths, job.source.format, job.on_error)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
     plan = compile_for_units(job.rules, units, job.source.csv)
+    record = recorder(plan)
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
                    errors=errors, progress=progress)
     mode = _mode(mode, address, units)
@@ -70,7 +87,7 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
                 placed.close()
         finally:
             cluster.close()
-    return run.result(output=out, mode=mode, workers=used, job_name=job.name)
+    return run.result(output=out, mode=mode, workers=used, job_name=job.name), record
 
 
 def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:
