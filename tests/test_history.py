@@ -71,7 +71,7 @@ WRITER = textwrap.dedent("""
 def test_two_processes_append_to_one_file_at_once(tmp_path) -> None:
     path, flags = tmp_path / "h.sqlite", tmp_path / "flags"
     flags.mkdir()
-    runs = 150
+    runs = 100
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), me, str(runs), str(flags)],
                               stderr=subprocess.PIPE, text=True) for me in ("a", "b")]
     for p in procs:

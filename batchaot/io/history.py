@@ -143,6 +143,8 @@ class History:
         """Check (or, in an empty file, create) the schema, inside one write transaction
         so that two runs creating the same new file do not both create it."""
         app = self.db.execute("PRAGMA application_id").fetchone()[0]
+        # in WAL mode NORMAL cannot corrupt the file; a power cut may lose the last appends
+        self.db.execute("PRAGMA synchronous=NORMAL")
         if app not in (0, APPLICATION_ID):
             raise HistoryError(f"{self.path}: an SQLite database of another application "
                                f"(application_id {app:#x}), not a batchaot history; give another path")
