@@ -265,13 +265,15 @@ def test_validate_and_submit_record_and_history_shows_the_trend(tmp_path) -> Non
     # submit (in-process) records too, under the job's name and its own series
     (tmp_path / "job.yaml").write_text("name: daily\nsource: day2.parquet\nrules_from: rules.yaml\n"
                                        "history: h.sqlite\noutput: {path: out}\n")
-    for _ in range(2):
-        res = batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process")
+    res = batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process")
+    assert res.history == {"path": str(history), "run": 3}
+    code, out, _ = run("submit", str(tmp_path / "job.yaml"), "--mode", "in-process", "-q",
+                       "--history", str(history))
+    assert code == 1 and "baseline of vol: run 3 (" in out and f"recorded as run 4 in {history}" in out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["history"] == {"path": str(history), "run": 4}
     vol = next(r for r in summary["rules"] if r["name"] == "vol")["details"]
     assert vol["previous_run"] == 3 and vol["change"] == 0          # not run 2: another series
-    assert res.history["run"] == 4
     rows = db.execute("SELECT job, rows FROM runs WHERE id IN (3, 4)").fetchall()
     assert rows == [("daily", duck(days[2], "SELECT count(*) FROM t"))] * 2
 
