@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import nullcontext
 
 from ..errors import DataError
 from ..io import sinks
@@ -18,7 +18,7 @@ from ..io.units import WorkUnit
 from ..job import JobSpec
 from ..result import JobResult
 from ..runtime import history as run_history
-from ..runtime.plan import InProcess, UnitsRun, compile_for_units, plan_job_units
+from ..runtime.plan import InProcess, Plan, UnitsRun, compile_for_units, plan_job_units
 from ..runtime.progress import Quiet
 
 # Without --address, below these sizes a job runs in this process, on all its cores:
@@ -44,31 +44,38 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
     # the folder is this run's from here on: locked, and every part goes to its staging
     # folder until the summary is ready (a failure leaves a summary that says so)
-    with sinks.OutputRun(out, job=job.name) as target, ExitStack() as stack:
-        def recorder(plan) -> run_history.Recorder | None:
-            if history is None:
-                return None
-            return stack.enter_context(run_history.Recorder(
-                history, plan, job=job.name, series=run_history.job_series(job.name, job.source.paths),
-                sources=job.source.paths, now=now))
-        result, record = _validate(job, target.staging, address, workers, mode, progress or Quiet(), recorder)
-        result.output = out
-        result.elapsed_s = time.perf_counter() - started
-        if record is not None:
-            record.record(result)
+    with sinks.OutputRun(out, job=job.name) as target:
+        plan, units, errors = _plan(job)
+        with _recorder(job, plan, history, now) as record:
+            result = _validate(job, plan, units, errors, target.staging, address, workers, mode,
+                               progress or Quiet())
+            result.output = out
+            result.elapsed_s = time.perf_counter() - started
+            if record is not None:
+                record.record(result)
         target.commit(result.to_dict())
     return result
 
 
-def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, mode: str,
-              progress, recorder) -> tuple[JobResult, run_history.Recorder | None]:
-    """Plan, run and merge, writing parts into `out` (the run's staging folder); `recorder`
-    opens the run's history once the plan is compiled (its checks' baselines)."""
+def _plan(job: JobSpec) -> tuple[Plan, list[WorkUnit], list[str]]:
+    """The job's units (and the files that cannot be read), and its rules compiled."""
     units, errors = plan_job_units(job.source.paths, job.source.format, job.on_error)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
-    plan = compile_for_units(job.rules, units, job.source.csv)
-    record = recorder(plan)
+    return compile_for_units(job.rules, units, job.source.csv), units, errors
+
+
+def _recorder(job: JobSpec, plan: Plan, history: str | None, now):
+    """The run's history (its checks' baselines loaded), or nothing to record in."""
+    if history is None:
+        return nullcontext()
+    return run_history.Recorder(history, plan, job=job.name, sources=job.source.paths, now=now,
+                                series=run_history.job_series(job.name, job.source.paths))
+
+
+def _validate(job: JobSpec, plan: Plan, units: list[WorkUnit], errors: list[str], out: str,
+              address: str | None, workers: int | None, mode: str, progress) -> JobResult:
+    """Run and merge, writing parts into `out` (the run's staging folder)."""
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
                    errors=errors, progress=progress)
     mode = _mode(mode, address, units)
@@ -87,7 +94,7 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
                 placed.close()
         finally:
             cluster.close()
-    return run.result(output=out, mode=mode, workers=used, job_name=job.name), record
+    return run.result(output=out, mode=mode, workers=used, job_name=job.name)
 
 
 def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:

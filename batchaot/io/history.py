@@ -113,7 +113,7 @@ class History:
             try:
                 os.makedirs(folder, exist_ok=True)
             except OSError as exc:
-                raise HistoryError(f"{self.path}: cannot create its folder: {exc.strerror or exc}") from None
+                raise HistoryError(f"{self.path}: cannot create its folder {folder}: {exc.strerror or exc}") from None
         elif os.path.isdir(self.path):
             raise HistoryError(f"{self.path}: is a folder; --history takes a database file path")
         try:
