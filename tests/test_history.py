@@ -101,11 +101,14 @@ def test_foreign_damaged_and_newer_files_are_refused(tmp_path) -> None:
     newer = tmp_path / "newer.sqlite"
     History(newer, version="0.1.0").close()
     sqlite3.connect(newer).executescript("INSERT INTO schema_version VALUES (99, '9.0');")
+    zero = tmp_path / "zero.sqlite"
+    sqlite3.connect(zero).executescript("CREATE TABLE schema_version (version INTEGER, written_by TEXT);"
+                                        "INSERT INTO schema_version VALUES (0, 'x');")
     app = tmp_path / "app.sqlite"
     sqlite3.connect(app).executescript("PRAGMA application_id = 1234;")
     want = {text: "not an SQLite database", other: "without a schema_version table",
             newer: "schema version 99 (written by batchaot 9.0); this batchaot reads up to version 1",
-            app: "another application"}
+            zero: "schema version 0 is not one batchaot ever wrote", app: "another application"}
     for path, message in want.items():
         with pytest.raises(HistoryError, match=message.replace("(", r"\(").replace(")", r"\)")):
             History(path)
