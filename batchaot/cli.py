@@ -203,10 +203,10 @@ def _baseline_text(details: dict) -> str:
 
 @main.command()
 @click.argument("target", metavar="JOB_OR_DB")
-@click.option("--job", help="Only runs of this job (default: a job file's own name).")
+@click.option("--job", help="Only runs of this job (default: a job file's own name; a database: all jobs).")
 @click.option("--metric", "metrics", multiple=True, help="A metric's trend: row_count, duration_s, "
               "violations(rule) or an aggregate such as 'avg(amount)'; repeatable. Default: the "
-              "row count and every rule's violations.")
+              "row count, the duration and the violations of the rules that had some.")
 @click.option("--last", type=click.IntRange(min=1), default=10, show_default=True, help="Runs shown.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def history(target: str, job: str | None, metrics: tuple[str, ...], last: int, as_json: bool) -> None:

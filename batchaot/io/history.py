@@ -87,11 +87,14 @@ def utc_text(when: dt.datetime | dt.date | str | None = None) -> str:
     midnight); None: the current time."""
     if when is None:
         when = dt.datetime.now(dt.timezone.utc)
-    elif isinstance(when, str):
+    elif not isinstance(when, (dt.datetime, dt.date)):
+        when = str(when)                  # numpy datetime64 and the like print as ISO-8601
+    if isinstance(when, str):
         try:
             when = dt.datetime.fromisoformat(when.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise HistoryError(f"'{when}' is not an ISO-8601 date or time (e.g. 2024-05-01T06:00:00)") from None
+            raise HistoryError(f"a run's now must be an ISO-8601 date or time (e.g. 2024-05-01T06:00:00), "
+                               f"got '{when}'") from None
     if not isinstance(when, dt.datetime):
         when = dt.datetime(when.year, when.month, when.day)
     if when.tzinfo is None:
