@@ -219,6 +219,9 @@ def _history(doc: dict, file: str) -> str | None:
     value = doc.get("history")
     if value is None:
         return None
+    if doc.get("kind") == "compile":
+        raise SpecError(f"{at(file, doc, 'history')}: 'history' records validate runs; a compile job "
+                        "has none to record")
     if isinstance(value, dict) and set(value) == {"path"}:
         value = value["path"]
     if not isinstance(value, str) or not value.strip():

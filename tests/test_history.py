@@ -220,6 +220,11 @@ def test_history_checks_need_a_history_and_valid_fields(tmp_path) -> None:
     (tmp_path / "job.yaml").write_text("name: j\nsource: d.parquet\nrules_from: r.yaml\n")
     code, _, err = run("submit", str(tmp_path / "job.yaml"), "--mode", "in-process")
     assert code == 2 and "give --history PATH" in err
+    for field, message in (("history: 5", "job.yaml:4: 'history' must be a database file path"),
+                           ("history: h.sqlite\nkind: compile", "a compile job has none to record")):
+        (tmp_path / "job.yaml").write_text(f"name: j\nsource: d.parquet\nrules_from: r.yaml\n{field}\n")
+        code, _, err = run("submit", str(tmp_path / "job.yaml"))
+        assert code == 2 and message in err, err
     bad = {"change: {metric: row_count}": "needs a limit",
            "change: {metric: 'violations(nope)', max_increase: 1}": "no rule named 'nope'",
            "change: {metric: 'violations(x)', max_increase: 1}": "this rule's own count",
