@@ -53,7 +53,16 @@ def details(result, name: str) -> dict:
 
 # --- the file: two writers at once, foreign and newer files ---------------------------
 
-WRITER = textwrap.dedent("""
+# The store alone, without importing the whole package (numba, pyarrow): a child starts in
+# a fraction of a second, so both writers really overlap.
+LIGHT = textwrap.dedent(f"""
+    import sys, types
+    package = types.ModuleType("batchaot")
+    package.__path__ = [{str(REPO / "batchaot")!r}]
+    sys.modules["batchaot"] = package
+""")
+
+WRITER = LIGHT + textwrap.dedent("""
     import os, sys, time
     from batchaot.io.history import History, RunRecord, utc_text
     path, me, runs, flag_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -124,7 +133,7 @@ def test_foreign_damaged_and_newer_files_are_refused(tmp_path) -> None:
     # a file this version wrote opens again, in another process too
     ours = tmp_path / "ours.sqlite"
     History(ours, version="0.1.0").close()
-    subprocess.run([sys.executable, "-c", "import sys; from batchaot.io.history import History; "
+    subprocess.run([sys.executable, "-c", LIGHT + "from batchaot.io.history import History\n"
                     "History(sys.argv[1], create=False).close()", str(ours)], check=True)
 
 
