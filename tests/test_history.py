@@ -316,3 +316,17 @@ def test_demo_job_keeps_a_history() -> None:
     with pytest.raises(SpecError, match="no 'history:' file"):
         from batchaot.report.history import target
         target(str(REPO / "jobs" / "orders_multi.yaml"), None)
+
+
+def test_a_change_check_added_later_finds_the_aggregate_rule_s_past_values(tmp_path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- {name: mean, aggregate: 'avg(amount)', between: [0, 100]}\n")
+    before, after = orders(300, seed=1), orders(300, seed=2, mean=56.0)
+    first = batchaot.validate(before, str(rules), history=tmp_path / "h.sqlite")
+    rules.write_text(rules.read_text() + "- {name: mean_steady, change: {metric: 'AVG(amount)', max_pct: 5}}\n")
+    second = batchaot.validate(after, str(rules), history=tmp_path / "h.sqlite")
+    s = details(second, "mean_steady")
+    old, new = duck(before, "SELECT avg(amount) FROM t"), duck(after, "SELECT avg(amount) FROM t")
+    assert s["details"]["previous_run"] == first.history["run"]
+    assert s["details"]["previous"] == pytest.approx(old) and s["value"] == pytest.approx(new)
+    assert s["passed"] == (abs(new - old) / old * 100 <= 5) and not s["passed"]
