@@ -21,9 +21,12 @@ $(DEMO_DATA): | $(STAMP)
 
 # The demo's data breaks some rules on purpose: exit code 1 (rules failed) is the expected outcome.
 # `--mode ray` runs it on an embedded local Ray (a job this small would otherwise run in-process).
+# Each run is appended to the job's history (data/demo/history.sqlite): a second `make demo`
+# shows the trend.
 demo: $(STAMP) $(DEMO_DATA)
 	$(BIN)/batchaot submit jobs/demo.yaml --mode ray || test $$? -eq 1
 	@echo "report: $(CURDIR)/out/demo/report.html (rebuild it with: batchaot report out/demo)"
+	$(BIN)/batchaot history jobs/demo.yaml --last 5
 	$(BIN)/batchaot inspect jobs/demo.yaml --schema $(DEMO_DATA) | tail -n 1
 
 # pytest exits 5 when no test ran; make treats that, like any failure, as an error.

@@ -22,6 +22,7 @@ from .io.units import plan as plan_units
 from .io.violations import TABLE_SOURCE
 from .report import html
 from .result import Result
+from .runtime import history as run_history
 from .runtime import plan as runtime
 from .runtime import schema_gate
 from .runtime.quarantine import Quarantine, split_inputs
@@ -109,21 +110,24 @@ def load_rule_specs(rules: RulesLike) -> list[RuleSpec]:
 
 
 def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | None = None,
-             quarantine: str | os.PathLike | None = None, now: str | dt.datetime | None = None) -> Result:
+             quarantine: str | os.PathLike | None = None, history: str | os.PathLike | None = None,
+             now: str | dt.datetime | None = None) -> Result:
     """Check `data` against `rules`; optionally write summary.json, violations and
-    report.html to `output` (in the same layout as `submit`: io/violations.py), and split
-    the rows into `quarantine`/valid/ and `quarantine`/invalid/ (io/quarantine.py). `now`
-    fixes the instant that current_date, now() and freshness checks read (default: the
-    rules file's `now:`, else the wall clock, read once)."""
+    report.html to `output` (in the same layout as `submit`: io/violations.py), split the
+    rows into `quarantine`/valid/ and `quarantine`/invalid/ (io/quarantine.py), and append
+    the run's metrics to the `history` database (runtime/history.py). `now` fixes the
+    instant that current_date, now() and freshness checks read, and is recorded with the
+    run (default: the rules file's `now:`, else the wall clock, read once)."""
     fixed = clock.parse(now, "now") if now is not None else _file_now(rules)
+    history = os.fspath(history) if history is not None else None
     if output is None and quarantine is None:
-        return _validate(data, rules, fixed)
+        return _validate(data, rules, fixed, history)
     out = None if output is None else os.fspath(output)
     split = None if quarantine is None else os.fspath(quarantine)
     # the folders are this run's from here on (locked; their earlier results are replaced
     # only when this one is complete, or by a summary saying that it failed)
     with sinks.Outputs(out, split) as held:
-        result = _validate(data, rules, fixed)
+        result = _validate(data, rules, fixed, history)
         if split is not None and not result.stopped:
             spec = Quarantine(held.quarantine_staging, result.rule_set)
             counts = split_inputs(_inputs(data), result.failure_pairs(), spec, threads=os.cpu_count() or 1)
@@ -156,10 +160,11 @@ def _file_now(rules: RulesLike) -> dt.datetime | None:
     return clock.parse(doc["now"], f"{at(path, doc, 'now')}: 'now'")
 
 
-def _validate(data: DataLike, rules: RulesLike, now: dt.datetime | None = None) -> Result:
+def _validate(data: DataLike, rules: RulesLike, now: dt.datetime | None = None,
+              history: str | None = None) -> Result:
     started, clock_started = clock.iso(clock.wall()), time.perf_counter()
     with clock.fixed(now) as instant:
-        result = _validate_at(data, rules)
+        result = _validate_at(data, rules, history, now)
     result.now, result.started_at = clock.iso(instant), started
     result.elapsed_s = time.perf_counter() - clock_started
     files = [os.fspath(rules)] if isinstance(rules, (str, os.PathLike)) else []
@@ -167,8 +172,9 @@ def _validate(data: DataLike, rules: RulesLike, now: dt.datetime | None = None) 
     return result
 
 
-def _validate_at(data: DataLike, rules: RulesLike) -> Result:
+def _validate_at(data: DataLike, rules: RulesLike, history: str | None, now: dt.datetime | None) -> Result:
     specs = load_rule_specs(rules)
+    run_history.require(specs, history)
     paths = _paths(data)
     if paths is None:
         table = _table(data)
@@ -177,9 +183,7 @@ def _validate_at(data: DataLike, rules: RulesLike) -> Result:
                                   schema_gate.table_nulls({TABLE_SOURCE: table}))
         if found.stop:
             return _stopped(specs, found, [TABLE_SOURCE])
-        plan = runtime.Plan.compile(specs, table.schema)
-        found.apply(plan.compiled)
-        result = runtime.validate(plan, [(TABLE_SOURCE, table)])
+        plan, inputs, early = runtime.Plan.compile(specs, table.schema), [(TABLE_SOURCE, table)], None
     else:
         # text and IPC files are read whole now (their schema comes from reading them);
         # Parquet files only once the rules say which row groups and columns are needed
@@ -188,9 +192,15 @@ def _validate_at(data: DataLike, rules: RulesLike) -> Result:
         found = schema_gate.check(specs, list(zip(paths, schemas)), schema_gate.table_nulls(early))
         if found.stop:              # before any Parquet row is read
             return _stopped(specs, found, paths)
-        plan = runtime.Plan.compile(specs, _check_schemas(paths, schemas))
-        found.apply(plan.compiled)
-        result = runtime.validate(plan, plan_units(paths), read=early)
+        plan, inputs = runtime.Plan.compile(specs, _check_schemas(paths, schemas)), plan_units(paths)
+    found.apply(plan.compiled)
+    if history is None:
+        return runtime.validate(plan, inputs, read=early)
+    job, series = run_history.rules_series(rules, specs)
+    with run_history.Recorder(history, plan, job=job, series=series, sources=paths or [TABLE_SOURCE],
+                              now=now) as recorder:
+        result = runtime.validate(plan, inputs, read=early)
+        recorder.record(result)
     return result
 
 

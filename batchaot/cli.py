@@ -88,12 +88,14 @@ QUARANTINE_HELP = ("Split the rows: DIR/valid/*.parquet (breaking no error rule)
 @click.option("--junit", "junit_path", metavar="FILE", help=JUNIT_HELP)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help=FORMAT_HELP)
+@click.option("--history", "history_path", metavar="PATH",
+              help="Append this run's metrics to this SQLite file (change/anomaly checks read it).")
 def validate(data: tuple[str, ...], rules: str, output: str | None, quarantine: str | None, as_json: bool,
-             now: str | None, junit_path: str | None, fmt: str) -> None:
+             now: str | None, junit_path: str | None, fmt: str, history_path: str | None) -> None:
     """Check DATA (Parquet, CSV, Arrow IPC or JSONL files, globs) against RULES."""
     stream = _reserve_stdout() if as_json else None
-    result = _reported(junit_path, lambda: api.validate(list(data), rules, output=output,
-                                                         quarantine=quarantine, now=now))
+    result = _reported(junit_path, lambda: api.validate(list(data), rules, output=output, quarantine=quarantine,
+                                                         history=history_path, now=now))
     if as_json:
         _emit_json(stream, result.to_json())
     elif fmt == "github":
@@ -145,9 +147,11 @@ def _console() -> Console:
 @click.option("--junit", "junit_path", metavar="FILE", help=JUNIT_HELP)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help=FORMAT_HELP)
+@click.option("--history", "history_path", metavar="PATH",
+              help="Append this run's metrics to this SQLite file (overrides the job's history:).")
 def submit(job_file: str, address: str | None, workers: int | None, output: str | None,
            quarantine: str | None, mode: str, as_json: bool, quiet: bool, now: str | None,
-           junit_path: str | None, fmt: str) -> None:
+           junit_path: str | None, fmt: str, history_path: str | None) -> None:
     """Run a job file: validate data (or compile rules) on Ray, locally or on a cluster."""
     from .distributed import Job
     from .runtime.progress import choose
@@ -157,7 +161,7 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
     result = _reported(junit_path if job.spec.kind == "validate" else None,
                        lambda: job.run(address=address, workers=workers, output=output, mode=mode,
                                        progress=choose(quiet or as_json or fmt == "github"),
-                                       quarantine=quarantine, now=now))
+                                       quarantine=quarantine, history=history_path, now=now))
     if as_json:
         _emit_json(stream, result.to_json())
     elif job.spec.kind == "compile":
@@ -236,6 +240,11 @@ def _print_result(result, output: str | None) -> None:
         console.print(f"[yellow]skipped:[/] {error}")
     if result.stopped:
         console.print(f"[red]stopped:[/] {result.stopped}")
+    for r in result.rules:
+        if r.spec.needs_history:
+            console.print(f"baseline of {r.spec.name}: {_baseline_text(r.outcome.details)}", markup=False)
+    if result.history is not None:
+        console.print(f"recorded as run {result.history['run']} in {result.history['path']}", markup=False)
     if output:
         console.print(f"results written to {output}/summary.json and {output}/violations/; "
                       f"report: {os.path.join(output, 'report.html')}")
@@ -245,6 +254,56 @@ def _print_result(result, output: str | None) -> None:
         console.print(f"quarantine: {split['valid_rows']:,} valid rows in {path}/valid/, "
                       f"{split['invalid_rows']:,} invalid rows in {path}/invalid/", soft_wrap=True)
     console.print("[green]all error rules passed[/]" if result.ok else "[red]validation failed[/]")
+
+
+def _baseline_text(details: dict) -> str:
+    if details.get("history") == "insufficient":
+        return f"insufficient history ({details['runs']} earlier run(s), {details['needed']} needed): passes"
+    return str(details.get("baseline") or details.get("reason", "n/a"))
+
+
+@main.command()
+@click.argument("target", metavar="JOB_OR_DB")
+@click.option("--job", help="Only runs of this job (default: a job file's own name; a database: all jobs).")
+@click.option("--metric", "metrics", multiple=True, help="A metric's trend: row_count, duration_s, "
+              "violations(rule) or an aggregate such as 'avg(amount)'; repeatable. Default: the "
+              "row count, the duration and the violations of the rules that had some.")
+@click.option("--last", type=click.IntRange(min=1), default=10, show_default=True, help="Runs shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def history(target: str, job: str | None, metrics: tuple[str, ...], last: int, as_json: bool) -> None:
+    """Recent runs and metric trends from a history file (or a job file's history:)."""
+    from .report import history as hist
+
+    path, job = hist.target(target, job)
+    found = hist.view(path, job, list(metrics), last)
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    console = _console()
+    what = f" of job {job}" if job else ""
+    runs = Table(title=f"last {len(found['runs'])} run(s){what} in {path}")
+    for col in ("run", "at", "job", "verdict", "rows", "seconds", "failing rules"):
+        runs.add_column(col, justify="right" if col in ("run", "rows", "seconds") else "left",
+                        no_wrap=col != "failing rules")
+    colors = {"pass": "green", "warn": "yellow", "fail": "red"}
+    for r in reversed(found["runs"]):
+        seconds = f"{r['duration_s']:.3f}" if r["duration_s"] is not None else ""
+        runs.add_row(str(r["id"]), (r["now"] or r["started"])[:19], r["job"],
+                     f"[{colors.get(r['verdict'], 'white')}]{r['verdict']}[/]", f"{r['rows']:,}", seconds,
+                     ", ".join(r["failing"]))
+    console.print(runs)
+    trends = Table(title="trends, oldest → newest")
+    for col in ("metric", "trend", "runs", "min", "max", "last", "values"):
+        trends.add_column(col, justify="right" if col in ("runs", "min", "max", "last") else "left",
+                          no_wrap=True, overflow="ellipsis", max_width=60 if col == "values" else None)
+    for name, points in found["trends"].items():
+        values = [p["value"] for p in points]
+        finite = [v for v in values if v is not None]
+        show = (lambda v: "" if v is None else f"{v:.6g}")
+        trends.add_row(name, hist.sparkline(values), str(len(values)), show(min(finite, default=None)),
+                       show(max(finite, default=None)), show(values[-1] if values else None),
+                       " ".join(show(v) or "-" for v in values))
+    console.print(trends)
 
 
 @main.command()

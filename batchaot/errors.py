@@ -63,3 +63,7 @@ class OutputError(BatchaotError):
 
 class ResourceError(BatchaotError):
     """The machine ran out of something the run needs (memory): it cannot finish."""
+
+
+class HistoryError(BatchaotError):
+    """A metrics history file that cannot be opened, read or written (--history PATH)."""

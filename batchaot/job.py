@@ -9,6 +9,7 @@
     workers: 4                     # default: all cores
     on_error: continue             # or stop: what an unreadable file does to the run
     now: 2024-06-01T12:00:00Z      # fixes current_date, now() and freshness (default: wall clock)
+    history: out/history.sqlite    # append each run's metrics (change/anomaly checks read it)
 
 Relative paths resolve against the job file's folder. Every mistake is a SpecError
 naming file:line and the field.
@@ -56,6 +57,7 @@ class JobSpec:
     engine: str                          # the Executor's: auto (default), vm or fused
     schema: str | None                   # compile jobs: a data file whose schema binds the rules
     now: dt.datetime | None = None       # fixes current_date, now() and freshness (default: the wall clock)
+    history: str | None = None           # the metrics history database file (io/history.py)
 
 
 def resolve(base: str, path: str) -> str:
@@ -99,7 +101,8 @@ def parse_job(doc: dict, file: str) -> JobSpec:
                    quarantine=_output(doc, file, "quarantine"),
                    workers=_workers(doc, file), on_error=_choice(doc, "on_error", ON_ERROR, "continue", file),
                    engine=_choice(doc, "engine", ENGINES, "auto", file), schema=_schema(doc, file),
-                   now=clock.parse(doc["now"], f"{at(file, doc, 'now')}: 'now'") if doc.get("now") is not None else None)
+                   now=clock.parse(doc["now"], f"{at(file, doc, 'now')}: 'now'") if doc.get("now") is not None else None,
+                   history=_history(doc, file))
 
 
 def _choice(doc: dict, key: str, allowed: tuple, default: str, file: str) -> str:
@@ -226,4 +229,19 @@ def _schema(doc: dict, file: str) -> str | None:
         value = value["path"]
     if not isinstance(value, str):
         raise SpecError(f"{at(file, doc, 'schema')}: 'schema' must be {{path: data file}}")
+    return resolve(file, value)
+
+
+def _history(doc: dict, file: str) -> str | None:
+    value = doc.get("history")
+    if value is None:
+        return None
+    if doc.get("kind") == "compile":
+        raise SpecError(f"{at(file, doc, 'history')}: 'history' records validate runs; a compile job "
+                        "has none to record")
+    if isinstance(value, dict) and set(value) == {"path"}:
+        value = value["path"]
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{at(file, doc, 'history')}: 'history' must be a database file path "
+                        "(or {path: file}), e.g. history: ../out/history.sqlite")
     return resolve(file, value)

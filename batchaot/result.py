@@ -104,6 +104,10 @@ class NotRunResult:
         }
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _finite(value):
     """NaN/inf are not JSON: the summary's value is then null and details say which."""
     return None if isinstance(value, float) and not math.isfinite(value) else value
@@ -133,10 +137,36 @@ class Result:
     rules_hash: str | None = None    # spec.rules_digest of the rules' files
     stopped: str | None = None       # why the run stopped before reading rows (a schema check)
     quarantined: dict | None = None  # with a quarantine folder: its path and row counts
+    history: dict | None = None      # {path, run}: where --history recorded this run
 
     @property
     def ok(self) -> bool:
         return all(r.passed or r.spec.severity != "error" for r in self.rules)
+
+    @property
+    def verdict(self) -> str:
+        """pass, warn (only warn-severity rules failed) or fail."""
+        if not self.ok:
+            return "fail"
+        return "pass" if all(r.passed for r in self.rules) else "warn"
+
+    def metrics(self) -> list[tuple[str, str, float | int | None]]:
+        """(rule, metric, value) rows for a metrics history: the run's row count and
+        duration (rule ''), and per rule its violations, NULL rows, pass/fail and computed
+        value; a dataset check's value also under its metric's own name (avg(amount))."""
+        found = {("", "row_count"): self.rows, ("", "duration_s"): self.elapsed_s}
+        for r in self.rules:
+            s = r.summary()
+            name = s["name"]
+            found.update({(name, "violations"): s["violations"], (name, "null_rows"): s["null_rows"],
+                          (name, "passed"): int(bool(s["passed"]))})
+            value = r.outcome.value if isinstance(r, CheckResult) else None
+            if _number(value):
+                found[(name, "value")] = value
+                metric = r.check.metric_name
+                if metric is not None and r.outcome.details.get("incomplete") is None:
+                    found[("", metric)] = value
+        return [(rule, metric, value) for (rule, metric), value in found.items()]
 
     @property
     def exit_code(self) -> int:
@@ -150,6 +180,8 @@ class Result:
                "rules_hash": self.rules_hash, "sources": self.source_names(), "stopped": self.stopped}
         if self.quarantined is not None:
             doc["quarantine"] = dict(self.quarantined)
+        if self.history is not None:
+            doc["history"] = self.history
         return doc
 
     def source_names(self) -> list[str]:

@@ -20,7 +20,9 @@ from .errors import SpecError
 
 SEVERITIES = ("error", "warn")
 ROW_KIND = "check"
-DATASET_KINDS = ("unique", "not_null", "aggregate", "row_count", "reference", "freshness", "schema")
+DATASET_KINDS = ("unique", "not_null", "aggregate", "row_count", "reference", "freshness", "schema",
+                 "change", "anomaly")
+HISTORY_KINDS = ("change", "anomaly")         # compare with past runs: need a metrics history
 RULE_KINDS = (ROW_KIND, *DATASET_KINDS)
 RULE_OPTIONS = ("name", "severity", "strict", "mostly", "description", "where", "between", "equals")
 # The options only some kinds take; any other kind refuses them (never silently ignored).
@@ -36,7 +38,7 @@ MAX_ALIAS_VALUES = 100_000       # values YAML aliases (*name, <<: *name) may ad
 MAX_NAME_CHARS = 200             # rule and job names
 # Top-level keys of a rules file; a job file (jobs/*.yaml) is also a valid rules file.
 DOCUMENT_KEYS = ("name", "description", "kind", "source", "rules", "rules_from", "output",
-                 "workers", "on_error", "engine", "schema", "now")
+                 "workers", "on_error", "engine", "schema", "now", "history")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class RuleSpec:
     @property
     def is_row_rule(self) -> bool:
         return self.kind == ROW_KIND
+
+    @property
+    def needs_history(self) -> bool:
+        return self.kind in HISTORY_KINDS
 
 
 # --- YAML with line numbers -------------------------------------------------------

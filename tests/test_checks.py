@@ -616,7 +616,12 @@ def test_checks_declare_what_they_need_from_the_runtime() -> None:
         "reference": (Partials.MERGED, SideInput.SHARED_OR_PARTITIONED, True),
         "freshness": (Partials.MERGED, SideInput.NONE, False),
         "schema": (Partials.MERGED, SideInput.NONE, False),
+        "change": (Partials.MERGED, SideInput.NONE, False),
+        "anomaly": (Partials.MERGED, SideInput.NONE, False),
     }
+    assert {kind for kind, cls in KINDS.items() if cls.reads_history} == {"change", "anomaly"}
+    with pytest.raises(TypeError, match="declares reads_history but has no load_history"):
+        type("Forgetful", (CheckBase,), {"reads_history": True})
     # a declaration is a promise: a class without the methods it declares is refused
     with pytest.raises(TypeError, match="declares Partials.BUCKETED but has no split, finish_bucket, outcome"):
         type("Half", (CheckBase,), {"partials": Partials.BUCKETED})

@@ -284,3 +284,29 @@ def test_large_reference_is_partitioned_with_the_same_answer(local_ray, job_file
     parts = os.listdir(tmp_path / "part-ray" / "violations")
     assert any(p.startswith("part-check006-b") for p in parts)
     assert not any(p.startswith("part-check006-b") for p in os.listdir(tmp_path / "shared" / "violations"))
+
+
+def test_history_checks_on_ray_equal_in_process(local_ray, job_file, tmp_path) -> None:
+    """change checks travel to the workers with their baseline; violations(rule) is taken
+    after the merge: a Ray run and an in-process run against the same baseline agree."""
+    root, _ = job_file
+    job = tmp_path / "hist.yaml"
+    job.write_text(f"name: dist-history\nsource: {{path: '{root}/data/*.parquet'}}\n"
+                   f"history: {tmp_path / 'h.sqlite'}\nrules:\n"
+                   "  - {name: email_shape, check: \"email LIKE '%@%'\"}\n"
+                   "  - {name: volume, change: {metric: row_count, max_pct: 1}}\n"
+                   "  - {name: bad_emails, change: {metric: violations(email_shape), max_increase: 0}}\n"
+                   "  - {name: mean_amount, change: {metric: 'avg(amount)', max_pct: 1}, where: 'quantity > 1'}\n"
+                   "  - {name: email_nulls, anomaly: {metric: 'null_fraction(email)', min_runs: 2}}\n")
+    first = batchaot.Job.from_yaml(job).run(mode="in-process", now="2024-05-01")
+    assert all(r["details"].get("history") == "insufficient" for r in first.to_dict()["rules"][1:])
+    on_ray = batchaot.Job.from_yaml(job).run(mode="ray", workers=2, now="2024-05-02",
+                                             output=str(tmp_path / "ray"))
+    here = batchaot.Job.from_yaml(job).run(mode="in-process", now="2024-05-02", output=str(tmp_path / "here"))
+    assert on_ray.mode == "ray" and outcome(on_ray) == outcome(here)
+    found = {r["name"]: r for r in on_ray.to_dict()["rules"]}
+    assert found["bad_emails"]["value"] == found["email_shape"]["violations"] > 0
+    for name in ("volume", "bad_emails", "mean_amount"):       # the same data: no change at all
+        assert found[name]["passed"] and found[name]["details"]["previous_run"] == first.history["run"]
+        assert found[name]["details"]["change"] == 0
+    assert found["email_nulls"]["details"] == {**found["email_nulls"]["details"], "history": "insufficient", "runs": 1}

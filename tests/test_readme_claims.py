@@ -93,7 +93,8 @@ TABLE_TOOLS = {"batchaot fused 1t / 2t": "batchaot-fused", "Polars lazy": "polar
 TABLE_SETS = {"mixed (2 string rules)": "mixed", "strings": "strings", "numeric": "numeric"}
 
 # Numbers with a unit that are settings, not measurements.
-NOT_MEASURED = ["(4 GB when the row count is unknown)", "a rules file is at most 64 MB"]   # limits, not measurements
+NOT_MEASURED = ["(4 GB when the row count is unknown)", "a rules file is at most 64 MB",
+                "waits for the first (up to 60 s)"]   # limits, not measurements
 
 NUMBER = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
 MEASURE = re.compile(r"(?<![\w.])[0-9][0-9,]*(?:\.[0-9]+)?\s?(?:s|ms|ns|µs|GB|MB)\b")

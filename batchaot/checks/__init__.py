@@ -1,5 +1,5 @@
 """Dataset-level checks: unique, not_null, aggregate, row_count, reference, freshness,
-schema.
+schema, and change / anomaly (a metric against past runs: history.py).
 
 Each check follows the map → merge → finish interface of :mod:`.base` and declares what
 it needs from the runtime (bucketed partials, a side input, row output), so it runs the
@@ -18,6 +18,7 @@ from ..spec import RuleSpec
 from .aggregate import AggregateCheck
 from .base import CheckOutcome, DatasetCheck, Partial
 from .freshness import FreshnessCheck
+from .history import AnomalyCheck, ChangeCheck
 from .not_null import NotNullCheck
 from .reference import KeySet, ReferenceCheck
 from .row_count import RowCountCheck
@@ -28,7 +29,8 @@ __all__ = ["CheckOutcome", "DatasetCheck", "KeySet", "Partial", "build_check", "
 
 KINDS = {"unique": UniqueCheck, "not_null": NotNullCheck, "aggregate": AggregateCheck,
          "row_count": RowCountCheck, "reference": ReferenceCheck,
-         "freshness": FreshnessCheck, "schema": SchemaCheck}
+         "freshness": FreshnessCheck, "schema": SchemaCheck, "change": ChangeCheck,
+         "anomaly": AnomalyCheck}
 
 
 def build_check(spec: RuleSpec, schema: pa.Schema) -> DatasetCheck:

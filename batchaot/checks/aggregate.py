@@ -70,22 +70,34 @@ def parse_call(spec: RuleSpec, schema: pa.Schema) -> Call:
     return replace(call, column=column)
 
 
+def metric_text(what: str, where: str | None) -> str:
+    """A metric's name in the history: the expression, and the rows it counts."""
+    return what if where is None else f"{what} where {' '.join(str(where).split())}"
+
+
 def _numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
-class AggregateCheck(CheckBase):
+class AggregateValue(CheckBase):
+    """One aggregate over the rows `where` picks, computed map → merge → :meth:`value`:
+    what an aggregate rule bounds, and what change/anomaly checks (history.py) compare
+    with past runs — so both accept exactly the same expressions."""
+
     def __init__(self, spec: RuleSpec, schema: pa.Schema):
         super().__init__(spec, schema)
         no_mostly(spec)
         self.call = parse_call(spec, schema)
-        self.bounds = Bounds.parse(spec, spec.options, "aggregate: \"avg(amount)\", between: [10, 500]")
         self.out_columns = [self.call.column] if self.call.column else []
         self.type = schema.field(self.call.column).type if self.call.column else None
 
+    @property
+    def metric_name(self) -> str:
+        """The aggregate as a history metric: `avg(amount)`, `count(*) where status = 'lost'`."""
+        return metric_text(str(self.call), self.spec.options.get("where"))
+
     def describe(self) -> str:
-        where = f" where {self.spec.options['where']}" if "where" in self.spec.options else ""
-        return f"{self.call}{where} {self.bounds.describe()}"
+        return self.metric_name
 
     # -- map ----------------------------------------------------------------------------
     def map(self, batch: pa.RecordBatch, source: str, first_row: int) -> AggregatePartial:
@@ -131,17 +143,14 @@ class AggregateCheck(CheckBase):
             out.sketch = _merge_kll([p.sketch for p in partials if p.sketch])
         return out
 
-    # -- finish ---------------------------------------------------------------------------
+    def value(self, p: AggregatePartial) -> tuple[float | int | None, dict]:
+        """The aggregate of the merged partial, and what details say about it."""
+        value, details = self._value(p)
+        return _plain(value), details
+
     def finish(self, partial: AggregatePartial) -> CheckOutcome:
-        value, details = self._value(partial)
-        passed = self.bounds.holds(value)
-        details.update(function=str(self.call), rows=partial.rows, expected=self.bounds.describe())
-        if value is None:
-            details["reason"] = "the aggregate is NULL (no non-NULL value to aggregate), which no bound accepts"
-        if not passed:
-            details["note"] = "a dataset-level fact: no single row violates it, so no violating rows are listed"
-        return CheckOutcome(passed=passed, violations=0, rows=partial.rows, value=_plain(value),
-                            details=jsonable(details), violating=None)
+        value, details = self.value(partial)
+        return CheckOutcome(passed=True, violations=0, rows=partial.rows, value=value, details=jsonable(details))
 
     def _value(self, p: AggregatePartial) -> tuple[float | int | None, dict]:
         fn = self.call.fn
@@ -177,6 +186,29 @@ class AggregateCheck(CheckBase):
         squares = moments.exact_sum_squares(m, base, e)
         variance = (squares - total * total / m.n) / (m.n - 1)
         return math.sqrt(variance) if variance > 0 else 0.0
+
+
+class AggregateCheck(AggregateValue):
+    """`aggregate:` with bounds: the value must lie within them."""
+
+    def __init__(self, spec: RuleSpec, schema: pa.Schema):
+        super().__init__(spec, schema)
+        self.bounds = Bounds.parse(spec, spec.options, "aggregate: \"avg(amount)\", between: [10, 500]")
+
+    def describe(self) -> str:
+        where = f" where {self.spec.options['where']}" if "where" in self.spec.options else ""
+        return f"{self.call}{where} {self.bounds.describe()}"
+
+    def finish(self, partial: AggregatePartial) -> CheckOutcome:
+        value, details = self.value(partial)
+        passed = self.bounds.holds(value)
+        details.update(function=str(self.call), rows=partial.rows, expected=self.bounds.describe())
+        if value is None:
+            details["reason"] = "the aggregate is NULL (no non-NULL value to aggregate), which no bound accepts"
+        if not passed:
+            details["note"] = "a dataset-level fact: no single row violates it, so no violating rows are listed"
+        return CheckOutcome(passed=passed, violations=0, rows=partial.rows, value=value,
+                            details=jsonable(details), violating=None)
 
 
 def _plain(value):

@@ -32,6 +32,13 @@ the runtime reads the declaration — it never probes a check with ``hasattr``:
   rows, and the check's partials are then bucketed.
 * ``row_output``: whether the check lists violating rows (in the violations layout of
   :mod:`batchaot.io.violations`), which the runtime writes as part files.
+* ``reads_history``: the check compares with past runs (change, anomaly): before the run
+  the driver calls ``load_history(past)``, ``past(rule, metric, limit)`` giving the
+  metric's latest values in the run's metrics history (io/history.py).
+* ``reads_results``: the check's value is another rule's count: once every rule has run,
+  ``settle(outcome, violations)`` completes the outcome (``violations``: rule → count).
+* ``metric_name``: the run-level metric a history records the check's value as (None:
+  nothing beyond its per-rule metrics).
 
 :class:`CheckBase` checks when a subclass is defined that it has the methods its
 declaration promises.
@@ -149,6 +156,8 @@ class SideInput(enum.Enum):
 
 # the methods each declaration promises (checked when a CheckBase subclass is defined)
 PROMISES = {
+    "reads_history": ("load_history",),
+    "reads_results": ("settle",),
     Partials.BUCKETED: ("split", "finish_bucket", "outcome", "labelled"),
     SideInput.SHARED: ("shared_state", "use_shared_state"),
     SideInput.SHARED_OR_PARTITIONED: ("shared_state", "use_shared_state", "partition", "side_units",
@@ -322,6 +331,9 @@ class CheckBase:
     partials: ClassVar[Partials] = Partials.MERGED
     side_input: ClassVar[SideInput] = SideInput.NONE
     row_output: ClassVar[bool] = False
+    reads_history: ClassVar[bool] = False
+    reads_results: ClassVar[bool] = False
+    metric_name: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -330,6 +342,10 @@ class CheckBase:
             if missing:
                 raise TypeError(f"{cls.__name__} declares {type(declared).__name__}.{declared.name} "
                                 f"but has no {', '.join(missing)}")
+        for flag in ("reads_history", "reads_results"):
+            missing = [m for m in PROMISES[flag] if getattr(cls, flag) and not callable(getattr(cls, m, None))]
+            if missing:
+                raise TypeError(f"{cls.__name__} declares {flag} but has no {', '.join(missing)}")
 
     def __init__(self, spec: RuleSpec, schema: pa.Schema):
         self.spec = spec

@@ -34,13 +34,16 @@ class Job:
 
     def run(self, address: str | None = None, workers: int | None = None,
             output: str | None = None, mode: str = "auto", progress=None,
-            quarantine: str | None = None, now: str | dt.datetime | None = None) -> JobResult | CompileResult:
+            quarantine: str | None = None, history: str | None = None,
+            now: str | dt.datetime | None = None) -> JobResult | CompileResult:
         """Run on an embedded local Ray (default), a cluster (`address`), or in-process.
 
         `mode`: "auto" runs small inputs in-process and the rest on Ray; "ray" or
         "in-process" force one. `progress`: a batchaot.runtime.progress reporter.
         `quarantine`: a folder for valid/ and invalid/ rows (overrides output.quarantine).
-        `now` (else the job's `now:`, else the wall clock) fixes current_date/now()/freshness.
+        `history`: a metrics history file to append the run to (default: the job's
+        `history:`). `now` (else the job's `now:`, else the wall clock) fixes
+        current_date/now()/freshness, and is recorded in the history.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -48,4 +51,5 @@ class Job:
             return run_compile(self.spec, address=address, workers=workers, output=output, mode=mode)
         fixed = clock.parse(now, "now") if now is not None else self.spec.now
         return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
-                            progress=progress or Quiet(), quarantine=quarantine, now=fixed)
+                            progress=progress or Quiet(), quarantine=quarantine, history=history,
+                            now=fixed)

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 
 import pyarrow as pa
 
@@ -21,8 +22,68 @@ from ..io.units import WorkUnit
 from ..job import JobSpec
 from ..report import html
 from ..result import JobResult
-from ..runtime import schema_gate
-from ..runtime.plan import InProcess, UnitsRun, compile_for_units, plan_job_units
+                 quarantine: str | None = None, history: str | None = None,
+                 now: dt.datetime | None = None) -> JobResult:
+    """`quarantine` (default: the job's output.quarantine) gets the rows split into valid/
+    and invalid/; `history` (default: the job's `history:`) gets the run appended; `now`
+    fixes current_date, now() and freshness, and is recorded with the run."""
+    started, started_at = time.perf_counter(), clock.iso(clock.wall())
+    history = history or job.history
+    run_history.require(job.rules, history)
+    out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
+    split = quarantine or job.quarantine
+    # the folders are this run's from here on: locked, and every part goes to their staging
+    # folders until the summary is ready (a failure leaves a summary that says so)
+    with sinks.Outputs(out, split, job=job.name) as held:
+        with clock.fixed(now) as instant:
+            result = _validate(job, held.staging, address, workers, mode, progress or Quiet(),
+                               held.quarantine_staging, history, now, started)
+        result.output, result.now, result.started_at = out, clock.iso(instant), started_at
+        if result.quarantined is not None:
+            result.quarantined = {"path": split, **result.quarantined}
+        result.rules_hash = rules_digest([job.file, *job.rule_files])
+        result.elapsed_s = time.perf_counter() - started
+        summary = result.to_dict()
+        held.commit(summary, html.write_staged(held.staging, summary))
+    return result
+
+
+def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, mode: str, progress,
+              quarantine: str | None, history: str | None, now: dt.datetime | None,
+              started: float) -> JobResult:
+    """Plan, run and merge, writing parts into `out` (the run's staging folder), with
+    `quarantine` (a staging folder too) every row into its valid/ or invalid/, and with
+    `history` the run appended to it."""
+    units, errors = plan_job_units(job.source.paths, job.source.format, job.on_error)
+    if not units:
+        raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
+    files = list(dict.fromkeys(u.path for u in units))
+    found = schema_gate.check(job.rules, schema_gate.file_schemas(units, job.rules, job.source.csv))
+    if found.stop:                  # every file's schema checked; no row read
+        return JobResult(rules=found.results(job.rules), rows=0, units=len(units), files=files,
+                         errors=errors, layout=violations.layout(pa.schema([]), []), stopped=found.stop,
+                         output=out, mode="none", workers=0, job_name=job.name)
+    plan = compile_for_units(job.rules, units, job.source.csv)
+    found.apply(plan.compiled)
+    with _recorder(job, plan, history, now) as record:
+        result = _execute(job, plan, units, errors, out, address, workers, mode, progress, quarantine)
+        result.elapsed_s = time.perf_counter() - started
+        if record is not None:
+            record.record(result)
+    return result
+
+
+def _recorder(job: JobSpec, plan: Plan, history: str | None, now: dt.datetime | None):
+    """The run's history (its checks' baselines loaded), or nothing to record in."""
+    if history is None:
+        return nullcontext()
+    return run_history.Recorder(history, plan, job=job.name, sources=job.source.paths, now=now,
+                                series=run_history.job_series(job.name, job.source.paths))
+
+
+def _execute(job: JobSpec, plan: Plan, units: list[WorkUnit], errors: list[str], out: str,
+             address: str | None, workers: int | None, mode: str, progress, quarantine: str | None) -> JobResult:
+    """Run the units in-process or on Ray and merge their results."""
 from ..runtime.progress import Quiet
 from ..spec import rules_digest
 
@@ -40,41 +101,9 @@ __all__ = ["JobResult", "run_validate"]
 
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
                  output: str | None = None, mode: str = "auto", progress=None,
-                 quarantine: str | None = None, now: dt.datetime | None = None) -> JobResult:
-    started, started_at = time.perf_counter(), clock.iso(clock.wall())
-    out = output or job.output or tempfile.mkdtemp(prefix=f"batchaot-{job.name}-")
-    split = quarantine or job.quarantine
-    # the folders are this run's from here on: locked, and every part goes to their staging
-    # folders until the summary is ready (a failure leaves a summary that says so)
-    with sinks.Outputs(out, split, job=job.name) as held:
-        with clock.fixed(now) as instant:
-            result = _validate(job, held.staging, address, workers, mode, progress or Quiet(),
-                               held.quarantine_staging)
-        result.output, result.now, result.started_at = out, clock.iso(instant), started_at
-        if result.quarantined is not None:
-            result.quarantined = {"path": split, **result.quarantined}
-        result.rules_hash = rules_digest([job.file, *job.rule_files])
-        result.elapsed_s = time.perf_counter() - started
-        summary = result.to_dict()
-        held.commit(summary, html.write_staged(held.staging, summary))
-    return result
-
-
-def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, mode: str,
-              progress, quarantine: str | None = None) -> JobResult:
-    """Plan, run and merge, writing parts into `out` (the run's staging folder), and with
-    `quarantine` (a staging folder too) every row into its valid/ or invalid/."""
-    units, errors = plan_job_units(job.source.paths, job.source.format, job.on_error)
-    if not units:
-        raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
-    files = list(dict.fromkeys(u.path for u in units))
-    found = schema_gate.check(job.rules, schema_gate.file_schemas(units, job.rules, job.source.csv))
-    if found.stop:                  # every file's schema checked; no row read
-        return JobResult(rules=found.results(job.rules), rows=0, units=len(units), files=files,
-                         errors=errors, layout=violations.layout(pa.schema([]), []), stopped=found.stop,
-                         output=out, mode="none", workers=0, job_name=job.name)
-    plan = compile_for_units(job.rules, units, job.source.csv)
-    found.apply(plan.compiled)
+from ..runtime import history as run_history
+from ..runtime import schema_gate
+from ..runtime.plan import InProcess, Plan, UnitsRun, compile_for_units, plan_job_units
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
                    errors=errors, progress=progress, quarantine=quarantine)
     mode = _mode(mode, address, units)

@@ -63,8 +63,14 @@ class Plan:
     def results(self, outcomes: dict[str, RuleOutcome], check_outcomes: list) -> list:
         """Per rule, in the rules' order: a RuleResult or a CheckResult."""
         found = iter(check_outcomes)
-        return [RuleResult(s, c, outcomes[c.name]) if isinstance(c, Program) else CheckResult(s, c, next(found))
-                for s, c in zip(self.specs, self.compiled)]
+        results = [RuleResult(s, c, outcomes[c.name]) if isinstance(c, Program) else CheckResult(s, c, next(found))
+                   for s, c in zip(self.specs, self.compiled)]
+        # checks of another rule's count (change of violations(rule)) once all have run
+        counts = {r.spec.name: r.outcome.violations for r in results}
+        for r in results:
+            if isinstance(r, CheckResult) and r.check.reads_results:
+                r.check.settle(r.outcome, counts)
+        return results
 
 
 # --- validate: the data held in memory -------------------------------------------------
