@@ -22,6 +22,26 @@ from ..io.units import WorkUnit
 from ..job import JobSpec
 from ..report import html
 from ..result import JobResult
+from ..runtime import history as run_history
+from ..runtime import schema_gate
+from ..runtime.plan import InProcess, Plan, UnitsRun, compile_for_units, plan_job_units
+from ..runtime.progress import Quiet
+from ..spec import rules_digest
+
+# Without --address, below these sizes a job runs in this process, on all its cores:
+# measured on 2 cores with 12M rows (benchmarks/results/submit-12000000-rows-2cores.json)
+# in-process took 0.95 s and an already running local Ray with 2 workers 1.85 s (actor
+# start-up and Numba initialization per worker, one thread each), plus 3.6 s to start
+# Ray — so a local Ray only pays for data far larger than that, or on a cluster
+# (--address), where it always runs.
+IN_PROCESS_ROWS = 64_000_000
+IN_PROCESS_BYTES = 4 << 30
+
+__all__ = ["JobResult", "run_validate"]
+
+
+def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
+                 output: str | None = None, mode: str = "auto", progress=None,
                  quarantine: str | None = None, history: str | None = None,
                  now: dt.datetime | None = None) -> JobResult:
     """`quarantine` (default: the job's output.quarantine) gets the rows split into valid/
@@ -84,26 +104,6 @@ def _recorder(job: JobSpec, plan: Plan, history: str | None, now: dt.datetime | 
 def _execute(job: JobSpec, plan: Plan, units: list[WorkUnit], errors: list[str], out: str,
              address: str | None, workers: int | None, mode: str, progress, quarantine: str | None) -> JobResult:
     """Run the units in-process or on Ray and merge their results."""
-from ..runtime.progress import Quiet
-from ..spec import rules_digest
-
-# Without --address, below these sizes a job runs in this process, on all its cores:
-# measured on 2 cores with 12M rows (benchmarks/results/submit-12000000-rows-2cores.json)
-# in-process took 0.95 s and an already running local Ray with 2 workers 1.85 s (actor
-# start-up and Numba initialization per worker, one thread each), plus 3.6 s to start
-# Ray — so a local Ray only pays for data far larger than that, or on a cluster
-# (--address), where it always runs.
-IN_PROCESS_ROWS = 64_000_000
-IN_PROCESS_BYTES = 4 << 30
-
-__all__ = ["JobResult", "run_validate"]
-
-
-def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
-                 output: str | None = None, mode: str = "auto", progress=None,
-from ..runtime import history as run_history
-from ..runtime import schema_gate
-from ..runtime.plan import InProcess, Plan, UnitsRun, compile_for_units, plan_job_units
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
                    errors=errors, progress=progress, quarantine=quarantine)
     mode = _mode(mode, address, units)
