@@ -67,13 +67,19 @@ WRITER = LIGHT + textwrap.dedent("""
     from batchaot.io.history import History, RunRecord, utc_text
     path, me, runs, flag_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     open(os.path.join(flag_dir, me), "w").close()
-    while len(os.listdir(flag_dir)) < 2:          # start appending together
+    while len([f for f in os.listdir(flag_dir) if "." not in f]) < 2:   # start appending together
         time.sleep(0.001)
     with History(path, version="test") as h:      # both may create the new file at once
         for i in range(runs):
             rec = RunRecord(job=me, series=me, rules_hash="h", sources=[me], started=utc_text(),
                             finished=utc_text(), rows=i, verdict="pass", now=None, version="test")
             h.append(rec, [("", "row_count", i)] + [(f"r{k}", "violations", i * k) for k in range(20)])
+            if i == 0:                            # then wait for the other's first run: they interleave
+                open(os.path.join(flag_dir, me + ".first"), "w").close()
+                other = os.path.join(flag_dir, ("b" if me == "a" else "a") + ".first")
+                deadline = time.monotonic() + 60
+                while not os.path.exists(other) and time.monotonic() < deadline:
+                    time.sleep(0.001)
 """)
 
 
@@ -95,7 +101,7 @@ def test_two_processes_append_to_one_file_at_once(tmp_path) -> None:
         assert db.execute("SELECT count(*), sum(m.value) FROM metrics m JOIN runs r ON r.id = m.run_id "
                           "WHERE r.job = ?", (me,)).fetchone() == \
             (runs * 21, sum(range(runs)) * (1 + sum(range(20))))
-    # they did run at once: each started appending before the other finished
+    # they did run at once: each appended its first run before the other its last
     spans = db.execute("SELECT job, min(id), max(id) FROM runs GROUP BY job").fetchall()
     (_, a0, a1), (_, b0, b1) = spans
     assert a0 < b1 and b0 < a1
