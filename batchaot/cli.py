@@ -114,6 +114,8 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
         _emit_json(stream, result.to_json())
     elif job.spec.kind == "compile":
         _print_compile(result.to_dict())
+    elif job.spec.kind == "profile":
+        _print_profile(result)
     else:
         _print_result(result, result.output)
     sys.exit(result.exit_code)
@@ -183,6 +185,71 @@ def _print_result(result, output: str | None) -> None:
     if output:
         console.print(f"results written to {output}/summary.json and {output}/violations/")
     console.print("[green]all error rules passed[/]" if result.ok else "[red]validation failed[/]")
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def profile(data: tuple[str, ...], as_json: bool) -> None:
+    """Profile every column of DATA: type, NULLs, min/max, distinct values, top values,
+    string lengths and pattern, monotonicity, candidate keys."""
+    stream = _reserve_stdout() if as_json else None
+    found = api.profile(list(data))
+    if as_json:
+        _emit_json(stream, found.to_json())
+    else:
+        _print_profile(found)
+    sys.exit(found.exit_code)
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--output", "-o", help="Write the rules YAML here (default: print it).")
+def suggest(data: tuple[str, ...], output: str | None) -> None:
+    """Suggest a rules file for DATA from its profile; every rule kept passes on DATA."""
+    found = api.suggest(list(data), output=output)
+    if output is None:
+        click.echo(found.text, nl=False)
+    for rule, why in found.dropped:
+        click.echo(f"dropped {rule.name}: {why}", err=True)
+    if output is not None:
+        click.echo(f"wrote {len(found.kept)} rules to {output}"
+                   + (f" ({len(found.dropped)} dropped: they fail on the data)" if found.dropped else ""))
+
+
+_PROFILE_COLUMNS = ("column", "type", "nulls", "min", "max", "distinct", "length", "pattern / top values",
+                    "order")
+
+
+def _print_profile(found) -> None:
+    console = _console()
+    table = Table(title=f"{found.rows:,} rows, {len(found.columns)} columns profiled in {found.elapsed_s:.3f} s")
+    for col in _PROFILE_COLUMNS:
+        table.add_column(col, justify="right" if col in ("nulls", "distinct") else "left", no_wrap=True,
+                         overflow="ellipsis", max_width=60 if col == "pattern / top values" else 26)
+    for c in found.columns:
+        d = c.to_dict()
+        distinct = "" if d["distinct"] is None else f"{d['distinct']:,}" + ("" if d["distinct_exact"] else " ~")
+        length = "" if d["length"] is None else f"{d['length'][0]}..{d['length'][1]}"
+        shape = d["pattern"] or (", ".join(f"{v} ({n:,})" for v, n in d["top_values"][:5])
+                                 if d["top_values"] else "")
+        table.add_row(c.name, d["type"], f"{d['null_fraction']:.2%}", _shown(d["min"]), _shown(d["max"]),
+                      distinct, length, shape, d["monotonic"] or "")
+    console.print(table, markup=False)
+    keys = found.candidate_keys
+    console.print(f"candidate keys: {', '.join(keys) if keys else 'none'} (no NULL, every value distinct"
+                  f"{'; ~ marks a HyperLogLog estimate' if any(not c.distinct_exact for c in found.columns) else ''})",
+                  markup=False)
+    for error in found.errors:
+        console.print(f"[yellow]skipped:[/] {error}")
+
+
+def _shown(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 @main.command()

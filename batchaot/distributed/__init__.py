@@ -3,19 +3,21 @@
 This package only decides *where* the runtime's calls run (batchaot/runtime): the driver
 plans and compiles, then runs small inputs in this process and the rest on Ray worker
 actors. `actors.py` is the only module that imports ray; `compile_job.py` runs
-`kind: compile` jobs.
+`kind: compile` jobs, `profile_job.py` `kind: profile` jobs.
 """
 from __future__ import annotations
 
 import os
 
 from ..job import JobSpec, load_job
+from ..profile import Profile
 from ..result import JobResult
 from ..runtime.progress import Quiet
 from .compile_job import CompileResult, run_compile
 from .driver import run_validate
+from .profile_job import run_profile_job
 
-__all__ = ["Job", "JobResult", "CompileResult"]
+__all__ = ["Job", "JobResult", "CompileResult", "Profile"]
 
 MODES = ("auto", "in-process", "ray")
 
@@ -31,7 +33,7 @@ class Job:
         return cls(load_job(os.fspath(path)))
 
     def run(self, address: str | None = None, workers: int | None = None,
-            output: str | None = None, mode: str = "auto", progress=None) -> JobResult | CompileResult:
+            output: str | None = None, mode: str = "auto", progress=None) -> JobResult | CompileResult | Profile:
         """Run on an embedded local Ray (default), a cluster (`address`), or in-process.
 
         `mode`: "auto" runs small inputs in-process and the rest on Ray; "ray" or
@@ -41,5 +43,8 @@ class Job:
             raise ValueError(f"mode must be one of {MODES}")
         if self.spec.kind == "compile":
             return run_compile(self.spec, address=address, workers=workers, output=output, mode=mode)
+        if self.spec.kind == "profile":
+            return run_profile_job(self.spec, address=address, workers=workers, output=output, mode=mode,
+                                   progress=progress or Quiet())
         return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
                             progress=progress or Quiet())

@@ -28,7 +28,7 @@ from ..runtime.progress import Quiet
 IN_PROCESS_ROWS = 64_000_000
 IN_PROCESS_BYTES = 4 << 30
 
-__all__ = ["JobResult", "run_validate"]
+__all__ = ["JobResult", "execute", "run_validate"]
 
 
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
@@ -54,23 +54,29 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     plan = compile_for_units(job.rules, units, job.source.csv)
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
                    errors=errors, progress=progress)
-    mode = _mode(mode, address, units)
-    used = 1
+    mode, used = execute(run, mode, address, workers or job.workers)
+    return run.result(output=out, mode=mode, workers=used, job_name=job.name)
+
+
+def execute(run: UnitsRun, mode: str, address: str | None, workers: int | None) -> tuple[str, int]:
+    """Run `run` in this process or on Ray actors (`mode` auto: by the units' size);
+    returns the mode used and how many workers ran it."""
+    mode = _mode(mode, address, run.units)
     if mode == "in-process":
         run.execute(InProcess(run.runner(threads=os.cpu_count() or 1)), "in-process")
-    else:
-        from . import actors
-        cluster = actors.Cluster(address, workers or job.workers)
+        return mode, 1
+    from . import actors
+    cluster = actors.Cluster(address, workers)
+    try:
+        used = min(cluster.workers, len(run.units))
+        placed = actors.Actors(used, run)
         try:
-            used = min(cluster.workers, len(units))
-            placed = actors.Actors(used, run)
-            try:
-                run.execute(placed, f"ray, {used} worker{'s' * (used > 1)}", attach=placed.actors)
-            finally:
-                placed.close()
+            run.execute(placed, f"ray, {used} worker{'s' * (used > 1)}", attach=placed.actors)
         finally:
-            cluster.close()
-    return run.result(output=out, mode=mode, workers=used, job_name=job.name)
+            placed.close()
+    finally:
+        cluster.close()
+    return mode, used
 
 
 def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:
