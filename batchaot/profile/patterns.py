@@ -26,6 +26,7 @@ _LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
 CLASSES = (("[0-9]", _DIGIT), ("[A-Z]", _UPPER), ("[a-z]", _LOWER), ("[A-Z0-9]", _UPPER | _DIGIT),
            ("[a-z0-9]", _LOWER | _DIGIT), ("[A-Za-z]", _UPPER | _LOWER),
            ("[A-Za-z0-9]", _UPPER | _LOWER | _DIGIT))
+_CLASS_OF = dict(CLASSES)
 _SPECIAL = set("\\.+*?()|[]{}^$")     # escaped in a literal
 
 
@@ -62,8 +63,16 @@ def regex(state: np.ndarray | None, shortest: int, longest: int) -> str | None:
     if state is None or longest == 0 or longest > MAX_LEN:
         return None
     bits = np.unpackbits(state, axis=1)[:longest].astype(bool)
-    tokens = [_token(frozenset(chr(b) for b in np.flatnonzero(row))) for row in bits]
-    if any(t is None for t in tokens) or all(not t.startswith("[") for t in tokens):
+    chars = [frozenset(chr(b) for b in np.flatnonzero(row)) for row in bits]
+    tokens = [_token(c) for c in chars]
+    if any(t is None for t in tokens):
+        return None
+    for i in range(max(shortest, 1), longest):
+        # past the shortest value fewer values speak: a position whose characters fit the
+        # class before it takes that class, so one run can hold the varying tail
+        if chars[i] <= _CLASS_OF.get(tokens[i - 1], frozenset()):
+            tokens[i] = tokens[i - 1]
+    if all(not t.startswith("[") for t in tokens):
         return None
     runs: list[list] = []                 # [token, first position, count]
     for i, token in enumerate(tokens):
