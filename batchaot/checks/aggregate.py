@@ -19,6 +19,7 @@ and passed = False; `details` says so.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
@@ -223,9 +224,13 @@ def _sketch_values(col: pa.Array) -> list:
 
 
 def hll_sketch(col: pa.Array) -> bytes:
+    """The HLL sketch of `col`'s distinct values (the sketch takes one value per call:
+    map() keeps that loop in C, 2-4x faster than a Python for loop)."""
     sketch = datasketches.hll_sketch(HLL_LG_K, datasketches.tgt_hll_type.HLL_8)
-    for v in _sketch_values(col):
-        sketch.update(v if not isinstance(v, bytes) else v.hex())
+    values = _sketch_values(col)
+    if values and isinstance(values[0], bytes):
+        values = [v.hex() for v in values]
+    deque(map(sketch.update, values), maxlen=0)
     return sketch.serialize_compact()
 
 

@@ -41,11 +41,13 @@ def seen(values: pa.Array) -> np.ndarray | None:
         lengths = np.diff(offsets)
         if lengths.max() > MAX_LEN:
             return None
-        data = np.frombuffer(values.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
-        if len(data) and (data.max() > 126 or data.min() < 32):
-            return None
-        position = np.arange(len(data)) - np.repeat(offsets[:-1] - offsets[0], lengths)
-        out[position, data] = True
+        data = np.frombuffer(values.buffers()[2], np.uint8)
+        starts = offsets[:-1]
+        for position in range(int(lengths.max())):     # a gather per position, never per value
+            found = np.unique(data[starts[lengths > position] + position])
+            if found[-1] > 126 or found[0] < 32:
+                return None
+            out[position, found] = True
     return np.packbits(out, axis=1)
 
 
