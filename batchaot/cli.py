@@ -214,10 +214,10 @@ def suggest(data: tuple[str, ...], output: str | None) -> None:
         click.echo(f"dropped {rule.name}: {why}", err=True)
     if output is not None:
         click.echo(f"wrote {len(found.kept)} rules to {output}"
-                   + (f" ({len(found.dropped)} dropped: they fail on the data)" if found.dropped else ""))
+                   + (f"; {len(found.dropped)} more failed on the data and were dropped" if found.dropped else ""))
 
 
-_PROFILE_COLUMNS = ("column", "type", "nulls", "min", "max", "distinct", "length", "pattern / top values",
+_PROFILE_COLUMNS = ("column", "type", "nulls", "min", "max", "distinct", "length", "top values / pattern",
                     "order")
 
 
@@ -225,14 +225,15 @@ def _print_profile(found) -> None:
     console = _console()
     table = Table(title=f"{found.rows:,} rows, {len(found.columns)} columns profiled in {found.elapsed_s:.3f} s")
     for col in _PROFILE_COLUMNS:
+        wide = {"min": 19, "max": 19, "top values / pattern": 40}.get(col)
         table.add_column(col, justify="right" if col in ("nulls", "distinct") else "left", no_wrap=True,
-                         overflow="ellipsis", max_width=60 if col == "pattern / top values" else 26)
+                         overflow="ellipsis", max_width=wide, min_width=None if wide else len(col))
     for c in found.columns:
         d = c.to_dict()
         distinct = "" if d["distinct"] is None else f"{d['distinct']:,}" + ("" if d["distinct_exact"] else " ~")
         length = "" if d["length"] is None else f"{d['length'][0]}..{d['length'][1]}"
-        shape = d["pattern"] or (", ".join(f"{v} ({n:,})" for v, n in d["top_values"][:5])
-                                 if d["top_values"] else "")
+        shape = (", ".join(f"{v} ({n:,})" for v, n in d["top_values"][:5]) if d["top_values"]
+                 else d["pattern"] or "")
         table.add_row(c.name, d["type"], f"{d['null_fraction']:.2%}", _shown(d["min"]), _shown(d["max"]),
                       distinct, length, shape, d["monotonic"] or "")
     console.print(table, markup=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -30,6 +31,8 @@ from batchaot.samples import write_orders
 from batchaot.spec import parse_yaml, rules_from_document
 
 from conftest import random_table
+
+REPO = Path(__file__).resolve().parent.parent
 
 def duck(sql: str, params: dict | None = None, **tables: pa.Table) -> list[tuple]:
     con = duckdb.connect()
@@ -362,6 +365,11 @@ def test_a_profile_job_runs_in_process_and_writes_its_summary(tmp_path) -> None:
     assert summary["columns"] == [c.to_dict() for c in whole.columns] and summary["job"] == "orders-profile"
     cli = CliRunner().invoke(main, ["submit", job, "--mode", "in-process", "--json"], catch_exceptions=False)
     assert cli.exit_code == 0 and json.loads(cli.stdout)["columns"] == summary["columns"]
+
+
+def test_the_example_profile_job_loads() -> None:
+    job = load_job(str(REPO / "jobs" / "orders_profile.yaml"))
+    assert job.kind == "profile" and job.rules == () and job.source.paths[0].endswith("multi/*.parquet")
 
 
 def test_profile_job_mistakes_are_named(tmp_path) -> None:
