@@ -202,6 +202,8 @@ def suggest(data: DataLike, *, output: str | os.PathLike | None = None) -> Sugge
     found = profile(data)
     if found.errors:
         raise DataError(f"cannot suggest rules from data that could not all be read: {found.errors[0]}")
+    if found.rows == 0:
+        raise DataError("cannot suggest rules from an empty dataset (0 rows): there is nothing to infer them from")
     proposed = suggestions(found)
     kept, dropped = _verify(data, proposed, found)
     text = rules_yaml(kept, dropped, found)

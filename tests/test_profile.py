@@ -346,6 +346,27 @@ def test_odd_column_names_get_quoted_sql_and_plain_rule_names() -> None:
     assert by["x_y_range"]["check"] == '"x-y" BETWEEN 0 AND 41'
 
 
+def test_suggest_on_awkward_columns_keeps_only_rules_that_run() -> None:
+    n = 50
+    table = pa.table({
+        "big": pa.array([2 ** 63 - 5 - i for i in range(n)], pa.int64()),      # rounding would leave BIGINT
+        "at": pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=i) for i in range(n)],
+                       pa.timestamp("us", tz="UTC")),
+        "nested": pa.array([[1, 2]] * n),
+        "nan": pa.array([float("nan")] * n),
+        "empty": pa.nulls(n, pa.int64()),
+    })
+    found = api.suggest(table)
+    assert found.dropped == []
+    by = {s.name: s.rule for s in found.kept}
+    assert by["big_range"]["check"] == f"big BETWEEN 9200000000000000000 AND {2 ** 63 - 5}"
+    assert by["at_range"]["check"].startswith("at >= TIMESTAMPTZ '2024-01-01 00:00:00+00'")
+    assert not {n for n in by if n.startswith(("nested_", "empty_"))} - {"nested_not_null"}
+    assert "nan_range" not in by
+    with pytest.raises(batchaot.DataError, match="empty dataset"):
+        api.suggest(table.slice(0, 0))
+
+
 # --- jobs and the command line -----------------------------------------------------------
 
 def profile_job(root, paths_glob: str, extra: str = "") -> str:

@@ -112,8 +112,9 @@ def _for_range(c: ColumnProfile, col: str) -> list[Suggestion]:
     seen = f"min {_text(c.min)}, max {_text(c.max)}"
     if c.kind in ("integer", "float", "decimal"):
         lo, hi = _round_out(c.min, c.max)
-        if c.kind == "integer":
-            lo, hi = int(lo), int(hi)
+        if c.kind == "integer":          # rounded past BIGINT's range: the value seen is the bound
+            lo = int(lo) if lo >= -2 ** 63 else c.min
+            hi = int(hi) if hi < 2 ** 63 else c.max
         check = f"{col} BETWEEN {_number(lo)} AND {_number(hi)}"
         return [Suggestion({"name": rule_name(c.name, "range"), "check": check}, f"{seen}, rounded outward")]
     if c.kind == "date":
