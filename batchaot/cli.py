@@ -102,7 +102,7 @@ def _console() -> Console:
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def submit(job_file: str, address: str | None, workers: int | None, output: str | None,
            mode: str, as_json: bool, quiet: bool) -> None:
-    """Run a job file: validate data (or compile rules) on Ray, locally or on a cluster."""
+    """Run a job file: validate data (or compile rules, or profile data) on Ray, locally or on a cluster."""
     from .distributed import Job
     from .runtime.progress import choose
 
