@@ -352,6 +352,10 @@ def test_suggest_on_awkward_columns_keeps_only_rules_that_run() -> None:
         "big": pa.array([2 ** 63 - 5 - i for i in range(n)], pa.int64()),      # rounding would leave BIGINT
         "at": pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=i) for i in range(n)],
                        pa.timestamp("us", tz="UTC")),
+        # 23:30 UTC on Dec 31 is already Jan 1 in Berlin: the bounds are UTC days
+        "berlin": pa.array([dt.datetime(2023, 12, 31, 23, 30) + dt.timedelta(hours=i) for i in range(n)],
+                           pa.timestamp("s")).cast(pa.timestamp("s", tz="UTC"))
+                   .cast(pa.timestamp("s", tz="Europe/Berlin")),
         "nested": pa.array([[1, 2]] * n),
         "nan": pa.array([float("nan")] * n),
         "empty": pa.nulls(n, pa.int64()),
@@ -361,6 +365,8 @@ def test_suggest_on_awkward_columns_keeps_only_rules_that_run() -> None:
     by = {s.name: s.rule for s in found.kept}
     assert by["big_range"]["check"] == f"big BETWEEN 9200000000000000000 AND {2 ** 63 - 5}"
     assert by["at_range"]["check"].startswith("at >= TIMESTAMPTZ '2024-01-01 00:00:00+00'")
+    assert by["berlin_range"]["check"] == ("berlin >= TIMESTAMPTZ '2023-12-31 00:00:00+00' "
+                                           "AND berlin < TIMESTAMPTZ '2024-01-04 00:00:00+00'")
     assert not {n for n in by if n.startswith(("nested_", "empty_"))} - {"nested_not_null"}
     assert "nan_range" not in by
     with pytest.raises(batchaot.DataError, match="empty dataset"):

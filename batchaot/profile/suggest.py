@@ -97,8 +97,10 @@ def _for_strings(c: ColumnProfile, col: str) -> list[Suggestion]:
         return [Suggestion({"name": rule_name(c.name, "known_values"), "check": f"{col} IN ({listed})"},
                            f"{len(c.values)} distinct values in {nonnull:,} non-NULL rows")]
     if c.pattern is not None:
-        return [Suggestion({"name": rule_name(c.name, "pattern"), "check": f"regexp_matches({col}, {sql_string(c.pattern)})"},
-                           f"every value's characters, position by position; lengths {c.length[0]} to {c.length[1]}")]
+        check = f"regexp_matches({col}, {sql_string(c.pattern)})"
+        return [Suggestion({"name": rule_name(c.name, "pattern"), "check": check},
+                           f"every value's characters, position by position; "
+                           f"lengths {c.length[0]} to {c.length[1]}")]
     if c.length is not None:
         lo, hi = c.length
         return [Suggestion({"name": rule_name(c.name, "length"), "check": f"length({col}) BETWEEN {lo} AND {hi}"},
@@ -123,12 +125,18 @@ def _for_range(c: ColumnProfile, col: str) -> list[Suggestion]:
                             "check": f"{col} BETWEEN DATE '{lo.isoformat()}' AND DATE '{hi.isoformat()}'"},
                            f"{seen}, whole months")]
     if c.kind == "timestamp":
-        lo = dt.datetime.combine(c.min.date(), dt.time(), c.min.tzinfo)
-        hi = dt.datetime.combine(c.max.date() + dt.timedelta(days=1), dt.time(), c.max.tzinfo)
-        typ = "TIMESTAMPTZ" if c.min.tzinfo is not None else "TIMESTAMP"
+        zoned = c.min.tzinfo is not None          # compared as UTC instants, so bounded in UTC days
+        first, last = (c.min.astimezone(dt.timezone.utc), c.max.astimezone(dt.timezone.utc)) if zoned \
+            else (c.min, c.max)
+        try:
+            lo = dt.datetime.combine(first.date(), dt.time(), first.tzinfo)
+            hi = dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time(), last.tzinfo)
+        except OverflowError:                     # the last day Python can write: no upper day
+            return []
+        typ = "TIMESTAMPTZ" if zoned else "TIMESTAMP"
         return [Suggestion({"name": rule_name(c.name, "range"),
                             "check": f"{col} >= {typ} '{_stamp(lo)}' AND {col} < {typ} '{_stamp(hi)}'"},
-                           f"{seen}, whole days")]
+                           f"{seen}, whole days" + (" (UTC)" if zoned else ""))]
     return []
 
 
