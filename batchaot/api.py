@@ -165,14 +165,15 @@ def compile(rule: str | dict | RuleSpec, schema: pa.Schema | pa.Table, *, name: 
 
 # --- profile and suggest ---------------------------------------------------------------
 
-def profile(data: DataLike) -> Profile:
+def profile(data: DataLike, *, progress=None) -> Profile:
     """Every column's profile (type, NULLs, min/max, distinct values, top values, lengths,
     pattern, monotonicity, candidate keys), computed by the runtime that validates: files
-    as work units in this process, a table as held batches."""
+    as work units in this process (`progress`: a runtime.progress reporter), a table as
+    held batches."""
     paths = _paths(data)
     if paths is not None:
         from .distributed.profile_job import profile_files
-        return profile_files(paths, mode="in-process")
+        return profile_files(paths, mode="in-process", progress=progress)
     started = time.perf_counter()
     table = _table(data)
     result = runtime.validate(runtime.Plan.of_checks(profilers(table.schema), table.schema),

@@ -109,7 +109,7 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
     stream = _reserve_stdout() if as_json else None
     job = Job.from_yaml(job_file)
     result = job.run(address=address, workers=workers, output=output, mode=mode,
-                     progress=choose(quiet or as_json))
+                     progress=choose(quiet or as_json, rules=job.spec.kind != "profile"))
     if as_json:
         _emit_json(stream, result.to_json())
     elif job.spec.kind == "compile":
@@ -190,11 +190,14 @@ def _print_result(result, output: str | None) -> None:
 @main.command()
 @click.argument("data", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def profile(data: tuple[str, ...], as_json: bool) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def profile(data: tuple[str, ...], as_json: bool, quiet: bool) -> None:
     """Profile every column of DATA: type, NULLs, min/max, distinct values, top values,
     string lengths and pattern, monotonicity, candidate keys."""
+    from .runtime.progress import choose
+
     stream = _reserve_stdout() if as_json else None
-    found = api.profile(list(data))
+    found = api.profile(list(data), progress=choose(quiet or as_json, rules=False))
     if as_json:
         _emit_json(stream, found.to_json())
     else:
