@@ -230,7 +230,7 @@ def _print_profile(found) -> None:
     for col in _PROFILE_COLUMNS:
         wide = {"min": 19, "max": 19, "top values / pattern": 40}.get(col)
         table.add_column(col, justify="right" if col in ("nulls", "distinct") else "left", no_wrap=True,
-                         overflow="ellipsis", max_width=wide, min_width=None if wide else len(col))
+                         overflow="ellipsis", max_width=wide, min_width=None if wide else max(len(col), 7))
     for c in found.columns:
         d = c.to_dict()
         distinct = "" if d["distinct"] is None else f"{d['distinct']:,}" + ("" if d["distinct_exact"] else " ~")
