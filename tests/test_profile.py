@@ -394,6 +394,16 @@ def test_a_profile_job_runs_in_process_and_writes_its_summary(tmp_path) -> None:
     assert cli.exit_code == 0 and json.loads(cli.stdout)["columns"] == summary["columns"]
 
 
+def test_an_unreadable_file_is_named_and_the_rest_profiled(tmp_path) -> None:
+    write_orders(str(tmp_path / "multi"), 3000, files=3)
+    (tmp_path / "multi" / "orders-001.parquet").write_bytes(b"PAR1 not parquet at all")
+    found = batchaot.Job.from_yaml(profile_job(tmp_path, "multi/*.parquet")).run(mode="in-process")
+    assert found.exit_code == 1 and len(found.errors) == 1 and "orders-001.parquet" in found.errors[0]
+    assert found.rows == 2000 and found.column("order_id").rows == 2000
+    with pytest.raises(batchaot.DataError, match="could not all be read"):
+        api.suggest(str(tmp_path / "multi" / "*.parquet"))
+
+
 def test_the_example_profile_job_loads() -> None:
     job = load_job(str(REPO / "jobs" / "orders_profile.yaml"))
     assert job.kind == "profile" and job.rules == () and job.source.paths[0].endswith("multi/*.parquet")
