@@ -22,8 +22,8 @@ class Profile:
 
     @property
     def candidate_keys(self) -> list[str]:
-        """Columns without NULLs whose every value looks distinct (exactly, or within the
-        sketch's error past profile.state.EXACT_DISTINCT values: `unique` confirms)."""
+        """Columns without NULLs whose every value looks distinct (exactly, or within
+        state.KEY_TOLERANCE by the sketch past state.EXACT_DISTINCT values: `unique` confirms)."""
         return [c.name for c in self.columns if c.candidate_key]
 
     def column(self, name: str) -> ColumnProfile:
