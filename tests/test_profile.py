@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import random
 from pathlib import Path
 
@@ -267,7 +268,9 @@ def test_suggested_rules_pass_on_their_data_and_say_why(demo) -> None:
     names = {r.spec.name: r.spec for r in checked.rules}
     assert {"row_count_expected", "order_id_unique", "order_id_not_null", "amount_range", "status_known_values",
             "sku_pattern", "email_length", "created_at_range"} <= set(names)
-    assert "amount_not_null" not in names              # the demo's amounts have NULLs
+    assert "amount_not_null" not in names              # the demo's amounts have NULLs ...
+    nulls = table.column("email").null_count          # ... and its emails about 1 %
+    assert names["email_mostly_present"].mostly == math.floor((1 - nulls / table.num_rows) * 100) / 100 == 0.98
     assert names["sku_pattern"].body == "regexp_matches(sku, '^[A-Z]{3}-[0-9]{4}$')"
     lines = text.splitlines()
     for i, line in enumerate(lines):                   # every rule under the comment saying why
@@ -290,6 +293,7 @@ def violations_in_duckdb(table: pa.Table, check: str) -> int:
 DEFECTS = {
     # rule the defect must trip: (column, rows, the value written there)
     "quantity_not_null": ("quantity", [3, 500, 19_000], None),
+    "email_mostly_present": ("email", list(range(0, 6000, 3)), None),     # 2,000 more NULLs: 11 % in all
     "amount_range": ("amount", [10, 20, 30, 40], 1e7),
     "status_known_values": ("status", [7, 70, 700, 7000, 17_000], "teleported"),
     "order_id_unique": ("order_id", [100], lambda values, r: values[r + 1]),
@@ -312,6 +316,9 @@ def test_suggested_rules_flag_each_injected_defect(demo, rule: str) -> None:
                    "(SELECT order_id FROM t GROUP BY order_id HAVING count(*) > 1)", t=bad)[0] == found
     elif rule == "quantity_not_null":
         assert found == len(rows) == bad.column("quantity").null_count
+    elif rule == "email_mostly_present":                # every NULL row is listed, old and new
+        assert found == bad.column("email").null_count == one("SELECT count(*) - count(email) FROM t", t=bad)[0]
+        assert found >= len(rows)
     else:
         spec = next(r.spec for r in result.rules if r.spec.name == rule)
         assert found == len(rows) == violations_in_duckdb(bad, spec.body)

@@ -1,6 +1,7 @@
 """Rules a person would keep, inferred from a Profile, written as commented YAML.
 
-For each column: ``not_null`` when it has no NULL; ``unique`` for a candidate key; a
+For each column: ``not_null`` when it has no NULL (with ``mostly``, the present share rounded
+down to a percent, when at most MOSTLY_NULLS of it is NULL); ``unique`` for a candidate key; a
 range for numbers, dates and timestamps (min and max rounded outward: two significant
 digits of the larger magnitude, whole months, whole days); for strings an ``IN`` set
 when there are few distinct values, else a ``regexp_matches`` pattern when one fits
@@ -24,6 +25,7 @@ from typing import Any
 from .state import LOW_CARDINALITY, ColumnProfile
 from .summary import Profile
 
+MOSTLY_NULLS = 0.10      # a column with at most this share of NULLs gets `not_null` with `mostly`
 _IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 # words DuckDB reserves that make a plain column name unreadable as one
 _RESERVED = {"all", "and", "any", "as", "asc", "between", "by", "case", "cast", "check", "column",
@@ -78,6 +80,12 @@ def _for_column(c: ColumnProfile) -> list[Suggestion]:
     if c.nulls == 0:
         found.append(Suggestion({"name": rule_name(c.name, "not_null"), "not_null": c.name},
                                 f"no NULL in {c.rows:,} rows"))
+    elif c.null_fraction <= MOSTLY_NULLS:
+        present = math.floor((1 - c.null_fraction) * 100) / 100
+        found.append(Suggestion({"name": rule_name(c.name, "mostly_present"), "not_null": c.name,
+                                 "mostly": present},
+                                f"{c.nulls:,} NULLs in {c.rows:,} rows ({c.null_fraction:.2%}); "
+                                "the present share rounded down to a percent"))
     if c.candidate_key and c.kind in ("integer", "string", "decimal", "date", "timestamp"):
         how = "exactly" if c.distinct_exact else "by HyperLogLog estimate"
         found.append(Suggestion({"name": rule_name(c.name, "unique"), "unique": [c.name]},
