@@ -241,9 +241,9 @@ def _print_profile(found) -> None:
                       distinct, length, shape, d["monotonic"] or "")
     console.print(table, markup=False)
     keys = found.candidate_keys
+    sketched = any(not c.distinct_exact for c in found.columns)
     console.print(f"candidate keys: {', '.join(keys) if keys else 'none'} (no NULL, every value distinct"
-                  f"{'; ~ marks a HyperLogLog estimate' if any(not c.distinct_exact for c in found.columns) else ''})",
-                  markup=False)
+                  f"{'; ~ marks a HyperLogLog estimate' if sketched else ''})", markup=False)
     for error in found.errors:
         console.print(f"[yellow]skipped:[/] {error}")
 

@@ -203,9 +203,9 @@ def sql_string(value: str) -> str:
 def rules_yaml(kept: list[Suggestion], dropped: list[tuple[Suggestion, str]], profile: Profile) -> str:
     """The rules file: a header, each rule as a one-line mapping under its comment, and the
     rules that did not pass, as comments."""
-    shown = profile.sources[:3]
-    where = ", ".join(shown) + (f" and {len(profile.sources) - 3} more files" if len(profile.sources) > 3 else "") \
-        if shown else "a table"
+    more = len(profile.sources) - 3
+    where = ", ".join(profile.sources[:3]) + (f" and {more} more files" if more > 0 else "") \
+        if profile.sources else "a table"
     lines = [f"# Rules suggested by `batchaot suggest` from {where}",
              f"# ({profile.rows:,} rows, {len(profile.columns)} columns). Each rule passed on that data",
              "# when this file was written, and its comment says what it was inferred from.",
