@@ -5,7 +5,8 @@ count of every distinct value while there are at most EXACT_DISTINCT of them (th
 HyperLogLog sketch, the one `approx_count_distinct` uses), string lengths, the
 character-class state of patterns.py, and ordered *segments* for monotonicity. Merging is
 associative and order-independent, so a profile over many units (and Ray workers) equals
-the profile of the data read as one table.
+the profile of the data read as one table (a sketch's estimate: within its error, as the
+union of sketches depends a little on how the values were split).
 
 Values are compared as DuckDB does: floats by value (-0.0 = 0.0, NaN = NaN; NaN is no
 min or max and breaks monotonicity), strings bytewise, integers whatever their width.
