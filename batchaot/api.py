@@ -1,4 +1,5 @@
-"""The Python API: validate data against rules, compile a rule.
+"""The Python API: validate data against rules, compile a rule, profile data and suggest
+rules from its profile.
 
 A facade: the rules are compiled by the compiler layer (compiler.compile_rules) and run
 by the runtime (runtime.plan.validate, the same UnitRunner that `submit` uses); only the
@@ -10,16 +11,19 @@ import datetime as dt
 import glob
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from .compiler import clock, compile_rules
 from .compiler.program import Program
-from .errors import DataError, RuleError
+from .errors import BatchaotError, DataError, RuleError
 from .io import sinks, sources, violations
 from .io.units import plan as plan_units
 from .io.violations import TABLE_SOURCE
+from .profile import Profile, profilers
+from .profile.suggest import Suggestion, rules_yaml, suggestions
 from .report import html
 from .result import Result
 from .runtime import history as run_history
@@ -27,9 +31,10 @@ from .runtime import plan as runtime
 from .runtime import schema_gate
 from .runtime.quarantine import Quarantine, split_inputs
 from .runtime.unit import BATCH_ROWS
-from .spec import RuleSpec, at, load_rules, load_yaml, parse_rule, rules_digest
+from .spec import RuleSpec, at, load_rules, load_yaml, parse_rule, parse_yaml, rules_digest, rules_from_document
 
-__all__ = ["validate", "compile", "compile_rules", "load_rule_specs", "load_data", "BATCH_ROWS"]
+__all__ = ["validate", "compile", "compile_rules", "load_rule_specs", "load_data", "profile", "suggest",
+           "Suggested", "BATCH_ROWS"]
 
 DataLike = Any  # pa.Table | pa.RecordBatch | str | os.PathLike | list of paths
 RulesLike = Any  # path to a rules YAML, list of rule dicts, or list of RuleSpec
@@ -232,3 +237,88 @@ def compile(rule: str | dict | RuleSpec, schema: pa.Schema | pa.Table, *, name: 
                         "run it with batchaot.validate(data, rules)")
     (program,) = compile_rules([rule], schema)
     return program
+
+
+# --- profile and suggest ---------------------------------------------------------------
+
+def profile(data: DataLike, *, progress=None) -> Profile:
+    """Every column's profile (type, NULLs, min/max, distinct values, top values, lengths,
+    pattern, monotonicity, candidate keys), computed by the runtime that validates: files
+    as work units in this process (`progress`: a runtime.progress reporter), a table as
+    held batches."""
+    paths = _paths(data)
+    if paths is not None:
+        from .distributed.profile_job import profile_files
+        return profile_files(paths, mode="in-process", progress=progress)
+    started = time.perf_counter()
+    table = _table(data)
+    result = runtime.validate(runtime.Plan.of_checks(profilers(table.schema), table.schema),
+                              [(TABLE_SOURCE, table)])
+    return Profile([r.outcome.column for r in result.rules], rows=table.num_rows,
+                   elapsed_s=time.perf_counter() - started)
+
+
+@dataclass
+class Suggested:
+    """What `suggest` found: the rules file's text, the rules kept (each passed on the
+    data), those dropped with the reason, and the profile they came from."""
+
+    text: str
+    kept: list[Suggestion]
+    dropped: list[tuple[Suggestion, str]]
+    profile: Profile
+
+
+SUGGESTED_FILE = "<suggested rules>"
+
+
+def suggest(data: DataLike, *, output: str | os.PathLike | None = None) -> Suggested:
+    """Rules inferred from `data`'s profile, each run on `data` before it is kept: a rule
+    that does not compile or does not pass is dropped (and listed). With `output`, the
+    rules file is written there (whole or not at all)."""
+    found = profile(data)
+    if found.errors:
+        raise DataError(f"cannot suggest rules from data that could not all be read: {found.errors[0]}")
+    if found.rows == 0:
+        raise DataError("cannot suggest rules from an empty dataset (0 rows): there is nothing to infer them from")
+    proposed = suggestions(found)
+    kept, dropped = _verify(data, proposed, found)
+    text = rules_yaml(kept, dropped, found)
+    if output is not None:
+        with sinks.atomic(os.fspath(output)) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    return Suggested(text, kept, dropped, found)
+
+
+def _verify(data: DataLike, proposed: list[Suggestion], found: Profile) -> tuple[list, list]:
+    """Read the proposals back as the rules file a user gets, compile each, run them all
+    on `data`: (kept, [(dropped, reason)])."""
+    text = rules_yaml(proposed, [], found)
+    specs = rules_from_document(parse_yaml(text, SUGGESTED_FILE), SUGGESTED_FILE)
+    by_name = {s.name: s for s in proposed}
+    schema = _schema_of(data)
+    dropped: list[tuple[Suggestion, str]] = []
+    runnable = []
+    for spec in specs:
+        try:
+            compile_rules([spec], schema)
+            runnable.append(spec)
+        except BatchaotError as exc:
+            dropped.append((by_name[spec.name], f"does not compile: {exc}"))
+    failed = {}
+    if runnable:
+        for rule in _validate(data, runnable).rules:
+            s = rule.summary()
+            if not s["passed"]:
+                failed[s["name"]] = (f"{s['violations']:,} violating row(s)" if s["violations"]
+                                     else f"value {s['value']} outside the bounds")
+    dropped += [(by_name[n], why) for n, why in failed.items()]
+    kept = [by_name[s.name] for s in runnable if s.name not in failed]
+    return kept, dropped
+
+
+def _schema_of(data: DataLike) -> pa.Schema:
+    paths = _paths(data)
+    if paths is None:
+        return _table(data).schema
+    return sources.read_schema(paths[0])

@@ -152,7 +152,7 @@ def _console() -> Console:
 def submit(job_file: str, address: str | None, workers: int | None, output: str | None,
            quarantine: str | None, mode: str, as_json: bool, quiet: bool, now: str | None,
            junit_path: str | None, fmt: str, history_path: str | None) -> None:
-    """Run a job file: validate data (or compile rules) on Ray, locally or on a cluster."""
+    """Run a job file: validate data (or compile rules, or profile data) on Ray, locally or on a cluster."""
     from .distributed import Job
     from .runtime.progress import choose
 
@@ -160,12 +160,15 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
     job = Job.from_yaml(job_file)
     result = _reported(junit_path if job.spec.kind == "validate" else None,
                        lambda: job.run(address=address, workers=workers, output=output, mode=mode,
-                                       progress=choose(quiet or as_json or fmt == "github"),
+                                       progress=choose(quiet or as_json or fmt == "github",
+                                                       rules=job.spec.kind != "profile"),
                                        quarantine=quarantine, history=history_path, now=now))
     if as_json:
         _emit_json(stream, result.to_json())
     elif job.spec.kind == "compile":
         _print_compile(result.to_dict())
+    elif job.spec.kind == "profile":
+        _print_profile(result)
     elif fmt == "github":
         _print_github(result.to_dict())
     else:
@@ -313,6 +316,75 @@ def report(folder: str) -> None:
     folder of validate --output or submit)."""
     from .report import html
     click.echo(f"report written to {html.build(folder)}")
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def profile(data: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Profile every column of DATA: type, NULLs, min/max, distinct values, top values,
+    string lengths and pattern, monotonicity, candidate keys."""
+    from .runtime.progress import choose
+
+    stream = _reserve_stdout() if as_json else None
+    found = api.profile(list(data), progress=choose(quiet or as_json, rules=False))
+    if as_json:
+        _emit_json(stream, found.to_json())
+    else:
+        _print_profile(found)
+    sys.exit(found.exit_code)
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--output", "-o", help="Write the rules YAML here (default: print it).")
+def suggest(data: tuple[str, ...], output: str | None) -> None:
+    """Suggest a rules file for DATA from its profile; every rule kept passes on DATA."""
+    found = api.suggest(list(data), output=output)
+    if output is None:
+        click.echo(found.text, nl=False)
+    for rule, why in found.dropped:
+        click.echo(f"dropped {rule.name}: {why}", err=True)
+    if output is not None:
+        click.echo(f"wrote {len(found.kept)} rules to {output}"
+                   + (f"; {len(found.dropped)} more failed on the data and were dropped" if found.dropped else ""))
+
+
+_PROFILE_COLUMNS = ("column", "type", "nulls", "min", "max", "distinct", "length", "top values / pattern",
+                    "order")
+
+
+def _print_profile(found) -> None:
+    console = _console()
+    table = Table(title=f"{found.rows:,} rows, {len(found.columns)} columns profiled in {found.elapsed_s:.3f} s")
+    for col in _PROFILE_COLUMNS:
+        wide = {"min": 19, "max": 19, "top values / pattern": 40}.get(col)
+        table.add_column(col, justify="right" if col in ("nulls", "distinct") else "left", no_wrap=True,
+                         overflow="ellipsis", max_width=wide, min_width=None if wide else max(len(col), 7))
+    for c in found.columns:
+        d = c.to_dict()
+        distinct = "" if d["distinct"] is None else f"{d['distinct']:,}" + ("" if d["distinct_exact"] else " ~")
+        length = "" if d["length"] is None else f"{d['length'][0]}..{d['length'][1]}"
+        shape = (", ".join(f"{v} ({n:,})" for v, n in d["top_values"][:5]) if d["top_values"]
+                 else d["pattern"] or "")
+        table.add_row(c.name, d["type"], f"{d['null_fraction']:.2%}", _shown(d["min"]), _shown(d["max"]),
+                      distinct, length, shape, d["monotonic"] or "")
+    console.print(table, markup=False)
+    keys = found.candidate_keys
+    sketched = any(not c.distinct_exact for c in found.columns)
+    console.print(f"candidate keys: {', '.join(keys) if keys else 'none'} (no NULL, every value distinct"
+                  f"{'; ~ marks a HyperLogLog estimate' if sketched else ''})", markup=False)
+    for error in found.errors:
+        console.print(f"[yellow]skipped:[/] {error}")
+
+
+def _shown(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 @main.command()

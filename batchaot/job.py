@@ -1,7 +1,7 @@
 """Job files (jobs/*.yaml): what to check, where the data is, where results go.
 
     name: orders-quality
-    kind: validate                 # or compile
+    kind: validate                 # or compile, or profile (every column's profile; no rules)
     source: {path: "data/orders/*.parquet", format: parquet}
     rules: [...]                   # inline, and/or
     rules_from: rules/orders.yaml  # one or more rules files (globs)
@@ -28,7 +28,7 @@ from .io.sources import FORMATS
 from .spec import (DOCUMENT_KEYS, RuleSpec, Where, at, line_of, load_yaml, name_problem,
                    rules_from_document, suggest)
 
-KINDS = ("validate", "compile")
+KINDS = ("validate", "compile", "profile")
 ON_ERROR = ("continue", "stop")
 SOURCE_KEYS = ("path", "format", "csv")
 CSV_KEYS = ("delimiter", "header", "skip_rows", "null_values")
@@ -87,11 +87,15 @@ def parse_job(doc: dict, file: str) -> JobSpec:
         raise SpecError(f"{at(file, doc, 'name')}: {problem}")
     rule_files = _rule_files(doc, file)
     rules = _rules(doc, file, rule_files) if kind == "validate" else ()
-    source = _source(doc, file) if kind == "validate" or "source" in doc else None
-    if kind == "validate" and source is None:
-        raise SpecError(f"{at(file, doc)}: job '{name}' needs a 'source' (the data to check)")
-    if kind == "compile" and isinstance(doc.get("output"), dict) and "quarantine" in doc["output"]:
-        raise SpecError(f"{at(file, doc, 'output')}: compile job '{name}' has no rows to quarantine: "
+    source = _source(doc, file) if kind != "compile" or "source" in doc else None
+    if kind != "compile" and source is None:
+        what = "to profile" if kind == "profile" else "to check"
+        raise SpecError(f"{at(file, doc)}: job '{name}' needs a 'source' (the data {what})")
+    if kind == "profile" and ("rules" in doc or rule_files):
+        raise SpecError(f"{at(file, doc, 'rules' if 'rules' in doc else 'rules_from')}: profile job "
+                        f"'{name}' takes no rules (it profiles every column); use kind: validate to check rules")
+    if kind != "validate" and isinstance(doc.get("output"), dict) and "quarantine" in doc["output"]:
+        raise SpecError(f"{at(file, doc, 'output')}: {kind} job '{name}' has no rows to quarantine: "
                         "'output.quarantine' is for validate jobs")
     if kind == "compile" and not rule_files:
         raise SpecError(f"{at(file, doc)}: compile job '{name}' needs 'rules_from' "

@@ -9,6 +9,8 @@ Every import counts: at the top of a module or inside a function. From the botto
     engine                compiler, native, io; never checks, runtime, distributed, api,
                           cli, nor the root package `batchaot`
     checks                compiler, engine, io
+    profile               checks, io, spec (profiles run as dataset checks; the runtime
+                          runs them, distributed/profile_job.py and api call it)
     runtime               the layer every run calls: compiler, engine, checks, io, result
     distributed           places the runtime's calls (Ray); never api or cli
     api, cli              the facade and the command line: nothing imports them but the
@@ -117,6 +119,15 @@ def test_checks_and_runtime_do_not_reach_up() -> None:
     _check(_violations(lambda m: _in(m, "batchaot.runtime"),
                        lambda t: t == "batchaot" or _in(t, "batchaot.distributed", "batchaot.api",
                                                         "batchaot.cli")))
+
+
+def test_profiling_sits_beside_the_checks() -> None:
+    _check(_violations(lambda m: _in(m, "batchaot.profile"),
+                       lambda t: t == "batchaot" or _in(t, "batchaot.runtime", "batchaot.distributed",
+                                                        "batchaot.api", "batchaot.cli", "batchaot.result")))
+    _check(_violations(lambda m: _in(m, "batchaot.checks", "batchaot.engine", "batchaot.compiler",
+                                     "batchaot.runtime"),
+                       lambda t: _in(t, "batchaot.profile")))
 
 
 def test_only_the_cli_and_the_root_package_import_the_api_facade() -> None:

@@ -19,6 +19,7 @@ and passed = False; `details` says so.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
@@ -118,7 +119,7 @@ class AggregateValue(CheckBase):
         elif fn == "count_distinct":
             part.distinct = pc.unique(keys.comparable(col).drop_null())
         elif fn == "approx_count_distinct":
-            part.sketch = _hll(col)
+            part.sketch = hll_sketch(col)
         elif fn == "approx_quantile":
             part.sketch = _kll(col)
         return part
@@ -138,7 +139,7 @@ class AggregateValue(CheckBase):
             found = [p.distinct for p in partials if p.distinct is not None]
             out.distinct = pc.unique(pa.concat_arrays(found)) if found else None
         elif fn == "approx_count_distinct":
-            out.sketch = _merge_hll([p.sketch for p in partials if p.sketch])
+            out.sketch = merge_hll([p.sketch for p in partials if p.sketch])
         elif fn == "approx_quantile":
             out.sketch = _merge_kll([p.sketch for p in partials if p.sketch])
         return out
@@ -167,7 +168,7 @@ class AggregateValue(CheckBase):
         if fn == "count_distinct":
             return (len(p.distinct) if p.distinct is not None else 0), {}
         if fn == "approx_count_distinct":
-            return _hll_value(replace(p, sketch=_merge_hll([p.sketch] if p.sketch else [])))
+            return hll_value(replace(p, sketch=merge_hll([p.sketch] if p.sketch else [])))
         return _kll_value(p.sketch, self.call.q)
 
     def _moment_value(self, p: AggregatePartial) -> float | int | None:
@@ -254,14 +255,18 @@ def _sketch_values(col: pa.Array) -> list:
     return values.to_pylist()
 
 
-def _hll(col: pa.Array) -> bytes:
+def hll_sketch(col: pa.Array) -> bytes:
+    """The HLL sketch of `col`'s distinct values (the sketch takes one value per call:
+    map() keeps that loop in C, 2-4x faster than a Python for loop)."""
     sketch = datasketches.hll_sketch(HLL_LG_K, datasketches.tgt_hll_type.HLL_8)
-    for v in _sketch_values(col):
-        sketch.update(v if not isinstance(v, bytes) else v.hex())
+    values = _sketch_values(col)
+    if values and isinstance(values[0], bytes):
+        values = [v.hex() for v in values]
+    deque(map(sketch.update, values), maxlen=0)
     return sketch.serialize_compact()
 
 
-def _merge_hll(blobs: list[bytes]) -> bytes | None:
+def merge_hll(blobs: list[bytes]) -> bytes | None:
     # always through a union: its estimate depends only on the registers, not on the order
     # in which values arrived, so any split of the data gives the same estimate
     if not blobs:
@@ -272,7 +277,7 @@ def _merge_hll(blobs: list[bytes]) -> bytes | None:
     return union.get_result(datasketches.tgt_hll_type.HLL_8).serialize_compact()
 
 
-def _hll_value(p: AggregatePartial) -> tuple[float | int | None, dict]:
+def hll_value(p: AggregatePartial) -> tuple[float | int | None, dict]:
     if p.sketch is None:
         return 0, {"sketch": "hll", "lg_k": HLL_LG_K}
     sk = datasketches.hll_sketch.deserialize(p.sketch)

@@ -3,7 +3,7 @@
 This package only decides *where* the runtime's calls run (batchaot/runtime): the driver
 plans and compiles, then runs small inputs in this process and the rest on Ray worker
 actors. `actors.py` is the only module that imports ray; `compile_job.py` runs
-`kind: compile` jobs.
+`kind: compile` jobs, `profile_job.py` `kind: profile` jobs.
 """
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import datetime as dt
 import os
 
 from ..compiler import clock
+from ..errors import SpecError
 from ..job import JobSpec, load_job
+from ..profile import Profile
 from ..result import JobResult
 from ..runtime.progress import Quiet
 from .compile_job import CompileResult, run_compile
 from .driver import run_validate
+from .profile_job import run_profile_job
 
-__all__ = ["Job", "JobResult", "CompileResult"]
+__all__ = ["Job", "JobResult", "CompileResult", "Profile"]
 
 MODES = ("auto", "in-process", "ray")
 
@@ -35,7 +38,7 @@ class Job:
     def run(self, address: str | None = None, workers: int | None = None,
             output: str | None = None, mode: str = "auto", progress=None,
             quarantine: str | None = None, history: str | None = None,
-            now: str | dt.datetime | None = None) -> JobResult | CompileResult:
+            now: str | dt.datetime | None = None) -> JobResult | CompileResult | Profile:
         """Run on an embedded local Ray (default), a cluster (`address`), or in-process.
 
         `mode`: "auto" runs small inputs in-process and the rest on Ray; "ray" or
@@ -47,8 +50,14 @@ class Job:
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        if self.spec.kind != "validate" and (quarantine is not None or history is not None):
+            option = "quarantine" if quarantine is not None else "history"
+            raise SpecError(f"job '{self.spec.name}' is a {self.spec.kind} job: --{option} is for validate jobs")
         if self.spec.kind == "compile":
             return run_compile(self.spec, address=address, workers=workers, output=output, mode=mode)
+        if self.spec.kind == "profile":
+            return run_profile_job(self.spec, address=address, workers=workers, output=output, mode=mode,
+                                   progress=progress or Quiet())
         fixed = clock.parse(now, "now") if now is not None else self.spec.now
         return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
                             progress=progress or Quiet(), quarantine=quarantine, history=history,

@@ -37,7 +37,7 @@ from ..spec import rules_digest
 IN_PROCESS_ROWS = 64_000_000
 IN_PROCESS_BYTES = 4 << 30
 
-__all__ = ["JobResult", "run_validate"]
+__all__ = ["JobResult", "execute", "run_validate"]
 
 
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
@@ -86,7 +86,7 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     plan = compile_for_units(job.rules, units, job.source.csv)
     found.apply(plan.compiled)
     with _recorder(job, plan, history, now) as record:
-        result = _execute(job, plan, units, errors, out, address, workers, mode, progress, quarantine)
+        result = _run_and_merge(job, plan, units, errors, out, address, workers, mode, progress, quarantine)
         result.elapsed_s = time.perf_counter() - started
         if record is not None:
             record.record(result)
@@ -101,28 +101,34 @@ def _recorder(job: JobSpec, plan: Plan, history: str | None, now: dt.datetime | 
                                 series=run_history.job_series(job.name, job.source.paths))
 
 
-def _execute(job: JobSpec, plan: Plan, units: list[WorkUnit], errors: list[str], out: str,
+def _run_and_merge(job: JobSpec, plan: Plan, units: list[WorkUnit], errors: list[str], out: str,
              address: str | None, workers: int | None, mode: str, progress, quarantine: str | None) -> JobResult:
     """Run the units in-process or on Ray and merge their results."""
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
                    errors=errors, progress=progress, quarantine=quarantine)
-    mode = _mode(mode, address, units)
-    used = 1
+    mode, used = execute(run, mode, address, workers or job.workers)
+    return run.result(output=out, mode=mode, workers=used, job_name=job.name, quarantined=run.quarantined)
+
+
+def execute(run: UnitsRun, mode: str, address: str | None, workers: int | None) -> tuple[str, int]:
+    """Run `run` in this process or on Ray actors (`mode` auto: by the units' size);
+    returns the mode used and how many workers ran it."""
+    mode = _mode(mode, address, run.units)
     if mode == "in-process":
         run.execute(InProcess(run.runner(threads=os.cpu_count() or 1)), "in-process")
-    else:
-        from . import actors
-        cluster = actors.Cluster(address, workers or job.workers)
+        return mode, 1
+    from . import actors
+    cluster = actors.Cluster(address, workers)
+    try:
+        used = min(cluster.workers, len(run.units))
+        placed = actors.Actors(used, run)
         try:
-            used = min(cluster.workers, len(units))
-            placed = actors.Actors(used, run)
-            try:
-                run.execute(placed, f"ray, {used} worker{'s' * (used > 1)}", attach=placed.actors)
-            finally:
-                placed.close()
+            run.execute(placed, f"ray, {used} worker{'s' * (used > 1)}", attach=placed.actors)
         finally:
-            cluster.close()
-    return run.result(output=out, mode=mode, workers=used, job_name=job.name, quarantined=run.quarantined)
+            placed.close()
+    finally:
+        cluster.close()
+    return mode, used
 
 
 def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:

@@ -52,6 +52,12 @@ class Plan:
         compiled = compile_rules(specs, schema)
         return cls(list(specs), compiled, schema, violations.layout(schema, shown_columns(compiled)))
 
+    @classmethod
+    def of_checks(cls, checks: Sequence, schema: pa.Schema) -> "Plan":
+        """A plan of dataset checks built already (profilers, say): no row rule to compile."""
+        checks = list(checks)
+        return cls([c.spec for c in checks], checks, schema, violations.layout(schema, shown_columns(checks)))
+
     @property
     def programs(self) -> list[Program]:
         return [c for c in self.compiled if isinstance(c, Program)]

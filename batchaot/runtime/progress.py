@@ -20,8 +20,9 @@ class Quiet:
 class Lines(Quiet):
     """One line per ~10% of units (CI logs, pipes)."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, rules: bool = True):
         self.stream = stream or sys.stderr
+        self.rules = rules              # a run with row rules says how many fail so far
 
     def start(self, units: int, rows: int, mode: str) -> None:
         self.total, self.done, self.rows, self.next_report = units, 0, 0, 0.1
@@ -36,8 +37,9 @@ class Lines(Quiet):
             print(f"batchaot: skipped: {error}", file=self.stream, flush=True)
         if self.done / max(self.total, 1) >= self.next_report or self.done == self.total:
             self.next_report += 0.1
+            failing_text = f"{failing} row rules failing, " if self.rules else ""
             print(f"batchaot: {self.done}/{self.total} units, {self.rows:,} rows, "
-                  f"{failing} row rules failing, {time.perf_counter() - self.t0:.1f} s",
+                  f"{failing_text}{time.perf_counter() - self.t0:.1f} s",
                   file=self.stream, flush=True)
 
     def note(self, text: str) -> None:
@@ -47,16 +49,17 @@ class Lines(Quiet):
 class Bar(Quiet):
     """A rich progress bar on stderr: units done, rows, rules failing so far."""
 
-    def __init__(self):
+    def __init__(self, rules: bool = True):
+        failing = [TextColumn("[red]{task.fields[failing]} row rules failing")] if rules else []
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[rows]:,} rows"),
-                                 TextColumn("[red]{task.fields[failing]} row rules failing"),
-                                 TimeElapsedColumn(), transient=True)
+                                 *failing, TimeElapsedColumn(), transient=True)
+        self.doing = "validating" if rules else "profiling"
 
     def start(self, units: int, rows: int, mode: str) -> None:
         self.rows = 0
         self.progress.start()
-        self.task = self.progress.add_task(f"validating ({mode})", total=units, rows=0, failing=0)
+        self.task = self.progress.add_task(f"{self.doing} ({mode})", total=units, rows=0, failing=0)
 
     def advance(self, rows: int, failing: int, error: str | None = None) -> None:
         self.rows += rows
@@ -71,7 +74,9 @@ class Bar(Quiet):
         self.progress.stop()
 
 
-def choose(quiet: bool) -> Quiet:
+def choose(quiet: bool, rules: bool = True) -> Quiet:
+    """No progress, a bar (a terminal) or lines (logs); `rules`: whether the run has row
+    rules whose failures to count (a profile has none)."""
     if quiet:
         return Quiet()
-    return Bar() if sys.stderr.isatty() else Lines()
+    return Bar(rules) if sys.stderr.isatty() else Lines(rules=rules)
