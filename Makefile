@@ -31,7 +31,7 @@ demo: $(STAMP) $(DEMO_DATA)
 
 # pytest exits 5 when no test ran; make treats that, like any failure, as an error.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
