@@ -254,6 +254,30 @@ def test_history_checks_need_a_history_and_valid_fields(tmp_path) -> None:
         assert code == 2 and message in err, (body, err)
 
 
+# --- the report's sparklines ------------------------------------------------------------
+
+def test_report_shows_each_rules_violations_over_the_recorded_runs(tmp_path) -> None:
+    (tmp_path / "rules.yaml").write_text("- {name: pos, check: 'amount > 0'}\n")
+    history, counts = tmp_path / "h.sqlite", []
+    for d in range(4):
+        table = orders(400, seed=d, bad=d)
+        pq.write_table(table, tmp_path / f"day{d}.parquet")
+        counts.append(duck(table, "SELECT count(*) FILTER (WHERE NOT (amount > 0)) FROM t"))
+        code, _, err = run("validate", str(tmp_path / f"day{d}.parquet"), "-r", str(tmp_path / "rules.yaml"),
+                           "--history", str(history), "--output", str(tmp_path / f"out{d}"))
+        assert code in (0, 1), err
+    assert len(set(counts)) > 1                       # a trend, not a flat line
+    page = (tmp_path / "out2" / "report.html").read_text()
+    shown = ", ".join(f"{c:,}" for c in counts[:3])    # run 3's page: runs 1-3, not the later 4th
+    assert page.count('<svg class="spark"') == 1 and f"violations in the last 3 runs: {shown}" in page
+    assert run("report", str(tmp_path / "out2"))[0] == 0          # rebuilt after run 4: the same trail
+    assert f"violations in the last 3 runs: {shown}" in (tmp_path / "out2" / "report.html").read_text()
+    assert '<svg class="spark"' not in (tmp_path / "out0" / "report.html").read_text()   # one run: no line
+    history.unlink()                                   # history gone: the page still builds, without one
+    assert run("report", str(tmp_path / "out3"))[0] == 0
+    assert '<svg class="spark"' not in (tmp_path / "out3" / "report.html").read_text()
+
+
 # --- validate and submit record; `batchaot history` shows them -----------------------
 
 def test_validate_and_submit_record_and_history_shows_the_trend(tmp_path) -> None:

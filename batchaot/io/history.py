@@ -266,6 +266,26 @@ class History:
             "ORDER BY at DESC, r.id DESC LIMIT ?", (rule, metric, *args, limit)).fetchall()
         return [{"run": r, "at": at, "value": v} for r, at, v in reversed(rows)]
 
+    def trail(self, run_id: int, metric: str, limit: int = 30) -> dict[str, list[float | None]]:
+        """Per rule, `metric` in the `limit` latest runs of `run_id`'s series up to and with
+        it, oldest first (None where a run lacks the value): a report's sparklines, which
+        stay the same when the report is rebuilt after later runs."""
+        row = self.db.execute("SELECT series, coalesce(now, started) FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return {}
+        series, at = row
+        runs = [r[0] for r in self.db.execute(
+            "SELECT id FROM runs WHERE series = ? AND (coalesce(now, started) < ? OR "
+            "(coalesce(now, started) = ? AND id <= ?)) ORDER BY coalesce(now, started) DESC, id DESC LIMIT ?",
+            (series, at, at, run_id, limit))][::-1]
+        position = {r: i for i, r in enumerate(runs)}
+        found: dict[str, list[float | None]] = {}
+        for r, rule, value in self.db.execute(
+                f"SELECT run_id, rule, value FROM metrics WHERE metric = ? AND run_id IN "
+                f"({', '.join('?' * len(runs))})", (metric, *runs)):
+            found.setdefault(rule, [None] * len(runs))[position[r]] = value
+        return found
+
     def rules(self, job: str | None = None, limit: int = 30) -> list[str]:
         """Names of the rules recorded in the latest `limit` runs (of `job`)."""
         where, args = ("WHERE job = ?", (job,)) if job is not None else ("", ())

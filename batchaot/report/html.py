@@ -26,14 +26,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import DataError
+from ..errors import DataError, HistoryError
 from ..io import violations
+from ..io.history import History
 from ..io.sinks import REPORT, SUMMARY, atomic
 from .ci import status
 
 SAMPLE_ROWS = 20
 SOURCES_SHOWN = 20
 CELL_CHARS = 200           # a longer value is cut in the page (the parts have all of it)
+TRAIL_RUNS = 30            # runs in a rule's sparkline (a run recorded with --history)
+SPARK_W, SPARK_H = 90, 18  # its size in pixels
 STATUSES = ("fail", "warn", "pass", "not run")
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("batchaot.report", "templates"),
@@ -80,7 +83,9 @@ def write(path: str, summary: dict, parts_folder: str) -> None:
 
 
 def render(summary: dict, sample_rows: dict[str, dict]) -> str:
-    rules = [_rule_view(r, sample_rows.get(r.get("name"))) for r in summary.get("rules", [])]
+    trails = _trails(summary)
+    rules = [_rule_view(r, sample_rows.get(r.get("name")), trails.get(r.get("name")))
+             for r in summary.get("rules", [])]
     counts = {s: sum(1 for r in rules if r["status"] == s) for s in STATUSES}
     sources = summary.get("sources") or []
     return _ENV.get_template("report.html.j2").render(
@@ -102,13 +107,46 @@ def _run_view(s: dict) -> dict:
             "mode": s.get("mode"), "engine": s.get("engine"), "stopped": s.get("stopped")}
 
 
-def _rule_view(r: dict, sample: dict | None) -> dict:
+def _rule_view(r: dict, sample: dict | None, trail: list[float | None] | None = None) -> dict:
     details = r.get("details") or {}
     keys = details.get("sample") if isinstance(details.get("sample"), list) else []
     return {**r, "status": status(r), "share": _share(r), "value_text": _value(r),
             "top_keys": [{"key": ", ".join(f"{k}={_cell(v)}" for k, v in (k.get("key") or {}).items()),
                       "count": k.get("count")} for k in keys if isinstance(k, dict)],
-            "details_text": _details(details), "sample": sample}
+            "details_text": _details(details), "sample": sample, "spark": _spark(trail)}
+
+
+def _trails(summary: dict) -> dict[str, list[float | None]]:
+    """Each rule's violations over the recent runs of its history (summary "history":
+    {path, run}); none when the run was not recorded or the file is gone or unreadable."""
+    ref = summary.get("history")
+    if not isinstance(ref, dict) or not isinstance(ref.get("path"), str) or not isinstance(ref.get("run"), int):
+        return {}
+    if not os.path.isfile(ref["path"]):
+        return {}
+    try:
+        with History(ref["path"], create=False) as store:
+            return store.trail(ref["run"], "violations", TRAIL_RUNS)
+    except HistoryError:
+        return {}
+
+
+def _spark(values: list[float | None] | None) -> dict | None:
+    """An SVG polyline of a rule's violations per run (oldest left; a gap where a run has
+    none), scaled from 0 to the largest; None below two values."""
+    if not values or sum(v is not None for v in values) < 2:
+        return None
+    top = max(v for v in values if v is not None) or 1.0
+    step = SPARK_W / max(1, len(values) - 1)
+    segments: list[list[str]] = [[]]
+    for i, v in enumerate(values):
+        if v is None:
+            segments.append([])
+        else:
+            segments[-1].append(f"{i * step:.1f},{SPARK_H - 1 - (SPARK_H - 2) * v / top:.1f}")
+    shown = ", ".join("–" if v is None else f"{v:,.0f}" for v in values)
+    return {"lines": [" ".join(s) for s in segments if s], "title": f"violations in the last {len(values)} runs: {shown}",
+            "w": SPARK_W, "h": SPARK_H}
 
 
 def _share(r: dict) -> str:
