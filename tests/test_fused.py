@@ -98,6 +98,33 @@ def test_shape_kernels_match_the_vm(monkeypatch) -> None:
         assert_same_as_vm(programs, table, chunk=6000)
 
 
+# An integer / or % by a constant K > 1 divides by the literal K in a kernel (fused.ruleset
+# .divisors), guarded by the register holding K at run time: same answers as the VM and
+# DuckDB for negative, inexact and extreme dividends, per-row and shape kernels alike.
+DIVISION_PREDS = ["i // 7 > 3", "i % 7 <> 2", "i // 86400000000 >= j", "i % 1000000 < j",
+                  "i // -3 < 5", "(j - 1) % 4 = 1", "ts >= d", "ts < d", "ts = d", "ts <> d"]
+
+
+@pytest.mark.parametrize("row_kernels", [True, False])
+def test_division_by_a_constant_matches_the_vm_and_duckdb(row_kernels: bool, monkeypatch, oracle) -> None:
+    rng = np.random.default_rng(11)
+    n = 5000
+    i = rng.integers(-10**17, 10**17, n)
+    i[:6] = [np.iinfo(np.int64).min, np.iinfo(np.int64).max, -1, 0, -86400000000, 86400000000 - 1]
+    days = rng.integers(-30000, 30000, n).astype(np.int32)
+    ts = days.astype(np.int64) * 86400000000 + rng.integers(-2, 2, n) * 43200000000
+    table = pa.table({"i": pa.array(i, mask=rng.random(n) < 0.05), "j": pa.array(rng.integers(-50, 50, n)),
+                      "ts": pa.array(ts, pa.timestamp("us")), "d": pa.array(days, pa.date32())})
+    if not row_kernels:
+        monkeypatch.setattr(fused.plan, "MAX_FUSED_INSTRUCTIONS", 0)
+        monkeypatch.setattr(fused.plan, "ROW_KERNEL_INSTRUCTIONS", 0)
+    programs = compile_all(DIVISION_PREDS, table.schema, strict=False)
+    assert any(fused.ruleset.divisors(p) for p in programs)
+    assert_same_as_vm(programs, table, chunk=3000)
+    got = [v for _, v, _, _ in answers("fused", programs, table.to_batches(max_chunksize=3000))]
+    assert got == [oracle.counts(table, pred)[0] for pred in DIVISION_PREDS]
+
+
 # -- random bytecode: any forward-jump pattern, against the VM one row at a time ---------
 
 COLUMN_TYPES = {"i": "bigint", "f": "double", "b": "boolean"}

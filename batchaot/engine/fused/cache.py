@@ -25,7 +25,7 @@ from . import loader
 from .codegen import GENERATOR_VERSION, generate, generate_shape, layouts_for
 from .helpers import HELPERS
 from .loader import STATS
-from .ruleset import RuleSet
+from .ruleset import RuleSet, divisors
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,7 +80,8 @@ def shape_key(shape: str, nullable: Sequence[bool]) -> str:
 def program_shape(prog: Program) -> str:
     """A program's bytecode without constant values or column names: its kernel shape."""
     return json.dumps({"code": prog.code.tolist(), "kvalid": prog.kvalid.tolist(),
-                       "nregs": prog.nregs, "columns": len(prog.columns), "luts": len(prog.luts)},
+                       "nregs": prog.nregs, "columns": len(prog.columns), "luts": len(prog.luts),
+                       "divisors": sorted(divisors(prog).items())},
                       separators=(",", ":"))
 
 

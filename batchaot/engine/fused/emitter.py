@@ -26,6 +26,7 @@ import numpy as np
 from ...compiler.opcodes import (CLASSES, COMPARISONS, FAMILY, JUMPS, NEVER_NULL, OVERFLOW_SOURCES,
                                  READS_A, SYMBOL, TERMINATORS, WRITES_A, Op, register_inputs)
 from ...compiler.program import Program
+from .ruleset import divisors
 from .. import vm
 
 TRUE = "True"
@@ -126,6 +127,7 @@ class ProgramEmitter:
         self.depth = 0
         self.merged: set[int] = set()
         self.tainted = _tainted_registers(prog.code)   # may carry an overflow's NULL
+        self.divisors = divisors(prog)                 # pc -> a constant divisor K > 1
 
     # inputs (overridden)
     def column(self, b: int) -> tuple[str, str]:
@@ -364,10 +366,14 @@ class ProgramEmitter:
             self.follow_taint_raw(a, (b, c))
             self.emit(f"{ok} = {conj(valid_in, f'({self.r(c)} != 0)')}")
         self.emit(f"if {ok}:")
-        if op == Op.IDIV_I:
-            self.set_r(a, f"idiv_i({self.r(b)}, {self.r(c)})", 1)
-        else:
-            self.set_r(a, f"mod_i({self.r(b)}, {self.r(c)})", 1)
+        x, y, k = self.r(b), self.r(c), self.divisors.get(pc)
+        general = f"idiv_i({x}, {y})" if op == Op.IDIV_I else f"mod_i({x}, {y})"
+        if k is None:
+            self.set_r(a, general, 1)
+        else:       # x // k floors; SQL truncates toward zero: one up for a negative inexact x
+            quotient = f"({x} // {k} + np.int64(({x} < 0) & ({x} % {k} != 0)))"
+            fast = quotient if op == Op.IDIV_I else f"({x} - {quotient} * {k})"
+            self.set_r(a, f"{fast} if {y} == {k} else {general}", 1)
         self.emit("else:")
         self.set_r(a, "0", 1)
         self.set_v(a, ok)

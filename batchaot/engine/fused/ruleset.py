@@ -7,7 +7,25 @@ from typing import Sequence
 
 import numpy as np
 
+from ...compiler.opcodes import Op
 from ...compiler.program import Program
+
+
+def divisors(prog: Program) -> dict[int, int]:
+    """pc -> K for each integer / or % whose divisor register was last written, in program
+    order, by a valid constant K > 1 (e.g. a timestamp's units per day): its kernel line
+    divides by the literal K (multiply-and-shift, not a hardware divide) when the register
+    holds K at run time, and falls back to the general division otherwise, so the choice
+    only costs speed, never an answer. Part of a kernel's shape, since its source holds K."""
+    found: dict[int, int] = {}
+    last: dict[int, int] = {}                   # register -> pc of its last writer so far
+    for pc, (op, a, b, c) in enumerate(prog.code.tolist()):
+        if op in (Op.IDIV_I, Op.MOD_I) and c in last:
+            wop, _, kb, _ = prog.code[last[c]].tolist()
+            if wop == Op.LOADK and prog.kvalid[kb] and int(prog.kval[kb]) > 1:
+                found[pc] = int(prog.kval[kb])
+        last[a] = pc
+    return found
 
 @dataclass(frozen=True, eq=False)
 class RuleSet:
@@ -54,7 +72,7 @@ class RuleSet:
             "columns": [t for _, t in columns],
             "luts": len(lut_list),
             "programs": [{"code": p.code.tolist(), "kvalid": p.kvalid.tolist(), "nregs": p.nregs,
-                          "cols": cm, "luts": lm}
+                          "cols": cm, "luts": lm, "divisors": sorted(divisors(p).items())}
                          for p, cm, lm in zip(programs, col_maps, lut_maps)],
         }, separators=(",", ":"))
         return cls(tuple(programs), tuple(columns), tuple(col_maps), tuple(lut_list),
