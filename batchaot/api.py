@@ -167,19 +167,20 @@ def _file_now(rules: RulesLike) -> dt.datetime | None:
 
 def _validate(data: DataLike, rules: RulesLike, now: dt.datetime | None = None,
               history: str | None = None) -> Result:
-    started, clock_started = clock.iso(clock.wall()), time.perf_counter()
+    started_at, started = clock.iso(clock.wall()), time.perf_counter()
+    specs = load_rule_specs(rules)
     with clock.fixed(now) as instant:
-        result = _validate_at(data, rules, history, now)
-    result.now, result.started_at = clock.iso(instant), started
-    result.elapsed_s = time.perf_counter() - clock_started
+        result = _validate_at(data, rules, specs, history, now, started)
+    result.now, result.started_at = clock.iso(instant), started_at
+    result.elapsed_s = time.perf_counter() - started
     files = [os.fspath(rules)] if isinstance(rules, (str, os.PathLike)) else []
-    result.rules_hash = rules_digest(files, load_rule_specs(rules) if not files else ())
+    result.rules_hash = rules_digest(files, specs if not files else ())
     return result
 
 
-def _validate_at(data: DataLike, rules: RulesLike, history: str | None, now: dt.datetime | None) -> Result:
-    started = time.perf_counter()
-    specs = load_rule_specs(rules)
+def _validate_at(data: DataLike, rules: RulesLike, specs: list[RuleSpec], history: str | None,
+                 now: dt.datetime | None, started: float) -> Result:
+    """The run itself; `rules` names the history series, `started` times the recorded run."""
     run_history.require(specs, history)
     paths = _paths(data)
     if paths is None:
