@@ -278,14 +278,30 @@ class Binder:
             a = self.coerce_string_literal(a, b, text)
         if isinstance(b, _Str):
             b = self.coerce_string_literal(b, a, text)
+        exact = self.exact_compare(op, a, b)
+        if exact is not None:
+            return exact
+        a, b = self.unify(a, b, text)
+        return Op(T.BOOL, op, (a, b))
+
+    def exact_compare(self, op: str, a: Node, b: Node) -> Node | None:
+        """`a op b` where bringing both to one type could leave int64 (and make the verdict
+        NULL): temporal values in different units, an integer against a scaled decimal,
+        decimals of different scales. None when the common type is safe."""
         if _units_differ(a, b):
             return _temporal_compare(op, a, b)
         if _is_integer(b) and _scaled_decimal(a):
             return self.compare_int_decimal(_FLIP[op], b, a)
         if _is_integer(a) and _scaled_decimal(b):
             return self.compare_int_decimal(op, a, b)
-        a, b = self.unify(a, b, text)
-        return Op(T.BOOL, op, (a, b))
+        if _scales_differ(a, b):
+            # a decimal of scale s against one of scale t > s: its unscaled integer against
+            # the other read at the relative scale t - s (orders alike, no rescaling)
+            if _scale(a) > _scale(b):
+                return self.exact_compare(_FLIP[op], b, a)
+            relative = Type(Kind.DECIMAL, _scale(b) - _scale(a))
+            return self.compare_int_decimal(op, _retype(a, T.INT), _retype(b, relative))
+        return None
 
     def compare_int_decimal(self, op: str, i: Node, d: Node) -> Node:
         """`i op d` for an integer i and a decimal d of scale s > 0, exactly as DuckDB.
@@ -733,6 +749,9 @@ class Binder:
             text = _Sql(node)
             a = self.coerce_string_literal(a, b, text) if isinstance(a, _Str) else a
             b = self.coerce_string_literal(b, a, text) if isinstance(b, _Str) else b
+        differ = self.exact_compare("ne", a, b)
+        if differ is not None:          # NULL-ness from the operands, not a rescaled copy
+            return _distinct(a, b, differ)
         a, b = self.unify(a, b, _Sql(node))
         return _distinct(a, b)
 
@@ -1445,6 +1464,12 @@ def _is_integer(node) -> bool:
     return _kind(node) in (Kind.INT, Kind.BOOL)
 
 
+def _scales_differ(a: Node, b: Node) -> bool:
+    """Two decimals (neither a NULL literal) of different scales."""
+    return (_kind(a) is Kind.DECIMAL and _kind(b) is Kind.DECIMAL and _scale(a) != _scale(b)
+            and not any(isinstance(x, Lit) and x.value is None for x in (a, b)))
+
+
 def _scaled_decimal(node) -> bool:
     return (_kind(node) is Kind.DECIMAL and node.type.scale > 0
             and not (isinstance(node, Lit) and node.value is None))
@@ -1524,6 +1549,8 @@ def _common_type(binder: Binder, values: list[Node], node) -> Type:
             return Type(Kind.DECIMAL, max(_scale(v) for v in values))
         if k is Kind.TIMESTAMP:
             return Type(Kind.TIMESTAMP, max(v.type.scale for v in values if v.type.kind is k))
+        if k is Kind.FLOAT:             # FLOAT and DOUBLE branches meet as DOUBLE
+            return _float_target(*values)
         return next(v.type for v in values if v.type.kind is k)
     if kinds <= {Kind.INT, Kind.BOOL}:
         return T.INT
@@ -1581,10 +1608,11 @@ def _literal_text(v: Lit) -> str | None:
     raise ValueError(f"no text for {v.type}")
 
 
-def _distinct(a: Node, b: Node) -> Node:
-    """a IS DISTINCT FROM b for two values of one type: a <> b, or exactly one is NULL."""
+def _distinct(a: Node, b: Node, differ: Node | None = None) -> Node:
+    """a IS DISTINCT FROM b: `differ` (a <> b for two values of one type when not
+    given), or else exactly one is NULL."""
     one_null = Op(T.BOOL, "ne", (Op(T.BOOL, "isnull", (a,)), Op(T.BOOL, "isnull", (b,))))
-    return Op(T.BOOL, "coalesce", (Op(T.BOOL, "ne", (a, b)), one_null))
+    return Op(T.BOOL, "coalesce", (Op(T.BOOL, "ne", (a, b)) if differ is None else differ, one_null))
 
 
 def _false_unless_null(x: Node) -> Node:
