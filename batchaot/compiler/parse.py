@@ -1366,6 +1366,24 @@ def _temporal_compare(op: str, a: Node, b: Node) -> Node:
         f = 86400 * 10 ** fine.type.scale
     else:
         f = 10 ** (fine.type.scale - coarse.type.scale)
+    if isinstance(fine, Lit):           # the bounds are computed here: no division per row
+        return _divided_compare(op, fine, coarse, f)
+    # Where y*f is a finite tick of the finer unit (every date and timestamp of 1677-2262
+    # in nanoseconds, all of them in coarser units), x op y*f is exact: one multiply. The
+    # division-based form is kept for the rest (far years, infinities), evaluated only
+    # where a row needs it.
+    bound = min((2 ** 63 - 2) // f, _INFINITY[coarse.type.kind] - 1)
+    widened = Op(T.BOOL, op, (fine, _mul_const(coarse, f, fine.type)))
+    if isinstance(coarse, Lit):
+        if coarse.value is None or -bound <= coarse.value <= bound:
+            return widened
+        return _divided_compare(op, fine, coarse, f)
+    outside = Or(T.BOOL, (Op(T.BOOL, "gt", (coarse, _k(bound))), Op(T.BOOL, "lt", (coarse, _k(-bound)))))
+    return Case(T.BOOL, ((outside, _divided_compare(op, fine, coarse, f)),), widened)
+
+
+def _divided_compare(op: str, fine: Node, coarse: Node, f: int) -> Node:
+    """`fine op coarse` with the finer value brought to the coarser unit (see above)."""
     lo, hi = (_keep_infinity(fine, coarse.type, _floor_div_const(fine, f, coarse.type)),
               _keep_infinity(fine, coarse.type, _ceil_div_const(fine, f, coarse.type)))
     if op in ("lt", "ge"):

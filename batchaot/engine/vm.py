@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 from ..compiler.opcodes import BINARY, DIVZERO, KINDS, OVERFLOW_SOURCES, WRITES_A, Op, mask
 from .buffers import i64_at, u8_at
@@ -102,20 +103,21 @@ def sub_ok(x: int, y: int) -> bool:
     return (x >= _I64_MIN + y) if y > 0 else (x <= _I64_MAX + y)
 
 
-@njit(inline="always")
-def _magnitude(x: int) -> np.uint64:
-    return np.uint64(-(x + 1)) + np.uint64(1) if x < 0 else np.uint64(x)
+@intrinsic
+def _smul_overflows(typingctx, x, y):
+    """Whether the int64 product x * y overflows: LLVM's llvm.smul.with.overflow, one
+    multiply and its flag (a division-based test cost a hardware division per row for
+    any factor beyond 32 bits, e.g. a date widened to microseconds)."""
+    sig = types.boolean(types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.extract_value(builder.smul_with_overflow(args[0], args[1]), 1)
+    return sig, codegen
 
 
 @njit(inline="always")
 def mul_ok(x: int, y: int) -> bool:
-    if -2147483648 <= x <= 2147483647 and -2147483648 <= y <= 2147483647:
-        return True                       # the common case: no division
-    ux, uy = _magnitude(x), _magnitude(y)
-    if ux == 0:
-        return True
-    limit = np.uint64(2 ** 63) if (x < 0) != (y < 0) else np.uint64(2 ** 63 - 1)
-    return uy <= limit // ux
+    return not _smul_overflows(np.int64(x), np.int64(y))
 
 
 @njit(inline="always")

@@ -16,7 +16,7 @@ from .emitter import TRUE, Line, ProgramEmitter
 from .helpers import RUNTIME
 from .ruleset import RuleSet
 
-GENERATOR_VERSION = "12"       # bump when the generated source changes
+GENERATOR_VERSION = "13"       # bump when the generated source changes
 SHAPE_BLOCK = 4096             # rows per block in shape kernels
 
 

@@ -204,4 +204,4 @@ RUNTIME = ("i64_at", "u8_at", "unpack_bits", "valid_word", "add_f", "sub_f", "mu
 # every function whose source the compiled kernels depend on: part of the cache key
 HELPERS = (vm.round_digits, vm.idiv_trunc, vm.round_int, vm.f_eq, vm.f_lt, vm.f_le,
            vm.product_error, vm.round_half_away, vm.add_ok, vm.sub_ok, vm.mul_ok, vm.idiv_ok,
-           vm.narrow_ok, vm.round_ok, vm.mod_i, vm._magnitude, _f, _w) + tuple(globals()[n] for n in RUNTIME)
+           vm.narrow_ok, vm.round_ok, vm.mod_i, _f, _w) + tuple(globals()[n] for n in RUNTIME)
