@@ -7,11 +7,14 @@ DEMO_DATA := data/demo/orders.parquet
 
 .PHONY: install demo test bench clean
 
-# (Re)install when the package metadata or the C sources change.
+# (Re)install when the package metadata or the C sources change; `batchaot warmup` then
+# compiles the runtime's Numba kernels into their disk cache once, so no run, Ray worker or
+# test process compiles them (a cold `submit` unit: ~20 s otherwise).
 $(STAMP): pyproject.toml setup.py native/build.py native/opcodes.def $(wildcard native/*.c native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/batchaot warmup
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -310,6 +310,14 @@ def history(target: str, job: str | None, metrics: tuple[str, ...], last: int, a
 
 
 @main.command()
+@click.option("--rows", default=50_000, show_default=True, help="Rows of generated data to check.")
+def warmup(rows: int) -> None:
+    """Compile the runtime's kernels into Numba's disk cache, once per install (`make`
+    and cluster.yaml run it), so no later run, Ray worker or test process compiles them."""
+    click.echo(f"batchaot: runtime kernels compiled and cached in {api.warm_up(rows):.1f} s", err=True)
+
+
+@main.command()
 @click.argument("folder", metavar="DIR")
 def report(folder: str) -> None:
     """(Re)build DIR/report.html from DIR/summary.json and DIR/violations/ (the output

@@ -135,3 +135,22 @@ def test_other_formats(files, fmt) -> None:
     code, out, _ = run("validate", str(path), "--rules", str(files / "rules.yaml"), "--json")
     assert code == 0, out
     assert json.loads(out)["rows"] == 2
+
+
+def test_warmup_fills_the_numba_cache_of_the_runtime(tmp_path, monkeypatch) -> None:
+    """`batchaot warmup` runs the runtime's kernels once, so they are in Numba's cache; a
+    Program that travelled by pickle (the quarantine's, to a Ray worker) keeps read-only
+    arrays, the one VM specialisation that warm-up compiles."""
+    import pickle
+
+    import batchaot
+    from batchaot.engine import vm
+
+    result = CliRunner().invoke(main, ["warmup", "--rows", "3000"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "runtime kernels compiled and cached in" in result.output
+    assert len(vm.run.signatures) == 1 and (vm.run.stats.cache_hits or vm.run.stats.cache_misses)
+    program = batchaot.compile("a > 0", pa.schema([("a", pa.int64())]))
+    back = pickle.loads(pickle.dumps(program))
+    assert not any(getattr(back, n).flags.writeable for n in ("code", "kval", "kvalid", "code0", "kval0", "kvalid0"))
+    assert back.to_bytes() == program.to_bytes()

@@ -54,6 +54,14 @@ class Program:
         object.__setattr__(self, "code", self.code.reshape(-1, 4))
         object.__setattr__(self, "code0", self.code0.reshape(-1, 4))
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled arrays come back writable: freeze them again, so a Program has one
+        array type wherever it travels (one VM specialisation, which `warmup` caches)."""
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        for name in _ARRAYS:
+            getattr(self, name).flags.writeable = False
+
     # -- what the rule is -------------------------------------------------------
     @property
     def zero_tick(self) -> bool:
