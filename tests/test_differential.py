@@ -1009,7 +1009,12 @@ def test_float32_meets_a_long_decimal_literal(pred: str) -> None:
 @pytest.mark.parametrize("pred", ["m1 IS DISTINCT FROM m0", "m0 IS NOT DISTINCT FROM m1", "m1 < m0", "m0 >= m1",
                                   "m1 = m0", "m1 <> m2", "m2 > m1", "m1 <= 0.0000001", "m2 IS DISTINCT FROM m1",
                                   "CASE WHEN NULL THEN f0 ELSE f1 END > '-inf'",
-                                  "CASE WHEN f0 < -18 THEN f0 ELSE f1 END > -1e299", "coalesce(f0, f1) < -1e299"])
+                                  "CASE WHEN f0 < -18 THEN f0 ELSE f1 END > -1e299", "coalesce(f0, f1) < -1e299",
+                                  # IN and BETWEEN compare in one type for all operands: a DOUBLE
+                                  # among them makes a FLOAT column compare as DOUBLE
+                                  "f0 NOT IN (-1.100000023841858, 1.5, -7.0, 1e-3, NULL, -5.03)",
+                                  "f0 IN (1.5, -5.03)", "f0 IN (-5.03, f1)", "f0 BETWEEN -5.03 AND 1e0",
+                                  "f0 BETWEEN -6 AND -5.03", "f0 BETWEEN -5.03e0 AND 2", "f1 IN (f0, 2)"])
 def test_deep_run_findings(pred: str) -> None:
     table = pa.table({"m1": pa.array([decimal.Decimal("-7776057524246.747"), decimal.Decimal("9999999999999.999"),
                                       None, decimal.Decimal("0.001")], pa.decimal128(16, 3)),

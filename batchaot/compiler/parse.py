@@ -249,9 +249,24 @@ class Binder:
         return Op(T.BOOL, op, (arg,))
 
     def _v_between(self, node: exp.Between) -> Node:
+        floats = self.in_float_type([node.this, node.args["low"], node.args["high"]])
+        if floats is not None:
+            x, lo, hi = floats
+            return And(T.BOOL, (Op(T.BOOL, "ge", (x, lo)), Op(T.BOOL, "le", (x, hi))))
         lo = self.compare("ge", node.this, node.args["low"])
         hi = self.compare("le", node.this, node.args["high"])
         return And(T.BOOL, (lo, hi))
+
+    def in_float_type(self, exprs: list[exp.Expression]) -> list[Node] | None:
+        """BETWEEN and IN compare in one type for all their operands, as DuckDB binds them:
+        where one is a FLOAT or DOUBLE, every operand as FLOAT, or as DOUBLE once one is a
+        DOUBLE (`f IN (0.1, 1e-3)` with a FLOAT f compares 0.1 as DOUBLE, unlike `f = 0.1`).
+        None: no float among them (integers and decimals compare exactly pairwise)."""
+        values = [self.value(x) for x in exprs]
+        if any(isinstance(v, _Str) for v in values) or all(_kind(v) is not Kind.FLOAT for v in values):
+            return None
+        target = _float_target(*values)
+        return [Lit(target, None) if _kind(v) is Kind.NULL else self.to_float(v, target) for v in values]
 
     def _v_in(self, node: exp.In) -> Node:
         if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
@@ -264,6 +279,9 @@ class Binder:
             return self.str_predicate(T.BOOL, ["in", this.sexpr, values], this, node)
         if len(node.expressions) > limits.MAX_IN_VALUES:
             self.fail(limits.in_list_message(len(node.expressions)))
+        floats = self.in_float_type([node.this, *node.expressions])
+        if floats is not None:
+            return Or(T.BOOL, tuple(Op(T.BOOL, "eq", (floats[0], v)) for v in floats[1:]))
         return Or(T.BOOL, tuple(self.compare("eq", node.this, x) for x in node.expressions))
 
     # -- comparisons and arithmetic ---------------------------------------------
