@@ -154,3 +154,21 @@ def test_warmup_fills_the_numba_cache_of_the_runtime(tmp_path, monkeypatch) -> N
     back = pickle.loads(pickle.dumps(program))
     assert not any(getattr(back, n).flags.writeable for n in ("code", "kval", "kvalid", "code0", "kval0", "kvalid0"))
     assert back.to_bytes() == program.to_bytes()
+
+
+def test_a_small_job_does_not_import_pandas(tmp_path) -> None:
+    """pyarrow imports pandas (a third of a second) on its first pa.array()/pa.scalar() of
+    Python values or np.asarray of an Arrow array; a string-rule job must not pay it."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"s": ["a", "b", None, "c"] * 50, "x": list(range(200))}), data)
+    rules = tmp_path / "r.yaml"
+    rules.write_text("rules:\n  - {name: s_in, check: \"s IN ('a', 'b')\"}\n  - {name: x_pos, check: x > 0}\n"
+                     "  - {name: s_like, check: \"s LIKE '%a%' OR length(s) = 1\"}\n")
+    code = ("import sys\nfrom batchaot.cli import main\nsys.argv = ['batchaot', 'validate', sys.argv[1], '-r', sys.argv[2],"
+            " '--json']\ntry:\n    main()\nexcept SystemExit:\n    pass\nprint('pandas' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, str(data), str(rules)], capture_output=True, text=True)
+    assert json.loads(done.stdout)["rules"][0]["violations"] == 50
+    assert done.stderr.strip().splitlines()[-1] == "False", done.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -97,13 +98,27 @@ def _regexp(arr, pattern: str):
         raise DataError(f"invalid regular expression {pattern!r}: {exc}") from None
 
 
+def _strings(values: list[str]) -> pa.Array:
+    """A string array from its buffers: pa.array() imports pandas the first time a
+    process calls it (a third of a second, more than a small job's whole check)."""
+    data = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+def _null(typ: pa.DataType) -> pa.Scalar:
+    """A NULL of `typ` without pa.scalar() (which imports pandas, as _strings says)."""
+    return pa.nulls(1, typ)[0]
+
+
 def _is_in(arr, items: list):
     """SQL IN: TRUE on a match; else NULL if the list holds a NULL; NULL input → NULL."""
     present = [x for x in items if x is not None]
-    hit = pc.is_in(arr, value_set=pa.array(present, pa.string()))
+    hit = pc.is_in(arr, value_set=_strings(present))
     if len(present) < len(items):
-        hit = pc.if_else(hit, True, pa.scalar(None, pa.bool_()))
-    return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.bool_()), hit)
+        hit = pc.if_else(hit, True, _null(pa.bool_()))
+    return pc.if_else(pc.is_null(arr), _null(pa.bool_()), hit)
 
 
 def _cast(arr, kind: str, scale: int, safe: bool = True, type_name: str | None = None,
@@ -179,7 +194,7 @@ def _substr(e: list, values: pa.Array):
 
 
 def _empty_like(arr):
-    return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.string()), pa.scalar("", pa.string()))
+    return pc.if_else(pc.is_null(arr), _null(pa.string()), pa.scalar("", pa.string()))
 
 
 def _replace(e: list, values: pa.Array):
@@ -203,7 +218,7 @@ def _strpos(e: list, values: pa.Array):
     arr = broadcast(evaluate(e[1], values), len(values))
     needle = e[2]
     if needle == "":
-        return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.int64()), pa.scalar(1, pa.int64()))
+        return pc.if_else(pc.is_null(arr), _null(pa.int64()), pa.scalar(1, pa.int64()))
     found = pc.match_substring(arr, needle)
     head = pc.list_element(pc.split_pattern(arr, needle, max_splits=1), 0)
     pos = pc.add(pc.cast(pc.utf8_length(head), pa.int64()), 1)
@@ -222,7 +237,7 @@ def _regexp_full(e: list, values: pa.Array):
 def _nullif(e: list, values: pa.Array):
     a, b = _args(e[1:3], values)
     same = pc.fill_null(pc.equal(a, b), False)
-    return pc.if_else(same, pa.scalar(None, a.type), a)
+    return pc.if_else(same, _null(a.type), a)
 
 
 def _extreme(e: list, values: pa.Array):

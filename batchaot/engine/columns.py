@@ -74,6 +74,15 @@ def _validity(arr: pa.Array) -> tuple[np.ndarray, int]:
     return np.frombuffer(arr.buffers()[0], dtype=np.uint8), arr.offset
 
 
+def valid_bytes(arr: pa.Array) -> np.ndarray:
+    """One uint8 per value, 1 where it is valid, unpacked from the validity bitmap
+    (np.asarray(arr.is_valid()) goes through pyarrow's pandas check: see strexpr._strings)."""
+    if arr.null_count == 0:
+        return np.ones(len(arr), np.uint8)
+    bits, offset = _validity(arr)
+    return np.unpackbits(bits, count=offset + len(arr), bitorder="little")[offset:]
+
+
 def _words(arr: pa.Array, typ: T.Type) -> np.ndarray:
     """The values of a fixed-width array: int64 words or a narrower integer (LAYOUTS)."""
     t = arr.type
@@ -222,7 +231,7 @@ def to_words(arr: pa.Array | pa.Scalar, typ: T.Type, length: int) -> tuple[np.nd
         arr = _decimal_in_words(arr, typ.scale)
     elif typ.kind is not T.Kind.NULL:
         arr = arr.cast(_arrow_for(typ))
-    valid = np.asarray(arr.is_valid(), dtype=np.uint8) if arr.null_count else np.ones(len(arr), np.uint8)
+    valid = valid_bytes(arr)
     words = _words(arr, typ) if not pa.types.is_null(arr.type) else np.zeros(len(arr), np.int64)
     return np.ascontiguousarray(words, dtype=lut_dtype(typ)), valid
 
@@ -293,7 +302,7 @@ class LutBuild:
         if self.plan is not None:
             strings.run_fast(self.plan, self.buffers, self.words, self.valid, lo, hi)
         else:
-            values = pa.concat_arrays([self.dictionary.slice(lo, hi - lo), pa.array([None], pa.string())])
+            values = pa.concat_arrays([self.dictionary.slice(lo, hi - lo), pa.nulls(1, self.dictionary.type)])
             self.done[k] = to_words(strings.evaluate(self.sexpr, values), self.typ, len(values))
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
