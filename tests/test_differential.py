@@ -1111,3 +1111,31 @@ def test_timestamp_against_date_every_unit(engine: str) -> None:
         assert got.row_ids.tolist() == want.tolist(), (rule.pred, rule.strict)
         answered += 1
     assert answered >= len(rules) // 3
+
+
+# An integer beyond ±(2^63-1) // 10^s against a decimal of scale s was clamped to that
+# bound, which equals a computed decimal of bound*10^s: `i = m * 10` was TRUE for
+# i = 922337203685477581, m * 10 = 922337203685477580.0. DuckDB raises on this data (its
+# DECIMAL(18) product overflows); the exact answer is computed in Python.
+@pytest.mark.parametrize("engine", ["vm", "fused_row"])
+def test_integer_beyond_the_rescale_bound_against_a_computed_decimal(engine: str) -> None:
+    big = 922337203685477580
+    table = pa.table({"i": pa.array([big + 1, big, -big - 1, 5, None, 2**63 - 1], pa.int64()),
+                      "m": pa.array([decimal.Decimal(x) for x in (big // 10, big // 10, -(big // 10))]
+                                    + [None, decimal.Decimal(1), decimal.Decimal("-0.1")], pa.decimal128(18, 1))})
+    ops = {"=": "__eq__", "<>": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
+    preds = [f"{lhs} {op} {rhs}" for op in ops for lhs, rhs in (("i", "m * 10"), ("-i", "m * 10"), ("i", "m"))]
+    rules = [Rule(p, False, batchaot.compile(p, table.schema), k) for k, p in enumerate(preds)]
+    answers = run_executor(Config(engine=engine), rules, table)
+    rows = table.to_pylist()
+    for rule, got in zip(rules, answers):
+        lhs, op, rhs = rule.pred.split(" ", 2)
+        want = []
+        for n, r in enumerate(rows):
+            if r["i"] is None or r["m"] is None:
+                continue
+            x = -r["i"] if lhs == "-i" else r["i"]
+            y = r["m"] * 10 if rhs == "m * 10" else r["m"]
+            if not getattr(decimal.Decimal(x), ops[op])(y):
+                want.append(n)
+        assert got.row_ids.tolist() == want and got.overflows == 0, (rule.pred, got.row_ids.tolist(), want)

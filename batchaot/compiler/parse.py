@@ -326,19 +326,22 @@ class Binder:
 
         Scaling i by 10^s may leave int64 (0.5 <> i for i = 7.6e18), which would make the
         verdict NULL. Against a literal the bound is rounded instead (i > 0.5 is i > 0,
-        i = 0.5 is FALSE): exact and one comparison. Otherwise i is clamped to ±(2^63-1)
-        // 10^s first: beyond that bound i*10^s exceeds any decimal of up to 18 digits,
-        so the clamped value orders the same way."""
+        i = 0.5 is FALSE): exact and one comparison. Otherwise i*10^s is compared with d
+        where it fits int64; beyond ±bound = (2^63-1) // 10^s it is above (below) every
+        int64, so `i op d` is known wherever d is not NULL (an evaluated branch, not a
+        clamped i: a computed d can equal bound*10^s)."""
         i, scale = self.as_int(i), d.type.scale
         if isinstance(d, Lit):
             return _int_vs_literal(op, i, d.value, 10 ** scale)
         bound = (2 ** 63 - 1) // 10 ** scale
+        above, below = _known_unless_null(d, op in ("gt", "ge", "ne")), _known_unless_null(d, op in ("lt", "le", "ne"))
+        if isinstance(i, Lit) and i.value is not None and abs(i.value) > bound:
+            return above if i.value > 0 else below
+        widened = Op(T.BOOL, op, (self.rescale(i, scale), d))
         if isinstance(i, Lit):
-            clamped = Lit(T.INT, None if i.value is None else max(-bound, min(bound, i.value)))
-        else:
-            clamped = Case(T.INT, ((Op(T.BOOL, "gt", (i, Lit(T.INT, bound))), Lit(T.INT, bound)),
-                                   (Op(T.BOOL, "lt", (i, Lit(T.INT, -bound))), Lit(T.INT, -bound))), i)
-        return Op(T.BOOL, op, (self.rescale(clamped, scale), d))
+            return widened
+        return Case(T.BOOL, ((Op(T.BOOL, "gt", (i, Lit(T.INT, bound))), above),
+                             (Op(T.BOOL, "lt", (i, Lit(T.INT, -bound))), below)), widened)
 
     def str_compare(self, op: str, a: _Str, b: _Str, left, right) -> Node:
         if a.col is not None and b.col is not None and a.col != b.col:
@@ -1649,6 +1652,11 @@ def _distinct(a: Node, b: Node, differ: Node | None = None) -> Node:
     given), or else exactly one is NULL."""
     one_null = Op(T.BOOL, "ne", (Op(T.BOOL, "isnull", (a,)), Op(T.BOOL, "isnull", (b,))))
     return Op(T.BOOL, "coalesce", (Op(T.BOOL, "ne", (a, b)) if differ is None else differ, one_null))
+
+
+def _known_unless_null(x: Node, verdict: bool) -> Node:
+    """`verdict` where x is not NULL, else NULL."""
+    return Case(T.BOOL, ((Op(T.BOOL, "notnull", (x,)), Lit(T.BOOL, int(verdict))),), Lit(T.BOOL, None))
 
 
 def _false_unless_null(x: Node) -> Node:
