@@ -187,6 +187,8 @@ def main() -> None:
                     help="comma-separated subset of peers.ENGINES (default: all)")
     ap.add_argument("--threads", default=None, type=lambda s: [int(x) for x in s.split(",")],
                     help="thread counts to run (default: 1 and the core count)")
+    ap.add_argument("--bad-rate", type=float, default=datagen.BAD_RATE,
+                    help="rules shape: share of rows each defect is injected into (default 0.002)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--budget", type=float, default=30.0,
                     help="stop repeating once the timed runs would pass this many seconds")
@@ -215,7 +217,8 @@ def main() -> None:
     load_before = os.getloadavg()
 
     t0 = time.perf_counter()
-    table = shape.make_table(args.rows, args.seed)
+    table = (shape.make_table(args.rows, args.seed, args.bad_rate) if args.shape == "rules"
+             else shape.make_table(args.rows, args.seed))
     table = pa.Table.from_batches(table.to_batches(max_chunksize=CHUNK_ROWS))
     print(f"generated {args.rows:,} rows ({table.nbytes / 2**20:,.0f} MiB) in {time.perf_counter() - t0:.1f} s")
 
@@ -259,7 +262,7 @@ def main() -> None:
           "(other work on the machine disturbs these timings)")
 
     doc = {
-        "benchmark": shape.prefix, "shape": args.shape, "rows": args.rows, "seed": args.seed, "cores": os.cpu_count(),
+        "benchmark": shape.prefix, "shape": args.shape, "rows": args.rows, "seed": args.seed, "bad_rate": args.bad_rate, "cores": os.cpu_count(),
         "threads": threads, "repeat": args.repeat, "chunk_rows": CHUNK_ROWS,
         "machine": platform.machine(), "python": platform.python_version(),
         "versions": peers.versions(),

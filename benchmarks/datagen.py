@@ -121,11 +121,13 @@ def rule_set(name: str) -> list[Rule]:
     return [RULES[r] for r in RULE_SETS[name]]
 
 
-def table(rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pa.Table:
-    """The synthetic table (module docstring), deterministic in (rows, seed)."""
+def table(rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, bad_rate: float = BAD_RATE) -> pa.Table:
+    """The synthetic table (module docstring), deterministic in (rows, seed, bad_rate).
+    `bad_rate`: the share of rows each defect is injected into (default 0.2 %: 1-2 % of
+    rows break a rule of a set; 0.05 gives ~30-40 %)."""
     rng = np.random.default_rng(seed)
 
-    def some(rate: float = BAD_RATE) -> np.ndarray:
+    def some(rate: float = bad_rate) -> np.ndarray:
         return rng.random(rows) < rate
 
     def pick(values: list[str], idx: np.ndarray) -> pa.Array:
@@ -167,7 +169,7 @@ def table(rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pa.Table:
         pick(DOMAINS, rng.integers(0, len(DOMAINS), rows)), "")
     bad_email = rng.integers(0, 3, rows)
     for kind, text in enumerate(["not-an-email", "a@b@c.test", "x" * 50 + "@example.com"]):
-        email = pc.if_else(pa.array(some(BAD_RATE / 3) & (bad_email == kind)), text, email)
+        email = pc.if_else(pa.array(some(bad_rate / 3) & (bad_email == kind)), text, email)
 
     words = [pick(WORDS, rng.integers(0, len(WORDS), rows)) for _ in range(9)]
     nwords = rng.integers(3, 10, rows)
@@ -176,7 +178,7 @@ def table(rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pa.Table:
              for k, w in enumerate(words)]
     comment = pc.binary_join_element_wise(*words, " ", null_handling="skip")
     comment = pc.if_else(pa.array(some()), pc.binary_join_element_wise(comment, "URGENT", " "), comment)
-    comment = pc.if_else(pa.array(some(BAD_RATE / 2)), pc.binary_join_element_wise(comment, "ASAP", " "), comment)
+    comment = pc.if_else(pa.array(some(bad_rate / 2)), pc.binary_join_element_wise(comment, "ASAP", " "), comment)
     comment = pc.if_else(pa.array(some()), pc.binary_join_element_wise(comment, "x" * 80, " "), comment)
 
     created = np.datetime64("2024-01-01") + rng.integers(0, 366, rows).astype("timedelta64[D]")
