@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._version import __version__
-from .checks.base import CheckOutcome
+from .checks.base import CheckOutcome, build_violating
 from .compiler.program import Program
 from .engine.run import RuleOutcome
 from .errors import DataError
@@ -212,6 +212,7 @@ class Result:
     def violations(self) -> pa.Table:
         """Violating rows, gathered only now that they are asked for."""
         schema = self.violations_layout
+        build_violating([r.outcome for r in self.rules if isinstance(r, CheckResult)])
         parts = [self._rows_of(r, schema) if isinstance(r, RuleResult) else r.outcome.violating
                  for r in self.rules if _has_rows(r)]
         return violations.concat(parts, schema)

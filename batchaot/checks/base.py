@@ -61,6 +61,7 @@ import pyarrow as pa
 
 from ..compiler import compile_rule
 from ..compiler.program import Program
+from ..engine import parallel
 from ..engine.run import Executor, RuleOutcome
 from ..errors import RuleError, SpecError
 from ..io import violations
@@ -107,6 +108,13 @@ class LazyOutcome(CheckOutcome):
     @violating.setter
     def violating(self, table: pa.Table | None) -> None:
         self._table, self._build = table, None
+
+
+def build_violating(outcomes: Sequence[CheckOutcome]) -> None:
+    """Build the lazy violating tables of several checks at once, one per thread of the
+    shared pool (their gathers and key kernels release the GIL)."""
+    lazy = [o for o in outcomes if isinstance(o, LazyOutcome) and o._build is not None]
+    parallel.run_parallel(lambda o: o.violating, lazy)
 
 
 @dataclass
