@@ -353,11 +353,10 @@ def warm_up(rows: int = 50_000) -> float:
     unit of a cold `submit` otherwise spends ~30 s compiling. Seconds taken."""
     import tempfile
 
-    from . import samples
-
     import yaml
 
-    from .distributed import Job
+    from . import samples
+    from .distributed import Job      # the submit path below (imports Ray: only here)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="batchaot-warm-") as folder:
@@ -376,5 +375,5 @@ def warm_up(rows: int = 50_000) -> float:
         validate(table, _WARM_RULES)
         dictionary = table.set_column(table.schema.get_field_index("status"), "status",
                                       table.column("status").dictionary_encode())
-        validate(dictionary, _WARM_RULES[:8])
+        validate(dictionary, [r for r in _WARM_RULES if "check" in r])
     return time.perf_counter() - started
