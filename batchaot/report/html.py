@@ -253,9 +253,11 @@ def _sample_part(path: str, wanted: dict[str, dict], found: dict[str, list[tuple
 
 
 def _value_at(column: pa.ChunkedArray, i: int) -> str:
-    """The page's text of one value of any Arrow type (a nanosecond timestamp Python's
-    datetime cannot hold: as Arrow prints it)."""
+    """The page's text of one value of any Arrow type (timestamps as Arrow prints them:
+    pyarrow gives a nanosecond one as a pandas Timestamp, or raises without pandas)."""
     scalar = column[i]
+    if pa.types.is_timestamp(column.type):      # Arrow's text: every unit, no pandas Timestamp
+        return _cell(pc.cast(column.slice(i, 1), pa.string())[0].as_py())
     try:
         return _cell(scalar.as_py())
     except (ValueError, OverflowError, pa.ArrowException):
