@@ -249,20 +249,20 @@ class Binder:
         return Op(T.BOOL, op, (arg,))
 
     def _v_between(self, node: exp.Between) -> Node:
-        floats = self.in_float_type([node.this, node.args["low"], node.args["high"]])
+        exprs = (node.this, node.args["low"], node.args["high"])
+        x, lo, hi = (self.value(e) for e in exprs)
+        floats = self.float_operands([x, lo, hi])
         if floats is not None:
             x, lo, hi = floats
             return And(T.BOOL, (Op(T.BOOL, "ge", (x, lo)), Op(T.BOOL, "le", (x, hi))))
-        lo = self.compare("ge", node.this, node.args["low"])
-        hi = self.compare("le", node.this, node.args["high"])
-        return And(T.BOOL, (lo, hi))
+        return And(T.BOOL, (self.compare_values("ge", x, lo, exprs[0], exprs[1]),
+                            self.compare_values("le", x, hi, exprs[0], exprs[2])))
 
-    def in_float_type(self, exprs: list[exp.Expression]) -> list[Node] | None:
+    def float_operands(self, values: list[Node | _Str]) -> list[Node] | None:
         """BETWEEN and IN compare in one type for all their operands, as DuckDB binds them:
         where one is a FLOAT or DOUBLE, every operand as FLOAT, or as DOUBLE once one is a
         DOUBLE (`f IN (0.1, 1e-3)` with a FLOAT f compares 0.1 as DOUBLE, unlike `f = 0.1`).
         None: no float among them (integers and decimals compare exactly pairwise)."""
-        values = [self.value(x) for x in exprs]
         if any(isinstance(v, _Str) for v in values) or all(_kind(v) is not Kind.FLOAT for v in values):
             return None
         target = _float_target(*values)
@@ -279,14 +279,20 @@ class Binder:
             return self.str_predicate(T.BOOL, ["in", this.sexpr, values], this, node)
         if len(node.expressions) > limits.MAX_IN_VALUES:
             self.fail(limits.in_list_message(len(node.expressions)))
-        floats = self.in_float_type([node.this, *node.expressions])
+        values = [self.value(x) for x in node.expressions]
+        floats = self.float_operands([this, *values])
         if floats is not None:
             return Or(T.BOOL, tuple(Op(T.BOOL, "eq", (floats[0], v)) for v in floats[1:]))
-        return Or(T.BOOL, tuple(self.compare("eq", node.this, x) for x in node.expressions))
+        return Or(T.BOOL, tuple(self.compare_values("eq", this, v, node.this, x)
+                                for v, x in zip(values, node.expressions)))
 
     # -- comparisons and arithmetic ---------------------------------------------
     def compare(self, op: str, left: exp.Expression, right: exp.Expression) -> Node:
-        a, b = self.value(left), self.value(right)
+        return self.compare_values(op, self.value(left), self.value(right), left, right)
+
+    def compare_values(self, op: str, a: Node | _Str, b: Node | _Str,
+                       left: exp.Expression, right: exp.Expression) -> Node:
+        """`a op b` for the bound values of `left` and `right` (named in messages)."""
         if isinstance(a, _Str) or isinstance(b, _Str):      # NULL next to a string is a string
             a, b = _null_str(a), _null_str(b)
         if isinstance(a, _Str) and isinstance(b, _Str):

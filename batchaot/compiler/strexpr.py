@@ -194,7 +194,7 @@ def _substr(e: list, values: pa.Array):
 
 
 def _empty_like(arr):
-    return pc.if_else(pc.is_null(arr), _null(pa.string()), pa.scalar("", pa.string()))
+    return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.string()), pa.scalar("", pa.string()))
 
 
 def _replace(e: list, values: pa.Array):
@@ -218,7 +218,7 @@ def _strpos(e: list, values: pa.Array):
     arr = broadcast(evaluate(e[1], values), len(values))
     needle = e[2]
     if needle == "":
-        return pc.if_else(pc.is_null(arr), _null(pa.int64()), pa.scalar(1, pa.int64()))
+        return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.int64()), pa.scalar(1, pa.int64()))
     found = pc.match_substring(arr, needle)
     head = pc.list_element(pc.split_pattern(arr, needle, max_splits=1), 0)
     pos = pc.add(pc.cast(pc.utf8_length(head), pa.int64()), 1)
