@@ -383,12 +383,13 @@ def run_executor(cfg: Config, rules: list[Rule], table: pa.Table) -> list[Answer
     return [Answer(o.rows, o.violations, o.nulls, o.row_ids, o.zero_tick, o.overflows) for o in outcomes]
 
 
-def survivors(tier: str, runner, rules: list[Rule], table: pa.Table, found: Found) -> list[Rule]:
-    """The rules that run without an exception; each predicate that raises (a bug: a user
-    would see a traceback) is recorded alone, lax and strict together."""
+def survivors(tier: str, runner, rules: list[Rule], table: pa.Table,
+              found: Found) -> tuple[list[Rule], list[Answer]]:
+    """The rules that run without an exception, and their answers (one run when none
+    raises); each predicate that raises (a bug: a user would see a traceback) is
+    recorded alone, lax and strict together."""
     try:
-        runner(rules, table)
-        return rules
+        return rules, runner(rules, table)
     except Exception:
         pass
     ok = []
@@ -402,7 +403,7 @@ def survivors(tier: str, runner, rules: list[Rule], table: pa.Table, found: Foun
             found.items.append({"kind": "engine crashed", "tier": tier, "pred": pair[0].pred,
                                 "error": _first_line(exc), "trace": traceback.format_exc()[-1500:],
                                 "columns": {c: str(table.schema.field(c).type) for c in pair[0].program.column_names}})
-    return ok
+    return ok, runner(ok, table)
 
 
 def run_validate_table(rules: list[Rule], table: pa.Table) -> list[Answer]:
@@ -726,8 +727,7 @@ def _one_tier(tier: str, data, engine: str, spec: TableSpec, preds_count: int, m
         kept = [r for r in rules if not isinstance(verdicts[r.index], tuple)]
         if kept:
             runner = lambda rs, tb: run_executor(cfg, rs, tb)   # noqa: E731
-            kept = survivors(tier, runner, kept, table, found)
-            answers = runner(kept, table)
+            kept, answers = survivors(tier, runner, kept, table, found)
             compare(tier, cfg.label(), kept, answers, verdicts, table, found, runner=runner)
             if cfg.engine == "vm" and data.draw(st.integers(0, 4)) == 0:
                 STATS[tier]["through_validate"] += 1
@@ -795,8 +795,8 @@ def test_fused_shape_kernels_match_duckdb():
             kept = [r for r in rules if not isinstance(verdicts[r.index], tuple)]
             if kept:
                 runner = lambda rs, tb: run_executor(cfg, rs, tb)   # noqa: E731
-                kept = survivors("fused_shape", runner, kept, table, found)
-                compare("fused_shape", cfg.label(), kept, runner(kept, table), verdicts, table, found,
+                kept, answers = survivors("fused_shape", runner, kept, table, found)
+                compare("fused_shape", cfg.label(), kept, answers, verdicts, table, found,
                         runner=runner)
         settle(found, spec, cfg.label())
     run_collecting("fused_shape", check)
@@ -860,7 +860,7 @@ def test_parquet_row_groups_match_duckdb():
                 verdicts = oracle_for("parquet", back, preds, rules)
                 kept = [r for r in rules if not isinstance(verdicts[r.index], tuple)]
                 if kept:
-                    kept = survivors("parquet", lambda rs, tb: run_executor(Config(), rs, tb), kept, back, found)
+                    kept, _ = survivors("parquet", lambda rs, tb: run_executor(Config(), rs, tb), kept, back, found)
                     _parquet_validate(path, kept, verdicts, back, found, stats)
                     _parquet_units(path, kept, verdicts, back, found, stats, unit_rows, engine, tmp)
         settle(found, spec, f"row_group_size={group_rows}, unit_rows={unit_rows}, engine={engine}")
