@@ -837,8 +837,10 @@ def test_parquet_row_groups_match_duckdb():
            sorted_cols=st.lists(st.sampled_from(PARQUET_COLUMNS), min_size=2, max_size=8),
            group_rows=st.integers(50, 3000), unit_rows=st.integers(1, 20000),
            # the unit runner on fused kernels compiles one per subset of unproven rules
-           engine=st.sampled_from(["vm", "vm", "vm", "fused"] if DEEP else ["vm"]))
-    def check(data, spec, sorted_cols, group_rows, unit_rows, engine):
+           engine=st.sampled_from(["vm", "vm", "vm", "fused"] if DEEP else ["vm"]),
+           # threads > 1: morsels of row groups checked on several threads, merged in order
+           threads=st.sampled_from([1, 2, 3]), morsel_rows=st.sampled_from([1, 700, 5000]))
+    def check(data, spec, sorted_cols, group_rows, unit_rows, engine, threads, morsel_rows):
         for col in spec.columns:
             if col.name in sorted_cols and col.kind != "bool":
                 col.mode = "sorted"
@@ -862,8 +864,10 @@ def test_parquet_row_groups_match_duckdb():
                 if kept:
                     kept, _ = survivors("parquet", lambda rs, tb: run_executor(Config(), rs, tb), kept, back, found)
                     _parquet_validate(path, kept, verdicts, back, found, stats)
-                    _parquet_units(path, kept, verdicts, back, found, stats, unit_rows, engine, tmp)
-        settle(found, spec, f"row_group_size={group_rows}, unit_rows={unit_rows}, engine={engine}")
+                    _parquet_units(path, kept, verdicts, back, found, stats, unit_rows, engine, tmp,
+                                   threads, morsel_rows)
+        settle(found, spec, f"row_group_size={group_rows}, unit_rows={unit_rows}, engine={engine}, "
+                            f"threads={threads}, morsel_rows={morsel_rows}")
     run_collecting("parquet", check)
 
 
@@ -879,14 +883,17 @@ def _parquet_validate(path, rules, verdicts, table, found, stats) -> None:
                 table, found, check_nulls=res.row_groups_skipped == 0)
 
 
-def _parquet_units(path, rules, verdicts, table, found, stats, unit_rows, engine, tmp) -> None:
+def _parquet_units(path, rules, verdicts, table, found, stats, unit_rows, engine, tmp,
+                   threads=1, morsel_rows=None) -> None:
     units = plan_units([path], unit_rows=unit_rows)
     out = os.path.join(tmp, "out")
     os.makedirs(os.path.join(out, "violations"), exist_ok=True)
     cfg = Config(engine="fused_row" if engine == "fused" else "vm")
     with forced(cfg):
         runner = UnitRunner([r.program.to_bytes() for r in rules], out,
-                            executor=run.Executor(engine=engine))
+                            executor=run.Executor(engine=engine), threads=threads)
+        runner.morsel_rows = morsel_rows or runner.morsel_rows
+        stats[f"unit_runner_threads_{threads}"] += 1
         totals = {r.name: Counter() for r in rules}
         rows_of: dict[str, list] = defaultdict(list)
         for unit in units:
@@ -903,7 +910,7 @@ def _parquet_units(path, rules, verdicts, table, found, stats, unit_rows, engine
                 part = pq.read_table(res.part, columns=["rule", "row"])
                 for name, row in zip(part.column("rule").to_pylist(), part.column("row").to_pylist()):
                     rows_of[name].append(row)
-        runner.executor.close()
+        runner.close()
     stats["units"] += len(units)
     answers = [Answer(totals[r.name]["rows"], totals[r.name]["violations"], None,
                       np.sort(np.array(rows_of[r.name], dtype=np.int64))) for r in rules]

@@ -254,7 +254,8 @@ def test_the_job_engine_key_reaches_the_executor_and_the_summary_says_what_ran(t
                                            "  - {name: small, check: 'x < 50'}\n  - {name: always, check: '1 = 1'}\n")
         made.clear()
         doc = batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process", output=str(tmp_path / "o")).to_dict()
-        assert made == [engine or "auto"] and doc["engine"] == said
+        # the runner's Executor and, for Parquet on several threads, one per morsel thread
+        assert made and set(made) == {engine or "auto"} and doc["engine"] == said
     (tmp_path / "job.yaml").write_text("name: e\nsource: d.parquet\nrules:\n  - {name: always, check: '1 = 1'}\n")
     assert batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process").to_dict()["engine"] == "none"
     assert batchaot.validate(tmp_path / "d.parquet", [{"name": "s", "check": "x < 50"}]).to_dict()["engine"] == "vm"

@@ -115,7 +115,11 @@ def execute(run: UnitsRun, mode: str, address: str | None, workers: int | None) 
     returns the mode used and how many workers ran it."""
     mode = _mode(mode, address, run.units)
     if mode == "in-process":
-        run.execute(InProcess(run.runner(threads=os.cpu_count() or 1)), "in-process")
+        runner = run.runner(threads=os.cpu_count() or 1)
+        try:
+            run.execute(InProcess(runner), "in-process")
+        finally:
+            runner.close()
         return mode, 1
     from . import actors
     cluster = actors.Cluster(address, workers)

@@ -198,17 +198,22 @@ def _load_strings(arr: pa.Array) -> Loaded:
             # Hashing every value to build a dictionary would cost more than it saves:
             # the "dictionary" is the column itself and row i reads entry i.
             bitmap, off = _validity(arr)
-            return Loaded(_identity(len(arr)), bitmap, off, arr.cast(pa.string()), identity=True)
+            return Loaded(_identity(len(arr)), bitmap, off, _as_string(arr), identity=True)
         if distinct <= strings.ENCODE_MAX_DISTINCT // 4 and len(arr) >= FAST_MIN_VALUES:
             encoded = strings.encode(arr)
             if encoded is not None:          # else more distinct values than the sample said
                 bitmap, off = _validity(arr)
-                return Loaded(encoded[0], bitmap, off, encoded[1].cast(pa.string()))
+                return Loaded(encoded[0], bitmap, off, _as_string(encoded[1]))
         arr = pc.dictionary_encode(arr)
     codes = arr.indices
     bitmap, off = _validity(codes)
     values = _words(codes, T.Type(T.Kind.INT))
-    return Loaded(np.ascontiguousarray(values), bitmap, off, arr.dictionary.cast(pa.string()))
+    return Loaded(np.ascontiguousarray(values), bitmap, off, _as_string(arr.dictionary))
+
+
+def _as_string(arr: pa.Array) -> pa.Array:
+    """A string array's values typed `string` (a cast only where it is not already)."""
+    return arr if arr.type == pa.string() else arr.cast(pa.string())
 
 
 def _plain_strings(arr: pa.Array) -> pa.Array:

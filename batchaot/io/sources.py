@@ -148,15 +148,16 @@ def coalesce(batches, batch_rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
         held.append(batch)
         rows += batch.num_rows
         if rows >= COALESCE_ROWS:
-            yield from _merged(held, batch_rows)
+            yield from merged(held, batch_rows)
             held, rows = [], 0
     if held:
-        yield from _merged(held, batch_rows)
+        yield from merged(held, batch_rows)
 
 
-def _merged(batches: list[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
-    if len(batches) == 1:
-        yield batches[0]
+def merged(batches: list[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The batches as one (or batches of `batch_rows` rows), in order; none for none."""
+    if len(batches) <= 1:
+        yield from batches
         return
     yield from pa.Table.from_batches(batches).combine_chunks().to_batches(batch_rows)
 

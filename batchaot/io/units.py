@@ -6,6 +6,7 @@ can find in that file, whichever worker checked it.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def _size(path: str) -> int:
 
 def _parquet_units(index: int, path: str, unit_rows: int) -> Iterator[WorkUnit]:
     try:
-        meta = pq.ParquetFile(path).metadata
+        meta = parquet_metadata(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot read as parquet: {str(exc).splitlines()[0]}") from None
     group: list[int] = []
@@ -104,7 +105,9 @@ def read_unit(unit: WorkUnit, columns: list[str] | None = None, csv: dict | None
     if not unit.row_groups:
         return
     with sources.reading(unit.path, "parquet"):
-        pf = pq.ParquetFile(unit.path, read_dictionary=None if as_stored else _dictionary_columns(unit.path, columns))
+        meta = parquet_metadata(unit.path)
+        pf = pq.ParquetFile(unit.path, metadata=meta,
+                            read_dictionary=None if as_stored else _dictionary_columns(meta, columns))
         missing = [c for c in columns or () if c not in pf.schema_arrow.names]
         if missing:
             raise DataError(f"{unit.path}: missing column(s) {', '.join(missing)} that the rules read")
@@ -114,10 +117,21 @@ def read_unit(unit: WorkUnit, columns: list[str] | None = None, csv: dict | None
                                                     columns=columns, use_threads=threads > 1), batch_rows)
 
 
-def _dictionary_columns(path: str, columns: list[str] | None) -> list[str]:
+def parquet_metadata(path: str) -> pq.FileMetaData:
+    """The file's footer, parsed once per version of the file: a unit read in many
+    pieces (on several threads) does not parse it again for each."""
+    st = os.stat(path)
+    return _footer(path, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=256)
+def _footer(path: str, size: int, mtime_ns: int, inode: int) -> pq.FileMetaData:
+    return pq.read_metadata(path)
+
+
+def _dictionary_columns(meta: pq.FileMetaData, columns: list[str] | None) -> list[str]:
     """String columns stored with dictionary pages: read them as Arrow dictionaries, so
     no string is materialized and string rules run once per distinct value."""
-    meta = pq.read_metadata(path)
     if meta.num_row_groups == 0:
         return []
     schema = meta.schema.to_arrow_schema()

@@ -97,7 +97,7 @@ def validate(plan: Plan, inputs: Sequence[WorkUnit | tuple[str, pa.Table]],
         only = next(iter(sources_read)) if len(sources_read) == 1 else TABLE_SOURCE
         raise DataError(f"{only}: {exc}" if only != TABLE_SOURCE else str(exc)) from None
     finally:
-        runner.executor.close()
+        runner.close()
     check_outcomes = run_checks(plan.checks, held.check_batches()) if plan.checks else []
     result = Result(plan.results({o.name: o for o in outcomes}, check_outcomes), rows=held.rows,
                     data=_table(held, plan), sources=held.starts or [(TABLE_SOURCE, 0, 0)],

@@ -18,8 +18,10 @@ that bucket wherever it runs.
 """
 from __future__ import annotations
 
+import queue
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Sequence
 
@@ -31,13 +33,15 @@ from ..engine.run import Executor, RuleOutcome
 from ..engine.stats import row_group_proofs
 from ..errors import BatchaotError, DataError, OutputError
 from ..io import violations
-from ..io.sources import reading, rechunk
-from ..io.units import WorkUnit, read_unit
+from ..io.prefetch import prefetch
+from ..io.sources import merged, reading, rechunk
+from ..io.units import WorkUnit, parquet_metadata, read_unit
 from .quarantine import Quarantine, QuarantineResult, part_failures, split_unit
 from .settle import bucket_count
 
 COUNT_FIELDS = ("rows", "violations", "nulls", "overflows")
 BATCH_ROWS = 1 << 20
+MORSEL_ROWS = 1 << 19     # rows a thread decodes and checks at once (whole row groups)
 
 
 @dataclass
@@ -113,6 +117,8 @@ class UnitRunner:
     schema); `engine`: the Executor's ("auto", "vm" or "fused"); `split_to`: where
     :meth:`quarantine` splits a unit's rows (None: no quarantine)."""
 
+    morsel_rows = MORSEL_ROWS
+
     def __init__(self, program_blobs: Sequence[bytes | Program], output: str | None, csv: dict | None = None,
                  use_statistics: bool = True, executor: Executor | None = None,
                  checks: list | None = None, threads: int = 1, layout: pa.Schema | None = None,
@@ -131,12 +137,13 @@ class UnitRunner:
                                           + [c for k in self.checks for c in k.columns]))
         self.skipped = 0
         self.proven = [0] * len(self.programs)
+        self._executors: list[Executor] = []      # the morsel threads' (threads > 1)
 
     # -- submit: one unit, its part written --------------------------------------------
     def run(self, unit: WorkUnit) -> UnitResult:
         started = time.perf_counter()
         self.skipped, self.proven = 0, [0] * len(self.programs)
-        before = Counter(self.executor.stats)
+        before = self._engine_stats()
         try:
             rows, totals, part, partials = self._validate(unit)
         except (OutputError, MemoryError):
@@ -148,7 +155,18 @@ class UnitRunner:
                               seconds=time.perf_counter() - started)
         return UnitResult(unit.id, unit.path, rows, counts_batch(self.names, totals, self.proven),
                           part, seconds=time.perf_counter() - started, row_groups_skipped=self.skipped,
-                          partials=partials, engines=engines_used(Counter(self.executor.stats) - before))
+                          partials=partials, engines=engines_used(self._engine_stats() - before))
+
+    def close(self) -> None:
+        """Stop the Executors' threads (the runner's and its morsel threads')."""
+        for ex in [self.executor, *self._executors]:
+            ex.close()
+
+    def _engine_stats(self) -> Counter:
+        total = Counter(self.executor.stats)
+        for ex in self._executors:
+            total.update(ex.stats)
+        return total
 
     def run_split(self, unit: WorkUnit) -> tuple[UnitResult, list[list]]:
         """run(), with bucketed checks' partials split: the result carries their heads, and
@@ -184,21 +202,20 @@ class UnitRunner:
         found: list[list] = [[] for _ in self.checks]
         offset = 0
         try:
-            for piece, active in self._pieces(unit):
-                if not any(active) and not self.checks:   # statistics prove every rule: skip the read
+            for piece, active, checked in self._checked(unit):
+                if checked is None:         # statistics prove every rule: the rows are not read
                     self.skipped += len(piece.row_groups)
                     for total in totals:
                         total.rows += piece.rows
                     offset += piece.rows
                     continue
-                programs = [p for p, on in zip(self.programs, active) if on]
-                for batch in self._read(piece):
+                for batch, outcomes, rows in checked:
                     first_row = unit.first_row + offset
-                    if programs:
-                        self._evaluate(batch, programs, active, totals, sink, unit, first_row)
-                    else:
-                        for total in totals:
-                            total.rows += batch.num_rows
+                    if rows is None and sink.enabled:
+                        rows = self._violating(batch, outcomes, active, unit.path, first_row)
+                    self._tally(batch, outcomes, active, totals)
+                    for table in rows or ():
+                        sink.write(table)
                     for check, parts in zip(self.checks, found):
                         parts.append(check.map(batch, unit.path, first_row))
                     offset += batch.num_rows
@@ -207,27 +224,107 @@ class UnitRunner:
         finally:
             sink.abort()
 
-    def _evaluate(self, batch: pa.RecordBatch, programs: list[Program], active: list[bool],
-                  totals: list[RuleOutcome], sink: violations.PartWriter, unit: WorkUnit, first_row: int) -> None:
-        outcomes = [RuleOutcome(p.name) for p in programs]
-        self.executor.evaluate_batch(programs, batch, 0, outcomes)
-        results = iter(outcomes)
-        for total, on, prog in zip(totals, active, self.programs):
-            total.rows += batch.num_rows
-            if not on:
+    # A unit's pieces, checked: (piece, rules to run, [(batch, its rules' outcomes)]) in
+    # row order, None for a piece whose statistics prove every rule (and no dataset check
+    # needs its rows). Parquet with several threads: morsels of row groups, each decoded
+    # and checked on one thread by that thread's Executor, as DuckDB schedules its scans;
+    # otherwise one stream, read ahead on a thread while this one checks.
+    def _checked(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, list[bool], list | None]]:
+        if self.threads > 1 and unit.format == "parquet":
+            yield from self._checked_morsels(unit)
+            return
+        for piece, active, batch in prefetch(self._stream(unit)):
+            yield piece, active, None if batch is None else [(batch, self._check(self.executor, batch, active), None)]
+
+    def _stream(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, list[bool], pa.RecordBatch | None]]:
+        for piece, active in self._pieces(unit):
+            if self._proven(active):
+                yield piece, active, None
                 continue
-            o = next(results)
-            total.violations += o.violations
-            total.nulls += o.nulls
-            total.overflows += o.overflows
-            if o.violations and sink.enabled:
-                if self.layout is None:
-                    self.layout = violations.layout(batch.schema, self.columns)
-                    sink.schema = self.layout
+            for batch in self._read(piece):
+                yield piece, active, batch
+
+    def _checked_morsels(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, list[bool], list | None]]:
+        free: queue.SimpleQueue = queue.SimpleQueue()      # one Executor per thread at a time
+        for ex in self._morsel_executors():
+            free.put(ex)
+
+        def check(piece: WorkUnit, active: list[bool], first_row: int) -> list:
+            executor = free.get()
+            try:
+                out = []
+                # one batch per morsel: each batch costs a fixed overhead under the GIL
+                for batch in merged(list(self._read(piece, threads=1)), BATCH_ROWS):
+                    outcomes = self._check(executor, batch, active)
+                    # the violating rows are gathered here too, off the thread that writes them
+                    out.append((batch, outcomes, self._violating(batch, outcomes, active, unit.path, first_row)
+                                if self.output is not None and self.layout is not None else None))
+                    first_row += batch.num_rows
+                return out
+            finally:
+                free.put(executor)
+
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="batchaot-morsel")
+        window: deque = deque()          # at most two morsels per thread decoded ahead
+        try:
+            first_row = unit.first_row
+            for morsel, active in self._pieces(unit, max_rows=self.morsel_rows):
+                done = None if self._proven(active) else pool.submit(check, morsel, active, first_row)
+                window.append((morsel, active, done))
+                first_row += morsel.rows
+                while len(window) > 2 * self.threads:
+                    yield self._settled(window.popleft())
+            while window:
+                yield self._settled(window.popleft())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _settled(item: tuple) -> tuple[WorkUnit, list[bool], list | None]:
+        morsel, active, done = item
+        return morsel, active, None if done is None else done.result()
+
+    def _morsel_executors(self) -> list[Executor]:
+        if not self._executors:
+            self._executors = [Executor(engine=self.executor.engine, threads=1) for _ in range(self.threads)]
+        return self._executors
+
+    def _proven(self, active: list[bool]) -> bool:
+        return not any(active) and not self.checks
+
+    def _check(self, executor: Executor, batch: pa.RecordBatch, active: list[bool]) -> list[RuleOutcome]:
+        """The outcomes of the rules `active` leaves to run, on this batch (row ids from 0)."""
+        programs = [p for p, on in zip(self.programs, active) if on]
+        outcomes = [RuleOutcome(p.name) for p in programs]
+        if programs:
+            executor.evaluate_batch(programs, batch, 0, outcomes)
+        return outcomes
+
+    def _tally(self, batch: pa.RecordBatch, outcomes: list[RuleOutcome], active: list[bool],
+               totals: list[RuleOutcome]) -> None:
+        """Add a batch's outcomes to the unit's totals."""
+        results = iter(outcomes)
+        for total, on in zip(totals, active):
+            total.rows += batch.num_rows
+            if on:
+                o = next(results)
+                total.violations += o.violations
+                total.nulls += o.nulls
+                total.overflows += o.overflows
+
+    def _violating(self, batch: pa.RecordBatch, outcomes: list[RuleOutcome], active: list[bool],
+                   source: str, first_row: int) -> list[pa.Table]:
+        """The batch's violating rows, one table per failing rule, in the violations layout."""
+        if self.layout is None:
+            self.layout = violations.layout(batch.schema, self.columns)
+        tables = []
+        for o, prog in zip(outcomes, [p for p, on in zip(self.programs, active) if on]):
+            if o.violations:
                 ids = o.row_ids
                 taken = batch.select(prog.column_names).take(pa.array(ids))
-                sink.write(violations.rows(self.layout, prog.name, unit.path, ids + first_row,
-                                           dict(zip(taken.schema.names, taken.columns))))
+                tables.append(violations.rows(self.layout, prog.name, source, ids + first_row,
+                                              dict(zip(taken.schema.names, taken.columns))))
+        return tables
 
     # -- quarantine: a unit's rows split, once the dataset checks have settled -----------
     def quarantine(self, unit: WorkUnit) -> QuarantineResult:
@@ -293,36 +390,44 @@ class UnitRunner:
         return outcomes
 
     # -- reading ------------------------------------------------------------------------
-    def _read(self, piece: WorkUnit) -> Iterator[pa.RecordBatch]:
-        for batch in read_unit(piece, columns=self.columns or None, csv=self.csv, threads=self.threads):
+    def _read(self, piece: WorkUnit, threads: int | None = None) -> Iterator[pa.RecordBatch]:
+        for batch in read_unit(piece, columns=self.columns or None, csv=self.csv,
+                               threads=threads or self.threads):
             self._check_columns(batch, piece)
             yield batch
 
-    def _pieces(self, unit: WorkUnit, by_rule: bool = True) -> Iterator[tuple[WorkUnit, list[bool]]]:
+    def _pieces(self, unit: WorkUnit, by_rule: bool = True,
+                max_rows: int | None = None) -> Iterator[tuple[WorkUnit, list[bool]]]:
         """The unit in runs of consecutive row groups, with the rules its statistics leave
         to run: one run per set of rules (`by_rule`, so that run() evaluates only those),
         or only split where every rule is proven (hold(): the rows it reads are all
-        evaluated at once, and every read has a cost of its own)."""
+        evaluated at once, and every read has a cost of its own); runs of at most about
+        `max_rows` rows (whole row groups) when given."""
         everything = [True] * len(self.programs)
-        if unit.format != "parquet" or not self.use_statistics or (not by_rule and self.checks):
+        prove = self.use_statistics and (by_rule or not self.checks)
+        if unit.format != "parquet" or not (prove or max_rows):
             yield unit, everything
             return
         with reading(unit.path, "parquet"):
-            pf = pq.ParquetFile(unit.path)
-            meta, schema = pf.metadata, pf.schema_arrow
+            meta = parquet_metadata(unit.path)
+            schema = pq.ParquetFile(unit.path, metadata=meta).schema_arrow if prove else None
         run: list[int] = []            # consecutive row groups that need the same rules
+        rows = 0
         active: list[bool] | None = None
         for rg in unit.row_groups:
-            proofs = row_group_proofs(meta, schema, self.programs, rg)
-            for i, proven in enumerate(proofs):
-                self.proven[i] += proven
-            needed = [not p for p in proofs]
-            if not by_rule:
-                needed = everything if any(needed) else needed
-            if run and needed != active:
+            needed = everything
+            if prove:
+                proofs = row_group_proofs(meta, schema, self.programs, rg)
+                for i, proven in enumerate(proofs):
+                    self.proven[i] += proven
+                needed = [not p for p in proofs]
+                if not by_rule:
+                    needed = everything if any(needed) else needed
+            if run and (needed != active or (max_rows and rows >= max_rows)):
                 yield _piece(unit, run, meta), active
-                run = []
+                run, rows = [], 0
             run.append(rg)
+            rows += meta.row_group(rg).num_rows
             active = needed
         if run:
             yield _piece(unit, run, meta), active
