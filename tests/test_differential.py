@@ -1149,3 +1149,69 @@ def test_integer_beyond_the_rescale_bound_against_a_computed_decimal(engine: str
             if not getattr(decimal.Decimal(x), ops[op])(y):
                 want.append(n)
         assert got.row_ids.tolist() == want and got.overflows == 0, (rule.pred, got.row_ids.tolist(), want)
+
+
+# CAST(ts AS DATE) >= d (and <, and the mirrored forms) compiles to the timestamp compared
+# with the date (floor(ts / day) >= d iff ts >= d * day): no division per row. Every unit,
+# a time zone, infinities, far years and timestamps a tick either side of midnight, every
+# operator (> and <= keep the division), CAST, TRY_CAST and ::, against DuckDB.
+@pytest.mark.parametrize("engine", ["vm", "fused_row"])
+def test_date_of_a_timestamp_against_a_date(engine: str) -> None:
+    rng = np.random.default_rng(5)
+    n = 3000
+    days = rng.integers(-30_000, 30_000, n)
+    days[:40], days[40:80] = 2**31 - 1, -(2**31 - 1)
+    ns = rng.integers(-2**62, 2**62, n)
+    # a microsecond either side of midnight (DuckDB rounds nanoseconds to microseconds
+    # before taking the date: test_known_duckdb_rounds_nanoseconds_before_the_date)
+    ns[600:1000] = days[600:1000] * 86400 * 10**9 + 1000 * rng.integers(-1, 2, 400)
+    ns[1000:1040], ns[1040:1080] = 2**63 - 1, -(2**63 - 1)
+    us = rng.integers(-2**62, 2**62, n)
+    us[1100:1500] = days[1100:1500] * 86400 * 10**6 + rng.integers(-1, 2, 400)
+    us[1500:1540] = 2**63 - 1
+    s = rng.integers(-4 * 10**12, 4 * 10**12, n)          # DuckDB goes through microseconds
+    s[1600:2000] = days[1600:2000] * 86400 + rng.integers(-1, 2, 400)
+    table = pa.table({"d": pa.array(days.astype(np.int32), pa.date32(), mask=rng.random(n) < 0.05),
+                      "tn": pa.array(ns, pa.timestamp("ns")),
+                      "tu": pa.array(us, pa.timestamp("us"), mask=rng.random(n) < 0.05),
+                      "tz": pa.array(us, pa.timestamp("us", tz="Asia/Tokyo")),
+                      "ts": pa.array(s, pa.timestamp("s"))})
+    ops = ("<", "<=", ">", ">=", "=", "<>") if engine == "vm" else (">=", "<")
+    forms = ("CAST({c} AS DATE)", "TRY_CAST({c} AS DATE)", "({c})::DATE")
+    preds = [p for c in ("tn", "tu", "tz", "ts") for op in ops for form in forms
+             for p in (f"{form.format(c=c)} {op} d", f"d {op} {form.format(c=c)}")]
+    if engine != "vm":          # one per-row kernel for the set: fewer rules
+        preds = [p for p in preds if p.startswith("CAST")]
+    rules = [Rule(p, strict, batchaot.compile(p, table.schema, strict=strict), k)
+             for k, p in enumerate(preds) for strict in (False, True)]
+    answers = run_executor(Config(engine=engine), rules, table)
+    verdicts = oracle().verdicts(table, preds)
+    for rule, got in zip(rules, answers):
+        v = verdicts[rule.index]
+        assert not isinstance(v, tuple), (rule.pred, v)
+        want = np.flatnonzero(v != 1) if rule.strict else np.flatnonzero(v == 0)
+        assert got.row_ids.tolist() == want.tolist(), (rule.pred, rule.strict)
+        assert got.overflows == 0, rule.pred
+
+
+# DuckDB 2.0 rounds a nanosecond timestamp to the nearest microsecond before CAST(... AS
+# DATE): 1970-01-05 23:59:59.999999999 becomes 1970-01-06 (and so does CAST(... AS DATE)
+# compared with anything). batchaot takes the exact date (the floor), as it does for every
+# other unit; kept as a known difference, found while testing the CAST(ts AS DATE) rewrite.
+_DAY_NS = 86400 * 10**9
+
+
+@pytest.mark.parametrize("ns, day", [(5 * _DAY_NS - 1, 4), (-5 * _DAY_NS - 1, -6), (5 * _DAY_NS - 400, 4),
+                                     (-5 * _DAY_NS, -5)])
+def test_the_date_of_a_nanosecond_timestamp_is_exact(ns: int, day: int) -> None:
+    table = pa.table({"tn": pa.array([ns], pa.timestamp("ns")), "d": pa.array([day], pa.date32())})
+    for pred, holds in (("CAST(tn AS DATE) = d", True), ("CAST(tn AS DATE) >= d + 1", False),
+                        ("CAST(tn AS DATE) < d + 1", True)):
+        res = batchaot.validate(table, [{"name": "r", "check": pred}])
+        assert res.to_dict()["rules"][0]["violations"] == (0 if holds else 1), pred
+
+
+@pytest.mark.xfail(strict=True, reason="DuckDB rounds nanoseconds to microseconds before the date")
+def test_known_duckdb_rounds_nanoseconds_before_the_date() -> None:
+    table = pa.table({"tn": pa.array([5 * _DAY_NS - 1], pa.timestamp("ns")), "d": pa.array([4], pa.date32())})
+    assert oracle().verdicts(table, ["CAST(tn AS DATE) = d"])[0].tolist() == [1]

@@ -288,7 +288,26 @@ class Binder:
 
     # -- comparisons and arithmetic ---------------------------------------------
     def compare(self, op: str, left: exp.Expression, right: exp.Expression) -> Node:
+        for cast, other, o in ((left, right, op), (right, left, _FLIP[op])):
+            cast = _unparen(cast)
+            if o in ("ge", "lt") and isinstance(cast, exp.Cast) and _type_name(cast) == "DATE":
+                return self.compare_date_of(o, cast, other, op, left, right)
         return self.compare_values(op, self.value(left), self.value(right), left, right)
+
+    def compare_date_of(self, o: str, cast: exp.Cast, other: exp.Expression, op: str,
+                        left: exp.Expression, right: exp.Expression) -> Node:
+        """`CAST(ts AS DATE) o other` (o: >= or <; `op` the comparison as written).
+        floor(ts / day) >= d iff ts >= d * day, so against a DATE it is the timestamp
+        compared with the date (exact, infinities kept, no division per row)."""
+        ts = self.value(cast.this)
+        if isinstance(ts, _Str) or ts.type.kind is not Kind.TIMESTAMP:
+            return self.compare_values(op, self.value(left), self.value(right), left, right)
+        value = self.value(other)
+        if not isinstance(value, _Str) and value.type.kind is Kind.DATE:
+            return _temporal_compare(o, ts, value)
+        date = self.cast_value(ts, T.DATE, cast)
+        a, b = (date, value) if cast is _unparen(left) else (value, date)
+        return self.compare_values(op, a, b, left, right)
 
     def compare_values(self, op: str, a: Node | _Str, b: Node | _Str,
                        left: exp.Expression, right: exp.Expression) -> Node:
@@ -1365,6 +1384,12 @@ def _zone_offset(name: str, days: int, seconds: int) -> int:
 def _cast_name(node: exp.Expression) -> str:
     to = node.args.get("to")
     return "" if to is None else getattr(to.this, "name", str(to.this))
+
+
+def _unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
 
 
 def _units_differ(a: Node, b: Node) -> bool:
