@@ -896,8 +896,7 @@ def _parquet_units(path, rules, verdicts, table, found, stats, unit_rows, engine
         stats[f"unit_runner_threads_{threads}"] += 1
         totals = {r.name: Counter() for r in rules}
         rows_of: dict[str, list] = defaultdict(list)
-        for unit in units:
-            res = runner.run(unit)
+        for res, _ in runner.run_all(units):     # on threads: one morsel feed across the units
             if res.error:
                 found.items.append({"kind": "unit error", "pred": [r.pred for r in rules], "error": res.error})
                 return

@@ -246,7 +246,8 @@ def test_out_of_memory_is_exit_2_with_a_failed_summary(job, tmp_path, monkeypatc
         monkeypatch.setattr(unit_mod, "read_unit", starving)
     out = tmp_path / "out"
     code, stdout, err = cli("submit", str(job / "job.yaml"), "--mode", "in-process", "--output", str(out), "--json")
-    assert len(calls) == {"reduce": 4, "unit": 2}[where] and code == 2 and stdout == ""
+    # (units: morsels of the next unit may be read ahead on other threads before it stops)
+    assert (len(calls) == 4 if where == "reduce" else len(calls) >= 2) and code == 2 and stdout == ""
     assert "out of memory" in one_line(err)
     failed_cleanly(out, "out of memory")
 

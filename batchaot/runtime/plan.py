@@ -150,8 +150,8 @@ class InProcess:
             on_side(i, *self.runner.run_side(i, unit))
 
     def run_units(self, units, on_result) -> None:
-        for unit in units:
-            on_result(*self.runner.run_split(unit))
+        for result in self.runner.run_all(units):
+            on_result(*result)
 
     def reduce(self, jobs: list[BucketJob]) -> dict:
         r = self.runner
