@@ -76,6 +76,15 @@ class RuleOutcome:
     row_chunks: list = field(default_factory=list)   # violating row ids, as found (shape kernels)
     bitmaps: list = field(default_factory=list)      # (first row, rows, uint64 words): a bit per row
 
+    def absorb(self, other: "RuleOutcome", row_base: int) -> None:
+        """Add `other`'s counts and violating rows, its row 0 being row `row_base` here."""
+        self.rows += other.rows
+        self.violations += other.violations
+        self.nulls += other.nulls
+        self.overflows += other.overflows
+        self.row_chunks += [chunk + row_base for chunk in other.row_chunks]
+        self.bitmaps += [(first + row_base, n, words) for first, n, words in other.bitmaps]
+
     @property
     def row_ids(self) -> np.ndarray:
         """Violating row numbers, ascending; derived from the bitmaps when asked for."""

@@ -33,8 +33,10 @@ Checked = list[tuple[pa.RecordBatch, list[RuleOutcome], list[pa.Table] | None]]
 class MorselFeed:
     """The morsels of `units` (in this order), checked ahead by `executors` threads."""
 
-    def __init__(self, runner: "UnitRunner", units: Sequence[WorkUnit], executors: list[Executor]):
+    def __init__(self, runner: "UnitRunner", units: Sequence[WorkUnit], executors: list[Executor],
+                 by_rule: bool = True):
         self.runner = runner
+        self.by_rule = by_rule          # as UnitRunner.pieces(): False runs every rule or none
         self.order = {u.id: k for k, u in enumerate(units)}
         self.proven: dict[str, list[int]] = {}      # row groups proven per rule, per unit
         self.free: queue.SimpleQueue = queue.SimpleQueue()   # one Executor per thread at a time
@@ -82,7 +84,7 @@ class MorselFeed:
         for unit in units:
             proven = self.proven[unit.id] = [0] * len(runner.programs)
             first_row = unit.first_row
-            pieces = runner.pieces(unit, max_rows=runner.morsel_rows, proven=proven)
+            pieces = runner.pieces(unit, self.by_rule, max_rows=runner.morsel_rows, proven=proven)
             while True:
                 try:
                     item = next(pieces, None)

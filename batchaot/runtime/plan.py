@@ -85,10 +85,11 @@ def validate(plan: Plan, inputs: Sequence[WorkUnit | tuple[str, pa.Table]],
              read: dict[str, pa.Table] | None = None, engine: str = "auto") -> Result:
     """Check `inputs` (work units of files, or in-memory (source, table)) against `plan`,
     holding what is read; `read`: files read already (by path)."""
-    # Parquet pages are decoded on Arrow's threads, as pyarrow reads a table; the rules are
-    # evaluated on this thread (an Executor of one thread), as validate always has
+    # every core: Parquet files in morsels (decoded and checked on each thread), tables
+    # in row ranges of each batch
+    threads = os.cpu_count() or 1
     runner = UnitRunner(plan.programs, None, checks=plan.checks, layout=plan.layout,
-                        threads=os.cpu_count() or 1, executor=Executor(engine=engine))
+                        threads=threads, executor=Executor(engine=engine, threads=threads))
     held = runner.hold(inputs, read)
     try:
         outcomes = runner.evaluate_held(held)
@@ -102,7 +103,7 @@ def validate(plan: Plan, inputs: Sequence[WorkUnit | tuple[str, pa.Table]],
     result = Result(plan.results({o.name: o for o in outcomes}, check_outcomes), rows=held.rows,
                     data=_table(held, plan), sources=held.starts or [(TABLE_SOURCE, 0, 0)],
                     row_groups_skipped=held.row_groups_skipped, layout=plan.layout,
-                    engine=engine_name(engines_used(runner.executor.stats)))
+                    engine=engine_name(engines_used(runner.engine_stats())))
     return result
 
 

@@ -69,6 +69,7 @@ class Held:
     rows: int = 0                        # rows of every unit, read or proven
     unread: int = 0                      # rows of row groups proven by statistics, not read
     row_groups_skipped: int = 0
+    outcomes: list[RuleOutcome] | None = None   # every rule's, when evaluated while read
 
     @property
     def held_rows(self) -> int:
@@ -142,7 +143,7 @@ class UnitRunner:
     def run(self, unit: WorkUnit) -> UnitResult:
         started = time.perf_counter()
         self.skipped, self.proven = 0, [0] * len(self.programs)
-        before = self._engine_stats()
+        before = self.engine_stats()
         try:
             rows, totals, part, partials = self._validate(unit)
         except (OutputError, MemoryError):
@@ -154,14 +155,14 @@ class UnitRunner:
                               seconds=time.perf_counter() - started)
         return UnitResult(unit.id, unit.path, rows, counts_batch(self.names, totals, self.proven),
                           part, seconds=time.perf_counter() - started, row_groups_skipped=self.skipped,
-                          partials=partials, engines=engines_used(self._engine_stats() - before))
+                          partials=partials, engines=engines_used(self.engine_stats() - before))
 
     def close(self) -> None:
         """Stop the Executors' threads (the runner's and its morsel threads')."""
         for ex in [self.executor, *self._executors]:
             ex.close()
 
-    def _engine_stats(self) -> Counter:
+    def engine_stats(self) -> Counter:
         total = Counter(self.executor.stats)
         for ex in self._executors:
             total.update(ex.stats)
@@ -334,6 +335,9 @@ class UnitRunner:
         held = Held()
         read = read or {}
         self.skipped, self.proven = 0, [0] * len(self.programs)
+        files = [i for i in inputs if not isinstance(i, tuple) and i.format == "parquet" and i.path not in read]
+        if self.threads > 1 and files and len(files) == len(inputs):
+            return self._hold_morsels(held, files)
         for item in inputs:
             if isinstance(item, tuple):
                 source, table = item
@@ -358,6 +362,40 @@ class UnitRunner:
             held.rows += offset
         return held
 
+    def _hold_morsels(self, held: Held, units: list[WorkUnit]) -> Held:
+        """hold() of Parquet units on several threads: each morsel is decoded and its rules
+        evaluated on one thread (MorselFeed), the batches kept and the outcomes added up
+        at their rows of the held table, so evaluate_held() has nothing left to run."""
+        held.outcomes = [RuleOutcome(p.name, zero_tick=p.zero_tick) for p in self.programs]
+        feed = MorselFeed(self, units, self._morsel_executors(), by_rule=False)
+        try:
+            for unit in units:
+                try:
+                    held.rows += self._hold_unit(held, unit, feed.take(unit))
+                except DataError as exc:         # a value no rule can read: name the file
+                    raise DataError(unit_error(unit, exc)) from None
+                self.proven = [a + b for a, b in zip(self.proven, feed.proven_in(unit))]
+        finally:
+            feed.close()
+        return held
+
+    def _hold_unit(self, held: Held, unit: WorkUnit, morsels) -> int:
+        """Keep one unit's checked morsels; returns its rows (read or proven)."""
+        offset = 0
+        for morsel, _, checked in morsels:
+            if checked is None:
+                held.row_groups_skipped += len(morsel.row_groups)
+                held.unread += morsel.rows
+            else:
+                at = held.held_rows
+                for batch, outcomes, _ in checked:
+                    for total, o in zip(held.outcomes, outcomes):
+                        total.absorb(o, at)
+                    at += batch.num_rows
+                self._keep(held, unit.path, unit.first_row + offset, [b for b, _, _ in checked])
+            offset += morsel.rows
+        return offset
+
     def _keep(self, held: Held, source: str, first_row: int, batches: list[pa.RecordBatch]) -> None:
         at = held.held_rows
         held.spans.append((len(held.batches), len(batches), source, first_row))
@@ -367,7 +405,7 @@ class UnitRunner:
     def evaluate_held(self, held: Held) -> list[RuleOutcome]:
         """Every rule over the held batches at once (row ids: rows of the held table);
         rows proven by statistics count as passing."""
-        outcomes = self.executor.evaluate(self.programs, held.batches)
+        outcomes = held.outcomes if held.outcomes is not None else self.executor.evaluate(self.programs, held.batches)
         for outcome in outcomes:
             outcome.rows += held.unread
         return outcomes
