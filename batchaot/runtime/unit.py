@@ -34,7 +34,7 @@ from ..io import violations
 from ..io.prefetch import prefetch
 from ..io.sources import reading, rechunk
 from ..io.units import WorkUnit, parquet_metadata, read_unit
-from .morsels import BATCH_ROWS, MorselFeed
+from .morsels import BATCH_ROWS, Checked, MorselFeed
 from .quarantine import Quarantine, QuarantineResult, part_failures, split_unit
 from .settle import bucket_count
 
@@ -239,12 +239,12 @@ class UnitRunner:
         finally:
             sink.abort()
 
-    # A unit's pieces, checked: (piece, rules to run, [(batch, its rules' outcomes)]) in
-    # row order, None for a piece whose statistics prove every rule (and no dataset check
-    # needs its rows). Parquet with several threads: morsels of row groups, each decoded
-    # and checked on one thread by that thread's Executor, as DuckDB schedules its scans;
-    # otherwise one stream, read ahead on a thread while this one checks.
-    def _checked(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, list[bool], list | None]]:
+    def _checked(self, unit: WorkUnit) -> Iterator[tuple[WorkUnit, list[bool], Checked | None]]:
+        """A unit's pieces, checked, in row order: (piece, rules to run, [(batch, its
+        rules' outcomes, its violating rows or None)]), None for a piece whose statistics
+        prove every rule (and no dataset check needs its rows). Parquet on several
+        threads: morsels through a MorselFeed (run_all()'s, or one for this unit);
+        otherwise one stream, read ahead on a thread while this one checks."""
         if self.threads > 1 and unit.format == "parquet":
             feed = self._feed or MorselFeed(self, [unit], self._morsel_executors())
             try:
