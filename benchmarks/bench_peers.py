@@ -199,9 +199,11 @@ def main() -> None:
     shape = SHAPES[args.shape]
     args.rows = shape.default_rows if args.rows is None else args.rows
     args.rule_sets = args.rule_sets or shape.rule_sets
-    unknown = set(args.rule_sets) - set(shape.rule_sets)
+    unknown = {r for r in args.rule_sets if r not in shape.rule_sets
+               and not (args.shape == "rules" and datagen.is_generated(r))}
     if unknown:
-        ap.error(f"unknown rule set(s) {sorted(unknown)}; known: {', '.join(shape.rule_sets)}")
+        ap.error(f"unknown rule set(s) {sorted(unknown)}; known: {', '.join(shape.rule_sets)}, "
+                 "generated<N> (N threshold rules at realistic violation rates)")
     if args.child:
         args.threads = args.threads[0]
         return child(args)

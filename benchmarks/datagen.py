@@ -115,9 +115,48 @@ RULE_SETS = {
 }
 
 
+# "generated<N>": N threshold rules over the numeric columns and two-column arithmetic,
+# each failing on a realistic share of rows: a target rate drawn log-uniformly from 0.1 %
+# to 10 %, its threshold that quantile of the expression on a fixed 200,000-row sample of
+# table() (seed 1), an upper bound, a lower bound or a band. The rules are plain SQL, so
+# an engine without a hand-written translation reads the SQL (Polars: pl.sql_expr).
+GENERATED_EXPRESSIONS = ["amount", "discount", "quantity", "score", "customer_id",
+                         "amount - discount", "amount * quantity", "score * 10 + quantity"]
+
+
+def generated_rules(count: int, seed: int = 11) -> list[Rule]:
+    sample = table(200_000, seed=1)
+    cols = {c: sample.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
+            for c in ("amount", "discount", "quantity", "score", "customer_id")}
+    values = {e: eval(e, {}, cols) for e in GENERATED_EXPRESSIONS}     # numpy: NaN for NULL
+    rng = np.random.default_rng(seed)
+    rules = []
+    for k in range(count):
+        expr = GENERATED_EXPRESSIONS[k % len(GENERATED_EXPRESSIONS)]
+        v = values[expr][~np.isnan(values[expr])]
+        rate = 10 ** rng.uniform(-3, -1)
+        shape = rng.integers(0, 3)
+        def q(p: float) -> float:
+            return round(float(np.quantile(v, p)), 2)
+        if shape == 0:
+            sql = f"{expr} <= {q(1 - rate)}"
+        elif shape == 1:
+            sql = f"{expr} >= {q(rate)}"
+        else:
+            sql = f"{expr} BETWEEN {q(rate / 2)} AND {q(1 - rate / 2)}"
+        rules.append(Rule(f"g{k:04d}", sql))
+    return rules
+
+
+def is_generated(name: str) -> bool:
+    return name.startswith("generated") and name[len("generated"):].isdigit()
+
+
 def rule_set(name: str) -> list[Rule]:
     if name in WIDE_RULE_SETS:
         return WIDE_RULE_SETS[name]
+    if is_generated(name):
+        return generated_rules(int(name[len("generated"):]))
     return [RULES[r] for r in RULE_SETS[name]]
 
 
