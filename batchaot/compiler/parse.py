@@ -1156,7 +1156,7 @@ class Binder:
             return self.lookup(target, ["cast", arg.sexpr, target.kind.value, target.scale, safe,
                                         _type_name(node), _decimal_precision(node)], arg.col)
         value = self.cast_value(arg, target, node)
-        if target.kind is Kind.DECIMAL and _decimal_precision(node) < T.MAX_DECIMAL_PRECISION:
+        if target.kind is Kind.DECIMAL and _decimal_precision(node) <= T.MAX_DECIMAL_PRECISION:
             value = _fit_precision(value, target, _decimal_precision(node))
         code = T.INT_RANGE_CODES.get(_type_name(node))
         if code and target.kind is Kind.INT and not isinstance(value, Lit):
