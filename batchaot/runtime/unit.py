@@ -346,7 +346,7 @@ class UnitRunner:
                 continue
             offset = 0                  # rows of the unit so far, read or proven
             for piece, active in self.pieces(item, by_rule=False):
-                if not any(active) and not self.checks:
+                if self.proves_all(active):
                     held.row_groups_skipped += len(piece.row_groups)
                     held.unread += piece.rows
                     offset += piece.rows
