@@ -149,9 +149,12 @@ def _console() -> Console:
               help=FORMAT_HELP)
 @click.option("--history", "history_path", metavar="PATH",
               help="Append this run's metrics to this SQLite file (overrides the job's history:).")
+@click.option("--memory-budget", metavar="SIZE",
+              help="Memory unique/reference keep their keys in before spilling to disk, e.g. 2GB "
+                   "(overrides the job's memory_budget:; default: a quarter of what the process may use).")
 def submit(job_file: str, address: str | None, workers: int | None, output: str | None,
            quarantine: str | None, mode: str, as_json: bool, quiet: bool, now: str | None,
-           junit_path: str | None, fmt: str, history_path: str | None) -> None:
+           junit_path: str | None, fmt: str, history_path: str | None, memory_budget: str | None) -> None:
     """Run a job file: validate data (or compile rules, or profile data) on Ray, locally or on a cluster."""
     from .distributed import Job
     from .runtime.progress import choose
@@ -162,7 +165,8 @@ def submit(job_file: str, address: str | None, workers: int | None, output: str 
                        lambda: job.run(address=address, workers=workers, output=output, mode=mode,
                                        progress=choose(quiet or as_json or fmt == "github",
                                                        rules=job.spec.kind != "profile"),
-                                       quarantine=quarantine, history=history_path, now=now))
+                                       quarantine=quarantine, history=history_path, now=now,
+                                       memory_budget=memory_budget))
     if as_json:
         _emit_json(stream, result.to_json())
     elif job.spec.kind == "compile":

@@ -10,6 +10,8 @@
     on_error: continue             # or stop: what an unreadable file does to the run
     now: 2024-06-01T12:00:00Z      # fixes current_date, now() and freshness (default: wall clock)
     history: out/history.sqlite    # append each run's metrics (change/anomaly checks read it)
+    memory_budget: 2GB             # unique/reference buckets held in memory before spilling to
+                                   # disk (default: a quarter of the memory the process may use)
 
 Relative paths resolve against the job file's folder. Every mistake is a SpecError
 naming file:line and the field.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +61,7 @@ class JobSpec:
     schema: str | None                   # compile jobs: a data file whose schema binds the rules
     now: dt.datetime | None = None       # fixes current_date, now() and freshness (default: the wall clock)
     history: str | None = None           # the metrics history database file (io/history.py)
+    memory_budget: int | None = None     # bytes; None: runtime.spill.default_budget
 
 
 def resolve(base: str, path: str) -> str:
@@ -106,7 +110,7 @@ def parse_job(doc: dict, file: str) -> JobSpec:
                    workers=_workers(doc, file), on_error=_choice(doc, "on_error", ON_ERROR, "continue", file),
                    engine=_choice(doc, "engine", ENGINES, "auto", file), schema=_schema(doc, file),
                    now=clock.parse(doc["now"], f"{at(file, doc, 'now')}: 'now'") if doc.get("now") is not None else None,
-                   history=_history(doc, file))
+                   history=_history(doc, file), memory_budget=_memory_budget(doc, file))
 
 
 def _choice(doc: dict, key: str, allowed: tuple, default: str, file: str) -> str:
@@ -234,6 +238,29 @@ def _schema(doc: dict, file: str) -> str | None:
     if not isinstance(value, str):
         raise SpecError(f"{at(file, doc, 'schema')}: 'schema' must be {{path: data file}}")
     return resolve(file, value)
+
+
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+MIN_MEMORY_BUDGET = 1 << 20
+
+
+def parse_size(value: object, what: str) -> int:
+    """A byte count: an integer, or a number with a unit (512MB, 2 GiB, 1.5GB)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value)) \
+        if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    unit = match.group(2).lower() if match else None
+    if unit not in SIZE_UNITS:
+        raise SpecError(f"{what} must be a size such as 512MB or 2GiB, got {value!r}")
+    size = int(float(match.group(1)) * SIZE_UNITS[unit])
+    if size < MIN_MEMORY_BUDGET:
+        raise SpecError(f"{what} must be at least 1MiB, got {value!r}")
+    return size
+
+
+def _memory_budget(doc: dict, file: str) -> int | None:
+    value = doc.get("memory_budget")
+    return None if value is None else parse_size(value, f"{at(file, doc, 'memory_budget')}: 'memory_budget'")
 
 
 def _history(doc: dict, file: str) -> str | None:

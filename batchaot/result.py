@@ -293,6 +293,7 @@ class JobResult(Result):
     files: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     row_groups_proven: dict = field(default_factory=dict)   # rule → row groups proven TRUE
+    spilled_bytes: int = 0           # dataset-check buckets written to disk under the memory budget
 
     @property
     def ok(self) -> bool:
@@ -304,6 +305,8 @@ class JobResult(Result):
         doc.update(job=self.job_name, mode=self.mode, workers=self.workers, units=self.units,
                    files=len(self.files), errors=self.errors, output=self.output,
                    row_groups_skipped=self.row_groups_skipped, sources=list(self.files))
+        if self.spilled_bytes:
+            doc["spilled_bytes"] = self.spilled_bytes
         for rule in doc["rules"]:
             rule["row_groups_proven"] = self.row_groups_proven.get(rule["name"], 0)
         return doc

@@ -38,7 +38,7 @@ MAX_ALIAS_VALUES = 100_000       # values YAML aliases (*name, <<: *name) may ad
 MAX_NAME_CHARS = 200             # rule and job names
 # Top-level keys of a rules file; a job file (jobs/*.yaml) is also a valid rules file.
 DOCUMENT_KEYS = ("name", "description", "kind", "source", "rules", "rules_from", "output",
-                 "workers", "on_error", "engine", "schema", "now", "history")
+                 "workers", "on_error", "engine", "schema", "now", "history", "memory_budget")
 
 
 @dataclass(frozen=True)

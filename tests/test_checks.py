@@ -623,7 +623,7 @@ def test_checks_declare_what_they_need_from_the_runtime() -> None:
     with pytest.raises(TypeError, match="declares reads_history but has no load_history"):
         type("Forgetful", (CheckBase,), {"reads_history": True})
     # a declaration is a promise: a class without the methods it declares is refused
-    with pytest.raises(TypeError, match="declares Partials.BUCKETED but has no split, finish_bucket, outcome"):
+    with pytest.raises(TypeError, match="declares Partials.BUCKETED but has no partition, split, finish_bucket, outcome"):
         type("Half", (CheckBase,), {"partials": Partials.BUCKETED})
     with pytest.raises(TypeError, match="SideInput.SHARED but has no shared_state, use_shared_state"):
         type("Needy", (CheckBase,), {"side_input": SideInput.SHARED})

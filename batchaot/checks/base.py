@@ -20,9 +20,10 @@ the runtime reads the declaration — it never probes a check with ``hasattr``:
   unit's partial, ``split(partial) -> (head, buckets)``: a small head that travels with
   the counts, and ``buckets`` hash buckets, each finished on its own wherever its
   reducer runs (``finish_bucket(pieces) -> BucketResult``); ``outcome(head, results)``
-  assembles the answer. Its map may keep the batch's key column itself (zero-copy) and
-  leave partitioning to ``split``, which only a distributed run calls: in one process,
-  finish then sees every batch at once.
+  assembles the answer; ``partition(buckets)`` sets how many buckets (before any map:
+  more for more data, runtime/spill.py). Its map may keep the batch's key column itself
+  (zero-copy) and leave partitioning to ``split``, which only a run over work units
+  calls: ``validate`` of data in memory finishes every batch at once.
 * ``side_input``: :attr:`SideInput.NONE`; :attr:`SideInput.SHARED` — a state built
   once from another dataset (``shared_state()``, by the driver) that every worker takes
   (``use_shared_state(state)``); :attr:`SideInput.SHARED_OR_PARTITIONED` — the same,
@@ -166,7 +167,7 @@ class SideInput(enum.Enum):
 PROMISES = {
     "reads_history": ("load_history",),
     "reads_results": ("settle",),
-    Partials.BUCKETED: ("split", "finish_bucket", "outcome", "labelled"),
+    Partials.BUCKETED: ("partition", "split", "finish_bucket", "outcome", "labelled"),
     SideInput.SHARED: ("shared_state", "use_shared_state"),
     SideInput.SHARED_OR_PARTITIONED: ("shared_state", "use_shared_state", "partition", "side_units",
                                       "map_side", "split", "finish_bucket", "outcome", "labelled"),

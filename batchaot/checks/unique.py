@@ -99,6 +99,12 @@ class UniqueCheck(CheckBase):
         self.stored = [out_name(c) for c in self.out_columns]   # names in partials and output
         self.key_type = plain_type(schema.field(self.out_columns[0]).type)
 
+    def partition(self, buckets: int) -> None:
+        """Hash keys into `buckets` (a power of two) from now on: more buckets, smaller ones
+        (runtime/spill.py chooses how many for the data's size)."""
+        self.bits = keys.bucket_bits(buckets)
+        self.buckets = buckets
+
     def describe(self) -> str:
         return f"unique({', '.join(self.out_columns)})"
 

@@ -12,7 +12,7 @@ import os
 
 from ..compiler import clock
 from ..errors import SpecError
-from ..job import JobSpec, load_job
+from ..job import JobSpec, load_job, parse_size
 from ..profile import Profile
 from ..result import JobResult
 from ..runtime.progress import Quiet
@@ -38,7 +38,8 @@ class Job:
     def run(self, address: str | None = None, workers: int | None = None,
             output: str | None = None, mode: str = "auto", progress=None,
             quarantine: str | None = None, history: str | None = None,
-            now: str | dt.datetime | None = None) -> JobResult | CompileResult | Profile:
+            now: str | dt.datetime | None = None,
+            memory_budget: int | str | None = None) -> JobResult | CompileResult | Profile:
         """Run on an embedded local Ray (default), a cluster (`address`), or in-process.
 
         `mode`: "auto" runs small inputs in-process and the rest on Ray; "ray" or
@@ -46,7 +47,9 @@ class Job:
         `quarantine`: a folder for valid/ and invalid/ rows (overrides output.quarantine).
         `history`: a metrics history file to append the run to (default: the job's
         `history:`). `now` (else the job's `now:`, else the wall clock) fixes
-        current_date/now()/freshness, and is recorded in the history.
+        current_date/now()/freshness, and is recorded in the history. `memory_budget`
+        (bytes, or a size such as "2GB"; else the job's `memory_budget:`): what unique and
+        reference keep in memory in this process before they spill buckets to disk.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -59,6 +62,7 @@ class Job:
             return run_profile_job(self.spec, address=address, workers=workers, output=output, mode=mode,
                                    progress=progress or Quiet())
         fixed = clock.parse(now, "now") if now is not None else self.spec.now
+        budget = parse_size(memory_budget, "memory_budget") if memory_budget is not None else self.spec.memory_budget
         return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
                             progress=progress or Quiet(), quarantine=quarantine, history=history,
-                            now=fixed)
+                            now=fixed, memory_budget=budget)

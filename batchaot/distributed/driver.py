@@ -43,10 +43,11 @@ __all__ = ["JobResult", "execute", "run_validate"]
 def run_validate(job: JobSpec, *, address: str | None = None, workers: int | None = None,
                  output: str | None = None, mode: str = "auto", progress=None,
                  quarantine: str | None = None, history: str | None = None,
-                 now: dt.datetime | None = None) -> JobResult:
+                 now: dt.datetime | None = None, memory_budget: int | None = None) -> JobResult:
     """`quarantine` (default: the job's output.quarantine) gets the rows split into valid/
     and invalid/; `history` (default: the job's `history:`) gets the run appended; `now`
-    fixes current_date, now() and freshness, and is recorded with the run."""
+    fixes current_date, now() and freshness, and is recorded with the run;
+    `memory_budget` (default: the job's) bounds the dataset checks' buckets in memory."""
     started, started_at = time.perf_counter(), clock.iso(clock.wall())
     history = history or job.history
     run_history.require(job.rules, history)
@@ -57,7 +58,8 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
     with sinks.Outputs(out, split, job=job.name) as held:
         with clock.fixed(now) as instant:
             result = _validate(job, held.staging, address, workers, mode, progress or Quiet(),
-                               held.quarantine_staging, history, now, started)
+                               held.quarantine_staging, history, now, started,
+                               memory_budget or job.memory_budget)
         result.output, result.now, result.started_at = out, clock.iso(instant), started_at
         if result.quarantined is not None:
             result.quarantined = {"path": split, **result.quarantined}
@@ -70,7 +72,7 @@ def run_validate(job: JobSpec, *, address: str | None = None, workers: int | Non
 
 def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, mode: str, progress,
               quarantine: str | None, history: str | None, now: dt.datetime | None,
-              started: float) -> JobResult:
+              started: float, budget: int | None) -> JobResult:
     """Plan, run and merge, writing parts into `out` (the run's staging folder), with
     `quarantine` (a staging folder too) every row into its valid/ or invalid/, and with
     `history` the run appended to it."""
@@ -86,7 +88,8 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     plan = compile_for_units(job.rules, units, job.source.csv)
     found.apply(plan.compiled)
     with _recorder(job, plan, history, now) as record:
-        result = _run_and_merge(job, plan, units, errors, out, address, workers, mode, progress, quarantine)
+        result = _run_and_merge(job, plan, units, errors, out, address, workers, mode, progress, quarantine,
+                                budget)
         result.elapsed_s = time.perf_counter() - started
         if record is not None:
             record.record(result)
@@ -102,10 +105,11 @@ def _recorder(job: JobSpec, plan: Plan, history: str | None, now: dt.datetime | 
 
 
 def _run_and_merge(job: JobSpec, plan: Plan, units: list[WorkUnit], errors: list[str], out: str,
-             address: str | None, workers: int | None, mode: str, progress, quarantine: str | None) -> JobResult:
+             address: str | None, workers: int | None, mode: str, progress, quarantine: str | None,
+             budget: int | None) -> JobResult:
     """Run the units in-process or on Ray and merge their results."""
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
-                   errors=errors, progress=progress, quarantine=quarantine)
+                   errors=errors, progress=progress, quarantine=quarantine, budget=budget)
     mode, used = execute(run, mode, address, workers or job.workers)
     return run.result(output=out, mode=mode, workers=used, job_name=job.name, quarantined=run.quarantined)
 

@@ -35,6 +35,7 @@ from ..spec import RuleSpec
 from .progress import Quiet
 from .quarantine import Quarantine, QuarantineResult
 from .settle import BucketJob, CheckGather, plan_side_inputs, reduce_bucket
+from .spill import SpillStore, default_budget, plan_buckets
 from .unit import COUNT_FIELDS, Held, UnitResult, UnitRunner, engine_name, engines_used
 
 
@@ -206,23 +207,30 @@ class UnitsRun:
     """One run of a plan over work units: build it, then :meth:`execute` with a placer
     (made after the constructor: the side inputs are planned here, and a placer that
     ships checks to other processes must ship them partitioned or not). `quarantine`:
-    the folder (a staging folder) where a last phase splits every unit's rows."""
+    the folder (a staging folder) where a last phase splits every unit's rows. `budget`:
+    the bytes the bucketed checks' pieces may hold in this process before they spill to
+    disk (default: spill.default_budget); the checks get buckets enough for the units'
+    rows under it."""
 
     def __init__(self, plan: Plan, units: list[WorkUnit], output: str | None, *, csv: dict | None = None,
                  engine: str = "auto", on_error: str = "continue", errors: list[str] | None = None,
-                 progress=None, quarantine: str | None = None):
+                 progress=None, quarantine: str | None = None, budget: int | None = None):
         self.plan, self.units, self.output = plan, units, output
         self.split_to = None if quarantine is None else Quarantine(quarantine, Rules.of(plan.specs))
         self.split: dict[str, QuarantineResult] = {}
         self.csv, self.engine, self.on_error = csv, engine, on_error
         self.errors = list(errors or [])
         self.progress = progress or Quiet()
-        self.sides = plan_side_inputs(plan.checks)
+        budget = default_budget() if budget is None else budget
+        rows = sum(u.rows if u.rows >= 0 else u.bytes for u in units)   # unknown: its bytes bound its rows
+        plan_buckets(plan.checks, rows, budget)
+        self.sides = plan_side_inputs(plan.checks, checked_rows=rows, budget=budget)
+        self.store = SpillStore(budget, output)
         self.merged: dict[str, UnitResult] = {}
         self.counts = {p.name: RuleOutcome(p.name, zero_tick=p.zero_tick) for p in plan.programs}
         self.proven = {p.name: 0 for p in plan.programs}
         self.engines: dict[str, int] = {}
-        self.gather = CheckGather(plan.checks, output, plan.layout)
+        self.gather = CheckGather(plan.checks, output, plan.layout, self.store)
         self.check_outcomes: list = []
 
     def runner(self, threads: int = 1) -> UnitRunner:
@@ -245,6 +253,9 @@ class UnitsRun:
                 progress.note(f"partitioning {len(self.sides)} unit(s) of referenced data by key hash")
             place.run_sides(self.sides, self.gather.add_side)
             place.run_units(self.units, self._on_result)
+            if self.store.spills:
+                progress.note(f"{self.store.spilled / (1 << 20):,.0f} MB of dataset-check buckets "
+                              f"spilled to disk (memory budget {self.store.budget / (1 << 20):,.0f} MB)")
             self.check_outcomes = self.gather.finish(place.reduce, progress.note)
             if self.split_to is not None:
                 # every failure is known only now: the split is a pass of its own
@@ -252,6 +263,7 @@ class UnitsRun:
                 progress.note(f"splitting the rows of {len(done)} unit(s) into valid/ and invalid/")
                 place.quarantine(done, self._on_split)
         finally:
+            self.store.close()
             progress.finish()
         if self.output is not None:
             violations.clear_temporaries(self.output)
@@ -312,4 +324,4 @@ class UnitsRun:
                          files=sorted({u.path for u in self.units}), errors=self.errors,
                          row_groups_skipped=sum(r.row_groups_skipped for r in merged),
                          row_groups_proven=self.proven, engine=engine_name(self.engines),
-                         layout=self.plan.layout, **fields)
+                         layout=self.plan.layout, spilled_bytes=self.store.spilled, **fields)

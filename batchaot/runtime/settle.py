@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from ..checks.base import CheckOutcome, DatasetCheck, Partials, SideInput
 from ..io import violations
+from .spill import SpillStore, pieces_of, side_buckets
 
 # A side input up to this many rows is read once into a state every worker shares; a
 # larger one (or one of unknown size) is hash-partitioned like the checked rows.
@@ -47,10 +48,13 @@ def shares_state(check: DatasetCheck) -> bool:
     return check.side_input is not SideInput.NONE and bucket_count(check) == 0
 
 
-def plan_side_inputs(checks: list[DatasetCheck], shared_rows: int | None = None) -> list[tuple[int, object]]:
+def plan_side_inputs(checks: list[DatasetCheck], shared_rows: int | None = None, checked_rows: int = 0,
+                     budget: int | None = None) -> list[tuple[int, object]]:
     """Partition the side inputs that are large (or of unknown size) where the check allows
     it; their units, as (check index, unit), to be mapped with UnitRunner.run_side. The
-    other side inputs stay shared (shared_state, built once)."""
+    other side inputs stay shared (shared_state, built once). With a memory `budget`, the
+    buckets are as many as keep one bucket of both sides (`checked_rows` and the side's)
+    within a share of it (spill.py)."""
     limit = SHARED_SIDE_ROWS if shared_rows is None else shared_rows
     sides = []
     for i, check in enumerate(checks):
@@ -59,8 +63,10 @@ def plan_side_inputs(checks: list[DatasetCheck], shared_rows: int | None = None)
         planned = check.side_units()          # footers only: the rows, when they tell
         if planned is None:
             continue                          # not plannable in units: shared
-        if any(u.rows < 0 for u in planned) or sum(u.rows for u in planned) > limit:
-            check.partition(SIDE_BUCKETS)
+        side_rows = sum(u.rows if u.rows >= 0 else u.bytes for u in planned)   # unknown: bytes bound rows
+        if any(u.rows < 0 for u in planned) or side_rows > limit:
+            n = SIDE_BUCKETS if budget is None else side_buckets(check, side_rows + checked_rows, budget, SIDE_BUCKETS)
+            check.partition(n)
             sides += [(i, unit) for unit in planned]
     return sides
 
@@ -83,7 +89,7 @@ def reduce_bucket(check: DatasetCheck, check_index: int, bucket: int, piece_list
     """Finish one bucket of a bucketed check from every unit's pieces of it; with an
     output folder, its violating rows go to a part file and only the counts and a sample
     of the keys come back."""
-    result = check.finish_bucket([p for pieces in piece_lists for p in pieces])
+    result = check.finish_bucket([p for item in piece_lists for p in pieces_of(item)])
     if output is not None:
         if result.violating is not None:
             part_of(check, check_index, bucket, output, check.labelled(result.violating), layout)
@@ -93,12 +99,15 @@ def reduce_bucket(check: DatasetCheck, check_index: int, bucket: int, piece_list
 
 class CheckGather:
     """The driver's side of the checks over a run: heads and bucket items per unit, then
-    :meth:`finish`."""
+    :meth:`finish`. With a `store`, the bucket items are kept under its memory budget
+    (pieces in this process spill to disk past it; Ray's references are never counted)."""
 
-    def __init__(self, checks: list[DatasetCheck], output: str | None, layout: pa.Schema | None = None):
+    def __init__(self, checks: list[DatasetCheck], output: str | None, layout: pa.Schema | None = None,
+                 store: SpillStore | None = None):
         self.checks = checks
         self.output = output
         self.layout = layout
+        self.store = store
         self.heads: list[list] = [[] for _ in checks]
         self.buckets: list[list[list]] = [[[] for _ in range(bucket_count(c))] for c in checks]
 
@@ -109,14 +118,22 @@ class CheckGather:
         items = iter(bucket_items)
         for i, check in enumerate(self.checks):
             self.heads[i].append(result.partials[i])
-            for bucket in self.buckets[i]:
-                bucket.append(next(items))
+            for b in range(len(self.buckets[i])):
+                self._hold(i, b, next(items))
 
     def add_side(self, check_index: int, head, bucket_items: list) -> None:
         """One side-input unit of a partitioned check (see ReferenceCheck.map_side)."""
         self.heads[check_index].append(head)
-        for bucket, item in zip(self.buckets[check_index], bucket_items, strict=True):
-            bucket.append(item)
+        if len(bucket_items) != len(self.buckets[check_index]):
+            raise ValueError(f"{len(bucket_items)} bucket items for {len(self.buckets[check_index])} buckets")
+        for b, item in enumerate(bucket_items):
+            self._hold(check_index, b, item)
+
+    def _hold(self, check: int, bucket: int, item) -> None:
+        if self.store is None:
+            self.buckets[check][bucket].append(item)
+        else:
+            self.store.add(self.buckets, check, bucket, item)
 
     def jobs(self) -> list[BucketJob]:
         return [(i, b, items) for i, per_check in enumerate(self.buckets)
