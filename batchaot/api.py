@@ -20,6 +20,7 @@ from .compiler import clock, compile_rules
 from .compiler.program import Program
 from .errors import BatchaotError, DataError, RuleError
 from .io import sinks, sources, violations
+from .io.memory import use_process_pool
 from .io.units import plan as plan_units
 from .io.violations import TABLE_SOURCE
 from .profile import Profile, profilers
@@ -168,6 +169,7 @@ def _file_now(rules: RulesLike) -> dt.datetime | None:
 def _validate(data: DataLike, rules: RulesLike, now: dt.datetime | None = None,
               history: str | None = None) -> Result:
     started_at, started = clock.iso(clock.wall()), time.perf_counter()
+    use_process_pool()
     specs = load_rule_specs(rules)
     with clock.fixed(now) as instant:
         result = _validate_at(data, rules, specs, history, now, started)

@@ -12,6 +12,7 @@ import os
 
 from ..compiler import clock
 from ..errors import SpecError
+from ..io.memory import use_process_pool
 from ..job import JobSpec, load_job, parse_size
 from ..profile import Profile
 from ..result import JobResult
@@ -51,6 +52,7 @@ class Job:
         (bytes, or a size such as "2GB"; else the job's `memory_budget:`): what unique and
         reference keep in memory in this process before they spill buckets to disk.
         """
+        use_process_pool()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if self.spec.kind != "validate" and (quarantine is not None or history is not None):

@@ -20,6 +20,7 @@ from ray.exceptions import RayError
 import pyarrow as pa
 
 from ..errors import DataError, OutputError, ResourceError
+from ..io.memory import use_process_pool
 from ..io.sinks import ignore_file_size_signal
 from ..io.units import WorkUnit
 from ..runtime.plan import UnitsRun
@@ -40,6 +41,7 @@ class Worker:
                  csv: dict | None, layout: pa.Schema | None = None, engine: str = "auto",
                  hook: str | None = None, split_to: Quarantine | None = None):
         ignore_file_size_signal()       # a part past `ulimit -f` is an error, not a dead worker
+        use_process_pool()              # a worker process is batchaot's own (io/memory.py)
         self.output = output
         self.runner = UnitRunner(program_blobs, output, csv, checks=pickle.loads(check_blob),
                                  layout=layout, engine=engine, split_to=split_to)
