@@ -1,12 +1,13 @@
 """Which allocator Arrow's buffers come from, in the processes batchaot owns.
 
 pyarrow's default pool is mimalloc on Linux. On the 2-core VM the benchmarks run on,
-mimalloc returned freed pages to the kernel and faulted them back in for every batch:
-a 10M-row Parquet `submit` spent 1.4-2.7 s in the kernel with it and 0.4 s with jemalloc
-(3.2-4.1 s wall vs 2.8-3.1 s), and the first 200,000-row read of a fresh process took
-0.42 s vs 0.05 s. So a run (`batchaot.validate`, `Job.run`, the CLI, a Ray worker)
-makes jemalloc pyarrow's default pool in its process (the system allocator where
-pyarrow was built without jemalloc). Buffers allocated before stay with their pool.
+mimalloc handed freed pages back to the kernel and faulted them in again: decoding the
+200,000-row demo file took 0.23-0.32 s in 3 of 6 reads with it (0.03-0.04 s otherwise),
+0.03-0.06 s in every read with jemalloc, and 10M-row Parquet `submit` runs spent
+1.5-2.7 s in the kernel with mimalloc against 0.4-0.7 s with jemalloc in 8 of 10 pairs
+(the other two were even: the VM's huge-page compaction varies from run to run). So a
+run (`batchaot.validate`, `Job.run`, the CLI, a Ray worker) makes jemalloc pyarrow's
+default pool in its process (the system allocator where pyarrow was built without it). Buffers allocated before stay with their pool.
 ARROW_DEFAULT_MEMORY_POOL, when set, is the user's choice and is kept.
 """
 from __future__ import annotations
