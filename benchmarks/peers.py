@@ -95,6 +95,8 @@ def _missing(rules: list[Rule], table: dict) -> None:
 def _batchaot(table: pa.Table, rules: list[Rule], threads: int, engine_name: str) -> Run:
     from batchaot.api import BATCH_ROWS, compile_rules, load_rule_specs
     from batchaot.engine.run import Executor
+    from batchaot.io.memory import use_process_pool
+    use_process_pool()                 # as every batchaot run does (validate, Job.run, the CLI)
     specs = load_rule_specs([{"name": r.name, "check": r.sql} for r in rules])
     programs = compile_rules(specs, table.schema)
     try:
@@ -577,6 +579,8 @@ def prepare_batchaot_wide(table: pa.Table, rules: list[Rule], threads: int) -> R
     from batchaot.api import BATCH_ROWS, compile_rules, load_rule_specs
     from batchaot.checks import run_checks
     from batchaot.checks.base import build_violating
+    from batchaot.io.memory import use_process_pool
+    use_process_pool()                 # as every batchaot run does (validate, Job.run, the CLI)
     _kinds(rules)
     checks = compile_rules(load_rule_specs([r.batchaot() for r in rules]), table.schema)
     batches = table.to_batches(max_chunksize=BATCH_ROWS)

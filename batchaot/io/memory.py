@@ -7,20 +7,27 @@ mimalloc handed freed pages back to the kernel and faulted them in again: decodi
 1.5-2.7 s in the kernel with mimalloc against 0.4-0.7 s with jemalloc in 8 of 10 pairs
 (the other two were even: the VM's huge-page compaction varies from run to run). So a
 run (`batchaot.validate`, `Job.run`, the CLI, a Ray worker) makes jemalloc pyarrow's
-default pool in its process (the system allocator where pyarrow was built without it). Buffers allocated before stay with their pool.
+default pool in its process (the system allocator where pyarrow was built without it).
+Under an address-space limit (RLIMIT_AS) the pool is left alone: by then pyarrow has
+used its default pool, and a second allocator's mappings count against the limit too
+(a unique over 36M strings that spilled within the limit with either pool alone ran
+out of it after the switch). Buffers allocated before stay with their pool.
 ARROW_DEFAULT_MEMORY_POOL, when set, is the user's choice and is kept.
 """
 from __future__ import annotations
 
 import os
+import resource
 
 import pyarrow as pa
 
 
 def use_process_pool() -> str:
     """Make jemalloc (else the system allocator) Arrow's default pool in this process,
-    unless ARROW_DEFAULT_MEMORY_POOL chose one; returns the pool's backend name."""
-    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+    unless ARROW_DEFAULT_MEMORY_POOL chose one or an address-space limit is set; returns
+    the pool's backend name."""
+    limited = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL") and not limited:
         try:
             pool = pa.jemalloc_memory_pool()
         except NotImplementedError:        # a pyarrow built without jemalloc
