@@ -96,6 +96,10 @@ CLAIMS = [
       at(SCALE, "results/*/batchaot_peak_rss_mb", agg=min), at(SCALE, "results/*/batchaot_peak_rss_mb", agg=max),
       at(SCALE, "results/0/duckdb_ns_per_row"),
       at(SCALE, "results/1/duckdb_ns_per_row", agg=None), at(SCALE, "results/2/duckdb_ns_per_row")]),
+    ("One worker took {} s for 12M rows here, actor start included, so about {} ns per row: "
+     "1 billion rows need about {} s of every worker's time",
+     [at(SUBMIT, "submit ray 1 worker s"), at(SUBMIT, "submit ray 1 worker s", 1e9 / 12e6),
+      at(SUBMIT, "submit ray 1 worker s", 1e9 / 12e6 / 160)]),
     ("whose bucket pieces take {} GB, under an address-space limit {} MB above the runtime's own peak: "
      "holding the keys runs out of memory (exit {}); the default budget spills them and gives DuckDB's "
      "count in {} s (DuckDB {} s). Without a limit, a 256 MB budget took {} s at a peak RSS of {} MB; "
