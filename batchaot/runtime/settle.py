@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ..checks.base import CheckOutcome, DatasetCheck, Partials, SideInput
 from ..io import violations
-from .spill import SpillStore, pieces_of, side_buckets
+from .spill import SpillStore, buckets_for, pieces_of, row_bytes
 
 # A side input up to this many rows is read once into a state every worker shares; a
 # larger one (or one of unknown size) is hash-partitioned like the checked rows.
@@ -65,8 +65,8 @@ def plan_side_inputs(checks: list[DatasetCheck], shared_rows: int | None = None,
             continue                          # not plannable in units: shared
         side_rows = sum(u.rows if u.rows >= 0 else u.bytes for u in planned)   # unknown: bytes bound rows
         if any(u.rows < 0 for u in planned) or side_rows > limit:
-            n = SIDE_BUCKETS if budget is None else side_buckets(check, side_rows + checked_rows, budget, SIDE_BUCKETS)
-            check.partition(n)
+            both = side_rows + checked_rows
+            check.partition(SIDE_BUCKETS if budget is None else buckets_for(both, row_bytes(check), budget, SIDE_BUCKETS))
             sides += [(i, unit) for unit in planned]
     return sides
 

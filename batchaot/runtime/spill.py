@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ..checks.base import Partials, Piece, SideInput
+from ..checks.base import Partials, Piece
 
 BUDGET_SHARE = 4             # default budget: a quarter of the physical memory ...
 # ... or an eighth of the room under an address-space limit: the run's threads, their
@@ -99,12 +99,6 @@ def plan_buckets(checks: list, rows: int, budget: int) -> None:
     for check in checks:
         if check.partials is Partials.BUCKETED:
             check.partition(buckets_for(rows, row_bytes(check), budget, check.buckets))
-
-
-def side_buckets(check, rows: int, budget: int, least: int) -> int:
-    """Buckets for a check partitioned by its side input: both sides' rows counted."""
-    return buckets_for(rows, row_bytes(check), budget, least) if check.side_input is SideInput.SHARED_OR_PARTITIONED \
-        else least
 
 
 class SpillStore:
