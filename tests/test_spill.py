@@ -156,7 +156,7 @@ def _cli(args: list[str], preexec=None) -> dict:
 # What the limit leaves above the runtime's own peak (Numba's LLVM, pyarrow, thread
 # stacks: about 1.8 GB of address space on 2 cores): enough for one unit's working set
 # (2M rows decoded, hashed and partitioned), not for the keys of 36M rows, whose bucket
-# pieces take about 1.6 GB.
+# pieces take about 1.5 GB.
 HEADROOM = 640 << 20
 KEY_ROWS = 36_000_000
 
