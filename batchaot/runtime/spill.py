@@ -6,8 +6,9 @@ process they are plain Arrow tables, so a unique over more keys than memory hold
 hold them all. :class:`SpillStore` keeps the held pieces under a byte *budget*: past it,
 every held piece is appended to its bucket's file (one Arrow IPC stream per piece, in a
 folder of the run's own) and replaced by a :class:`Spilled` handle; a bucket is read back
-only when it is reduced, one bucket at a time. :func:`buckets_for` chooses how many buckets a check uses,
-so that one bucket fits in a fraction of the budget whatever the data's size.
+only when it is reduced, one bucket at a time. :func:`buckets_for` chooses how many
+buckets a check uses, so that one bucket fits in a fraction of the budget whatever the
+data's size.
 
 What the budget counts: the bucketed checks' pieces the driver holds between units. The
 reduce of one bucket needs a few times that bucket's bytes on top.
