@@ -118,7 +118,7 @@ TABLE_SETS = {"mixed (2 string rules)": "mixed", "strings": "strings", "numeric"
 
 # Numbers with a unit that are settings, not measurements.
 NOT_MEASURED = ["(4 GB when the row count is unknown)", "a rules file is at most 64 MB",
-                "waits for the first (up to 60 s)", "`memory_budget: 2GB`", "`submit --memory-budget 2GB`",
+                "waits for the first (up to 60 s)", "memory_budget: 2GB  ", "`submit --memory-budget 2GB`",
                 "a 256 MB budget"]   # limits and settings, not measurements
 
 NUMBER = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
