@@ -64,7 +64,7 @@ class Job:
             return run_profile_job(self.spec, address=address, workers=workers, output=output, mode=mode,
                                    progress=progress or Quiet())
         fixed = clock.parse(now, "now") if now is not None else self.spec.now
-        budget = parse_size(memory_budget, "memory_budget") if memory_budget is not None else self.spec.memory_budget
+        budget = parse_size(memory_budget, "memory_budget") if memory_budget is not None else None
         return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
                             progress=progress or Quiet(), quarantine=quarantine, history=history,
                             now=fixed, memory_budget=budget)

@@ -35,7 +35,7 @@ from ..spec import RuleSpec
 from .progress import Quiet
 from .quarantine import Quarantine, QuarantineResult
 from .settle import BucketJob, CheckGather, plan_side_inputs, reduce_bucket
-from .spill import SpillStore, default_budget, plan_buckets
+from .spill import SpillStore, default_budget, plan_buckets, rows_bound
 from .unit import COUNT_FIELDS, Held, UnitResult, UnitRunner, engine_name, engines_used
 
 
@@ -222,7 +222,7 @@ class UnitsRun:
         self.errors = list(errors or [])
         self.progress = progress or Quiet()
         budget = default_budget() if budget is None else budget
-        rows = sum(u.rows if u.rows >= 0 else u.bytes for u in units)   # unknown: its bytes bound its rows
+        rows = rows_bound(units)
         plan_buckets(plan.checks, rows, budget)
         self.sides = plan_side_inputs(plan.checks, checked_rows=rows, budget=budget)
         self.store = SpillStore(budget, output)

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ..checks.base import CheckOutcome, DatasetCheck, Partials, SideInput
 from ..io import violations
-from .spill import SpillStore, buckets_for, pieces_of, row_bytes
+from .spill import SpillStore, buckets_for, pieces_of, row_bytes, rows_bound
 
 # A side input up to this many rows is read once into a state every worker shares; a
 # larger one (or one of unknown size) is hash-partitioned like the checked rows.
@@ -63,7 +63,7 @@ def plan_side_inputs(checks: list[DatasetCheck], shared_rows: int | None = None,
         planned = check.side_units()          # footers only: the rows, when they tell
         if planned is None:
             continue                          # not plannable in units: shared
-        side_rows = sum(u.rows if u.rows >= 0 else u.bytes for u in planned)   # unknown: bytes bound rows
+        side_rows = rows_bound(planned)
         if any(u.rows < 0 for u in planned) or side_rows > limit:
             both = side_rows + checked_rows
             check.partition(SIDE_BUCKETS if budget is None else buckets_for(both, row_bytes(check), budget, SIDE_BUCKETS))

@@ -77,6 +77,12 @@ def _address_space() -> int:
         return 0
 
 
+def rows_bound(units) -> int:
+    """The rows of work units, a unit of unknown rows (not Parquet) counted by its bytes,
+    which bound them."""
+    return sum(u.rows if u.rows >= 0 else u.bytes for u in units)
+
+
 def buckets_for(rows: int, row_bytes: int, budget: int, least: int) -> int:
     """The power of two of buckets (at least `least`) that keeps one bucket of `rows` rows
     of `row_bytes` each within a BUCKET_SHARE of `budget`."""
