@@ -66,7 +66,7 @@ from ..engine import parallel
 from ..engine.run import Executor, RuleOutcome
 from ..errors import RuleError, SpecError
 from ..io import violations
-from ..io.violations import out_name, plain_type  # noqa: F401 (the checks' names for them)
+from ..io.violations import null_column, out_name, plain_type  # noqa: F401 (the checks' names for them)
 from ..spec import RuleSpec, suggest
 from . import keys
 
@@ -471,6 +471,37 @@ def violating_table(rule: str, pieces: Sequence[Piece]) -> pa.Table | None:
     if not parts:
         return None
     return with_rule(rule, pa.concat_tables(parts, promote_options="permissive"))
+
+
+def violating_columns(rule: str, sources: dict[str, int], rows: np.ndarray,
+                      columns: dict[str, pa.Array]) -> pa.Table:
+    """rule, source, row, columns: violating rows already in (source, row) order, where
+    `sources` gives each source's number of rows, in order."""
+    index = index_type(len(sources))
+    codes = keys.shared_zeros(len(rows), index) if len(sources) == 1 else \
+        np.repeat(np.arange(len(sources), dtype=index), list(sources.values()))
+    return coded_violating(rule, list(sources), codes, rows, columns)
+
+
+def coded_violating(rule: str, sources: list[str], codes: np.ndarray, rows: np.ndarray,
+                    columns: dict[str, pa.Array]) -> pa.Table:
+    """rule, source, row, columns, with each row's source as its index in `sources`. Rule
+    and source are dictionary-encoded, so a constant one costs no memory per row."""
+    rule_codes = keys.shared_zeros(len(rows), np.int8)
+    return pa.table({violations.RULE: coded(rule_codes, pa.array([rule], pa.string())),
+                     violations.SOURCE: coded(codes, pa.array(sources, pa.string())),
+                     violations.ROW: rows, **columns})
+
+
+def coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+    """A dictionary array over codes this package computed, in range by construction: not
+    checked again (Arrow's check is one more pass over every row)."""
+    return pa.DictionaryArray.from_arrays(codes, dictionary, safe=False)
+
+
+def index_type(n: int) -> type:
+    """The smallest dictionary index type for n entries."""
+    return np.int8 if n <= 127 else np.int16 if n <= 32767 else np.int32
 
 
 def with_rule(rule: str, table: pa.Table) -> pa.Table | None:

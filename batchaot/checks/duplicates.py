@@ -55,29 +55,18 @@ class Found:
     sample: list[tuple[int, int]] = field(default_factory=list)   # (count, first position), most repeated first
     method: str = "proof"                 # which of the module docstring's methods settled it
 
-    def indices(self, p: int, col: keys.ExactColumn) -> np.ndarray:
-        """Rows of piece p (its own numbering, 0..n-1) that are duplicates, ascending."""
-        n = len(col.values)
+    def bits(self, p: int, col: keys.ExactColumn) -> tuple[np.ndarray, int]:
+        """(bitmap, bit offset) of piece p's duplicate rows, in its own numbering (bit
+        offset + i is row i); an empty bitmap means every row (unique.gather_rows)."""
         if self.every:
-            return _valid_indices(col)
-        if self.flags is None or n == 0:
-            return np.zeros(0, np.int64)
+            return col.valid, col.valid_offset
         start = int(self.offsets[p]) >> 3
-        bits = np.unpackbits(self.flags[start:start + (n + 7) // 8], count=n, bitorder="little")
-        return np.flatnonzero(bits)
+        return self.flags[start:start + (len(col.values) + 7) // 8], 0
 
     def locate(self, position: int) -> tuple[int, int]:
         """(piece, row within it) of a position."""
         p = int(np.searchsorted(self.offsets, position, side="right")) - 1
         return p, position - int(self.offsets[p])
-
-
-def _valid_indices(col: keys.ExactColumn) -> np.ndarray:
-    n = len(col.values)
-    if not len(col.valid):
-        return np.arange(n, dtype=np.int64)
-    bits = np.unpackbits(col.valid, count=col.valid_offset + n, bitorder="little")[col.valid_offset:]
-    return np.flatnonzero(bits)
 
 
 def find(cols: Sequence[keys.ExactColumn]) -> Found:

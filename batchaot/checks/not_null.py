@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..spec import RuleSpec
-from .base import (CheckBase, CheckOutcome, LazyOutcome, passes, piece, plain_type, resolve_column, row_numbers,
-                   spec_error, violating_table)
+from .base import (CheckBase, CheckOutcome, LazyOutcome, null_column, out_name, passes, piece, plain_type,
+                   resolve_column, row_numbers, spec_error, violating_columns, violating_table)
 
 
 @dataclass
@@ -75,5 +75,19 @@ class _NullRows:
         self.rule, self.column, self.pieces = rule, column, pieces
 
     def table(self) -> pa.Table | None:
-        return violating_table(self.rule, [piece(s, rows, {self.column: pa.nulls(len(rows), t)})
-                                           for s, rows, t in self.pieces])
+        pieces = sorted(((s, rows) for s, rows, _ in self.pieces if len(rows)), key=lambda x: (x[0], int(x[1][0])))
+        types = {t for _, rows, t in self.pieces if len(rows)}
+        if not pieces or len(types) > 1 or not _apart(pieces):   # rows of one batch held twice, or mixed types
+            return violating_table(self.rule, [piece(s, rows, {self.column: pa.nulls(len(rows), t)})
+                                               for s, rows, t in self.pieces])
+        sources: dict[str, int] = {}
+        for s, rows in pieces:
+            sources[s] = sources.get(s, 0) + len(rows)
+        rows = np.concatenate([rows for _, rows in pieces]) if len(pieces) > 1 else pieces[0][1]
+        return violating_columns(self.rule, sources, rows,
+                                 {out_name(self.column): null_column(len(rows), types.pop())})
+
+
+def _apart(pieces: list[tuple[str, np.ndarray]]) -> bool:
+    """Pieces (ascending rows each, in (source, first row) order) that cover apart rows."""
+    return all(s != t or a[-1] < b[0] for (s, a), (t, b) in zip(pieces, pieces[1:]))

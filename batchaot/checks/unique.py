@@ -48,8 +48,9 @@ from ..engine import parallel
 from ..errors import RuleError
 from ..spec import RuleSpec
 from . import duplicates, keys
-from .base import (BucketResult, CheckBase, CheckOutcome, LazyOutcome, Partials, Piece, bucketed, column_list,
-                   jsonable, most_repeated, passes, out_name, plain_type, resolve_column)
+from .base import (BucketResult, CheckBase, CheckOutcome, LazyOutcome, Partials, Piece, bucketed, coded, coded_violating,
+                   column_list, index_type, jsonable, most_repeated, passes, out_name, plain_type, resolve_column,
+                   violating_columns)
 
 HASH = "__hash"
 DEFAULT_BUCKETS = 16
@@ -238,7 +239,7 @@ class UniqueCheck(CheckBase):
         if not len(firsts):
             return BucketResult(None, None)
         dictionary = pa.array(names, pa.string())
-        index_type = _index_type(len(names))
+        codes_type = index_type(len(names))
         typ = parts[0].out_type
         chunks, first_rows, first_codes, first_keys = [], [], [], []
         first_at = np.searchsorted(firsts, offsets)
@@ -247,20 +248,18 @@ class UniqueCheck(CheckBase):
                 got_rows, got_keys = keys.emit_piece(bitmap, offsets[p], per_piece[p], x.rows, x.row0,
                                                      x.src, x.src_base, x.out_dtype)
                 chunks.append(pa.table({
-                    "source": pa.DictionaryArray.from_arrays(_constant(len(got_rows), codes[p], index_type),
-                                                             dictionary),
+                    "source": coded(_constant(len(got_rows), codes[p], codes_type), dictionary),
                     "row": got_rows, key: keys.raw_array(typ, got_keys)}))
             lo, hi = first_at[p], first_at[p + 1]
             if hi > lo:
                 local = firsts[lo:hi] - offsets[p]
                 first_rows.append(x.row0 + x.rows[local].astype(np.int64))
-                first_codes.append(np.full(hi - lo, codes[p], index_type))
+                first_codes.append(np.full(hi - lo, codes[p], codes_type))
                 first_keys.append((x.src[local] + x.src_base).astype(x.out_dtype).view(f"<u{x.out_dtype.itemsize}"))
         violating = pa.concat_tables(chunks)
         groups = pa.table({key: keys.raw_array(typ, np.concatenate(first_keys)),
                            "count": counts,
-                           "first_source": pa.DictionaryArray.from_arrays(
-                               np.concatenate(first_codes), dictionary),
+                           "first_source": coded(np.concatenate(first_codes), dictionary),
                            "first_row": np.concatenate(first_rows)})
         return BucketResult(violating, groups)
 
@@ -350,7 +349,7 @@ class UniqueCheck(CheckBase):
             out_rows = np.concatenate(rows)[order]
             out_codes = np.concatenate([_expand(c, len(r)) for c, r in zip(codes, rows)])[order]
             out_payload = np.concatenate(payload)[order]
-            out_codes = out_codes.astype(_index_type(len(names)))
+            out_codes = out_codes.astype(index_type(len(names)))
         else:
             out_rows, out_codes, out_payload = placed
         if exact:
@@ -360,10 +359,7 @@ class UniqueCheck(CheckBase):
                                     promote_options="permissive")
             taken = flat.take(pa.array(out_payload))
             columns = {c: taken.column(c) for c in key_cols}
-        return pa.table({"rule": pa.DictionaryArray.from_arrays(keys.shared_zeros(n, np.int8),
-                                                                pa.array([self.name], pa.string())),
-                         "source": pa.DictionaryArray.from_arrays(out_codes, pa.array(names, pa.string())),
-                         "row": out_rows, **columns})
+        return coded_violating(self.name, names, out_codes, out_rows, columns)
 
     def _sample(self, groups: list[pa.Table]) -> list[dict]:
         """The most repeated keys first; ties by first occurrence, so any split agrees."""
@@ -402,47 +398,69 @@ class _HeldRows:
         self.rule, self.key, self.held, self.cols, self.found = rule, key, held, cols, found
 
     def table(self) -> pa.Table:
-        found, sources, counts = [], [], []
-        for p, (h, col) in enumerate(zip(self.held, self.cols)):
-            at = self.found.indices(p, col)
-            if not len(at):
-                continue
-            found.append((h, col, at))
-            if not sources or sources[-1] != h.source:
-                sources.append(h.source)
-                counts.append(0)
-            counts[-1] += len(at)
-        n = sum(counts)
-        # each piece's rows and keys go straight to their place in the output (gathering
-        # them apart and concatenating cost a second pass over freshly touched memory)
-        rows = keys.empty(n, np.int64)
-        raw = keys.empty(n, self.cols[0].raw.dtype if self.cols else np.int64)
-        k = 0
-        for h, col, at in found:
-            part = slice(k, k + len(at))
-            if h.rows is None:
-                np.add(at, h.first_row, out=rows[part], casting="unsafe")
+        # one pass per held column writes each duplicate row's number and key straight to
+        # its place in the output (the key as a dictionary index when keys are few)
+        n, typ, dtype = self.found.rows, self.cols[0].type, self.cols[0].raw.dtype
+        first = self._every_row()
+        # + 1: gather_rows' slot to spare; none when the rows are first .. first + n - 1
+        rows = keys.empty(n + 1, np.int64) if first is None else _NO_ROWS
+        for index, limit in _CODES:
+            # a table for the keys found, then (a float key can have more distinct values
+            # than keys: -0.0 and 0.0) one for as many values as the index type holds
+            for table_keys in dict.fromkeys((self.found.keys, limit)) if 0 < self.found.keys <= limit else ():
+                coder, codes = _Coder(dtype, limit, table_keys), keys.empty(n, index)
+                counts = self._gather(rows, codes, coder)
+                if counts is not None:
+                    key = coded(codes, keys.raw_array(typ, coder.dictionary()))
+                    break
             else:
-                np.take(h.rows, at, out=rows[part])
-            np.take(col.raw, at, out=raw[part])
-            k += len(at)
-        index = _index_type(len(sources))
-        codes = keys.shared_zeros(n, index) if len(sources) == 1 else \
-            np.repeat(np.arange(len(sources), dtype=index), counts)
-        return pa.table({
-            "rule": pa.DictionaryArray.from_arrays(keys.shared_zeros(n, np.int8), pa.array([self.rule], pa.string())),
-            "source": pa.DictionaryArray.from_arrays(codes, pa.array(sources, pa.string())),
-            "row": rows,
-            self.key: _key_column(self.cols[0].type, raw, self.found.keys)})
+                continue
+            break
+        else:
+            if first is None:
+                raw = keys.empty(n + 1, dtype)
+                counts = self._gather(rows, raw, _Coder(dtype, 0, 0))
+                key = keys.raw_array(typ, raw[:n])
+            else:                      # every row, as held
+                counts = [len(c.values) for c in self.cols]
+                key = pa.chunked_array([keys.raw_array(typ, c.raw) for c in self.cols], typ)
+        rows = rows[:n] if first is None else keys.shared_range(first, n)
+        sources: dict[str, int] = {}
+        for h, c in zip(self.held, counts):
+            sources[h.source] = sources.get(h.source, 0) + c
+        return violating_columns(self.rule, sources, rows, {self.key: key})
+
+    def _every_row(self) -> int | None:
+        """The first row when the duplicates are every row of one source's held columns,
+        back to back from it (no NULL, no `where`): their numbers need no memory."""
+        if not self.found.every or len({h.source for h in self.held}) != 1:
+            return None
+        at = self.held[0].first_row
+        for h, col in zip(self.held, self.cols):
+            if h.rows is not None or col.nulls or h.first_row != at:
+                return None
+            at += len(col.values)
+        return self.held[0].first_row
+
+    def _gather(self, rows: np.ndarray, out: np.ndarray, coder: _Coder) -> list[int] | None:
+        """Every held column's duplicate rows into rows and out (keys, or their codes);
+        the rows each column gave, or None when the coder's dictionary overflowed."""
+        counts, k = [], 0
+        for p, (h, col) in enumerate(zip(self.held, self.cols)):
+            bits, bit0 = self.found.bits(p, col)
+            at = _NO_ROWS if h.rows is None else h.rows
+            got, coder.size = gather_rows(bits, bit0, len(col.values), at, h.first_row, col.raw,
+                                          rows, out, k, coder.slots, coder.index, coder.values, coder.size)
+            if coder.size < 0:
+                return None
+            counts.append(got - k)
+            k = got
+        assert k == self.found.rows, "duplicate rows found and gathered differ"
+        return counts
 
 
 def _constant(n: int, code: int, dtype) -> np.ndarray:
     return keys.shared_zeros(n, dtype) if code == 0 else keys.full(n, code, dtype)
-
-
-def _index_type(n: int) -> type:
-    """The smallest dictionary index type for n entries."""
-    return np.int8 if n <= 127 else np.int16 if n <= 32767 else np.int32
 
 
 def _as_dictionary(codes: pa.ChunkedArray | pa.Array, dictionary: pa.Array) -> pa.Array:
@@ -451,28 +469,97 @@ def _as_dictionary(codes: pa.ChunkedArray | pa.Array, dictionary: pa.Array) -> p
     return pa.DictionaryArray.from_arrays(codes.cast(pa.int32()), dictionary)
 
 
+_CODES = ((np.int8, 127), (np.int16, 32767))     # dictionary index types and their entries
+_NO_ROWS = np.zeros(0, np.int64)
+
+
+class _Coder:
+    """An open-addressing table that numbers keys in order of first appearance, up to
+    `limit` of them (limit 0: no coding), in a table sized for `table_keys` (small tables
+    stay in cache), for the kernels below."""
+
+    def __init__(self, dtype, limit: int, table_keys: int):
+        cap = keys.table_size(table_keys) if limit else 0
+        self.slots, self.index = np.empty(cap, dtype), np.full(cap, -1, np.int64)
+        self.values, self.size = np.empty(limit, dtype), 0
+
+    def dictionary(self) -> np.ndarray:
+        return self.values[:self.size].copy()
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _slot(v, slots, index):
+    # the slot of v in an open-addressing table, or the free slot where it belongs
+    mask = np.uint64(index.shape[0] - 1)
+    s = keys.mix(np.uint64(v)) & mask
+    while index[s] >= 0 and slots[s] != v:
+        s = (s + np.uint64(1)) & mask
+    return s
+
+
 @numba.njit(cache=True, nogil=True)
 def _dict_encode(values, limit, out_idx, dict_values):
     # dictionary indices of values, in order of first appearance; -1 past `limit` entries
     cap = keys.table_size(limit)
-    mask = np.uint64(cap - 1)
-    tkeys = np.empty(cap, values.dtype)
-    tidx = np.full(cap, -1, np.int64)
+    slots = np.empty(cap, values.dtype)
+    index = np.full(cap, -1, np.int64)
     d = 0
     for i in range(values.shape[0]):
         v = values[i]
-        s = keys.mix(np.uint64(v)) & mask
-        while tidx[s] >= 0 and tkeys[s] != v:
-            s = (s + np.uint64(1)) & mask
-        if tidx[s] < 0:
+        s = _slot(v, slots, index)
+        if index[s] < 0:
             if d == limit:
                 return -1
-            tkeys[s] = v
-            tidx[s] = d
-            dict_values[d] = v
+            slots[s], index[s], dict_values[d] = v, d, v
             d += 1
-        out_idx[i] = tidx[s]
+        out_idx[i] = index[s]
     return d
+
+
+@numba.njit(cache=True, nogil=True)
+def gather_rows(bits, bit0, n, rows_of, first_row, raw, out_rows, out, k, slots, index, values, size):
+    """Rows i < n whose bit bit0 + i is set in `bits` (every row when it is empty), in
+    order: their numbers (rows_of[i], or first_row + i when rows_of is empty) to
+    out_rows[k:] (unless it is empty), their keys raw[i] to out[k:], or the keys' numbers when the coder
+    (slots, index, values, size: _Coder) codes. Returns (new k, coder size), size -1
+    when the coder's values or its table (at most half full) overflowed. Uncoded,
+    out_rows and out need a slot more than the rows found."""
+    coded = index.shape[0] > 0
+    if not coded and bits.shape[0] > 0:
+        # no branch on the bits: every row is written and counted only when its bit is
+        # set (out_rows and out need one slot more than the rows found)
+        for i in range(n):
+            j = bit0 + i
+            out_rows[k] = rows_of[i] if rows_of.shape[0] > 0 else first_row + i
+            out[k] = raw[i]
+            k += (bits[j >> 3] >> (j & 7)) & 1
+        return k, size
+    i = 0
+    while i < n:
+        if bits.shape[0] > 0:
+            j = bit0 + i
+            if (j & 7) == 0 and i + 8 <= n and bits[j >> 3] == 0:
+                i += 8
+                continue
+            if not (bits[j >> 3] >> (j & 7)) & 1:
+                i += 1
+                continue
+        if out_rows.shape[0] > 0:
+            out_rows[k] = rows_of[i] if rows_of.shape[0] > 0 else first_row + i
+        if coded:
+            v = raw[i]
+            s = _slot(v, slots, index)
+            if index[s] < 0:
+                if size == values.shape[0] or 2 * (size + 1) > index.shape[0]:
+                    return k, -1
+                slots[s], index[s], values[size] = v, size, v
+                size += 1
+            out[k] = index[s]
+        else:
+            out[k] = raw[i]
+        k += 1
+        i += 1
+    return k, size
 
 
 def _key_column(typ: pa.DataType, raw: np.ndarray, duplicate_keys: int) -> pa.Array:
@@ -480,13 +567,13 @@ def _key_column(typ: pa.DataType, raw: np.ndarray, duplicate_keys: int) -> pa.Ar
     int16 indices when there are few distinct values, else as they are. Both the choice
     and the index type depend only on the data, not on how it was split (a float key can
     have more distinct values than keys: -0.0 and 0.0 are one key)."""
-    for index, limit in ((np.int8, 127), (np.int16, 32767)):
+    for index, limit in _CODES:
         if 0 < duplicate_keys <= limit:
             idx = keys.empty(len(raw), index)
             values = np.empty(limit, raw.dtype)
             d = _dict_encode(raw, limit, idx, values)
             if d >= 0:
-                return pa.DictionaryArray.from_arrays(idx, keys.raw_array(typ, values[:d].copy()))
+                return coded(idx, keys.raw_array(typ, values[:d].copy()))
     return keys.raw_array(typ, raw)
 
 
@@ -654,7 +741,7 @@ def _span_order(n_codes: int, codes: list[np.ndarray], rows: list[np.ndarray],
             _span_scatter(codes[j], rows[j], payload[j], base, lo, present, span_payload)
     parallel.run_parallel(place, list(range(parts)))
     out_rows = keys.empty(n, np.int64)
-    out_codes = keys.empty(n if n_codes > 1 else 0, _index_type(n_codes))
+    out_codes = keys.empty(n if n_codes > 1 else 0, index_type(n_codes))
     out_payload = keys.empty(n, payload[0].dtype)
     cuts = parallel.cuts(total, parts)
     marked = [int(np.count_nonzero(present[a:b])) for a, b in zip(cuts, cuts[1:])]

@@ -1,4 +1,6 @@
-"""Which allocator Arrow's buffers come from, in the processes batchaot owns.
+"""Which allocator Arrow's buffers come from, in the processes batchaot owns; and the
+shared buffers behind constant columns (all zeros, row numbers 0..n-1), which cost
+memory once however many tables show them.
 
 pyarrow's default pool is mimalloc on Linux. On the 2-core VM the benchmarks run on,
 mimalloc handed freed pages back to the kernel and faulted them in again: decoding the
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import os
 import resource
+import weakref
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -34,3 +38,39 @@ def use_process_pool() -> str:
             pool = pa.system_memory_pool()
         pa.set_memory_pool(pool)
     return pa.default_memory_pool().backend_name
+
+
+# --- constant buffers: Arrow columns that cost no memory per row ---------------------
+
+_shared_zeros = np.zeros(0, np.uint8)
+
+
+def shared_zeros(n: int, dtype) -> np.ndarray:
+    """n zeros, read-only, all views of one buffer (grown as needed): for Arrow columns of
+    zeros, such as the dictionary indices of a constant column, that cost no memory each.
+    The buffer comes from numpy, zeroed by the OS: pages never written are never backed."""
+    global _shared_zeros
+    nbytes = n * np.dtype(dtype).itemsize
+    buf = _shared_zeros
+    if len(buf) < nbytes:
+        buf = np.zeros(max(nbytes, 2 * len(buf)), np.uint8)
+        buf.flags.writeable = False
+        if len(buf) > len(_shared_zeros):
+            _shared_zeros = buf
+    return buf[:nbytes].view(dtype)
+
+
+_shared_range: weakref.ref | None = None
+
+
+def shared_range(start: int, n: int) -> np.ndarray:
+    """start, ..., start + n - 1 as int64, read-only: views of one buffer for as long as
+    any view lives, so the row numbers of many checks whose every row violates cost
+    memory once."""
+    global _shared_range
+    base = _shared_range() if _shared_range is not None else None
+    if base is None or len(base) < start + n:
+        base = np.arange(start + n, dtype=np.int64)
+        base.flags.writeable = False
+        _shared_range = weakref.ref(base)
+    return base[start:start + n]

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import sinks
+from . import memory, sinks
 
 RULE, SOURCE, ROW = "rule", "source", "row"
 KEYS = (RULE, SOURCE, ROW)
@@ -83,8 +83,30 @@ def rows(schema: pa.Schema, rule: str, source: str | pa.Array, row: np.ndarray |
     by_out = {out_name(k): v for k, v in values.items()}
     for f in list(schema)[len(KEYS):]:
         v = by_out.get(f.name)
-        arrays.append(pa.nulls(n, f.type) if v is None else _as(v, f.type))
+        arrays.append(null_column(n, f.type) if v is None else _as(v, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def null_column(n: int, t: pa.DataType) -> pa.Array:
+    """n NULLs of type t; for fixed-width, string and binary types, views of one shared
+    zero buffer (what a not_null check's column shows: it costs no memory per row)."""
+    width = _zero_width(t)
+    if width is None:
+        return pa.nulls(n, t)
+    zeros = pa.py_buffer(memory.shared_zeros(max((n + 1) * width, (n + 7) // 8), np.uint8))
+    buffers = [zeros, zeros] if t.num_buffers == 2 else [zeros, zeros, zeros.slice(0, 0)]
+    return pa.Array.from_buffers(t, n, buffers, null_count=n)
+
+
+def _zero_width(t: pa.DataType) -> int | None:
+    """Bytes per value (or per offset) of a type whose all-zero buffers are valid NULLs."""
+    if pa.types.is_string(t) or pa.types.is_binary(t):
+        return 4
+    if pa.types.is_large_string(t) or pa.types.is_large_binary(t):
+        return 8
+    fixed = (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t)
+             or pa.types.is_decimal(t) or pa.types.is_fixed_size_binary(t))
+    return t.bit_width // 8 if fixed else None
 
 
 def shaped(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -94,7 +116,7 @@ def shaped(table: pa.Table, schema: pa.Schema) -> pa.Table:
     arrays = []
     for f in schema:
         arrays.append(_as(table.column(f.name), f.type) if f.name in table.column_names
-                      else pa.nulls(n, f.type))
+                      else null_column(n, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -18,7 +18,7 @@ tables.py (hash tables, partitioning, dense integer sets), exact.py (exact
 single-column keys: the map side), counting.py (their exact duplicates: the finish
 side), arrays.py (large scratch arrays). Threads come from engine/parallel.py.
 """
-from .arrays import empty, full, shared_zeros, zeros
+from .arrays import empty, full, shared_range, shared_zeros, zeros
 from .counting import canonical_values, emit_piece, exact_duplicates
 from .exact import (ExactColumn, ExactParts, canon, count_part, exact_column, exact_partition, hash1, raw_array,
                     raw_values, valid_at)
@@ -30,4 +30,4 @@ __all__ = ["DENSE_MAX_SPAN", "DenseSet", "ExactColumn", "ExactParts", "HashIndex
            "canonical_values", "capacity", "comparable", "count_part", "duplicate_hashes", "emit_piece", "empty",
            "equal_rows", "exact_column", "exact_duplicates", "exact_partition", "force_hash", "forced", "full",
            "group_keys", "hash1", "hash_rows", "is_key_type", "mix", "partition", "raw_array", "raw_values",
-           "shared_zeros", "table_size", "valid_at", "valid_rows", "zeros"]
+           "shared_range", "shared_zeros", "table_size", "valid_at", "valid_rows", "zeros"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from ...io.memory import shared_range, shared_zeros  # noqa: F401 (the key kernels' names for them)
+
 _ARROW_ALLOC_BYTES = 1 << 16        # smaller arrays come from numpy
 
 
@@ -15,23 +17,6 @@ def empty(n: int, dtype) -> np.ndarray:
     if n * dtype.itemsize < _ARROW_ALLOC_BYTES:
         return np.empty(n, dtype)
     return np.frombuffer(pa.allocate_buffer(n * dtype.itemsize), dtype)
-
-
-_shared_zeros = np.zeros(0, np.uint8)
-
-
-def shared_zeros(n: int, dtype) -> np.ndarray:
-    """n zeros, read-only, all views of one buffer (grown as needed): for Arrow columns of
-    zeros, such as the dictionary indices of a constant column, that cost no memory each."""
-    global _shared_zeros
-    nbytes = n * np.dtype(dtype).itemsize
-    buf = _shared_zeros
-    if len(buf) < nbytes:
-        buf = zeros(max(nbytes, 2 * len(buf)), np.uint8)
-        buf.flags.writeable = False
-        if len(buf) > len(_shared_zeros):
-            _shared_zeros = buf
-    return buf[:nbytes].view(dtype)
 
 
 def zeros(n: int, dtype) -> np.ndarray:
