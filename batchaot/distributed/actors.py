@@ -182,8 +182,11 @@ class Actors:
         blobs = [p.to_bytes() for p in run.plan.programs]
         blob = pickle.dumps(checks)
         hook = os.environ.get(HOOK_ENV)
-        self.actors = [Worker.options(num_cpus=1).remote(blobs, blob, run.output, run.csv, run.plan.layout,
-                                                         run.engine, hook, run.split_to)
+        # the worker's environment goes with the actor too: a Ray the user started has not
+        # got it, and a worker must not spawn threads beyond its one CPU
+        options = dict(num_cpus=1, runtime_env={"env_vars": worker_env()})
+        self.actors = [Worker.options(**options).remote(blobs, blob, run.output, run.csv, run.plan.layout,
+                                                        run.engine, hook, run.split_to)
                        for _ in range(workers)]
         self.bucket_count = sum(bucket_count(c) for c in checks)
 
