@@ -375,3 +375,35 @@ def test_random_regexes_equal_duckdb(pattern: str) -> None:
     expected = duckdb_rows(_LIKE_TABLE, pred)
     assume(expected is not None)
     assert batchaot_rows(_LIKE_TABLE, [pred], "vm")[0] == expected, pred
+
+
+@pytest.mark.parametrize("engine", ["vm", "fused"])
+def test_lookup_tables_follow_each_batch_dictionary(engine) -> None:
+    """Batches whose dictionaries are equal share one lookup table (the row groups of a
+    Parquet file); a batch whose dictionary differs (other values, or the same values in
+    another order, so other codes) gets its own, whatever came before."""
+    words = ["new", "paid", "shipped", "lost", None]
+    rng = np.random.default_rng(5)
+    batches = []
+    for k in range(12):
+        order = words[:4] if k % 3 else list(reversed(words[:4]))
+        if k % 4 == 3:
+            order = order + ["other"]
+        codes = rng.integers(0, len(order), 20_000)
+        mask = rng.random(20_000) < 0.05
+        batches.append(pa.record_batch([pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32(), mask=mask),
+                                                                      pa.array(order))], names=["status"]))
+    table = pa.Table.from_batches(batches)
+    rules = [{"name": "known", "check": "status IN ('new', 'paid')"},
+             {"name": "like", "check": "status LIKE '%p%'"},
+             {"name": "length", "check": "length(status) > 3"}]
+    programs = [batchaot.compile(r, table.schema, name=r["name"]) for r in rules]
+    with run.Executor(engine=engine) as ex:
+        got = [o.violations for o in ex.evaluate(programs, table.to_batches())]
+    plain = table.cast(pa.schema([("status", pa.string())]))
+    con = duckdb.connect()
+    con.register("t", plain)
+    want = con.execute("SELECT count(*) FILTER (WHERE NOT (status IN ('new', 'paid'))), "
+                       "count(*) FILTER (WHERE NOT (status LIKE '%p%')), "
+                       "count(*) FILTER (WHERE NOT (length(status) > 3)) FROM t").fetchone()
+    assert got == list(want)

@@ -15,6 +15,7 @@ codes at all. Lookup tables of boolean expressions hold one byte per entry.
 from __future__ import annotations
 
 import decimal
+import functools
 
 from dataclasses import dataclass, field
 
@@ -321,6 +322,7 @@ class LutBuild:
                 np.concatenate([m[:-1] for _, m in done] + [done[-1][1][-1:]]))
 
 
+@functools.lru_cache(maxsize=256)
 def parse_type(text: str) -> T.Type:
     """Inverse of str(Type), for column tables stored in a Program."""
     if text.startswith("decimal("):

@@ -32,6 +32,7 @@ a serial run.
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import Counter
@@ -106,6 +107,31 @@ def _is_text(t: pa.DataType) -> bool:
 sqltext.ENGINE_FEATURES.update({"joint", "text"})
 
 
+@functools.lru_cache(maxsize=256)
+def _type_text(t: pa.DataType) -> str:
+    """The compiler's name of an Arrow type (asked for every column of every batch)."""
+    return str(from_arrow(t))
+
+
+class _LutCache:
+    """The lookup tables of the last dictionary seen per (column, expression), across
+    batches: the row groups of a Parquet file (one batch each) come with equal
+    dictionaries of their own, whose tables are then built once, not once per batch."""
+
+    MAX_VALUES = 1 << 16            # larger dictionaries are not kept past their batch
+
+    def __init__(self):
+        self._last: dict[tuple, tuple[pa.Array, tuple[np.ndarray, np.ndarray]]] = {}
+
+    def get(self, key: tuple, dictionary: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+        hit = self._last.get(key)
+        return hit[1] if hit is not None and hit[0].equals(dictionary) else None
+
+    def put(self, key: tuple, dictionary: pa.Array, lut: tuple[np.ndarray, np.ndarray]) -> None:
+        if len(dictionary) <= self.MAX_VALUES:
+            self._last[key] = (dictionary, lut)
+
+
 class _BatchInputs:
     """Columns and lookup tables of one batch, loaded on first use.
 
@@ -115,9 +141,10 @@ class _BatchInputs:
     release the GIL. :meth:`preload` does the same for a whole rule set's inputs at once.
     """
 
-    def __init__(self, batch: pa.RecordBatch, map_fn=None, parts: int = 1):
+    def __init__(self, batch: pa.RecordBatch, map_fn=None, parts: int = 1, cache: _LutCache | None = None):
         self.batch = batch
         self._map, self._parts = map_fn, parts
+        self._cache = cache if cache is not None else _LutCache()
         self._cols: dict[tuple[str, str], columns.Loaded] = {}
         self._luts: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -133,7 +160,7 @@ class _BatchInputs:
                 # CAST(x AS VARCHAR) of a non-string column: DuckDB's text of its values
                 self._cols[key] = columns.load(sqltext.to_text(self.batch.column(idx)), typ)
                 return self._cols[key]
-            if not pa.types.is_null(field_type) and str(from_arrow(field_type)) != type_text:
+            if not pa.types.is_null(field_type) and _type_text(field_type) != type_text:
                 raise DataError(f"column '{name}' is {field_type} here but the rules were "
                                 f"compiled for {type_text}")
             try:
@@ -152,7 +179,11 @@ class _BatchInputs:
                 partner = self.column(other, "varchar").dictionary
                 self._luts[key] = strings.joint_lut(sexpr, col.dictionary, partner)
             else:
-                self._luts[key] = self._build_lut(col.dictionary, sexpr, columns.parse_type(result))
+                lut = self._cache.get(key, col.dictionary)
+                if lut is None:
+                    lut = self._build_lut(col.dictionary, sexpr, columns.parse_type(result))
+                    self._cache.put(key, col.dictionary, lut)
+                self._luts[key] = lut
         values, valid = self._luts[key]
         if not wide or values.dtype == np.int64:
             return values, valid
@@ -187,6 +218,10 @@ class _BatchInputs:
                 lut_key = (key[0], json.dumps([sexpr, result]))
                 if lut_key in self._luts or lut_key in builds or strings.partner(sexpr) is not None:
                     continue          # (a joint table needs two columns: lut() builds it)
+                known = self._cache.get(lut_key, col.dictionary)
+                if known is not None:
+                    self._luts[lut_key] = known
+                    continue
                 # twice as many parts as threads: smaller parts even out when one thread
                 # is still encoding another column
                 parts = 2 * self._parts if len(col.dictionary) >= PARALLEL_LUT_VALUES else 1
@@ -206,6 +241,7 @@ class _BatchInputs:
             done += 1
         for lut_key, build in builds.items():
             self._luts[lut_key] = build.result()
+            self._cache.put(lut_key, build.dictionary, self._luts[lut_key])
 
     def _build_lut(self, dictionary: pa.Array, sexpr: list, typ) -> tuple[np.ndarray, np.ndarray]:
         if self._map is None or self._parts < 2 or len(dictionary) < PARALLEL_LUT_VALUES:
@@ -237,6 +273,7 @@ class Executor:
         self._workers: ThreadPoolExecutor | None = None
         self._compiler: ThreadPoolExecutor | None = None      # auto: background compiles
         self._compiling: dict[fused.Plan, Future] = {}
+        self._lut_cache = _LutCache()
 
     def close(self) -> None:
         """Stop the worker threads; waits for a background compile to finish."""
@@ -274,12 +311,12 @@ class Executor:
             return
         key = tuple(programs[k] for k in live)
         if self.threads > 1 and n >= PARALLEL_MIN_ROWS:
-            inputs = _BatchInputs(batch, self._map, self.threads)
+            inputs = _BatchInputs(batch, self._map, self.threads, self._lut_cache)
             inputs.preload([c for prog in key for c in prog.columns],
                            [(*prog.columns[ci], sexpr, result) for prog in key for ci, sexpr, result in prog.luts],
                            self._submit)
         else:
-            inputs = _BatchInputs(batch)
+            inputs = _BatchInputs(batch, cache=self._lut_cache)
         self._rows_seen[key] = self._rows_seen.get(key, 0) + n
         ranges = self._ranges(n)
         if self.engine_for(key, inputs) == "fused":

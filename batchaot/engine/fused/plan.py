@@ -75,6 +75,9 @@ class Plan:
             small = n <= ROW_KERNEL_INSTRUCTIONS          # compiles in ~1 s, runs fastest
             strategy = "row" if small or (n <= MAX_FUSED_INSTRUCTIONS and row_s <= shape_s) else "shape"
         self.per_row = strategy == "row"
+        # per-row kernel by (NULL-able columns, layouts): batches of a stream look it up
+        # once, not by hashing the set's key for every batch
+        self._row_kernels: dict[tuple, Kernel] = {}
 
     @property
     def nrules(self) -> int:
@@ -90,7 +93,8 @@ class Plan:
     def compile_seconds(self, nullable: Sequence[bool], layouts: Sequence[str] | None = None) -> float:
         """Estimated compile time still to pay before this plan runs (0 when cached)."""
         if self.per_row:
-            if row_kernel_ready(self.rset, nullable, layouts_for(self.rset, layouts)):
+            if (tuple(map(bool, nullable)), tuple(layouts or ())) in self._row_kernels or \
+                    row_kernel_ready(self.rset, nullable, layouts_for(self.rset, layouts)):
                 return 0.0
             return COMPILE_BASE_S + COMPILE_PER_INSTRUCTION_S * self.rset.instructions
         return SHAPE_COMPILE_S * sum(not shape_kernel_ready(key)
@@ -100,7 +104,11 @@ class Plan:
         """Kernels and arguments for one batch (`cols`/`luts`: the set's, in order)."""
         nullable = [c.bitoff >= 0 for c in cols]
         if self.per_row:
-            kernel = get_kernel(self.rset, nullable, [c.layout for c in cols])
+            layouts = tuple(c.layout for c in cols)
+            key = (tuple(nullable), layouts)
+            kernel = self._row_kernels.get(key)
+            if kernel is None:
+                kernel = self._row_kernels[key] = get_kernel(self.rset, nullable, layouts)
             return _RowBound(kernel, kernel_args(self.rset, kernel, cols, luts), self.nrules)
         return _ShapeBound(self, cols, luts, nullable)
 
