@@ -24,6 +24,8 @@ CUALLEE = "peers-cuallee38-20000000-rows-2cores.json"
 ENGINES = "engines-10000000-rows-2cores.json"
 SCALE = "scale-2cores.json"
 SUBMIT = "submit-12000000-rows-2cores.json"
+SUBMIT50 = "submit-50000000-rows-2cores.json"
+SUBMIT50_NODES = "submit-50000000-rows-2nodes-2cores.json"
 SMALL = "small-job-200000-rows-2cores.json"
 SPILL = "spill-36000000-rows-2cores.json"
 
@@ -59,8 +61,14 @@ def at(name: str, path: str, scale: float = 1.0, agg=None):
 # and where each number comes from.
 CLAIMS = [
     ("(12M rows on 2 cores: {} s in-process, {} s on an already running local Ray with 2 workers, "
-     "and {} s more to start one)",
+     "and {} s more to start one;",
      [at(SUBMIT, "submit in-process s"), at(SUBMIT, "submit ray 2 workers s"), at(SUBMIT, "ray_startup_s")]),
+    ("at 50M rows in 10 files: {} s in-process and {} s on Ray, {} s with one worker)",
+     [at(SUBMIT50, "submit in-process s"), at(SUBMIT50, "submit ray 2 workers s"),
+      at(SUBMIT50, "submit ray 1 worker s")]),
+    ("the 50M rows take {} s on one worker and {} s on two, against {} s in-process in that run.",
+     [at(SUBMIT50_NODES, "submit ray 1 worker s"), at(SUBMIT50_NODES, "submit ray 2 workers s"),
+      at(SUBMIT50_NODES, "submit in-process s")]),
     ("`batchaot validate` takes {} s, and {} s when Numba's cache is empty (before `batchaot warmup`); a fresh "
      "DuckDB process counting the same predicates takes {} s and Polars {} s.",
      [at(SMALL, "results/batchaot validate/warm_best_s"), at(SMALL, "results/batchaot validate/cold_s"),

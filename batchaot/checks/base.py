@@ -65,7 +65,7 @@ from ..compiler.program import Program
 from ..engine import parallel
 from ..engine.run import Executor, RuleOutcome
 from ..errors import RuleError, SpecError
-from ..io import violations
+from ..io import arrays, violations
 from ..io.violations import null_column, out_name, plain_type  # noqa: F401 (the checks' names for them)
 from ..spec import RuleSpec, suggest
 from . import keys
@@ -466,7 +466,7 @@ def piece(source: str, rows: np.ndarray, columns: dict[str, pa.Array]) -> Piece:
 
 def violating_table(rule: str, pieces: Sequence[Piece]) -> pa.Table | None:
     """rule, source, row, the check's columns — sorted by (source, row), whatever the split."""
-    parts = [t.add_column(0, violations.SOURCE, pa.repeat(pa.scalar(s, pa.string()), t.num_rows))
+    parts = [t.add_column(0, violations.SOURCE, arrays.repeated(s, t.num_rows))
              for s, t in pieces if t.num_rows]
     if not parts:
         return None
@@ -510,7 +510,7 @@ def with_rule(rule: str, table: pa.Table) -> pa.Table | None:
     if table.num_rows == 0:
         return None
     table = table.sort_by([(violations.SOURCE, "ascending"), (violations.ROW, "ascending")])
-    return table.add_column(0, violations.RULE, pa.repeat(pa.scalar(rule, pa.string()), table.num_rows))
+    return table.add_column(0, violations.RULE, arrays.repeated(rule, table.num_rows))
 
 
 def jsonable(value: Any) -> Any:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError
+from ..io import arrays
 from . import sqltext
 
 _CMP = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal,
@@ -98,24 +98,15 @@ def _regexp(arr, pattern: str):
         raise DataError(f"invalid regular expression {pattern!r}: {exc}") from None
 
 
-def _strings(values: list[str]) -> pa.Array:
-    """A string array from its buffers: pa.array() imports pandas the first time a
-    process calls it (a third of a second, more than a small job's whole check)."""
-    data = [v.encode("utf-8") for v in values]
-    offsets = np.zeros(len(data) + 1, dtype=np.int32)
-    np.cumsum([len(b) for b in data], out=offsets[1:])
-    return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
-
-
 def _null(typ: pa.DataType) -> pa.Scalar:
-    """A NULL of `typ` without pa.scalar() (which imports pandas, as _strings says)."""
+    """A NULL of `typ` without pa.scalar() (which imports pandas: io/arrays.py)."""
     return pa.nulls(1, typ)[0]
 
 
 def _is_in(arr, items: list):
     """SQL IN: TRUE on a match; else NULL if the list holds a NULL; NULL input → NULL."""
     present = [x for x in items if x is not None]
-    hit = pc.is_in(arr, value_set=_strings(present))
+    hit = pc.is_in(arr, value_set=arrays.strings(present))
     if len(present) < len(items):
         hit = pc.if_else(hit, True, _null(pa.bool_()))
     return pc.if_else(pc.is_null(arr), _null(pa.bool_()), hit)

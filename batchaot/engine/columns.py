@@ -77,7 +77,7 @@ def _validity(arr: pa.Array) -> tuple[np.ndarray, int]:
 
 def valid_bytes(arr: pa.Array) -> np.ndarray:
     """One uint8 per value, 1 where it is valid, unpacked from the validity bitmap
-    (np.asarray(arr.is_valid()) goes through pyarrow's pandas check: see strexpr._strings)."""
+    (np.asarray(arr.is_valid()) goes through pyarrow's pandas check: see io/arrays.py)."""
     if arr.null_count == 0:
         return np.ones(len(arr), np.uint8)
     bits, offset = _validity(arr)

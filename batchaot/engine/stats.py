@@ -245,59 +245,100 @@ def _step(op: Op, a: int, b: int, c: int, regs: dict, prog: Program, columns: li
         regs[a] = TOP
 
 
-def proves_true(prog: Program, columns: list[Abstract]) -> bool:
+def decoded(prog: Program) -> list[tuple[Op, int, int, int]]:
+    """The program's instructions as (Op, a, b, c) of Python ints."""
+    return [(Op(int(opcode)), int(a), int(b), int(c)) for opcode, a, b, c in prog.code]
+
+
+def proves_true(prog: Program, columns: list[Abstract],
+                code: list[tuple[Op, int, int, int]] | None = None) -> bool:
     """Whether every reachable RET of `prog` is TRUE (or NULL when not strict) on every
-    row whose columns lie within `columns`."""
+    row whose columns lie within `columns` (`code`: decoded(prog), when at hand)."""
     pending: dict[int, list[dict]] = {}
     regs: dict | None = {}
-    for pc, (opcode, a, b, c) in enumerate(prog.code):
+    for pc, (op, a, b, c) in enumerate(decoded(prog) if code is None else code):
         for other in pending.pop(pc, []):
             regs = dict(other) if regs is None else _join_states(regs, other)
         if regs is None:
             continue
-        op = Op(int(opcode))
         if op in JUMPS:
             taken = dict(regs)
             if op in _JUMP_TRUTHS:   # a taken conditional jump tells what its register held
-                taken[int(a)] = from_truths(regs.get(int(a), TOP).truths() & _JUMP_TRUTHS[op])
-            pending.setdefault(int(b), []).append(taken)
+                taken[a] = from_truths(regs.get(a, TOP).truths() & _JUMP_TRUTHS[op])
+            pending.setdefault(b, []).append(taken)
             if op == Op.JMP:
                 regs = None
             continue
         if op == Op.RET:
-            ts = regs.get(int(a), TOP).truths()
+            ts = regs.get(a, TOP).truths()
             if F in ts or (prog.strict and N in ts):
                 return False
             regs = None
             continue
-        _step(op, int(a), int(b), int(c), regs, prog, columns)
+        _step(op, a, b, c, regs, prog, columns)
     return True
 
 
 def _join_states(x: dict, y: dict) -> dict:
-    return {r: join(x.get(r, TOP), y.get(r, TOP)) for r in set(x) | set(y)}
+    # a register missing from a state is TOP, and so is its join with anything: only
+    # registers both states hold are kept (most hold the very same value: no join)
+    return {r: a if a is y[r] else join(a, y[r]) for r, a in x.items() if r in y}
+
+
+class RowGroupProver:
+    """Which programs each row group's statistics prove TRUE on every row, for one file.
+
+    What is the same in every row group is worked out once: which statistics column
+    each program reads, whether the file's type is the one it was compiled for, and the
+    programs' instructions. Per row group, each column's abstract value is computed once
+    for all programs, and a program already interpreted over the same abstract values
+    (columns whose statistics repeat from group to group) is not interpreted again.
+    """
+
+    def __init__(self, meta: pq.FileMetaData, schema: pa.Schema, programs: list[Program]):
+        self.meta, self.programs = meta, programs
+        paths = [meta.schema.column(j).path for j in range(len(meta.schema))]
+        index = {p: j for j, p in enumerate(paths) if paths.count(p) == 1}   # ambiguous: unknown
+        self.reads = [[_read(index, schema, name, type_text) for name, type_text in prog.columns]
+                      for prog in programs]
+        self.code = [decoded(prog) for prog in programs]
+        self._known: dict[tuple, bool] = {}
+
+    def proofs(self, row_group: int) -> list[bool]:
+        rg = self.meta.row_group(row_group)
+        values: dict[tuple, Abstract] = {}
+        out = []
+        for k, reads in enumerate(self.reads):
+            cols = []
+            for read in reads:
+                if read is None:
+                    cols.append(TOP)
+                    continue
+                if read not in values:
+                    values[read] = column_abstract(rg.column(read[0]).statistics, read[1], read[2], rg.num_rows)
+                cols.append(values[read])
+            key = (k, *cols)
+            if key not in self._known:
+                self._known[key] = proves_true(self.programs[k], cols, self.code[k])
+            out.append(self._known[key])
+        return out
+
+
+def _read(index: dict, schema: pa.Schema, name: str, type_text: str) -> tuple | None:
+    """(statistics column, type text, arrow type) of a program's column, or None when
+    its statistics say nothing (missing, nested, or not the type the rule was compiled
+    for: reading it fails, naming the column, and statistics must not prove that away)."""
+    j = index.get(name)
+    unique = name in schema.names and schema.get_all_field_indices(name) == [schema.get_field_index(name)]
+    if j is None or not unique or not _bound_as(schema.field(name).type, type_text):
+        return None
+    return j, type_text, schema.field(name).type
 
 
 def row_group_proofs(meta: pq.FileMetaData, schema: pa.Schema, programs: list[Program],
                      row_group: int) -> list[bool]:
     """For one row group, which programs its statistics prove TRUE on every row."""
-    rg = meta.row_group(row_group)
-    paths = [rg.column(j).path_in_schema for j in range(rg.num_columns)]
-    index = {p: j for j, p in enumerate(paths) if paths.count(p) == 1}   # ambiguous: unknown
-    out = []
-    for prog in programs:
-        cols = []
-        for name, type_text in prog.columns:
-            j = index.get(name)
-            field = schema.field(name) if schema.get_all_field_indices(name) == [schema.get_field_index(name)] \
-                and name in schema.names else None
-            if j is None or field is None or not _bound_as(field.type, type_text):
-                cols.append(TOP)     # missing, nested, or not the type the rule was compiled for
-                continue
-            stats = rg.column(j).statistics
-            cols.append(column_abstract(stats, type_text, field.type, rg.num_rows))
-        out.append(proves_true(prog, cols))
-    return out
+    return RowGroupProver(meta, schema, programs).proofs(row_group)
 
 
 def _bound_as(arrow_type: pa.DataType, type_text: str) -> bool:

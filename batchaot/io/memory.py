@@ -74,3 +74,4 @@ def shared_range(start: int, n: int) -> np.ndarray:
         base.flags.writeable = False
         _shared_range = weakref.ref(base)
     return base[start:start + n]
+

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import arrays
 from .sinks import INVALID, VALID
 from .violations import PartWriter, ROW, SOURCE
 
@@ -142,7 +143,7 @@ def table_of_lists(pairs_table: pa.Table, names: Sequence[str]) -> pa.Table:
     for source in sources.to_pylist():          # a loop per file, never per row
         f = Failures.of_source(pairs_table, source)
         rows = np.unique(f.rows)
-        parts.append(pa.table({SOURCE: pa.repeat(pa.scalar(source, pa.string()), len(rows)),
+        parts.append(pa.table({SOURCE: arrays.repeated(source, len(rows)),
                                ROW: pa.array(rows, pa.int64()),
                                FAILED_RULES: failed_lists(f, rows, names)}))
     if not parts:
@@ -175,7 +176,7 @@ def split(data: pa.RecordBatch | pa.Table, failures: Failures, rules: Rules, sou
     at = np.flatnonzero(bad)
     invalid = table.filter(pa.array(bad)) if len(at) else table.slice(0, 0)
     lists = failed_lists(failures, at, rules.names)
-    src = (pa.repeat(pa.scalar(source, pa.string()), len(at)) if isinstance(source, str)
+    src = (arrays.repeated(source, len(at)) if isinstance(source, str)
            else source.take(pa.array(at)))
     rule_col, source_col, row_col = added_names(table.schema)
     invalid = (invalid.append_column(pa.field(rule_col, lists.type), lists)

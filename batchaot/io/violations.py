@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import memory, sinks
+from . import arrays, memory, sinks
 
 RULE, SOURCE, ROW = "rule", "source", "row"
 KEYS = (RULE, SOURCE, ROW)
@@ -77,14 +77,14 @@ def rows(schema: pa.Schema, rule: str, source: str | pa.Array, row: np.ndarray |
     """Violating rows of one rule in `schema`: `source` (one name, or one per row), row
     numbers, and the rule's columns' values by data column name (the others NULL)."""
     n = len(row)
-    src = pa.repeat(pa.scalar(source, pa.string()), n) if isinstance(source, str) else source
-    arrays: list = [pa.repeat(pa.scalar(rule, pa.string()), n), _as(src, pa.string()),
-                    _as(pa.array(row, pa.int64()) if isinstance(row, np.ndarray) else row, pa.int64())]
+    src = arrays.repeated(source, n) if isinstance(source, str) else source
+    columns: list = [arrays.repeated(rule, n), _as(src, pa.string()),
+                     _as(arrays.int64_array(row) if isinstance(row, np.ndarray) else row, pa.int64())]
     by_out = {out_name(k): v for k, v in values.items()}
     for f in list(schema)[len(KEYS):]:
         v = by_out.get(f.name)
-        arrays.append(null_column(n, f.type) if v is None else _as(v, f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+        columns.append(null_column(n, f.type) if v is None else _as(v, f.type))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def null_column(n: int, t: pa.DataType) -> pa.Array:
@@ -177,7 +177,9 @@ class PartWriter:
         try:
             if self._writer is None:
                 self._writer = pq.ParquetWriter(self.tmp, self.schema)
-            self._writer.write_table(pa.concat_tables(self._buffer))
+            # one chunk per column: the buffer holds a table per rule and batch, and the
+            # writer's cost grows with the chunks it is handed, not only the rows
+            self._writer.write_table(pa.concat_tables(self._buffer).combine_chunks())
         except OSError as exc:      # full disk, file-size limit, a folder in the way: exit 2
             raise sinks.write_error(self.final, exc) from None
         self._buffer, self._buffered = [], 0

@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 
 from ..compiler.program import Program
 from ..engine.run import Executor, RuleOutcome
-from ..engine.stats import row_group_proofs
+from ..engine.stats import RowGroupProver
 from ..errors import BatchaotError, DataError, OutputError
-from ..io import violations
+from ..io import arrays, violations
 from ..io.prefetch import prefetch
 from ..io.sources import reading, rechunk
 from ..io.units import WorkUnit, parquet_metadata, read_unit
@@ -305,7 +305,7 @@ class UnitRunner:
         for o, prog in zip(outcomes, [p for p, on in zip(self.programs, active) if on]):
             if o.violations:
                 ids = o.row_ids
-                taken = batch.select(prog.column_names).take(pa.array(ids))
+                taken = batch.select(prog.column_names).take(arrays.int64_array(ids))
                 tables.append(violations.rows(self.layout, prog.name, source, ids + first_row,
                                               dict(zip(taken.schema.names, taken.columns))))
         return tables
@@ -433,14 +433,15 @@ class UnitRunner:
             return
         with reading(unit.path, "parquet"):
             meta = parquet_metadata(unit.path)
-            schema = pq.ParquetFile(unit.path, metadata=meta).schema_arrow if prove else None
+            prover = RowGroupProver(meta, pq.ParquetFile(unit.path, metadata=meta).schema_arrow,
+                                    self.programs) if prove else None
         run: list[int] = []            # consecutive row groups that need the same rules
         rows = 0
         active: list[bool] | None = None
         for rg in unit.row_groups:
             needed = everything
             if prove:
-                proofs = row_group_proofs(meta, schema, self.programs, rg)
+                proofs = prover.proofs(rg)
                 for i, holds in enumerate(proofs):
                     proven[i] += holds
                 needed = [not p for p in proofs]
