@@ -404,31 +404,37 @@ class _HeldRows:
         first = self._every_row()
         # + 1: gather_rows' slot to spare; none when the rows are first .. first + n - 1
         rows = keys.empty(n + 1, np.int64) if first is None else _NO_ROWS
-        for index, limit in _CODES:
-            # a table for the keys found, then (a float key can have more distinct values
-            # than keys: -0.0 and 0.0) one for as many values as the index type holds
-            for table_keys in dict.fromkeys((self.found.keys, limit)) if 0 < self.found.keys <= limit else ():
-                coder, codes = _Coder(dtype, limit, table_keys), keys.empty(n, index)
-                counts = self._gather(rows, codes, coder)
-                if counts is not None:
-                    key = coded(codes, keys.raw_array(typ, coder.dictionary()))
-                    break
-            else:
-                continue
-            break
-        else:
-            if first is None:
-                raw = keys.empty(n + 1, dtype)
-                counts = self._gather(rows, raw, _Coder(dtype, 0, 0))
-                key = keys.raw_array(typ, raw[:n])
-            else:                      # every row, as held
-                counts = [len(c.values) for c in self.cols]
-                key = pa.chunked_array([keys.raw_array(typ, c.raw) for c in self.cols], typ)
+        got = self._coded(rows)
+        if got is not None:
+            key, counts = got
+        elif first is None:
+            raw = keys.empty(n + 1, dtype)
+            counts = self._gather(rows, raw, _Coder(dtype, 0, 0))
+            key = keys.raw_array(typ, raw[:n])
+        else:                          # every row, as held
+            counts = [len(c.values) for c in self.cols]
+            key = pa.chunked_array([keys.raw_array(typ, c.raw) for c in self.cols], typ)
         rows = rows[:n] if first is None else keys.shared_range(first, n)
         sources: dict[str, int] = {}
         for h, c in zip(self.held, counts):
             sources[h.source] = sources.get(h.source, 0) + c
         return violating_columns(self.rule, sources, rows, {self.key: key})
+
+    def _coded(self, rows: np.ndarray) -> tuple[pa.Array, list[int]] | None:
+        """The keys as dictionary codes of the smallest index type that holds them, and
+        the rows each column gave; None when there are too many keys (as _key_column)."""
+        n, typ, dtype = self.found.rows, self.cols[0].type, self.cols[0].raw.dtype
+        for index, limit in _CODES:
+            if not 0 < self.found.keys <= limit:
+                continue
+            # a table for the keys found, then (a float key can have more distinct values
+            # than keys: -0.0 and 0.0) one for as many values as the index type holds
+            for table_keys in dict.fromkeys((self.found.keys, limit)):
+                coder, codes = _Coder(dtype, limit, table_keys), keys.empty(n, index)
+                counts = self._gather(rows, codes, coder)
+                if counts is not None:
+                    return coded(codes, keys.raw_array(typ, coder.dictionary())), counts
+        return None
 
     def _every_row(self) -> int | None:
         """The first row when the duplicates are every row of one source's held columns,
@@ -520,10 +526,10 @@ def _dict_encode(values, limit, out_idx, dict_values):
 def gather_rows(bits, bit0, n, rows_of, first_row, raw, out_rows, out, k, slots, index, values, size):
     """Rows i < n whose bit bit0 + i is set in `bits` (every row when it is empty), in
     order: their numbers (rows_of[i], or first_row + i when rows_of is empty) to
-    out_rows[k:] (unless it is empty), their keys raw[i] to out[k:], or the keys' numbers when the coder
-    (slots, index, values, size: _Coder) codes. Returns (new k, coder size), size -1
-    when the coder's values or its table (at most half full) overflowed. Uncoded,
-    out_rows and out need a slot more than the rows found."""
+    out_rows[k:] (unless it is empty), and their keys raw[i] to out[k:], or the keys'
+    numbers when the coder (slots, index, values, size: _Coder) codes. Returns (new k,
+    coder size), size -1 when the coder's values or its table (at most half full)
+    overflowed. Uncoded, out_rows and out need a slot more than the rows found."""
     coded = index.shape[0] > 0
     if not coded and bits.shape[0] > 0:
         # no branch on the bits: every row is written and counted only when its bit is
