@@ -336,6 +336,16 @@ def test_unique_violating_rows_on_every_gather_path(case) -> None:
         assert signs == {1.0, -1.0}
 
 
+def test_unique_every_row_far_into_a_source_costs_its_rows_only() -> None:
+    """Every row of a batch that starts 10**12 rows into its source is a duplicate: the
+    shared row numbers cover that range, not 0 .. 10**12 (8 TB)."""
+    t = pa.table({"k": pa.array([7, 7, 8, 8, 7], pa.int64())})
+    check = check_for({"name": "u", "unique": ["k"]}, t.schema)
+    out = check.finish(check.merge([check.map(t.to_batches()[0], "s", 10**12)]))
+    assert out.violating["row"].to_pylist() == [10**12 + i for i in range(5)]
+    assert out.violating["row"].nbytes <= 64
+
+
 def test_unique_violating_columns_and_part_file_layout() -> None:
     t = pa.table({"row": pa.array([1.5, 1.5, 2.0]), "v": [1, 2, 3]})
     check = check_for({"name": "u", "unique": ["row"]}, t.schema)

@@ -60,18 +60,20 @@ def shared_zeros(n: int, dtype) -> np.ndarray:
     return buf[:nbytes].view(dtype)
 
 
-_shared_range: weakref.ref | None = None
+_shared_range: tuple[int, weakref.ref] | None = None     # (first value, the array)
 
 
 def shared_range(start: int, n: int) -> np.ndarray:
     """start, ..., start + n - 1 as int64, read-only: views of one buffer for as long as
     any view lives, so the row numbers of many checks whose every row violates cost
-    memory once."""
+    memory once. A range outside the buffer gets a buffer of its own, of n values."""
     global _shared_range
-    base = _shared_range() if _shared_range is not None else None
-    if base is None or len(base) < start + n:
-        base = np.arange(start + n, dtype=np.int64)
-        base.flags.writeable = False
-        _shared_range = weakref.ref(base)
-    return base[start:start + n]
-
+    if _shared_range is not None:
+        first, ref = _shared_range
+        base = ref()
+        if base is not None and first <= start and start + n <= first + len(base):
+            return base[start - first:start - first + n]
+    base = np.arange(start, start + n, dtype=np.int64)
+    base.flags.writeable = False
+    _shared_range = (start, weakref.ref(base))
+    return base
