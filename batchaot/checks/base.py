@@ -488,8 +488,8 @@ def coded_violating(rule: str, sources: list[str], codes: np.ndarray, rows: np.n
     """rule, source, row, columns, with each row's source as its index in `sources`. Rule
     and source are dictionary-encoded, so a constant one costs no memory per row."""
     rule_codes = keys.shared_zeros(len(rows), np.int8)
-    return pa.table({violations.RULE: coded(rule_codes, pa.array([rule], pa.string())),
-                     violations.SOURCE: coded(codes, pa.array(sources, pa.string())),
+    return pa.table({violations.RULE: coded(rule_codes, arrays.strings([rule])),
+                     violations.SOURCE: coded(codes, arrays.strings(sources)),
                      violations.ROW: rows, **columns})
 
 
