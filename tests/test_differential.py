@@ -39,7 +39,8 @@ rows that differ, and a reduced reproduction (``_reduce``).
 Profiles: the default (CI) is derandomized and sized to run in about three minutes on
 two cores; BATCHAOT_HYPOTHESIS=deep draws fresh examples (>= 100,000 in all) and keeps
 going after a mismatch, collecting every one (BATCHAOT_DIFF_LOG: a JSONL file of them;
-BATCHAOT_DIFF_STATS: a JSON file of the per-tier counts).
+BATCHAOT_DIFF_STATS: a JSON file of the per-tier counts, one per pytest-xdist worker,
+named with the worker's id, as stats.gw0.json).
 """
 from __future__ import annotations
 
@@ -143,6 +144,10 @@ def report_stats():
 def _write_stats() -> str:
     text = json.dumps({"stats": STATS, "samples": SAMPLES}, indent=1, default=str)
     path = os.environ.get("BATCHAOT_DIFF_STATS")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if path and worker:          # each worker counts its own tiers: one file each
+        root, ext = os.path.splitext(path)
+        path = f"{root}.{worker}{ext}"
     if path:
         with open(path, "w") as fh:
             fh.write(text)
