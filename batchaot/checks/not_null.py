@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..io import arrays
+from ..engine import columns
 from ..spec import RuleSpec
 from .base import (CheckBase, CheckOutcome, LazyOutcome, null_column, out_name, passes, piece, plain_type,
                    resolve_column, row_numbers, spec_error, violating_columns, violating_table)
@@ -47,7 +47,7 @@ class NotNullCheck(CheckBase):
         col = sub.column(0)
         if col.null_count == 0:
             return NotNullPartial(sub.num_rows, 0, [])
-        at = arrays.null_rows(col)
+        at = np.flatnonzero(columns.valid_bytes(col) == 0)
         numbers = row_numbers(rows, first_row, sub.num_rows)[at]
         return NotNullPartial(sub.num_rows, len(at), [(source, numbers, plain_type(col.type))])
 

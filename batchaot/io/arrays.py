@@ -27,14 +27,3 @@ def int64_array(values: np.ndarray) -> pa.Array:
     values = np.ascontiguousarray(values, dtype=np.int64)
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
-
-def null_rows(arr: pa.Array) -> np.ndarray:
-    """The positions of `arr`'s NULLs, ascending, read from its validity bitmap."""
-    n = len(arr)
-    if pa.types.is_null(arr.type):
-        return np.arange(n, dtype=np.int64)
-    validity = arr.buffers()[0]
-    if validity is None or arr.null_count == 0:
-        return np.zeros(0, np.int64)
-    bits = np.unpackbits(np.frombuffer(validity, np.uint8), count=arr.offset + n, bitorder="little")
-    return np.flatnonzero(bits[arr.offset:] == 0)
