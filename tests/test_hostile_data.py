@@ -641,3 +641,26 @@ def test_cast_to_a_coarser_timestamp_unit_rounds_as_duckdb() -> None:
         got = batchaot.validate(t, [{"name": "x", "check": pred}]).summary.to_pylist()[0]["violations"]
         want = con.execute(f"SELECT count(*) FILTER (WHERE NOT ({pred})) FROM t").fetchone()[0]
         assert got == want, pred
+
+
+def test_dictionary_whose_dictionary_holds_null(tmp_path) -> None:
+    """A row whose index points at a NULL dictionary entry is NULL, as DuckDB reads it:
+    every kind of rule sees it so, in memory (chunks with dictionaries of their own) and
+    from an Arrow IPC file."""
+    d = pa.DictionaryArray.from_arrays(pa.array([0, 1, None, 1, 0, 2], pa.int8()), pa.array(["a", None, "b"]))
+    table = pa.table({"s": pa.chunked_array([d, d.slice(1), pa.DictionaryArray.from_arrays(
+        pa.array([0, 0], pa.int8()), pa.array(["b"]))])})
+    path = str(tmp_path / "t.arrow")
+    feather.write_feather(pa.table({"s": d}), path, compression="uncompressed")
+    rules = [{"name": "nn", "not_null": "s"}, {"name": "present", "check": "s IS NOT NULL"},
+             {"name": "known", "check": "s IN ('a')"}, {"name": "u", "unique": "s"}]
+    for data, held in ((table, table), (path, pa.table({"s": d}))):
+        con = duck()
+        con.register("t", held.cast(pa.schema([("s", pa.string())])))
+        nulls, not_a = con.execute("SELECT count(*) FILTER (WHERE s IS NULL), "
+                                   "count(*) FILTER (WHERE NOT (s IN ('a'))) FROM t").fetchone()
+        dups = con.execute("SELECT coalesce(sum(n), 0) FROM (SELECT count(*) n FROM t WHERE s IS NOT NULL "
+                           "GROUP BY s HAVING count(*) > 1)").fetchone()[0]
+        assert nulls > held["s"].null_count          # the dictionary's NULLs are NULLs too
+        got = {r["name"]: r["violations"] for r in batchaot.validate(data, rules).to_dict()["rules"]}
+        assert got == {"nn": nulls, "present": nulls, "known": not_a, "u": dups}, data

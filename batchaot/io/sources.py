@@ -192,14 +192,19 @@ def _plain_type(t: pa.DataType) -> pa.DataType | None:
 
 
 def plain_views(data):
-    """string_view / binary_view columns (a table's or a batch's) cast once to string /
-    binary (large_* past 2 GiB), which every kernel and pyarrow function reads; other
-    columns untouched (zero-copy)."""
+    """Columns (a table's or a batch's) as every kernel and pyarrow function reads them:
+    string_view / binary_view cast once to string / binary (large_* past 2 GiB), and a
+    dictionary whose dictionary holds a NULL without it, its rows NULL in the indices
+    (SQL and DuckDB read such a row as NULL; the kernels read the indices' validity);
+    other columns untouched (zero-copy)."""
     plain = [_plain_type(f.type) for f in data.schema]
-    if not any(plain):
+    holes = [pa.types.is_dictionary(f.type) and _dictionary_nulls(col) for f, col in zip(data.schema, data.columns)]
+    if not any(plain) and not any(holes):
         return data
     cols = []
-    for col, t in zip(data.columns, plain):
+    for col, t, hole in zip(data.columns, plain, holes):
+        if hole:
+            col = _nulls_in_indices(col)
         if t is not None and not pa.types.is_dictionary(t) and col.nbytes >= 1 << 31:
             t = pa.large_string() if pa.types.is_string(t) else pa.large_binary()
         cols.append(col if t is None else col.cast(t))
@@ -207,6 +212,22 @@ def plain_views(data):
     if isinstance(data, pa.RecordBatch):
         return pa.RecordBatch.from_arrays(cols, names=names)
     return pa.Table.from_arrays(cols, names=names)
+
+
+def _dictionary_nulls(col: pa.Array | pa.ChunkedArray) -> bool:
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    return any(c.dictionary.null_count for c in chunks)
+
+
+def _nulls_in_indices(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if isinstance(col, pa.ChunkedArray):
+        return pa.chunked_array([_nulls_in_indices(c) for c in col.chunks], col.type)
+    if not col.dictionary.null_count:
+        return col
+    # encoded again from its values: the NULL leaves the dictionary (chunks whose
+    # dictionaries hold a NULL cannot be unified) and its rows' indices become NULL
+    again = col.dictionary_decode().dictionary_encode()
+    return pa.DictionaryArray.from_arrays(again.indices.cast(col.indices.type), again.dictionary)
 
 
 @dataclass
