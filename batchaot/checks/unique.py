@@ -423,17 +423,10 @@ class _HeldRows:
     def _coded(self, rows: np.ndarray) -> tuple[pa.Array, list[int]] | None:
         """The keys as dictionary codes of the smallest index type that holds them, and
         the rows each column gave; None when there are too many keys (as _key_column)."""
-        n, typ, dtype = self.found.rows, self.cols[0].type, self.cols[0].raw.dtype
-        for index, limit in _CODES:
-            if not 0 < self.found.keys <= limit:
-                continue
-            # a table for the keys found, then (a float key can have more distinct values
-            # than keys: -0.0 and 0.0) one for as many values as the index type holds
-            for table_keys in dict.fromkeys((self.found.keys, limit)):
-                coder, codes = _Coder(dtype, limit, table_keys), keys.empty(n, index)
-                counts = self._gather(rows, codes, coder)
-                if counts is not None:
-                    return coded(codes, keys.raw_array(typ, coder.dictionary())), counts
+        for codes, coder in _code_attempts(self.cols[0].raw.dtype, self.found.keys, self.found.rows):
+            counts = self._gather(rows, codes, coder)
+            if counts is not None:
+                return coded(codes, keys.raw_array(self.cols[0].type, coder.dictionary())), counts
         return None
 
     def _every_row(self) -> int | None:
@@ -477,6 +470,7 @@ def _as_dictionary(codes: pa.ChunkedArray | pa.Array, dictionary: pa.Array) -> p
 
 _CODES = ((np.int8, 127), (np.int16, 32767))     # dictionary index types and their entries
 _NO_ROWS = np.zeros(0, np.int64)
+_NO_BITS = np.zeros(0, np.uint8)            # gather_rows: every row
 
 
 class _Coder:
@@ -501,25 +495,6 @@ def _slot(v, slots, index):
     while index[s] >= 0 and slots[s] != v:
         s = (s + np.uint64(1)) & mask
     return s
-
-
-@numba.njit(cache=True, nogil=True)
-def _dict_encode(values, limit, out_idx, dict_values):
-    # dictionary indices of values, in order of first appearance; -1 past `limit` entries
-    cap = keys.table_size(limit)
-    slots = np.empty(cap, values.dtype)
-    index = np.full(cap, -1, np.int64)
-    d = 0
-    for i in range(values.shape[0]):
-        v = values[i]
-        s = _slot(v, slots, index)
-        if index[s] < 0:
-            if d == limit:
-                return -1
-            slots[s], index[s], dict_values[d] = v, d, v
-            d += 1
-        out_idx[i] = index[s]
-    return d
 
 
 @numba.njit(cache=True, nogil=True)
@@ -573,14 +548,23 @@ def _key_column(typ: pa.DataType, raw: np.ndarray, duplicate_keys: int) -> pa.Ar
     int16 indices when there are few distinct values, else as they are. Both the choice
     and the index type depend only on the data, not on how it was split (a float key can
     have more distinct values than keys: -0.0 and 0.0 are one key)."""
+    for codes, coder in _code_attempts(raw.dtype, duplicate_keys, len(raw)):
+        _, coder.size = gather_rows(_NO_BITS, 0, len(raw), _NO_ROWS, 0, raw, _NO_ROWS, codes, 0,
+                                    coder.slots, coder.index, coder.values, coder.size)
+        if coder.size >= 0:
+            return coded(codes, keys.raw_array(typ, coder.dictionary()))
+    return keys.raw_array(typ, raw)
+
+
+def _code_attempts(dtype, duplicate_keys: int, n: int):
+    """(codes for n rows, _Coder) to try in turn: each index type that holds
+    `duplicate_keys` keys, smallest first, with a table sized for those keys, then (a
+    float key can have more distinct values than keys: -0.0 and 0.0) one for as many
+    values as the index type holds."""
     for index, limit in _CODES:
         if 0 < duplicate_keys <= limit:
-            idx = keys.empty(len(raw), index)
-            values = np.empty(limit, raw.dtype)
-            d = _dict_encode(raw, limit, idx, values)
-            if d >= 0:
-                return coded(idx, keys.raw_array(typ, values[:d].copy()))
-    return keys.raw_array(typ, raw)
+            for table_keys in dict.fromkeys((duplicate_keys, limit)):
+                yield keys.empty(n, index), _Coder(dtype, limit, table_keys)
 
 
 def _fixed_width(t: pa.DataType) -> bool:
