@@ -93,7 +93,7 @@ class Plan:
     def compile_seconds(self, nullable: Sequence[bool], layouts: Sequence[str] | None = None) -> float:
         """Estimated compile time still to pay before this plan runs (0 when cached)."""
         if self.per_row:
-            if (tuple(map(bool, nullable)), tuple(layouts or ())) in self._row_kernels or \
+            if _row_key(nullable, layouts) in self._row_kernels or \
                     row_kernel_ready(self.rset, nullable, layouts_for(self.rset, layouts)):
                 return 0.0
             return COMPILE_BASE_S + COMPILE_PER_INSTRUCTION_S * self.rset.instructions
@@ -104,13 +104,17 @@ class Plan:
         """Kernels and arguments for one batch (`cols`/`luts`: the set's, in order)."""
         nullable = [c.bitoff >= 0 for c in cols]
         if self.per_row:
-            layouts = tuple(c.layout for c in cols)
-            key = (tuple(nullable), layouts)
+            key = _row_key(nullable, [c.layout for c in cols])
             kernel = self._row_kernels.get(key)
             if kernel is None:
-                kernel = self._row_kernels[key] = get_kernel(self.rset, nullable, layouts)
+                kernel = self._row_kernels[key] = get_kernel(self.rset, *key)
             return _RowBound(kernel, kernel_args(self.rset, kernel, cols, luts), self.nrules)
         return _ShapeBound(self, cols, luts, nullable)
+
+
+def _row_key(nullable: Sequence[bool], layouts: Sequence[str] | None) -> tuple:
+    """Plan._row_kernels' key: the NULL-able columns and the columns' layouts."""
+    return tuple(map(bool, nullable)), tuple(layouts or ())
 
 
 class Bound:
