@@ -5,7 +5,8 @@
 
 Measures, on this machine: the cost of starting Ray; the time of `batchaot submit`
 in-process and on that running Ray with 1 and N worker actors (which includes starting
-the actors), against `batchaot.validate` on the same files and DuckDB reading them;
+the actors), and on N workers kept from an earlier run (keep_workers), against
+`batchaot.validate` on the same files and DuckDB reading them;
 scaling efficiency; and a compile job over generated rules files (rules/s, cold and warm
 cache, in-process and on Ray). Ray is an embedded local Ray with one CPU per core, or,
 with --nodes N, a `ray.cluster_utils.Cluster` of N nodes of one CPU each on this machine
@@ -25,6 +26,7 @@ import duckdb
 import ray
 
 import batchaot
+from batchaot.distributed import keep_workers
 from batchaot.distributed.compile_job import chunks
 from batchaot.samples import write_orders
 from timing import write_results
@@ -102,6 +104,14 @@ def main() -> None:
                 out = job.run(output=os.path.join(work, "out", name.replace(" ", "_")), **kw)
                 assert [r["violations"] for r in out.to_dict()["rules"]] == counts, name
             res[f"submit {name} s"] = min(timed(submit)[0] for _ in range(args.repeat))
+        # a driver that runs job after job (keep_workers): the actors of the first run
+        # (not timed) serve the next ones, which start none
+        kept = f"ray {slots} worker{'s' * (slots > 1)} kept"
+        keep_workers(600)
+        job.run(output=os.path.join(work, "out", "warm"), mode="ray", workers=slots)
+        res[f"submit {kept} s"] = min(timed(lambda: job.run(output=os.path.join(work, "out", "kept"), mode="ray",
+                                                            workers=slots))[0] for _ in range(args.repeat))
+        keep_workers(0)
         ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
@@ -114,6 +124,7 @@ def main() -> None:
         one, many = res["submit ray 1 worker s"], res[f"submit ray {slots} worker{'s' * (slots > 1)} s"]
         res["scaling_efficiency"] = one / (many * slots)
         res["ray_all_workers_vs_in_process"] = many / res["submit in-process s"]
+        res["ray_kept_workers_vs_in_process"] = res[f"submit {kept} s"] / res["submit in-process s"]
         if args.no_compile:
             return _report(res, args)
         # compile throughput

@@ -224,6 +224,72 @@ def test_json_stdout_is_one_object_when_a_worker_dies(local_ray, job_file, calm,
     assert "worker died" in proc.stderr.lower() or "retried" in proc.stderr.lower(), proc.stderr
 
 
+@pytest.fixture()
+def kept(local_ray):
+    """Worker actors kept between runs for a minute; none kept after the test."""
+    from batchaot.distributed import keep_workers
+    keep_workers(60)
+    yield
+    keep_workers(0)
+
+
+def free_cpus(expected: float, within: float = 20.0) -> float:
+    """Ray's free CPUs, once they reach `expected` (or after `within` seconds)."""
+    deadline = time.monotonic() + within
+    while ray.available_resources().get("CPU", 0.0) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return ray.available_resources().get("CPU", 0.0)
+
+
+def test_kept_workers_serve_the_next_run(kept, job_file, calm, small_units, tmp_path, monkeypatch) -> None:
+    """With keep_workers(), a second run is served by the first run's worker processes
+    (no actor started), with the same answer; release_workers() gives their CPUs back."""
+    from batchaot.distributed import release_workers
+    job = batchaot.Job.from_yaml(job_file[1])
+    pids = []
+    for k in range(2):
+        hook = tmp_path / f"hook{k}"
+        hook.mkdir()
+        monkeypatch.setenv(HOOK_ENV, str(hook))
+        res = job.run(mode="ray", workers=2, output=str(tmp_path / f"out{k}"))
+        assert outcome(res) == calm and not res.errors
+        pids.append({pid for calls in attempts(hook).values() for pid in calls})
+    assert len(pids[0]) == 2 and pids[1] == pids[0]
+    assert ray.available_resources().get("CPU", 0.0) == 0.0        # held by the kept actors
+    release_workers()
+    assert free_cpus(2.0) == 2.0
+
+
+def test_kept_workers_go_after_their_idle_time(local_ray, job_file, calm, small_units, tmp_path) -> None:
+    from batchaot.distributed import keep_workers
+    keep_workers(0.5)
+    try:
+        res = batchaot.Job.from_yaml(job_file[1]).run(mode="ray", workers=2, output=str(tmp_path / "out"))
+        assert outcome(res) == calm
+        assert free_cpus(2.0) == 2.0
+    finally:
+        keep_workers(0)
+
+
+def test_a_restarted_worker_is_not_kept(kept, job_file, calm, small_units, tmp_path, monkeypatch) -> None:
+    """A worker that died in a run (its call redone by the restarted actor) is not kept:
+    the next run starts a new actor in its place, with its whole restart budget."""
+    from batchaot.distributed.actors import KEPT
+    job = batchaot.Job.from_yaml(job_file[1])
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    monkeypatch.setenv(HOOK_ENV, f"{hook}:crash=run")
+    rough = job.run(mode="ray", workers=2, output=str(tmp_path / "rough"))
+    assert (hook / "crashed").exists() and outcome(rough) == calm
+    assert len(KEPT.members) == 1
+    crashed = int((hook / "crashed").read_text().split()[2])
+    monkeypatch.setenv(HOOK_ENV, str(tmp_path))
+    again = job.run(mode="ray", workers=2, output=str(tmp_path / "again"))
+    assert outcome(again) == calm
+    later = {pid for calls in attempts(tmp_path).values() for pid in calls}
+    assert len(later) == 2 and crashed not in later
+
+
 def test_compile_job_on_ray(local_ray, tmp_path, monkeypatch) -> None:
     from batchaot.io import sources
     monkeypatch.setenv("BATCHAOT_CACHE_DIR", str(tmp_path / "cache"))

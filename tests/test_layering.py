@@ -19,6 +19,8 @@ Every import counts: at the top of a module or inside a function. From the botto
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,7 +138,7 @@ def test_only_the_cli_and_the_root_package_import_the_api_facade() -> None:
 
 
 @pytest.mark.parametrize("library, owners", [
-    ("ray", {"batchaot.distributed.actors"}),
+    ("ray", {"batchaot.distributed.actors", "batchaot.distributed.worker"}),
     ("click", {"batchaot.cli"}),
     ("batchaot._native", {"batchaot.native"}),
     ("sqlglot", {"batchaot.compiler.parse", "batchaot.compiler.limits", "batchaot.compiler.aggregate"}),
@@ -150,3 +152,13 @@ def test_known_exceptions_are_still_there() -> None:
     """An exception that no longer happens must leave KNOWN (so the rules tighten)."""
     everything = {(m, t) for m, targets in GRAPH.items() for t in targets}
     assert KNOWN <= everything, sorted(KNOWN - everything)
+
+
+def test_a_ray_worker_loads_no_numba_before_its_constructor() -> None:
+    """The actor's module (and the packages above it) import neither Numba nor the
+    compiler: the constructor sets the worker's environment (one Numba thread, the
+    driver's Numba cache) before they are first imported."""
+    code = ("import sys, batchaot.distributed.worker; "
+            "print([m for m in ('numba', 'sqlglot', 'batchaot.compiler', 'batchaot.engine') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -10,8 +10,6 @@ from typing import Callable, Iterable, Protocol, Sequence
 import pyarrow as pa
 
 from ..errors import RuleError
-from .lower import lower
-from .parse import bind
 from .program import Program
 
 __all__ = ["Program", "compile_rule", "compile_rules", "register_check", "Optimizer"]
@@ -43,6 +41,10 @@ def compile_rule(name: str, sql: str, schema: pa.Schema, *, strict: bool = False
     `optimizer` defaults to the C optimizer; pass ``batchaot.compiler.twin`` for the
     pure-Python one, and `passes` (names from ``native.PASS_NAMES``) to run a subset.
     """
+    # the parser (sqlglot) only where a rule is compiled: a Ray worker runs Programs
+    from .lower import lower
+    from .parse import bind
+
     bound = bind(name, sql, schema)
     try:
         low = lower(bound.root)

@@ -2,26 +2,28 @@
 
 This package only decides *where* the runtime's calls run (batchaot/runtime): the driver
 plans and compiles, then runs small inputs in this process and the rest on Ray worker
-actors. `actors.py` is the only module that imports ray; `compile_job.py` runs
-`kind: compile` jobs, `profile_job.py` `kind: profile` jobs.
+actors. `actors.py` (the driver's side) and `worker.py` (the actor) are the only modules
+that import ray; `compile_job.py` runs `kind: compile` jobs, `profile_job.py` `kind:
+profile` jobs.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import TYPE_CHECKING
 
-from ..compiler import clock
-from ..errors import SpecError
-from ..io.memory import use_process_pool
-from ..job import JobSpec, load_job, parse_size
-from ..profile import Profile
-from ..result import JobResult
-from ..runtime.progress import Quiet
-from .compile_job import CompileResult, run_compile
-from .driver import run_validate
-from .profile_job import run_profile_job
+if TYPE_CHECKING:
+    from ..job import JobSpec
+    from ..profile import Profile
+    from ..result import JobResult
+    from .compile_job import CompileResult
 
-__all__ = ["Job", "JobResult", "CompileResult", "Profile"]
+# Imported when used: a Ray worker process imports this package (for its worker
+# module) and must not load the compiler and Numba before its environment is set.
+_LAZY = {"JobResult": "..result", "CompileResult": ".compile_job", "Profile": "..profile",
+         "keep_workers": ".actors", "release_workers": ".actors"}
+
+__all__ = ["Job", "JobResult", "CompileResult", "Profile", "keep_workers", "release_workers"]
 
 MODES = ("auto", "in-process", "ray")
 
@@ -34,6 +36,7 @@ class Job:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "Job":
+        from ..job import load_job
         return cls(load_job(os.fspath(path)))
 
     def run(self, address: str | None = None, workers: int | None = None,
@@ -52,6 +55,15 @@ class Job:
         (bytes, or a size such as "2GB"; else the job's `memory_budget:`): what unique and
         reference keep in memory in this process before they spill buckets to disk.
         """
+        from ..compiler import clock
+        from ..errors import SpecError
+        from ..io.memory import use_process_pool
+        from ..job import parse_size
+        from ..runtime.progress import Quiet
+        from .compile_job import run_compile
+        from .driver import run_validate
+        from .profile_job import run_profile_job
+
         use_process_pool()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -68,3 +80,11 @@ class Job:
         return run_validate(self.spec, address=address, workers=workers, output=output, mode=mode,
                             progress=progress or Quiet(), quarantine=quarantine, history=history,
                             now=fixed, memory_budget=budget)
+
+
+def __getattr__(name: str):
+    import importlib
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

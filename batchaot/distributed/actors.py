@@ -1,6 +1,6 @@
-"""Ray: worker actors that each own a UnitRunner (and so its Executor's C memory pool and
-the compiled programs), fed work units by the driver, then reducing the dataset checks'
-buckets. The only module that imports ray.
+"""Ray, the driver's side: worker actors (worker.py) that each own a UnitRunner (and so
+its Executor's C memory pool and the compiled programs), fed work units by the driver,
+then reducing the dataset checks' buckets. With worker.py, the only modules that import ray.
 
 :class:`Actors` is a placer for runtime.plan.UnitsRun: its three methods make the same
 calls as the runtime's InProcess placer, on the actors; nothing here runs a rule.
@@ -9,140 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import time
+import threading
 from collections import deque
 from typing import Callable, Sequence
 
 import ray
 from ray.exceptions import RayError
 
-import pyarrow as pa
-
 from ..errors import DataError, OutputError, ResourceError
-from ..io.memory import use_process_pool
-from ..io.sinks import ignore_file_size_signal
 from ..io.units import WorkUnit
 from ..runtime.plan import UnitsRun
-from ..runtime.quarantine import Quarantine, QuarantineResult
-from ..runtime.settle import bucket_count, reduce_bucket, shared_states
-from ..runtime.unit import UnitResult, UnitRunner
+from ..runtime.quarantine import QuarantineResult
+from ..runtime.settle import bucket_count, shared_states
+from ..runtime.unit import UnitResult
+from .worker import HOOK_ENV, TestHook, Worker, runner_config, worker_env  # noqa: F401  (tests use these)
 
 IN_FLIGHT_PER_WORKER = 2      # one running, one queued: no idle gap between units
-MAX_RESTARTS = 4              # a killed worker comes back this often ...
-MAX_TASK_RETRIES = 4          # ... and its unit is redone (calls are at-least-once)
-
-
-@ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
-class Worker:
-    """Rebuilt from its arguments alone when Ray restarts it."""
-
-    def __init__(self, program_blobs: list[bytes], check_blob: bytes, output: str | None,
-                 csv: dict | None, layout: pa.Schema | None = None, engine: str = "auto",
-                 hook: str | None = None, split_to: Quarantine | None = None):
-        ignore_file_size_signal()       # a part past `ulimit -f` is an error, not a dead worker
-        use_process_pool()              # a worker process is batchaot's own (io/memory.py)
-        self.output = output
-        self.runner = UnitRunner(program_blobs, output, csv, checks=pickle.loads(check_blob),
-                                 layout=layout, engine=engine, split_to=split_to)
-        self._shared: list = [None] * len(self.runner.checks)
-        self._hook = TestHook(hook)
-
-    def run(self, unit: WorkUnit, shared: list):
-        """The unit's result, then one object per bucket of its bucketed checks."""
-        self._hook.enter("run", unit.id)
-        self._take_shared(shared)
-        result, buckets = self.runner.run_split(unit)
-        self._hook.leave("run")
-        return (result, *buckets) if buckets else result
-
-    def _take_shared(self, shared: list) -> None:
-        """Shared states (a reference check's key set, built once by the driver) come as
-        references with each unit and are fetched once per process: a restarted actor
-        fetches them again, and a constructor never holds object-store references."""
-        for i, ref in enumerate(shared):
-            if ref is not None and self._shared[i] != ref:
-                self.runner.checks[i].use_shared_state(ray.get(ref))
-                self._shared[i] = ref
-
-    def run_side(self, check_index: int, unit: WorkUnit):
-        """A unit of a check's side input (a referenced dataset): its head, then its buckets."""
-        head, buckets = self.runner.run_side(check_index, unit)
-        return (head, *buckets)
-
-    def reduce(self, check_index: int, bucket: int, *piece_lists: list):
-        self._hook.enter("reduce", f"{check_index}-{bucket}")
-        result = reduce_bucket(self.runner.checks[check_index], check_index, bucket,
-                               list(piece_lists), self.output, self.runner.layout)
-        self._hook.leave("reduce")
-        return result
-
-    def quarantine(self, unit: WorkUnit) -> QuarantineResult:
-        """The unit's rows split into valid/ and invalid/ parts (after the checks settled)."""
-        self._hook.enter("quarantine", unit.id)
-        result = self.runner.quarantine(unit)
-        self._hook.leave("quarantine")
-        return result
-
-    def pid(self) -> int:
-        return os.getpid()
-
-
-HOOK_ENV = "BATCHAOT_TEST_HOOK"
-
-
-class TestHook:
-    """Fault injection for tests; off unless the driver's environment has
-    ``BATCHAOT_TEST_HOOK=<folder>[:crash=<method>][:hold=<method>]`` (passed to the actors as
-    an argument, so a restarted actor has it too). Every call of ``run`` / ``reduce`` /
-    ``quarantine`` appends
-    "<method> <key> <pid>" to <folder>/attempts, so a test sees which calls were redone and
-    by which process. With ``crash=<method>``, the first such call of the whole job does its
-    work (writes its part file) and then ends its process with ``os._exit``, as a kill would,
-    before returning — after creating <folder>/crashed, so the retry goes through. With
-    ``hold=<method>``, the first such call writes <folder>/held and then waits, so a test
-    can kill its process from outside at a moment known to be inside the call."""
-
-    __test__ = False                    # not a pytest class
-    HOLD_SECONDS = 300
-
-    def __init__(self, spec: str | None):
-        self.folder, *options = (spec or "").split(":")
-        modes = dict(option.partition("=")[::2] for option in options)
-        self.crash, self.hold = modes.get("crash"), modes.get("hold")
-        self._key: str | None = None
-
-    def enter(self, method: str, key: str) -> None:
-        if not self.folder:
-            return
-        self._key = key
-        with open(os.path.join(self.folder, "attempts"), "a", encoding="utf-8") as fh:
-            fh.write(f"{method} {key} {os.getpid()}\n")
-        if method == self.hold and self._first(method, "held"):
-            time.sleep(self.HOLD_SECONDS)
-
-    def leave(self, method: str) -> None:
-        if self.folder and method == self.crash and self._first(method, "crashed"):
-            os._exit(1)
-
-    def _first(self, method: str, marker: str) -> bool:
-        """Creates <folder>/<marker> naming this call, unless an earlier call did."""
-        try:
-            fd = os.open(os.path.join(self.folder, marker), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return False
-        os.write(fd, f"{method} {self._key} {os.getpid()}\n".encode())
-        os.close(fd)
-        return True
-
-
-def worker_env() -> dict:
-    """Each worker gets one CPU from Ray and must not spawn threads beyond it."""
-    env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"}
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        env["NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
-    return env
 
 
 class Cluster:
@@ -153,8 +35,8 @@ class Cluster:
         if ray.is_initialized():
             self.workers = workers or int(ray.cluster_resources().get("CPU", 1))
             return
-        kwargs = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                      runtime_env={"env_vars": worker_env()})
+        # no runtime environment: the workers' environment comes with each actor (worker.py)
+        kwargs = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         if address is None:
             workers = workers or os.cpu_count() or 1
             ray.init(num_cpus=workers, **kwargs)
@@ -172,36 +54,34 @@ class Actors:
     """Worker actors for one run (a placer of runtime.plan.UnitsRun): they validate units,
     then reduce the checks' buckets."""
 
-    def __init__(self, workers: int, run: UnitsRun):
+    def __init__(self, workers: int, run: UnitsRun, keep: bool = False):
         checks = run.plan.checks
-        # Programs and checks travel by value (a few KB): a restarted actor must never
-        # depend on an object-store entry that could be gone by then. Shared states (a
-        # reference check's key set) are put once; this driver owns them until the end.
+        # Shared states (a reference check's key set) and the runners' configuration are
+        # put once; this driver owns them until the end, so an actor that Ray restarts in
+        # the middle of the run finds them again with the call that is redone.
         self._shared = [_put(state) for state in shared_states(checks)]
+        config = runner_config([p.to_bytes() for p in run.plan.programs], checks, run.output, run.csv,
+                               run.plan.layout, run.engine, os.environ.get(HOOK_ENV), run.split_to)
+        self._config = [ray.put(config)]
         self.checks = checks
-        blobs = [p.to_bytes() for p in run.plan.programs]
-        blob = pickle.dumps(checks)
-        hook = os.environ.get(HOOK_ENV)
-        # the worker's environment goes with the actor too: a Ray the user started has not
-        # got it, and a worker must not spawn threads beyond its one CPU
-        options = dict(num_cpus=1, runtime_env={"env_vars": worker_env()})
-        self.actors = [Worker.options(**options).remote(blobs, blob, run.output, run.csv, run.plan.layout,
-                                                        run.engine, hook, run.split_to)
-                       for _ in range(workers)]
+        self.keep = keep
+        self.members = KEPT.take(workers)
+        self.members += [_start() for _ in range(workers - len(self.members))]
+        self.actors = [actor for actor, _ in self.members]
         self.bucket_count = sum(bucket_count(c) for c in checks)
 
     def run_units(self, units: Sequence[WorkUnit],
                   on_result: Callable[[UnitResult, list], None]) -> None:
         """Validate every unit; `on_result(result, bucket_refs)` sees each unit once."""
         def call(actor, unit: WorkUnit):
-            return _call(actor.run, 1 + self.bucket_count, unit, self._shared)
+            return self._call(actor.run, 1 + self.bucket_count, unit, self._shared)
         self._stream(units, call, lambda ref, unit, rest: on_result(_result(ref, unit), rest))
 
     def run_sides(self, jobs: list[tuple[int, WorkUnit]],
                   on_side: Callable[[int, object, list], None]) -> None:
         """Map the (check, unit) side-input units; `on_side(check, head, bucket_refs)`."""
         def call(actor, job: tuple[int, WorkUnit]):
-            return _call(actor.run_side, 1 + bucket_count(self.checks[job[0]]), *job)
+            return self._call(actor.run_side, 1 + bucket_count(self.checks[job[0]]), *job)
         self._stream(jobs, call, lambda ref, job, rest: on_side(job[0], _side(ref, job[1]), rest))
 
     def _stream(self, items: Sequence, call: Callable, done: Callable) -> None:
@@ -230,7 +110,7 @@ class Actors:
         results: dict = {}
 
         def call(actor, job: tuple[int, int, list]):
-            return _call(actor.reduce, 1, *job[:2], *job[2])
+            return self._call(actor.reduce, 1, *job[:2], *job[2])
 
         def done(ref, job: tuple[int, int, list], _rest) -> None:
             try:
@@ -245,19 +125,120 @@ class Actors:
     def quarantine(self, units: Sequence[WorkUnit], on_split: Callable[[QuarantineResult], None]) -> None:
         """Split every unit's rows on the actors; `on_split(result)` sees each unit."""
         def call(actor, unit: WorkUnit):
-            return _call(actor.quarantine, 1, unit)
+            return self._call(actor.quarantine, 1, unit)
         self._stream(units, call, lambda ref, unit, _rest: on_split(_split(ref, unit)))
 
+    def _call(self, method, returns: int, *args) -> tuple:
+        """Call an actor method, with the run's configuration, for `returns` results:
+        (first ref, refs of the others)."""
+        refs = method.options(num_returns=returns).remote(self._config, *args)
+        return (refs[0], refs[1:]) if returns > 1 else (refs, [])
+
     def close(self) -> None:
-        for actor in self.actors:
+        """Kill the actors, or keep them for the next run (keep_workers())."""
+        if self.keep:
+            KEPT.give(self.members)
+        else:
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
+        self._shared, self._config = [], []
+
+
+# -- actors kept between runs -----------------------------------------------------------
+
+def _start() -> tuple:
+    """A new worker actor, and its first call: the pid of the process it started in."""
+    actor = Worker.options(num_cpus=1).remote(worker_env())
+    return actor, actor.pid.remote()
+
+
+def _session() -> tuple | None:
+    """Which Ray this driver is connected to (actor handles are only good in it)."""
+    if not ray.is_initialized():
+        return None
+    context = ray.get_runtime_context()
+    return context.gcs_address, context.get_node_id(), context.get_job_id()
+
+
+class Kept:
+    """Worker actors kept between the runs of this driver, so that a later run on the same
+    Ray starts none (starting them costs about 1 s: a worker process, batchaot's imports,
+    Numba's first dispatch). Off unless keep_workers(seconds) was called: a kept actor
+    holds its CPU, which other Ray work in this cluster then waits for; they go after
+    `seconds` without a run, at release_workers(), or with the driver. Only actors that
+    were never restarted are kept, so each has its whole restart budget for the next run."""
+
+    PING_S = 10.0
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.members: list[tuple] = []      # (actor, ref of its first pid)
+        self.session: tuple | None = None
+        self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()
+
+    def take(self, n: int) -> list[tuple]:
+        """Up to n kept actors, still in the process they started in."""
+        with self.lock:
+            if self.session != _session():
+                self.members = []           # another Ray: those handles are gone with it
+            taken, self.members = self.members[:n], self.members[n:]
+        return [m for m in taken if self._unchanged(m)]
+
+    def give(self, members: list[tuple]) -> None:
+        """Keep `members` (actors of a finished run) for `seconds`; kill restarted ones."""
+        kept = [m for m in members if self._unchanged(m)]
+        for actor, _ in kept:
+            actor.release.remote()          # the run's runner goes; the process stays
+        with self.lock:
+            self.session = _session()
+            self.members += kept
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = threading.Timer(self.seconds, self.release)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def release(self) -> None:
+        """Kill every kept actor (of the Ray this driver is still connected to)."""
+        with self.lock:
+            members, self.members = self.members, []
+            if self.timer is not None:
+                self.timer.cancel()
+            if self.session != _session():
+                return
+        for actor, _ in members:
             ray.kill(actor, no_restart=True)
-        self._shared = []
+
+    def _unchanged(self, member: tuple) -> bool:
+        """The actor answers from the process it started in; killed (for good) if not."""
+        actor, first = member
+        try:
+            same = ray.get(actor.pid.remote(), timeout=self.PING_S) == ray.get(first, timeout=self.PING_S)
+        except (RayError, ray.exceptions.GetTimeoutError):
+            same = False
+        if not same:
+            ray.kill(actor, no_restart=True)
+        return same
 
 
-def _call(method, returns: int, *args) -> tuple:
-    """Call an actor method with `returns` results: (first ref, refs of the others)."""
-    refs = method.options(num_returns=returns).remote(*args)
-    return (refs[0], refs[1:]) if returns > 1 else (refs, [])
+KEPT = Kept()
+
+
+def keep_workers(seconds: float) -> None:
+    """Keep Ray worker actors between runs of this process for `seconds` without a run
+    (0: stop keeping them, and kill those kept now). For a driver that runs job after job
+    on a Ray it started itself (ray.init), such as a notebook or a scheduler's worker."""
+    if seconds < 0:
+        raise ValueError("keep_workers: seconds must be >= 0")
+    KEPT.seconds = float(seconds)
+    if not seconds:
+        KEPT.release()
+
+
+def release_workers() -> None:
+    """Kill the worker actors kept between runs now (their CPUs are free again)."""
+    KEPT.release()
 
 
 def _side(ref, unit: WorkUnit):
@@ -322,6 +303,7 @@ def compile_chunks(file_chunks: list[list[str]], schema, address: str | None,
 
     from ..compiler.cache import cache_root
     cluster = Cluster(address, workers)
+    release_workers()                   # the compile tasks need the CPUs kept actors hold
     try:
         schema_bytes = schema.serialize().to_pybytes()
         refs = [_compile_chunk.remote(chunk, schema_bytes, cache_root()) for chunk in file_chunks]

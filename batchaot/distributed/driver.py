@@ -129,9 +129,13 @@ def execute(run: UnitsRun, mode: str, address: str | None, workers: int | None) 
     cluster = actors.Cluster(address, workers)
     try:
         used = min(cluster.workers, len(run.units))
-        placed = actors.Actors(used, run)
+        # actors are kept (keep_workers()) on a Ray that outlives this run, after a run that ended well
+        placed = actors.Actors(used, run, keep=actors.KEPT.seconds > 0 and not cluster.started)
         try:
             run.execute(placed, f"ray, {used} worker{'s' * (used > 1)}", attach=placed.actors)
+        except BaseException:
+            placed.keep = False
+            raise
         finally:
             placed.close()
     finally:

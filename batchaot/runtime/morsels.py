@@ -104,7 +104,7 @@ class MorselFeed:
         executor = self.free.get()
         try:
             out = []
-            for batch in _as_one(list(runner.read(morsel, threads=1))):
+            for batch in as_one(list(runner.read(morsel, threads=1))):
                 outcomes = runner.check(executor, batch, active)
                 # the violating rows are gathered here too, off the thread that writes them
                 rows = runner.violating(batch, outcomes, active, source, first_row) \
@@ -123,7 +123,7 @@ class MorselFeed:
 DICTIONARY_VALUES_PER_ROW = 1 / 64
 
 
-def _as_one(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+def as_one(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     """A morsel's batches as one where that is cheap (each batch costs a fixed overhead
     under the GIL), as they are where their dictionaries would be expensive to unify."""
     rows = sum(b.num_rows for b in batches)
