@@ -12,7 +12,7 @@ import glob
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -23,9 +23,6 @@ from .io import sinks, sources, violations
 from .io.memory import use_process_pool
 from .io.units import plan as plan_units
 from .io.violations import TABLE_SOURCE
-from .profile import Profile, profilers
-from .profile.suggest import Suggestion, rules_yaml, suggestions
-from .report import html
 from .result import Result
 from .runtime import history as run_history
 from .runtime import plan as runtime
@@ -33,6 +30,10 @@ from .runtime import schema_gate
 from .runtime.quarantine import Quarantine, split_inputs
 from .runtime.unit import BATCH_ROWS
 from .spec import RuleSpec, at, load_rules, load_yaml, parse_rule, parse_yaml, rules_digest, rules_from_document
+
+if TYPE_CHECKING:       # profiles, suggestions and the HTML report are imported where used
+    from .profile import Profile
+    from .profile.suggest import Suggestion
 
 __all__ = ["validate", "compile", "compile_rules", "load_rule_specs", "load_data", "profile", "suggest",
            "Suggested", "BATCH_ROWS"]
@@ -141,6 +142,7 @@ def validate(data: DataLike, rules: RulesLike, *, output: str | os.PathLike | No
         summary = result.to_dict()
         report = ()
         if out is not None:
+            from .report import html
             write_result(result, held.staging)
             report = html.write_staged(held.staging, summary)
         held.commit(summary, report)
@@ -184,6 +186,7 @@ def _validate_at(data: DataLike, rules: RulesLike, specs: list[RuleSpec], histor
                  now: dt.datetime | None, started: float) -> Result:
     """The run itself; `rules` names the history series, `started` times the recorded run."""
     run_history.require(specs, history)
+    cached = isinstance(rules, (str, os.PathLike))      # a rules file: compiled once, then loaded
     paths = _paths(data)
     if paths is None:
         table = _table(data)
@@ -192,7 +195,7 @@ def _validate_at(data: DataLike, rules: RulesLike, specs: list[RuleSpec], histor
                                   schema_gate.table_nulls({TABLE_SOURCE: table}))
         if found.stop:
             return _stopped(specs, found, [TABLE_SOURCE])
-        plan, inputs, early = runtime.Plan.compile(specs, table.schema), [(TABLE_SOURCE, table)], None
+        plan, inputs, early = runtime.Plan.compile(specs, table.schema, cached), [(TABLE_SOURCE, table)], None
     else:
         # text and IPC files are read whole now (their schema comes from reading them);
         # Parquet files only once the rules say which row groups and columns are needed
@@ -201,7 +204,7 @@ def _validate_at(data: DataLike, rules: RulesLike, specs: list[RuleSpec], histor
         found = schema_gate.check(specs, list(zip(paths, schemas)), schema_gate.table_nulls(early))
         if found.stop:              # before any Parquet row is read
             return _stopped(specs, found, paths)
-        plan, inputs = runtime.Plan.compile(specs, _check_schemas(paths, schemas)), plan_units(paths)
+        plan, inputs = runtime.Plan.compile(specs, _check_schemas(paths, schemas), cached), plan_units(paths)
     found.apply(plan.compiled)
     if history is None:
         return runtime.validate(plan, inputs, read=early)
@@ -253,6 +256,7 @@ def profile(data: DataLike, *, progress=None) -> Profile:
     if paths is not None:
         from .distributed.profile_job import profile_files
         return profile_files(paths, mode="in-process", progress=progress)
+    from .profile import Profile, profilers
     started = time.perf_counter()
     table = _table(data)
     result = runtime.validate(runtime.Plan.of_checks(profilers(table.schema), table.schema),
@@ -284,6 +288,7 @@ def suggest(data: DataLike, *, output: str | os.PathLike | None = None) -> Sugge
         raise DataError(f"cannot suggest rules from data that could not all be read: {found.errors[0]}")
     if found.rows == 0:
         raise DataError("cannot suggest rules from an empty dataset (0 rows): there is nothing to infer them from")
+    from .profile.suggest import rules_yaml, suggestions
     proposed = suggestions(found)
     kept, dropped = _verify(data, proposed, found)
     text = rules_yaml(kept, dropped, found)
@@ -296,6 +301,7 @@ def suggest(data: DataLike, *, output: str | os.PathLike | None = None) -> Sugge
 def _verify(data: DataLike, proposed: list[Suggestion], found: Profile) -> tuple[list, list]:
     """Read the proposals back as the rules file a user gets, compile each, run them all
     on `data`: (kept, [(dropped, reason)])."""
+    from .profile.suggest import rules_yaml
     text = rules_yaml(proposed, [], found)
     specs = rules_from_document(parse_yaml(text, SUGGESTED_FILE), SUGGESTED_FILE)
     by_name = {s.name: s for s in proposed}

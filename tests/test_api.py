@@ -99,3 +99,52 @@ def test_bad_data_arguments() -> None:
         batchaot.validate(TABLE, [{"name": "u", "unique": ["qyt"]}])
     with pytest.raises(RuleError, match="dataset-level check, not a row rule"):
         batchaot.compile({"name": "u", "unique": ["qty"]}, TABLE)
+
+
+def test_a_rules_file_compiles_once_then_loads_without_the_parser(tmp_path) -> None:
+    """validate(data, "rules.yaml") keeps its row rules' Programs in the program cache: a
+    second process finds them all there, gives the same answer and never imports sqlglot;
+    a compiler that changed (another fingerprint) compiles them again."""
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from batchaot.samples import orders
+    pq.write_table(orders(5_000, seed=3), tmp_path / "orders.parquet")
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - {name: positive, check: 'amount > 0'}\n"
+        "  - {name: known, check: \"status IN ('new', 'paid')\"}\n"
+        "  - {name: email, check: \"email LIKE '%@%'\"}\n")
+    code = ("import sys, json, batchaot; r = batchaot.validate(sys.argv[1], sys.argv[2]); "
+            "print(json.dumps([[x['name'], x['violations']] for x in r.to_dict()['rules']] + "
+            "['sqlglot' in sys.modules]))")
+    env = dict(os.environ, BATCHAOT_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code, str(tmp_path / "orders.parquet"),
+                                       str(tmp_path / "rules.yaml")], env=env, capture_output=True, text=True,
+                                      check=True).stdout) for _ in range(2)]
+    first, second = runs
+    assert first[-1] is True and second[-1] is False        # parsed once, loaded after
+    assert first[:-1] == second[:-1] and sum(n for _, n in first[:-1]) > 0
+    table = pq.read_table(tmp_path / "orders.parquet")
+    fresh = batchaot.validate(table, [
+        {"name": "positive", "check": "amount > 0"}, {"name": "known", "check": "status IN ('new', 'paid')"},
+        {"name": "email", "check": "email LIKE '%@%'"}])
+    assert [n for _, n in second[:-1]] == [r["violations"] for r in fresh.to_dict()["rules"]]
+
+
+def test_a_changed_compiler_misses_the_program_cache(tmp_path, monkeypatch) -> None:
+    from batchaot.compiler import cache, compile_rules
+    from batchaot.spec import parse_rule
+    monkeypatch.setenv("BATCHAOT_CACHE_DIR", str(tmp_path))
+    schema = pa.schema([("amount", pa.float64())])
+    spec = parse_rule({"name": "positive", "check": "amount > 0"}, 0, "<test>")
+    (program,) = compile_rules([spec], schema, cached=True)
+    hits = []
+    real_get = cache.ProgramCache.get
+    monkeypatch.setattr(cache.ProgramCache, "get", lambda self, k: hits.append(real_get(self, k)) or hits[-1])
+    assert compile_rules([spec], schema, cached=True)[0].code.tolist() == program.code.tolist()
+    monkeypatch.setattr(cache, "compiler_fingerprint", lambda: b"another compiler")
+    compile_rules([spec], schema, cached=True)
+    assert hits[0] is not None and hits[1] is None

@@ -8,38 +8,57 @@ Importing this package registers the kinds with compiler.compile_rules.
 """
 from __future__ import annotations
 
+import importlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pyarrow as pa
 
 from ..compiler import register_check
 from ..spec import RuleSpec
-from .aggregate import AggregateCheck
 from .base import CheckOutcome, DatasetCheck, Partial
-from .freshness import FreshnessCheck
-from .history import AnomalyCheck, ChangeCheck
-from .not_null import NotNullCheck
-from .reference import KeySet, ReferenceCheck
-from .row_count import RowCountCheck
-from .schema import SchemaCheck
-from .unique import UniqueCheck
 
-__all__ = ["CheckOutcome", "DatasetCheck", "KeySet", "Partial", "build_check", "run_checks", "KINDS"]
+if TYPE_CHECKING:
+    from .reference import KeySet
 
-KINDS = {"unique": UniqueCheck, "not_null": NotNullCheck, "aggregate": AggregateCheck,
-         "row_count": RowCountCheck, "reference": ReferenceCheck,
-         "freshness": FreshnessCheck, "schema": SchemaCheck, "change": ChangeCheck,
-         "anomaly": AnomalyCheck}
+__all__ = ["CheckOutcome", "DatasetCheck", "KeySet", "Partial", "build_check", "check_class", "run_checks",
+           "KINDS"]
+
+# kind -> (module, class). A kind's module is imported when a rule of that kind is built
+# (or its class asked for): a run of row rules alone imports none of them, and the
+# aggregate's parser (sqlglot) is not loaded for it.
+_CLASSES = {"unique": ("unique", "UniqueCheck"), "not_null": ("not_null", "NotNullCheck"),
+            "aggregate": ("aggregate", "AggregateCheck"), "row_count": ("row_count", "RowCountCheck"),
+            "reference": ("reference", "ReferenceCheck"), "freshness": ("freshness", "FreshnessCheck"),
+            "schema": ("schema", "SchemaCheck"), "change": ("history", "ChangeCheck"),
+            "anomaly": ("history", "AnomalyCheck")}
+
+
+def check_class(kind: str) -> type:
+    module, name = _CLASSES[kind]
+    return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
 def build_check(spec: RuleSpec, schema: pa.Schema) -> DatasetCheck:
     """The check for a dataset-level rule, its body validated against `schema`."""
-    return KINDS[spec.kind](spec, schema)
+    return check_class(spec.kind)(spec, schema)
 
 
-for _kind, _cls in KINDS.items():      # compiler.compile_rules builds checks through these
-    register_check(_kind, _cls)
+def _builder(kind: str):
+    return lambda spec, schema: check_class(kind)(spec, schema)
+
+
+for _kind in _CLASSES:                 # compiler.compile_rules builds checks through these
+    register_check(_kind, _builder(_kind))
+
+
+def __getattr__(name: str):
+    if name == "KINDS":                 # every kind's class (imports them all)
+        return {kind: check_class(kind) for kind in _CLASSES}
+    if name == "KeySet":
+        from .reference import KeySet
+        return KeySet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_checks(checks: list[DatasetCheck], batches: Iterable[tuple[pa.RecordBatch, str, int]],

@@ -7,6 +7,7 @@ half a file.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -100,9 +101,26 @@ def _schema_text(schema: pa.Schema) -> bytes:
     return schema.to_string(show_schema_metadata=False).encode()
 
 
+@functools.lru_cache(maxsize=1)
+def compiler_fingerprint() -> bytes:
+    """A digest of the compiler's code: its Python modules and the C optimizer's library.
+    Part of every key, so a changed compiler (a new release, or a working copy being
+    edited) never loads what an older one compiled, whatever COMPILER_VERSION says."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.join(package, "compiler")
+    files = sorted(os.path.join(here, f) for f in os.listdir(here) if f.endswith(".py"))
+    files += sorted(os.path.join(package, f) for f in os.listdir(package) if f.startswith("_native"))
+    h = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as fh:
+            h.update(fh.read())
+    return h.digest()
+
+
 def _digest(*parts: bytes) -> str:
     h = hashlib.sha256()
-    for part in (*parts, COMPILER_VERSION.encode(), str(FORMAT_VERSION).encode(), __version__.encode()):
+    for part in (*parts, COMPILER_VERSION.encode(), str(FORMAT_VERSION).encode(), __version__.encode(),
+                 compiler_fingerprint()):
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()

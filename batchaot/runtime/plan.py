@@ -49,8 +49,10 @@ class Plan:
     layout: pa.Schema
 
     @classmethod
-    def compile(cls, specs: Sequence[RuleSpec], schema: pa.Schema) -> "Plan":
-        compiled = compile_rules(specs, schema)
+    def compile(cls, specs: Sequence[RuleSpec], schema: pa.Schema, cached: bool = False) -> "Plan":
+        """`cached`: row rules through the on-disk program cache (rules a user keeps in a
+        file and runs again; not rules made up in passing)."""
+        compiled = compile_rules(specs, schema, cached=cached)
         return cls(list(specs), compiled, schema, violations.layout(schema, shown_columns(compiled)))
 
     @classmethod
@@ -192,12 +194,13 @@ def compile_for_units(specs: Sequence[RuleSpec], units: list[WorkUnit], csv: dic
     """The rules bound to the schema of the first file that has what they read. Under
     schema drift, a file that lacks a column (or holds it in another type) fails its own
     unit, naming the file and the column, under `on_error` like any unreadable file,
-    whether it comes first or last; only a rule that binds to no file is an error here."""
+    whether it comes first or last; only a rule that binds to no file is an error here.
+    Row rules go through the program cache (a job's rules are run again and again)."""
     first_error: Exception | None = None
     formats = {u.path: u.format for u in units}
     for path in list(formats)[:SCHEMA_TRIES]:
         try:
-            return Plan.compile(specs, sources.read_schema(path, formats[path], csv))
+            return Plan.compile(specs, sources.read_schema(path, formats[path], csv), cached=True)
         except (RuleError, DataError) as exc:
             first_error = first_error or exc
     raise first_error
