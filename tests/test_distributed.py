@@ -2,7 +2,7 @@
 worker killed mid-run (while validating a unit, or inside a reduce call) changes nothing:
 the killed call is retried on the restarted actor, counted once, its part written once.
 
-Retries are seen through the workers' test hook (batchaot.distributed.actors.TestHook,
+Retries are seen through the workers' test hook (batchaot.distributed.worker.TestHook,
 BATCHAOT_TEST_HOOK): every run/reduce call appends "<method> <key> <pid>" to a file."""
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from ..runtime.plan import UnitsRun
 from ..runtime.quarantine import QuarantineResult
 from ..runtime.settle import bucket_count, shared_states
 from ..runtime.unit import UnitResult
-from .worker import HOOK_ENV, TestHook, Worker, runner_config, worker_env  # noqa: F401  (tests use these)
+from .worker import HOOK_ENV, Worker, runner_config, worker_env
 
 IN_FLIGHT_PER_WORKER = 2      # one running, one queued: no idle gap between units
 

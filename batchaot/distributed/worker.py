@@ -130,8 +130,8 @@ class Worker:
 
 class TestHook:
     """Fault injection for tests; off unless the driver's environment has
-    ``BATCHAOT_TEST_HOOK=<folder>[:crash=<method>][:hold=<method>]`` (passed to the actors as
-    an argument, so a restarted actor has it too). Every call of ``run`` / ``reduce`` /
+    ``BATCHAOT_TEST_HOOK=<folder>[:crash=<method>][:hold=<method>]`` (it comes with the run's
+    configuration, so a restarted actor has it too). Every call of ``run`` / ``reduce`` /
     ``quarantine`` appends
     "<method> <key> <pid>" to <folder>/attempts, so a test sees which calls were redone and
     by which process. With ``crash=<method>``, the first such call of the whole job does its
