@@ -290,6 +290,25 @@ def test_a_restarted_worker_is_not_kept(kept, job_file, calm, small_units, tmp_p
     assert len(later) == 2 and crashed not in later
 
 
+def test_actors_started_before_planning_go_when_the_plan_fails(local_ray, job_file, tmp_path,
+                                                              monkeypatch) -> None:
+    """mode "ray" starts Ray's actors before the footers are read and the rules compiled
+    (driver.early_launch); a rule that does not bind ends the run with its error, and
+    those actors go with it."""
+    from batchaot.distributed import actors
+    started = []
+    real = actors.start_members
+    monkeypatch.setattr(actors, "start_members", lambda n: started.append(n) or real(n))
+    root, _ = job_file
+    job = tmp_path / "bad.yaml"
+    job.write_text(f"name: bad\nsource: {{path: '{root}/data/*.parquet'}}\n"
+                   "rules: [{name: r, check: 'no_such_column > 0'}]\n")
+    with pytest.raises(batchaot.RuleError, match="no_such_column"):
+        batchaot.Job.from_yaml(job).run(mode="ray", workers=2, output=str(tmp_path / "out"))
+    assert started == [2]                   # both started before the rule failed to bind
+    assert free_cpus(2.0) == 2.0
+
+
 def test_compile_job_on_ray(local_ray, tmp_path, monkeypatch) -> None:
     from batchaot.io import sources
     monkeypatch.setenv("BATCHAOT_CACHE_DIR", str(tmp_path / "cache"))

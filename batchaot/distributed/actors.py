@@ -50,11 +50,43 @@ class Cluster:
             ray.shutdown()
 
 
+class Launch:
+    """Ray joined (or started) and the worker actors on their way, for a run that goes to
+    Ray whatever its plan says (mode "ray", or an address): started before the driver
+    reads the footers and compiles the rules, so Ray's start, the actors' processes and
+    their imports overlap that work. `at_most`: actors to start now (a run has at least
+    one unit per file, so as many as files are surely used). :meth:`take` hands actors
+    to the run, starting any it lacks; close() kills those it did not take and leaves a
+    Ray it started."""
+
+    def __init__(self, address: str | None, workers: int | None, at_most: int | None = None):
+        self.cluster = Cluster(address, workers)
+        try:
+            self.members = start_members(min(self.cluster.workers, at_most or self.cluster.workers))
+        except BaseException:
+            self.cluster.close()
+            raise
+
+    @property
+    def workers(self) -> int:
+        return self.cluster.workers
+
+    def take(self, n: int) -> list[tuple]:
+        taken, self.members = self.members[:n], self.members[n:]
+        return taken + start_members(n - len(taken))
+
+    def close(self) -> None:
+        for actor, _ in self.members:
+            ray.kill(actor, no_restart=True)
+        self.members = []
+        self.cluster.close()
+
+
 class Actors:
     """Worker actors for one run (a placer of runtime.plan.UnitsRun): they validate units,
     then reduce the checks' buckets."""
 
-    def __init__(self, workers: int, run: UnitsRun, keep: bool = False):
+    def __init__(self, members: list[tuple], run: UnitsRun, keep: bool = False):
         checks = run.plan.checks
         # Shared states (a reference check's key set) and the runners' configuration are
         # put once; this driver owns them until the end, so an actor that Ray restarts in
@@ -65,8 +97,7 @@ class Actors:
         self._config = [ray.put(config)]
         self.checks = checks
         self.keep = keep
-        self.members = KEPT.take(workers)
-        self.members += [_start() for _ in range(workers - len(self.members))]
+        self.members = members          # (actor, ref of its first pid): start_members()
         self.actors = [actor for actor, _ in self.members]
         self.bucket_count = sum(bucket_count(c) for c in checks)
 
@@ -146,10 +177,14 @@ class Actors:
 
 # -- actors kept between runs -----------------------------------------------------------
 
-def _start() -> tuple:
-    """A new worker actor, and its first call: the pid of the process it started in."""
-    actor = Worker.options(num_cpus=1).remote(worker_env())
-    return actor, actor.pid.remote()
+def start_members(n: int) -> list[tuple]:
+    """n worker actors, kept ones first (keep_workers()), the rest new: (actor, the ref of
+    its first call, the pid of the process it started in)."""
+    members = KEPT.take(n)
+    for _ in range(n - len(members)):
+        actor = Worker.options(num_cpus=1).remote(worker_env())
+        members.append((actor, actor.pid.remote()))
+    return members
 
 
 def _session() -> tuple | None:

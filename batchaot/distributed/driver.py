@@ -11,14 +11,14 @@ import datetime as dt
 import os
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import pyarrow as pa
 
 from ..compiler import clock
 from ..errors import DataError
 from ..io import sinks, violations
-from ..io.units import WorkUnit
+from ..io.units import WorkUnit, expand_paths
 from ..job import JobSpec
 from ..report import html
 from ..result import JobResult
@@ -76,7 +76,17 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     """Plan, run and merge, writing parts into `out` (the run's staging folder), with
     `quarantine` (a staging folder too) every row into its valid/ or invalid/, and with
     `history` the run appended to it."""
-    units, errors = plan_job_units(job.source.paths, job.source.format, job.on_error)
+    files = expand_paths(job.source.paths)
+    with early_launch(mode, address, workers or job.workers, len(files)) as launch:
+        return _planned(job, files, out, address, workers, mode, progress, quarantine, history, now,
+                        started, budget, launch)
+
+
+def _planned(job: JobSpec, paths: list[str], out: str, address: str | None, workers: int | None, mode: str,
+             progress, quarantine: str | None, history: str | None, now: dt.datetime | None,
+             started: float, budget: int | None, launch) -> JobResult:
+    """_validate() of the expanded `paths`, Ray (`launch`) on its way if the run goes there."""
+    units, errors = plan_job_units(paths, job.source.format, job.on_error)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
     files = list(dict.fromkeys(u.path for u in units))
@@ -89,7 +99,7 @@ def _validate(job: JobSpec, out: str, address: str | None, workers: int | None, 
     found.apply(plan.compiled)
     with _recorder(job, plan, history, now) as record:
         result = _run_and_merge(job, plan, units, errors, out, address, workers, mode, progress, quarantine,
-                                budget)
+                                budget, launch)
         result.elapsed_s = time.perf_counter() - started
         if record is not None:
             record.record(result)
@@ -106,17 +116,19 @@ def _recorder(job: JobSpec, plan: Plan, history: str | None, now: dt.datetime | 
 
 def _run_and_merge(job: JobSpec, plan: Plan, units: list[WorkUnit], errors: list[str], out: str,
              address: str | None, workers: int | None, mode: str, progress, quarantine: str | None,
-             budget: int | None) -> JobResult:
+             budget: int | None, launch=None) -> JobResult:
     """Run the units in-process or on Ray and merge their results."""
     run = UnitsRun(plan, units, out, csv=job.source.csv, engine=job.engine, on_error=job.on_error,
                    errors=errors, progress=progress, quarantine=quarantine, budget=budget)
-    mode, used = execute(run, mode, address, workers or job.workers)
+    mode, used = execute(run, mode, address, workers or job.workers, launch)
     return run.result(output=out, mode=mode, workers=used, job_name=job.name, quarantined=run.quarantined)
 
 
-def execute(run: UnitsRun, mode: str, address: str | None, workers: int | None) -> tuple[str, int]:
+def execute(run: UnitsRun, mode: str, address: str | None, workers: int | None,
+            launch=None) -> tuple[str, int]:
     """Run `run` in this process or on Ray actors (`mode` auto: by the units' size);
-    returns the mode used and how many workers ran it."""
+    returns the mode used and how many workers ran it. `launch`: Ray and its actors,
+    started before the run was planned (early_launch()); closed by its starter."""
     mode = _mode(mode, address, run.units)
     if mode == "in-process":
         runner = run.runner(threads=os.cpu_count() or 1)
@@ -125,12 +137,9 @@ def execute(run: UnitsRun, mode: str, address: str | None, workers: int | None) 
         finally:
             runner.close()
         return mode, 1
-    from . import actors
-    cluster = actors.Cluster(address, workers)
-    try:
-        used = min(cluster.workers, len(run.units))
-        # actors are kept (keep_workers()) on a Ray that outlives this run, after a run that ended well
-        placed = actors.Actors(used, run, keep=actors.KEPT.seconds > 0 and not cluster.started)
+    with nullcontext(launch) if launch is not None else _launch(address, workers) as launched:
+        used = min(launched.workers, len(run.units))
+        placed = _placer(launched.take(used), run, launched.cluster)
         try:
             run.execute(placed, f"ray, {used} worker{'s' * (used > 1)}", attach=placed.actors)
         except BaseException:
@@ -138,9 +147,32 @@ def execute(run: UnitsRun, mode: str, address: str | None, workers: int | None) 
             raise
         finally:
             placed.close()
-    finally:
-        cluster.close()
     return mode, used
+
+
+def _placer(members: list, run: UnitsRun, cluster):
+    from . import actors
+    # actors are kept (keep_workers()) on a Ray that outlives this run, after a run that ended well
+    return actors.Actors(members, run, keep=actors.KEPT.seconds > 0 and not cluster.started)
+
+
+@contextmanager
+def _launch(address: str | None, workers: int | None, at_most: int | None = None):
+    """Ray and `workers` actors (default: one per CPU; `at_most` of them started now)."""
+    from . import actors
+    launched = actors.Launch(address, workers, at_most)
+    try:
+        yield launched
+    finally:
+        launched.close()
+
+
+def early_launch(mode: str, address: str | None, workers: int | None, files: int):
+    """_launch() now, before a run over `files` files is planned, when it goes to Ray
+    whatever the plan says (mode "ray", or an address); else nothing to start yet."""
+    if mode == "ray" or (mode == "auto" and address is not None):
+        return _launch(address, workers, files)
+    return nullcontext(None)
 
 
 def _mode(mode: str, address: str | None, units: list[WorkUnit]) -> str:
