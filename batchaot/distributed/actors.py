@@ -191,8 +191,11 @@ def _session() -> tuple | None:
     """Which Ray this driver is connected to (actor handles are only good in it)."""
     if not ray.is_initialized():
         return None
-    context = ray.get_runtime_context()
-    return context.gcs_address, context.get_node_id(), context.get_job_id()
+    try:
+        context = ray.get_runtime_context()
+        return context.gcs_address, context.get_node_id(), context.get_job_id()
+    except Exception:                   # a connection that does not say (Ray Client): not the same
+        return (object(),)
 
 
 class Kept:
@@ -215,6 +218,8 @@ class Kept:
     def take(self, n: int) -> list[tuple]:
         """Up to n kept actors, still in the process they started in."""
         with self.lock:
+            if not self.members:
+                return []
             if self.session != _session():
                 self.members = []           # another Ray: those handles are gone with it
             taken, self.members = self.members[:n], self.members[n:]
@@ -240,7 +245,7 @@ class Kept:
             members, self.members = self.members, []
             if self.timer is not None:
                 self.timer.cancel()
-            if self.session != _session():
+            if not members or self.session != _session():
                 return
         for actor, _ in members:
             ray.kill(actor, no_restart=True)
