@@ -58,7 +58,7 @@ class Worker:
         use_process_pool()              # a worker process is batchaot's own (io/memory.py)
         self._unit = unit
         self._config = None             # the reference the runner was built from
-        self.runner = None
+        self.runner, self.output = None, None
         self._shared: list = []
         self._hook = TestHook(None)
 
