@@ -1,7 +1,7 @@
 """End-to-end `submit` on a multi-file Parquet dataset, and compile-job throughput.
 
     python benchmarks/bench_submit.py [--rows 12000000] [--files 6] [--rules 10000]
-                                      [--nodes N] [--repeat R] [--no-compile]
+                                      [--nodes N] [--repeat R] [--no-compile] [--early-ab N]
 
 Measures, on this machine: the cost of starting Ray; the time of `batchaot submit`
 in-process and on that running Ray with 1 and N worker actors (which includes starting
@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=0, help="a local Cluster of N one-CPU nodes (default: embedded Ray)")
     ap.add_argument("--repeat", type=int, default=1, help="best of R runs of each submit")
     ap.add_argument("--no-compile", action="store_true", help="skip the compile-job throughput part")
+    ap.add_argument("--early-ab", type=int, default=0, metavar="ROUNDS",
+                    help="also time N rounds of actors started before vs after planning, interleaved")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="batchaot-bench-")
     cores = os.cpu_count() or 1
@@ -112,6 +114,8 @@ def main() -> None:
         res[f"submit {kept} s"] = min(timed(lambda: job.run(output=os.path.join(work, "out", "kept"), mode="ray",
                                                             workers=slots))[0] for _ in range(args.repeat))
         keep_workers(0)
+        if args.early_ab:
+            res["early_start_ab"] = early_start_ab(job, os.path.join(work, "out", "ab"), slots, args.early_ab)
         ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
@@ -146,10 +150,30 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def early_start_ab(job, out: str, workers: int, rounds: int) -> dict:
+    """Ray actors started before the driver plans (driver.early_launch) or after, runs
+    interleaved (ABBA...) on the running Ray so the machine's drift hits both alike."""
+    import contextlib
+    import statistics
+
+    from batchaot.distributed import driver
+    variants = {"early": driver.early_launch, "late": lambda *a, **k: contextlib.nullcontext(None)}
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for k in range(rounds):
+            for name in (list(variants) if k % 2 == 0 else list(variants)[::-1]):
+                driver.early_launch = variants[name]
+                seconds[name].append(timed(lambda: job.run(output=out, mode="ray", workers=workers))[0])
+    finally:
+        driver.early_launch = variants["early"]
+    return {name: {"median_s": statistics.median(v), "best_s": min(v), "runs": v} for name, v in seconds.items()}
+
+
 def _report(res: dict, args: argparse.Namespace) -> None:
     for k, v in res.items():
         print(f"{k:<36} {v:,.3f}" if isinstance(v, float) else f"{k:<36} {v}")
-    write_results(f"submit-{args.rows}-rows" + (f"-{args.nodes}nodes" if args.nodes else ""), res)
+    stem = f"submit-{args.rows}-rows" + (f"-{args.nodes}nodes" if args.nodes else "")
+    write_results(stem + ("-early-ab" if args.early_ab else ""), res)
 
 
 if __name__ == "__main__":
