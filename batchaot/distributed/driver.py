@@ -137,7 +137,7 @@ def execute(run: UnitsRun, mode: str, address: str | None, workers: int | None,
         finally:
             runner.close()
         return mode, 1
-    with nullcontext(launch) if launch is not None else _launch(address, workers) as launched:
+    with nullcontext(launch) if launch is not None else _launch(address, workers, len(run.units)) as launched:
         used = min(launched.workers, len(run.units))
         placed = _placer(launched.take(used), run, launched.cluster)
         try:
