@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -148,3 +149,44 @@ def test_a_changed_compiler_misses_the_program_cache(tmp_path, monkeypatch) -> N
     monkeypatch.setattr(cache, "compiler_fingerprint", lambda: b"another compiler")
     compile_rules([spec], schema, cached=True)
     assert hits[0] is not None and hits[1] is None
+
+
+def test_a_rule_that_reads_the_clock_is_compiled_at_every_run(tmp_path, monkeypatch) -> None:
+    """current_date compiles to the run's date: such a Program is never stored, so a
+    later run (another day) never loads yesterday's constant; other rules are stored."""
+    import datetime as dt
+
+    from batchaot.compiler import clock, compile_rules
+    from batchaot.spec import parse_rule
+    monkeypatch.setenv("BATCHAOT_CACHE_DIR", str(tmp_path))
+    schema = pa.schema([("d", pa.date32()), ("x", pa.int64())])
+    # the comment keeps the key's instant guard (a regex) from seeing the clock call
+    dated = parse_rule({"name": "recent", "check": "d >= current_date - 1 OR d >= now/**/()"}, 0, "<test>")
+    plain = parse_rule({"name": "positive", "check": "x > 0"}, 1, "<test>")
+    day1, day2 = dt.datetime(2024, 1, 10, tzinfo=dt.timezone.utc), dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
+    with clock.fixed(day1):
+        compile_rules([dated, plain], schema, cached=True)
+    stored = [f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".baot")]
+    assert len(stored) == 1                      # the plain rule only
+    with clock.fixed(day2):
+        (program, _) = compile_rules([dated, plain], schema, cached=True)
+    assert program.kval.tolist() == compile_rule_at(dated, schema, day2).kval.tolist()
+    assert program.kval.tolist() != compile_rule_at(dated, schema, day1).kval.tolist()
+
+
+def compile_rule_at(spec, schema, instant):
+    from batchaot.compiler import clock
+    with clock.fixed(instant):
+        return compile_rule(spec.name, spec.body, schema)
+
+
+def test_the_compiler_accepts_the_same_rules_whatever_was_imported_first() -> None:
+    """Rules that need the engine's features (two string columns compared, the text of a
+    column) compile in a process that imported only the compiler."""
+    import subprocess
+    import sys
+    code = ("import pyarrow as pa; from batchaot.compiler import compile_rule; "
+            "s = pa.schema([('a', pa.int64()), ('b', pa.string()), ('c', pa.string())]); "
+            "compile_rule('t', \"CAST(a AS VARCHAR) LIKE '1%'\", s); compile_rule('j', 'b < c', s); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr[-1500:]

@@ -262,11 +262,13 @@ def test_kept_workers_serve_the_next_run(kept, job_file, calm, small_units, tmp_
 
 def test_kept_workers_go_after_their_idle_time(local_ray, job_file, calm, small_units, tmp_path) -> None:
     from batchaot.distributed import keep_workers
-    keep_workers(0.5)
+    from batchaot.distributed.actors import KEPT
+    keep_workers(3)
     try:
         res = batchaot.Job.from_yaml(job_file[1]).run(mode="ray", workers=2, output=str(tmp_path / "out"))
         assert outcome(res) == calm
-        assert free_cpus(2.0) == 2.0
+        assert len(KEPT.members) == 2                   # kept at the end of the run ...
+        assert free_cpus(2.0) == 2.0 and not KEPT.members   # ... and gone 3 s later
     finally:
         keep_workers(0)
 

@@ -259,3 +259,20 @@ def test_the_job_engine_key_reaches_the_executor_and_the_summary_says_what_ran(t
     (tmp_path / "job.yaml").write_text("name: e\nsource: d.parquet\nrules:\n  - {name: always, check: '1 = 1'}\n")
     assert batchaot.Job.from_yaml(tmp_path / "job.yaml").run(mode="in-process").to_dict()["engine"] == "none"
     assert batchaot.validate(tmp_path / "d.parquet", [{"name": "s", "check": "x < 50"}]).to_dict()["engine"] == "vm"
+
+
+def test_a_file_whose_name_has_glob_characters_is_read_once_by_its_name(tmp_path) -> None:
+    """A folder source is expanded once: a file named `part[1].parquet` is that file, not
+    the pattern matching `part1.parquet` beside it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import batchaot
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"x": [1, -1, -2]}), tmp_path / "data" / "part[1].parquet")
+    pq.write_table(pa.table({"x": [5]}), tmp_path / "data" / "part1.parquet")
+    job = tmp_path / "job.yaml"
+    job.write_text("name: g\nsource: {path: data}\nrules: [{name: pos, check: 'x > 0'}]\n")
+    res = batchaot.Job.from_yaml(job).run(mode="in-process", output=str(tmp_path / "out"))
+    assert res.rows == 4 and res.to_dict()["rules"][0]["violations"] == 2
+    assert sorted(v["source"].rsplit("/", 1)[-1] for v in res.violations.to_pylist()) == ["part[1].parquet"] * 2

@@ -90,12 +90,15 @@ def compile_rules(specs: Sequence, schema: pa.Schema, cached: bool = False) -> l
 
 
 def _compile_cached(spec, schema: pa.Schema, cache) -> Program:
+    from . import clock
     from .cache import key
     k = key(spec.name, spec.body, spec.strict, schema)
     program = cache.get(k)
     if program is None:
-        program = compile_rule(spec.name, spec.body, schema, strict=spec.strict)
-        cache.put(k, program)
+        with clock.watched() as read_clock:
+            program = compile_rule(spec.name, spec.body, schema, strict=spec.strict)
+        if not read_clock:          # a rule of current_date / now() holds this run's instant
+            cache.put(k, program)
     return program
 
 

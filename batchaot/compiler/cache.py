@@ -1,7 +1,11 @@
 """A content-addressed, on-disk cache of compiled Programs.
 
-Key = rule text + strictness + the schema's column types + compiler versions, so a
-rerun of a compile job (or of a validate job) skips parse, lowering and optimization.
+Key = rule name and text + strictness + the schema's column types + the compiler's
+versions and code (compiler_fingerprint), so a rerun of a compile job, of a job or of
+a validate with a rules file skips parse, lowering and optimization. A rule that reads
+the clock (current_date, now()) holds its run's instant: it is compiled every time and
+never stored (clock.watched); the instant in the key (found by the regex below) is a
+second guard.
 Entries are written to a temporary name and renamed: concurrent workers never see
 half a file.
 """
@@ -103,17 +107,24 @@ def _schema_text(schema: pa.Schema) -> bytes:
 
 @functools.lru_cache(maxsize=1)
 def compiler_fingerprint() -> bytes:
-    """A digest of the compiler's code: its Python modules and the C optimizer's library.
-    Part of every key, so a changed compiler (a new release, or a working copy being
-    edited) never loads what an older one compiled, whatever COMPILER_VERSION says."""
+    """A digest of the compiler's code: its Python modules, the C optimizer's library and
+    its wrapper, and the versions of the parser (sqlglot) and of pyarrow (constant
+    folding). Part of every key, so a changed compiler (a new release, a working copy
+    being edited, an upgraded dependency) never loads what an older one compiled,
+    whatever COMPILER_VERSION says."""
+    from importlib import metadata
+
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     here = os.path.join(package, "compiler")
     files = sorted(os.path.join(here, f) for f in os.listdir(here) if f.endswith(".py"))
-    files += sorted(os.path.join(package, f) for f in os.listdir(package) if f.startswith("_native"))
+    files += sorted(os.path.join(package, f) for f in os.listdir(package)
+                    if f.startswith("_native") or f == "native.py")
     h = hashlib.sha256()
     for path in files:
         with open(path, "rb") as fh:
             h.update(fh.read())
+    for dist in ("sqlglot", "pyarrow"):
+        h.update(metadata.version(dist).encode())
     return h.digest()
 
 

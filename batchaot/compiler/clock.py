@@ -18,6 +18,7 @@ from ..errors import SpecError
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _NOW: ContextVar[dt.datetime | None] = ContextVar("batchaot_now", default=None)
+_WATCH: ContextVar[list | None] = ContextVar("batchaot_clock_watch", default=None)
 
 
 def wall() -> dt.datetime:
@@ -27,7 +28,25 @@ def wall() -> dt.datetime:
 
 def now() -> dt.datetime:
     """The fixed "now" of the run being compiled, else the wall clock."""
+    seen = _WATCH.get()
+    if seen is not None:
+        seen.append(True)
     return _NOW.get() or wall()
+
+
+@contextmanager
+def watched() -> Iterator[list]:
+    """Within the block, each now() call is noted in the list yielded: what was compiled
+    there read the clock (and holds this instant), so it is not kept in a cache. Blocks
+    nest: an outer one sees the reads of the inner ones too."""
+    outer, seen = _WATCH.get(), []
+    token = _WATCH.set(seen)
+    try:
+        yield seen
+    finally:
+        _WATCH.reset(token)
+        if seen and outer is not None:
+            outer.extend(seen)
 
 
 @contextmanager

@@ -63,8 +63,11 @@ INT_RANGES = {
 
 # What the engine can build for the binder: "joint" lookup tables over two string
 # columns (strings.joint_lut), "text" columns (CAST(x AS VARCHAR) of a non-string
-# column, to_text). The binder refuses rules that need a feature missing here.
-ENGINE_FEATURES: set[str] = set()
+# column, to_text). The binder refuses rules that need a feature missing here. Both are
+# this package's engine's (engine/run.py _BatchInputs), stated here rather than
+# registered when the engine is imported, so that a rule compiles the same whatever a
+# process happened to import first.
+ENGINE_FEATURES: set[str] = {"joint", "text"}
 
 _EPOCH = _dt.date(1970, 1, 1)
 _DATE_INF = (1 << 31) - 1            # DuckDB's date 'infinity' (days)

@@ -22,7 +22,7 @@ from ..runtime.plan import UnitsRun
 from ..runtime.quarantine import QuarantineResult
 from ..runtime.settle import bucket_count, shared_states
 from ..runtime.unit import UnitResult
-from .worker import HOOK_ENV, Worker, runner_config, worker_env
+from .worker import HOOK_ENV, Worker, compile_chunk, runner_config, worker_env
 
 IN_FLIGHT_PER_WORKER = 2      # one running, one queued: no idle gap between units
 
@@ -54,8 +54,8 @@ class Launch:
     """Ray joined (or started) and the worker actors on their way, for a run that goes to
     Ray whatever its plan says (mode "ray", or an address): started before the driver
     reads the footers and compiles the rules, so Ray's start, the actors' processes and
-    their imports overlap that work. `at_most`: actors to start now (a run has at least
-    one unit per file, so as many as files are surely used). :meth:`take` hands actors
+    their imports overlap that work. `at_most`: actors to start now (each readable file
+    is one unit or more, so as many as there are files are used unless files are skipped). :meth:`take` hands actors
     to the run, starting any it lacks; close() kills those it did not take and leaves a
     Ray it started."""
 
@@ -76,10 +76,12 @@ class Launch:
         return taken + start_members(n - len(taken))
 
     def close(self) -> None:
-        for actor, _ in self.members:
-            ray.kill(actor, no_restart=True)
-        self.members = []
-        self.cluster.close()
+        try:
+            for actor, _ in self.members:
+                kill(actor)
+        finally:
+            self.members = []
+            self.cluster.close()
 
 
 class Actors:
@@ -87,19 +89,24 @@ class Actors:
     then reduce the checks' buckets."""
 
     def __init__(self, members: list[tuple], run: UnitsRun, keep: bool = False):
+        """`members`: the run's actors (start_members()), this placer's from now on."""
         checks = run.plan.checks
-        # Shared states (a reference check's key set) and the runners' configuration are
-        # put once; this driver owns them until the end, so an actor that Ray restarts in
-        # the middle of the run finds them again with the call that is redone.
-        self._shared = [_put(state) for state in shared_states(checks)]
-        config = runner_config([p.to_bytes() for p in run.plan.programs], checks, run.output, run.csv,
-                               run.plan.layout, run.engine, os.environ.get(HOOK_ENV), run.split_to)
-        self._config = [ray.put(config)]
-        self.checks = checks
-        self.keep = keep
-        self.members = members          # (actor, ref of its first pid): start_members()
-        self.actors = [actor for actor, _ in self.members]
+        self.members = members          # (actor, ref of its first pid)
+        self.actors = [actor for actor, _ in members]
+        self.checks, self.keep = checks, keep
         self.bucket_count = sum(bucket_count(c) for c in checks)
+        try:
+            # Shared states (a reference check's key set) and the runners' configuration
+            # are put once; this driver owns them until the end, so an actor that Ray
+            # restarts in the middle of the run finds them again with the call redone.
+            self._shared = [_put(state) for state in shared_states(checks)]
+            config = runner_config([p.to_bytes() for p in run.plan.programs], checks, run.output, run.csv,
+                                   run.plan.layout, run.engine, os.environ.get(HOOK_ENV), run.split_to)
+            self._config = [ray.put(config)]
+        except BaseException:           # no run to close them: they go now
+            for actor in self.actors:
+                kill(actor)
+            raise
 
     def run_units(self, units: Sequence[WorkUnit],
                   on_result: Callable[[UnitResult, list], None]) -> None:
@@ -171,15 +178,20 @@ class Actors:
             KEPT.give(self.members)
         else:
             for actor in self.actors:
-                ray.kill(actor, no_restart=True)
+                kill(actor)
         self._shared, self._config = [], []
 
 
 # -- actors kept between runs -----------------------------------------------------------
 
+def kill(actor) -> None:
+    """End a worker actor for good (no restart)."""
+    ray.kill(actor, no_restart=True)
+
+
 def start_members(n: int) -> list[tuple]:
-    """n worker actors, kept ones first (keep_workers()), the rest new: (actor, the ref of
-    its first call, the pid of the process it started in)."""
+    """n worker actors, kept ones first (keep_workers()), the rest new, each as (actor, the
+    ref of its first call's answer: the pid of the process it started in)."""
     members = KEPT.take(n)
     for _ in range(n - len(members)):
         actor = Worker.options(num_cpus=1).remote(worker_env())
@@ -248,7 +260,7 @@ class Kept:
             if not members or self.session != _session():
                 return
         for actor, _ in members:
-            ray.kill(actor, no_restart=True)
+            kill(actor)
 
     def _unchanged(self, member: tuple) -> bool:
         """The actor answers from the process it started in; killed (for good) if not."""
@@ -258,7 +270,7 @@ class Kept:
         except (RayError, ray.exceptions.GetTimeoutError):
             same = False
         if not same:
-            ray.kill(actor, no_restart=True)
+            kill(actor)
         return same
 
 
@@ -327,15 +339,6 @@ def _reason(exc: RayError) -> str:
     return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
 
 
-@ray.remote(num_cpus=1)
-def _compile_chunk(files: list[str], schema_bytes: bytes, cache_root: str):
-    import pyarrow as pa
-
-    from .compile_job import compile_files
-    schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-    return compile_files(files, schema, cache_root)
-
-
 def compile_chunks(file_chunks: list[list[str]], schema, address: str | None,
                    workers: int | None):
     """Compile chunks of rules files as Ray tasks; rows come back in file order."""
@@ -346,7 +349,8 @@ def compile_chunks(file_chunks: list[list[str]], schema, address: str | None,
     release_workers()                   # the compile tasks need the CPUs kept actors hold
     try:
         schema_bytes = schema.serialize().to_pybytes()
-        refs = [_compile_chunk.remote(chunk, schema_bytes, cache_root()) for chunk in file_chunks]
+        env = worker_env()
+        refs = [compile_chunk.remote(env, chunk, schema_bytes, cache_root()) for chunk in file_chunks]
         return pa.concat_tables(ray.get(refs))
     finally:
         cluster.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..compiler import compile_rule
+from ..compiler import clock, compile_rule
 from ..compiler.cache import ProgramCache, TableCache, file_key, key
 from ..errors import BatchaotError, SpecError
 from ..io import sinks, sources
@@ -88,9 +88,12 @@ def _compile_file(path: str, schema: pa.Schema, programs: ProgramCache, tables: 
     except BatchaotError as exc:
         rows = [_failed(path, None, None, str(exc))]
     else:
-        rows = [_compile_one(path, spec, schema, programs) for spec in specs]
+        with clock.watched() as read_clock:
+            rows = [_compile_one(path, spec, schema, programs) for spec in specs]
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
-    if all(r["ok"] for r in rows):   # files with errors are recompiled, so fixes show at once
+    # files with errors are recompiled, so fixes show at once; rules of current_date or
+    # now() hold this run's instant
+    if all(r["ok"] for r in rows) and not (specs and read_clock):
         tables.put(k, table)
     return table
 
@@ -104,10 +107,12 @@ def _compile_one(path: str, spec, schema: pa.Schema, cache: ProgramCache) -> dic
     if program is None:
         cached = False
         try:
-            program = compile_rule(spec.name, spec.body, schema, strict=spec.strict)
+            with clock.watched() as read_clock:
+                program = compile_rule(spec.name, spec.body, schema, strict=spec.strict)
         except BatchaotError as exc:
             return _failed(path, spec.name, spec.body, f"{spec.where}: {exc}")
-        cache.put(k, program)
+        if not read_clock:              # a rule of current_date / now() holds this run's instant
+            cache.put(k, program)
     before, after = program.size
     return {"file": path, "name": spec.name, "source": spec.body, "ok": True, "diagnostics": None,
             "hash": program.hash, "bytecode_before": program.code0.tobytes(),

@@ -86,7 +86,7 @@ def _planned(job: JobSpec, paths: list[str], out: str, address: str | None, work
              progress, quarantine: str | None, history: str | None, now: dt.datetime | None,
              started: float, budget: int | None, launch) -> JobResult:
     """_validate() of the expanded `paths`, Ray (`launch`) on its way if the run goes there."""
-    units, errors = plan_job_units(paths, job.source.format, job.on_error)
+    units, errors = plan_job_units(paths, job.source.format, job.on_error, expanded=True)
     if not units:
         raise DataError(f"job '{job.name}': no readable input" + (f": {errors[0]}" if errors else ""))
     files = list(dict.fromkeys(u.path for u in units))

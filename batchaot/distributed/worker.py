@@ -76,10 +76,12 @@ class Worker:
         self._config = ref
 
     def release(self) -> None:
-        """Drop the run's runner (its threads, buffers and memory pool's blocks)."""
+        """Drop the run's runner (its threads, buffers and memory pool's blocks) and the
+        run's references (its configuration, shared states), which pin objects in the
+        store while this actor holds them."""
         if self.runner is not None:
             self.runner.close()
-        self.runner, self._config = None, None
+        self.runner, self._config, self._shared = None, None, []
 
     def run(self, config: list, unit, shared: list):
         """The unit's result, then one object per bucket of its bucketed checks."""
@@ -92,8 +94,8 @@ class Worker:
 
     def _take_shared(self, shared: list) -> None:
         """Shared states (a reference check's key set, built once by the driver) come as
-        references with each unit and are fetched once per process: a restarted actor
-        fetches them again, and a constructor never holds object-store references."""
+        references with each unit and are fetched once per run by each actor: a restarted
+        actor fetches them again, and a constructor never holds object-store references."""
         for i, ref in enumerate(shared):
             if ref is not None and self._shared[i] != ref:
                 self.runner.checks[i].use_shared_state(ray.get(ref))
@@ -125,6 +127,17 @@ class Worker:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+@ray.remote(num_cpus=1)
+def compile_chunk(env: dict, files: list[str], schema_bytes: bytes, cache_root: str):
+    """A compile job's chunk of rules files, as a task: the environment first, as for an
+    actor (Ray may later give this process to one)."""
+    os.environ.update(env)
+    import pyarrow as pa
+
+    from .compile_job import compile_files
+    return compile_files(files, pa.ipc.read_schema(pa.py_buffer(schema_bytes)), cache_root)
 
 
 

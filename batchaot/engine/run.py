@@ -103,10 +103,6 @@ def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
-# what _BatchInputs builds for the binder: joint tables of two string columns, text columns
-sqltext.ENGINE_FEATURES.update({"joint", "text"})
-
-
 @functools.lru_cache(maxsize=256)
 def _type_text(t: pa.DataType) -> str:
     """The compiler's name of an Arrow type (asked for every column of every batch)."""

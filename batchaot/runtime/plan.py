@@ -166,11 +166,14 @@ class InProcess:
             on_split(self.runner.quarantine(unit))
 
 
-def plan_job_units(paths: Sequence[str], fmt: str | None, on_error: str) -> tuple[list[WorkUnit], list[str]]:
-    """Units of every readable file; unreadable ones become errors (or stop the run)."""
+def plan_job_units(paths: Sequence[str], fmt: str | None, on_error: str,
+                   expanded: bool = False) -> tuple[list[WorkUnit], list[str]]:
+    """Units of every readable file; unreadable ones become errors (or stop the run).
+    `expanded`: `paths` are files already (io.units.expand_paths), not globs or folders
+    (a file name with glob characters in it is a name, not a pattern)."""
     units: list[WorkUnit] = []
     errors: list[str] = []
-    for index, path in enumerate(expand_paths(list(paths))):
+    for index, path in enumerate(list(paths) if expanded else expand_paths(list(paths))):
         try:
             found = plan_units([path], fmt)
         except DataError as exc:
