@@ -55,9 +55,9 @@ class Launch:
     Ray whatever its plan says (mode "ray", or an address): started before the driver
     reads the footers and compiles the rules, so Ray's start, the actors' processes and
     their imports overlap that work. `at_most`: actors to start now (each readable file
-    is one unit or more, so as many as there are files are used unless files are skipped). :meth:`take` hands actors
-    to the run, starting any it lacks; close() kills those it did not take and leaves a
-    Ray it started."""
+    is one unit or more, so as many as there are files are used unless files are
+    skipped). :meth:`take` hands actors to the run, starting any it lacks; close() kills
+    those it did not take and leaves a Ray it started."""
 
     def __init__(self, address: str | None, workers: int | None, at_most: int | None = None):
         self.cluster = Cluster(address, workers)
