@@ -44,12 +44,8 @@ def build_check(spec: RuleSpec, schema: pa.Schema) -> DatasetCheck:
     return check_class(spec.kind)(spec, schema)
 
 
-def _builder(kind: str):
-    return lambda spec, schema: check_class(kind)(spec, schema)
-
-
 for _kind in _CLASSES:                 # compiler.compile_rules builds checks through these
-    register_check(_kind, _builder(_kind))
+    register_check(_kind, build_check)
 
 
 def __getattr__(name: str):

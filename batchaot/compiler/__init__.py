@@ -12,7 +12,7 @@ import pyarrow as pa
 from ..errors import RuleError
 from .program import Program
 
-__all__ = ["Program", "compile_rule", "compile_rules", "register_check", "Optimizer"]
+__all__ = ["Program", "compile_rule", "compile_rules", "compile_cached", "register_check", "Optimizer"]
 
 
 class Optimizer(Protocol):
@@ -84,22 +84,29 @@ def compile_rules(specs: Sequence, schema: pa.Schema, cached: bool = False) -> l
     if cached:
         from .cache import ProgramCache
         cache = ProgramCache()
-    return [(_compile_cached(spec, schema, cache) if cache else compile_rule(spec.name, spec.body, schema,
-                                                                              strict=spec.strict))
-            if spec.is_row_rule else _build_check(spec, schema) for spec in specs]
+
+    def row(spec) -> Program:
+        if cache is None:
+            return compile_rule(spec.name, spec.body, schema, strict=spec.strict)
+        return compile_cached(spec, schema, cache)[0]
+    return [row(spec) if spec.is_row_rule else _build_check(spec, schema) for spec in specs]
 
 
-def _compile_cached(spec, schema: pa.Schema, cache) -> Program:
+def compile_cached(spec, schema: pa.Schema, cache) -> tuple[Program, bool]:
+    """(the row rule's Program, whether it came from `cache`, a compiler.cache.ProgramCache):
+    compiled and stored when missing, unless it read the clock (current_date, now()), as
+    such a Program holds this run's instant."""
     from . import clock
     from .cache import key
     k = key(spec.name, spec.body, spec.strict, schema)
     program = cache.get(k)
-    if program is None:
-        with clock.watched() as read_clock:
-            program = compile_rule(spec.name, spec.body, schema, strict=spec.strict)
-        if not read_clock:          # a rule of current_date / now() holds this run's instant
-            cache.put(k, program)
-    return program
+    if program is not None:
+        return program, True
+    with clock.watched() as read_clock:
+        program = compile_rule(spec.name, spec.body, schema, strict=spec.strict)
+    if not read_clock:
+        cache.put(k, program)
+    return program, False
 
 
 def _build_check(spec, schema: pa.Schema):

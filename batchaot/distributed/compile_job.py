@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..compiler import clock, compile_rule
-from ..compiler.cache import ProgramCache, TableCache, file_key, key
+from ..compiler import clock, compile_cached
+from ..compiler.cache import ProgramCache, TableCache, file_key
 from ..errors import BatchaotError, SpecError
 from ..io import sinks, sources
 from ..job import JobSpec
@@ -102,17 +102,10 @@ def _compile_one(path: str, spec, schema: pa.Schema, cache: ProgramCache) -> dic
     if not spec.is_row_rule:
         return _failed(path, spec.name, str(spec.body), f"{spec.where}: '{spec.kind}' is a "
                        "dataset-level check: it has no bytecode to compile")
-    k = key(spec.name, spec.body, spec.strict, schema)
-    program, cached = cache.get(k), True
-    if program is None:
-        cached = False
-        try:
-            with clock.watched() as read_clock:
-                program = compile_rule(spec.name, spec.body, schema, strict=spec.strict)
-        except BatchaotError as exc:
-            return _failed(path, spec.name, spec.body, f"{spec.where}: {exc}")
-        if not read_clock:              # a rule of current_date / now() holds this run's instant
-            cache.put(k, program)
+    try:
+        program, cached = compile_cached(spec, schema, cache)
+    except BatchaotError as exc:
+        return _failed(path, spec.name, spec.body, f"{spec.where}: {exc}")
     before, after = program.size
     return {"file": path, "name": spec.name, "source": spec.body, "ok": True, "diagnostics": None,
             "hash": program.hash, "bytecode_before": program.code0.tobytes(),
