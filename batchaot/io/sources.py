@@ -64,14 +64,20 @@ def is_data_file(path: str) -> bool:
 
 def csv_options(path: str, options: dict | None = None) -> dict:
     """pyarrow CSV reader options from a job's `source.csv` (delimiter, header, skip_rows,
-    null_values); a .tsv file defaults to tabs."""
+    null_values); a .tsv file defaults to tabs. NULLs follow DuckDB's read_csv (the rules'
+    semantics): an empty field, quoted or not, is NULL in every column type, and words such
+    as NA or null are text; `null_values` replaces the empty string as the list of NULLs."""
     options = options or {}
     tsv = split_compression(path)[0].lower().endswith(".tsv")
     delimiter = options.get("delimiter", "\t" if tsv else ",")
     header = options.get("header", True)
     read = pacsv.ReadOptions(skip_rows=int(options.get("skip_rows", 0)), autogenerate_column_names=not header,
                              block_size=BLOCK_BYTES)
-    convert = pacsv.ConvertOptions(null_values=options["null_values"]) if "null_values" in options else None
+    # DuckDB's nullstr defaults to "" alone (pyarrow's list also has NA, null, nan, ...);
+    # strings_can_be_null: pyarrow reads an empty string field as "" otherwise, DuckDB as
+    # NULL; quoted values can be NULL too, as DuckDB's allow_quoted_nulls (default true).
+    convert = pacsv.ConvertOptions(null_values=list(options.get("null_values", [""])),
+                                   strings_can_be_null=True, quoted_strings_can_be_null=True)
     return dict(read_options=read, parse_options=pacsv.ParseOptions(delimiter=delimiter),
                 convert_options=convert)
 
@@ -99,9 +105,8 @@ def read_table(path: str, fmt: str | None = None, csv: dict | None = None,
 def _csv_opts(path: str, csv: dict | None, columns: list[str] | None) -> dict:
     opts = csv_options(path, csv)
     if columns:                  # an empty list would mean "all" to pyarrow
-        convert = opts["convert_options"] or pacsv.ConvertOptions()
-        convert.include_columns = columns
-        opts["convert_options"] = convert
+        # set on csv_options' own (fresh) object, so the NULL settings stay
+        opts["convert_options"].include_columns = columns
     return opts
 
 
