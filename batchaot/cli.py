@@ -10,8 +10,6 @@ import os
 import sys
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from . import api
 from .compiler import compile_rules
@@ -126,7 +124,9 @@ def _print_github(summary: dict) -> None:
         click.echo(line)
 
 
-def _console() -> Console:
+def _console():
+    from rich.console import Console       # ~30 ms: only when printing for a person
+
     # Piped output (CI logs) gets a wide fixed width rather than rich's 80 columns.
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -226,6 +226,8 @@ def _check_text(summary: dict) -> str:
 
 
 def _print_result(result, output: str | None) -> None:
+    from rich.table import Table
+
     console = _console()
     table = Table(title=f"{result.rows:,} rows checked in {result.elapsed_s:.3f} s")
     for col, justify in (("rule", "left"), ("severity", "left"), ("status", "left"),
@@ -279,6 +281,8 @@ def _baseline_text(details: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def history(target: str, job: str | None, metrics: tuple[str, ...], last: int, as_json: bool) -> None:
     """Recent runs and metric trends from a history file (or a job file's history:)."""
+    from rich.table import Table
+
     from .report import history as hist
 
     path, job = hist.target(target, job)
@@ -368,6 +372,8 @@ _PROFILE_COLUMNS = ("column", "type", "nulls", "min", "max", "distinct", "length
 
 
 def _print_profile(found) -> None:
+    from rich.table import Table
+
     console = _console()
     table = Table(title=f"{found.rows:,} rows, {len(found.columns)} columns profiled in {found.elapsed_s:.3f} s")
     for col in _PROFILE_COLUMNS:

@@ -12,7 +12,8 @@ strict (``p IS NOT TRUE``).
 Tiers (each forced, never chosen by the cost model):
 
 - ``vm``: Executor(engine="vm"), 1 or 2 threads (with 2, the row-range split and the
-  parallel lookup-table build are forced on small batches by lowering their minimums);
+  parallel lookup-table build are forced on small batches by lowering their minimums),
+  its kernels JIT or compiled ahead of time (engine/aot.py);
   sometimes through batchaot.validate(table) (Result.violations' row numbers).
 - ``fused_row``: one per-row kernel for the whole set.
 - ``fused_shape``: shape kernels (ROW_KERNEL_INSTRUCTIONS = MAX_FUSED_INSTRUCTIONS = 0),
@@ -64,14 +65,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import batchaot
-from batchaot.engine import columns, fused, run, strings
+from batchaot.engine import aot, columns, fused, run, strings
 from batchaot.runtime.unit import UnitRunner
 from batchaot.errors import RuleError
 from batchaot.io.units import plan as plan_units
 from differential_data import (SKELETONS, Grammar, TableSpec, build_table, fill_skeleton, for_duckdb,
                                literal_pool, row_counts, table_specs)
 
-pytestmark = pytest.mark.usefixtures("kernel_cache")
+pytestmark = pytest.mark.usefixtures("kernel_cache", "aot_module")
 
 DEEP = os.environ.get("BATCHAOT_HYPOTHESIS") == "deep"
 LOG = os.environ.get("BATCHAOT_DIFF_LOG")
@@ -241,6 +242,7 @@ class Config:
     small_parallel: bool = False        # threads: split every batch, build LUTs in parts
     small_pairs: bool = False           # fused: a small pair buffer (the kernel resumes)
     batch_rows: int = 0                 # 0: one batch
+    ahead_of_time: bool = False         # vm: the AOT exports (engine/aot.py) instead of the JIT
 
     def label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.__dict__.items())
@@ -260,7 +262,8 @@ def configs(draw, engine: str, n: int) -> Config:
     return Config(engine=engine, threads=threads, fast_strings=draw(st.booleans()),
                   dense_dfa=draw(st.booleans()), scan_literals=draw(st.booleans()),
                   small_parallel=threads > 1 and draw(st.booleans()),
-                  small_pairs=engine != "vm" and draw(st.booleans()), batch_rows=batch)
+                  small_pairs=engine != "vm" and draw(st.booleans()), batch_rows=batch,
+                  ahead_of_time=engine == "vm" and draw(st.booleans()))
 
 
 def _no_sparse(*args, **kwargs):
@@ -292,6 +295,8 @@ def forced(cfg: Config):
         put(run, "PARALLEL_LUT_VALUES", 16)
     if cfg.small_pairs:
         put(fused.Scratch.__init__, "__defaults__", (1,))
+    if cfg.ahead_of_time:
+        put(aot, "_forced", True)
     strings.fast._PLANS.clear()              # plans made under other settings
     try:
         yield

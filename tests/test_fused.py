@@ -28,7 +28,7 @@ from batchaot.compiler.program import Program
 from batchaot.engine import fused, run, vm
 from batchaot.engine.buffers import Buffers
 from batchaot.engine.columns import Loaded
-from batchaot.engine.run import bitmap_rows
+from batchaot.engine.vm import bitmap_rows
 from conftest import random_table
 from test_golden import CASES, GOLDEN_SCHEMA, HERE as GOLDEN_DIR
 from test_optimizer_fuzz import OP, OPTIMIZER, SPECIAL_FLOATS, SPECIAL_INTS, TypedGenerator

@@ -9,7 +9,7 @@ import isa_interp as isa
 from batchaot.compiler.opcodes import Op
 from batchaot.engine import vm
 from batchaot.engine.buffers import Buffers
-from batchaot.engine.run import bitmap_rows
+from batchaot.engine.vm import bitmap_rows
 from test_optimizer_fuzz import LUTS, TypedGenerator, random_columns
 
 
@@ -51,7 +51,7 @@ def test_vm_matches_the_isa_interpreter_on_every_opcode() -> None:
 
 
 def test_buffers_view_arrays_without_copies_and_check_their_type() -> None:
-    from batchaot.engine.buffers import i64_at
+    from batchaot.engine.pointers import i64_at
     from numba import njit
 
     @njit

@@ -66,9 +66,9 @@ from ..engine import parallel
 from ..engine.run import Executor, RuleOutcome
 from ..errors import RuleError, SpecError
 from ..io import arrays, violations
+from ..io.memory import shared_zeros
 from ..io.violations import null_column, out_name, plain_type  # noqa: F401 (the checks' names for them)
 from ..spec import RuleSpec, suggest
-from . import keys
 
 Partial = Any          # each check documents its own partial type
 Piece = tuple[str, pa.Table]    # (source, table with a `row` column and the check's columns)
@@ -391,6 +391,7 @@ class CheckBase:
         sub, rows = self.rows_of(batch, first_row)
         rows = row_numbers(rows, first_row, sub.num_rows)
         checked = sub.num_rows
+        from . import keys          # Numba's kernels: dataset checks only
         valid = keys.valid_rows(sub.columns)
         if valid is not None:
             sub, rows = sub.filter(pa.array(valid)), rows[valid]
@@ -446,6 +447,7 @@ def bucketed(source: str, table: pa.Table, hashes: np.ndarray, buckets: int) -> 
     """The rows of `table` as one piece per bucket, by the top bits of their hashes."""
     if buckets == 1:
         return [[(source, table)]]
+    from . import keys
     order, bounds = keys.partition(hashes, buckets)
     shuffled = table.take(pa.array(order))
     return [[(source, shuffled.slice(bounds[b], bounds[b + 1] - bounds[b]))] for b in range(buckets)]
@@ -478,7 +480,7 @@ def violating_columns(rule: str, sources: dict[str, int], rows: np.ndarray,
     """rule, source, row, columns: violating rows already in (source, row) order, where
     `sources` gives each source's number of rows, in order."""
     index = index_type(len(sources))
-    codes = keys.shared_zeros(len(rows), index) if len(sources) == 1 else \
+    codes = shared_zeros(len(rows), index) if len(sources) == 1 else \
         np.repeat(np.arange(len(sources), dtype=index), list(sources.values()))
     return coded_violating(rule, list(sources), codes, rows, columns)
 
@@ -487,7 +489,7 @@ def coded_violating(rule: str, sources: list[str], codes: np.ndarray, rows: np.n
                     columns: dict[str, pa.Array]) -> pa.Table:
     """rule, source, row, columns, with each row's source as its index in `sources`. Rule
     and source are dictionary-encoded, so a constant one costs no memory per row."""
-    rule_codes = keys.shared_zeros(len(rows), np.int8)
+    rule_codes = shared_zeros(len(rows), np.int8)
     return pa.table({violations.RULE: coded(rule_codes, arrays.strings([rule])),
                      violations.SOURCE: coded(codes, arrays.strings(sources)),
                      violations.ROW: rows, **columns})

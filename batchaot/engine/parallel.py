@@ -3,10 +3,10 @@ release the GIL (the checks' key kernels). The Executor keeps a pool of its own,
 by its `threads`; both cut rows with the helpers here."""
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-
-import numba
 
 _shared: ThreadPoolExecutor | None = None
 _shared_lock = threading.Lock()
@@ -31,8 +31,19 @@ def word_ranges(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def threads() -> int:
-    """Threads the shared pool may use: Numba's thread count (1 in a Ray worker)."""
-    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+    """Threads the shared pool may use: Numba's thread count (1 in a Ray worker), read as
+    Numba reads it (NUMBA_NUM_THREADS, else the CPUs this process may run on) so that a
+    small run need not import Numba to know it."""
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        return max(1, int(numba.config.NUMBA_NUM_THREADS))
+    configured = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if configured:
+        return max(1, int(configured))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                    # not every platform has it
+        return max(1, os.cpu_count() or 1)
 
 
 def run_parallel(fn, items: list) -> list:

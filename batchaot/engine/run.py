@@ -10,6 +10,9 @@ pass, 2-5x faster on numeric rules, but cost a compile (~0.5-2 s) the first time
 rule-set shape is seen on a machine; afterwards they load from the disk cache in
 ~10 ms. ``auto`` (the default) weighs the two per rule set (:meth:`Executor.engine_for`):
 
+- a run of up to aot.AOT_MAX_ROWS rows in a process that has not loaded Numba: the VM
+  compiled ahead of time (engine/aot.py, built by `batchaot warmup`), on one thread;
+  Numba's start-up (~0.5 s) is more than such a run takes. Larger runs load Numba;
 - below AUTO_MIN_ROWS rows: the VM (nothing to win that a user would notice); likewise
   when one program exceeds AUTO_MAX_PROGRAM instructions (its compile would not end soon);
 - fused when the time it saves, rows x instructions x AUTO_SAVED_NS_PER_ROW_INSTRUCTION
@@ -38,7 +41,7 @@ import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -48,10 +51,13 @@ from ..compiler.program import Program
 from ..compiler.types import from_arrow
 from ..errors import DataError
 from ..native import Pool
-from . import columns, fused, parallel, strings, vm
-from .buffers import Buffers, bitmap_rows
+from . import aot, columns, parallel, strings
+from .buffers import BLOCK, Buffers
 
-_REG_BYTES = vm.BLOCK * 8
+if TYPE_CHECKING:
+    from . import fused
+
+_REG_BYTES = BLOCK * 8
 POOL_REGISTERS = 64          # registers per pooled block; larger programs count a pool miss
 ENGINES = ("vm", "fused", "auto")
 AUTO_MIN_ROWS = 100_000          # below: the VM, whatever the cache holds
@@ -89,7 +95,7 @@ class RuleOutcome:
     @property
     def row_ids(self) -> np.ndarray:
         """Violating row numbers, ascending; derived from the bitmaps when asked for."""
-        parts = list(self.row_chunks) + [first + bitmap_rows(words, n) for first, n, words in self.bitmaps]
+        parts = list(self.row_chunks) + [first + aot.call("bitmap_rows", words, n) for first, n, words in self.bitmaps]
         if not parts:
             return np.zeros(0, dtype=np.int64)
         ids = np.concatenate(parts)
@@ -306,16 +312,17 @@ class Executor:
         if n == 0 or not live:
             return
         key = tuple(programs[k] for k in live)
-        if self.threads > 1 and n >= PARALLEL_MIN_ROWS:
+        self._rows_seen[key] = self._rows_seen.get(key, 0) + n
+        ahead = self._ahead_of_time(key)
+        if self.threads > 1 and n >= PARALLEL_MIN_ROWS and not ahead:
             inputs = _BatchInputs(batch, self._map, self.threads, self._lut_cache)
             inputs.preload([c for prog in key for c in prog.columns],
                            [(*prog.columns[ci], sexpr, result) for prog in key for ci, sexpr, result in prog.luts],
                            self._submit)
         else:
             inputs = _BatchInputs(batch, cache=self._lut_cache)
-        self._rows_seen[key] = self._rows_seen.get(key, 0) + n
-        ranges = self._ranges(n)
-        if self.engine_for(key, inputs) == "fused":
+        ranges = [(0, n)] if ahead else self._ranges(n)
+        if not ahead and self.engine_for(key, inputs) == "fused":
             self.stats["fused_batches"] += 1
             self._run_fused(self._plan(key), live, inputs, row_base, ranges, outcomes)
         else:
@@ -323,6 +330,15 @@ class Executor:
             self._run_vm([(k, programs[k]) for k in live], inputs, row_base, ranges, outcomes)
 
     # -- choosing the engine ----------------------------------------------------------
+    def _ahead_of_time(self, programs: tuple[Program, ...]) -> bool:
+        """Whether this batch runs on the VM's ahead-of-time exports, on one thread
+        (engine/aot.py): a small run in a process that has not loaded Numba. A larger
+        one loads it here, before any kernel runs, so every kernel of the run is JIT."""
+        if self.engine == "fused" or (self._expected_rows or self._rows_seen.get(programs, 0)) > aot.AOT_MAX_ROWS:
+            aot.use_jit()
+            return False
+        return aot.available()
+
     def engine_for(self, programs: tuple[Program, ...], inputs: _BatchInputs) -> str:
         """'vm' or 'fused' for this rule set and batch (the cost model: module docstring)."""
         if self.engine != "auto":
@@ -360,6 +376,7 @@ class Executor:
 
     def _plan(self, programs: tuple[Program, ...]) -> fused.Plan:
         if programs not in self._plans:
+            from . import fused                     # Numba: only for the fused tier
             self._plans[programs] = fused.Plan(programs)
         return self._plans[programs]
 
@@ -412,6 +429,7 @@ class Executor:
         # one buffer per (rule count, thread slot): ranges of one batch never share one
         key = (nrules, part)
         if key not in self._scratch:
+            from . import fused
             self._scratch[key] = fused.Scratch(nrules)
         return self._scratch[key]
 
@@ -425,12 +443,12 @@ class Executor:
         nregs = max(prog.nregs for _, prog in items)
         n = inputs.batch.num_rows
         bits = np.empty((len(items), (n + 63) >> 6), dtype=np.uint64)     # every word gets written
-        taken = [(self.pool.take(nregs * _REG_BYTES), self.pool.take(nregs * vm.BLOCK)) for _ in ranges]
+        taken = [(self.pool.take(nregs * _REG_BYTES), self.pool.take(nregs * BLOCK)) for _ in ranges]
         try:
             def work(part: int, lo: int, hi: int):
                 regs, valid = taken[part]
-                R = regs.view(np.int64)[:nregs * vm.BLOCK].reshape(nregs, vm.BLOCK)
-                V = valid[:nregs * vm.BLOCK].reshape(nregs, vm.BLOCK)
+                R = regs.view(np.int64)[:nregs * BLOCK].reshape(nregs, BLOCK)
+                V = valid[:nregs * BLOCK].reshape(nregs, BLOCK)
                 return [(k, *self.run_program(prog, inputs, bits[j, lo >> 6:], lo, hi, (R, V)))
                         for j, (k, prog) in enumerate(items)]
 
@@ -468,13 +486,13 @@ class Executor:
                 bitoffs, lut_vals.addr, lut_vals.lens, lut_valid.addr, lut_valid.lens, hi - lo)
         if registers is not None:
             R, V = registers
-            return vm.run(*args, R, V, prog.strict, bits)
+            return aot.call("vm_run", *args, R, V, prog.strict, bits)
         regs = self.pool.take(prog.nregs * _REG_BYTES)
-        valid = self.pool.take(prog.nregs * vm.BLOCK)
+        valid = self.pool.take(prog.nregs * BLOCK)
         try:
-            R = regs.view(np.int64).reshape(prog.nregs, vm.BLOCK)
-            V = valid.reshape(prog.nregs, vm.BLOCK)
-            return vm.run(*args, R, V, prog.strict, bits)
+            R = regs.view(np.int64).reshape(prog.nregs, BLOCK)
+            V = valid.reshape(prog.nregs, BLOCK)
+            return aot.call("vm_run", *args, R, V, prog.strict, bits)
         finally:
             self.pool.give(valid)
             self.pool.give(regs)

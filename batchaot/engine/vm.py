@@ -18,9 +18,8 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from ..compiler.opcodes import BINARY, DIVZERO, KINDS, OVERFLOW_SOURCES, WRITES_A, Op, mask
-from .buffers import i64_at, u8_at
-
-BLOCK = 2048
+from .buffers import BLOCK
+from .pointers import i64_at, u8_at
 
 # Numba freezes module globals as compile-time constants: one per opcode, named as in
 # native/opcodes.def (ADD_I, LT_F, RET, ...), made from the table here, never typed in.
@@ -543,3 +542,33 @@ def run(code, kval, kvalid, col_addr, col_len, bm_addr, bm_len, bitoffs,
                 for i in range(n):
                     T[a, i] = inherited_row[i] & (V[a, i] == 0)
     return nviol, nnull, novf
+
+
+# -- reading a violation bitmap back -----------------------------------------------
+
+@njit(cache=True, nogil=True)
+def bitmap_rows(words, n):
+    """Positions of the set bits among the first `n` bits of `words` (bit i & 63 of word
+    i >> 6), ascending: a violation bitmap's row numbers. Zero words are skipped, so a
+    bitmap with few violations costs a scan of its words."""
+    nwords = min(words.shape[0], (n + 63) >> 6)
+    count = 0
+    for w in range(nwords):
+        x = words[w]
+        while x:
+            x &= x - np.uint64(1)
+            count += 1
+    out = np.empty(count, dtype=np.int64)
+    k = 0
+    for w in range(nwords):
+        x = words[w]
+        if x == 0:
+            continue
+        base = w << 6
+        for b in range(64):
+            if (x >> np.uint64(b)) & np.uint64(1):
+                out[k] = base + b
+                k += 1
+    while k > 0 and out[k - 1] >= n:      # bits past the last row (never set by kernels)
+        k -= 1
+    return out[:k]

@@ -4,8 +4,6 @@ from __future__ import annotations
 import sys
 import time
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 
 class Quiet:
     """The reporter interface; also the reporter that says nothing."""
@@ -50,6 +48,9 @@ class Bar(Quiet):
     """A rich progress bar on stderr: units done, rows, rules failing so far."""
 
     def __init__(self, rules: bool = True):
+        # rich loads in ~40 ms: only for a bar on a terminal
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         failing = [TextColumn("[red]{task.fields[failing]} row rules failing")] if rules else []
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[rows]:,} rows"),

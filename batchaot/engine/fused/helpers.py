@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from .. import vm
-from ..buffers import i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
+from ..pointers import i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
 
 
 @njit(inline="always")

@@ -33,17 +33,18 @@ pass), LIKE '%@%.%' 12-16 ms (58), length 3.5 ms (11). ``encode`` dictionary-enc
 (statuses: 5 ms per 1M rows; pc.dictionary_encode: 14).
 
 The modules: regex.py (the RE2 subset and LIKE, parsed), automata.py (NFA -> minimized
-DFA, dense and sparse layouts), swar.py (Arrow string buffers, word-at-a-time
-primitives), kernels.py (the Numba kernels), fast.py (which kernel evaluates an
-expression: fast_plan / run_fast), encode.py (dictionary encoding), joint.py (two
-columns' joint lookup tables).
+DFA, dense and sparse layouts), arrow.py (Arrow string buffers as arrays), swar.py
+(word-at-a-time primitives), kernels.py (the Numba kernels, called through
+engine/aot.py), fast.py (which kernel evaluates an expression: fast_plan / run_fast),
+encode.py (dictionary encoding), joint.py (two columns' joint lookup tables). Only
+swar.py and kernels.py import Numba.
 """
 from ...compiler.strexpr import arrow_type, evaluate, full_match_regex, like_to_regex
+from .arrow import string_buffers
 from .automata import MAX_DFA_STATES, Dfa, Sparse, compile_dfa
 from .encode import ENCODE_MAX_DISTINCT, encode
 from .fast import FastPlan, fast_plan, run_fast
 from .joint import joint_lut, partner
-from .swar import string_buffers
 
 __all__ = ["Dfa", "ENCODE_MAX_DISTINCT", "FastPlan", "MAX_DFA_STATES", "Sparse", "arrow_type", "compile_dfa",
            "encode", "evaluate", "fast_plan", "full_match_regex", "joint_lut", "like_to_regex", "partner",

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...compiler.strexpr import full_match_regex
+from .. import aot
+from .arrow import short_hash
 from .automata import Dfa, compile_dfa
-from .kernels import _dfa_kernel, _length_kernel, _set_kernel, _sparse_kernel
 from .regex import _ANY, _RegexParser, _Unsupported, _like_ast
-from .swar import _short_hash
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _short_table(raw: list[bytes]) -> tuple[np.ndarray, np.uint64, np.uint64]:
     (mult 0) when none is found within _SHORT_SLOTS_MAX slots: the kernel then scans."""
     keys = np.array([[int.from_bytes(b[:8], "little"), int.from_bytes(b[8:16], "little"), len(b)]
                      for b in raw], dtype=np.uint64).reshape(-1, 3)
-    hashes = _short_hash.py_func(keys[:, 0], keys[:, 1], keys[:, 2])   # numpy: wraps like the kernel
+    hashes = short_hash(keys[:, 0], keys[:, 1], keys[:, 2])   # numpy: wraps like the kernel
     rng = np.random.default_rng(0)
     bits = max(2, int(np.ceil(np.log2(len(raw) + 1))) + 1)
     while (1 << bits) <= _SHORT_SLOTS_MAX and len(raw):
@@ -134,20 +134,20 @@ def run_fast(plan: FastPlan, buffers, words: np.ndarray, valid: np.ndarray, lo: 
     """Entries [lo, hi) of a lookup table for the rows of `buffers` (string_buffers)."""
     offsets, data, bitmap, bitoff = buffers
     if plan.kind == "length":
-        _length_kernel(offsets, data, bitmap, bitoff, lo, hi, words, valid)
+        aot.call("length_kernel", offsets, data, bitmap, bitoff, lo, hi, words, valid)
         return
     if plan.kind == "set":
         w = plan.words
-        _set_kernel(offsets, data, bitmap, bitoff, lo, hi, w.data, w.offsets, w.by_len, w.table,
+        aot.call("set_kernel", offsets, data, bitmap, bitoff, lo, hi, w.data, w.offsets, w.by_len, w.table,
                     w.mult, w.shift, plan.negate, plan.miss_is_null, words, valid)
         return
     d = plan.dfa
     if d.sparse is not None:
         sp = d.sparse
-        _sparse_kernel(offsets, data, bitmap, bitoff, lo, hi, sp.patterns, sp.kind, sp.step,
+        aot.call("sparse_kernel", offsets, data, bitmap, bitoff, lo, hi, sp.patterns, sp.kind, sp.step,
                        sp.term, sp.verdict, plan.negate, plan.miss_is_null, words, valid)
         return
-    _dfa_kernel(offsets, data, bitmap, bitoff, lo, hi, d.act, d.trans, d.final, d.skip, d.swar,
+    aot.call("dfa_kernel", offsets, data, bitmap, bitoff, lo, hi, d.act, d.trans, d.final, d.skip, d.swar,
                 d.start, d.prefix, d.nprefix,
                 np.uint64(int.from_bytes(d.prefix[:8].tobytes(), "little")),
                 np.uint64((1 << (8 * min(d.nprefix, 8))) - 1), d.after_prefix,

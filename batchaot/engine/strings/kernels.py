@@ -1,14 +1,15 @@
 """Numba kernels over Arrow string buffers: each writes entries [lo, hi) of a lookup
-table, one per row (a dense byte DFA, a sparse one, literal sets, length)."""
+table, one per row (a dense byte DFA, a sparse one, literal sets, length); and the
+dictionary encoder (encode.py). Callers reach them through engine/aot.py."""
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from ..buffers import load_u64
+from ..pointers import load_u64
 from .automata import _DEAD, _MATCH, _NEXT, _STAY
-from .swar import (_LOW_ONES, _MASKS, _ONE, _byte_bits, _equal_bytes, _is_null, _load_head, _short_hash,
-                   _trailing_zeros, _zero_byte)
+from .swar import (_K0, _K1, _K2, _LOW_ONES, _MASKS, _ONE, _byte_bits, _equal_bytes, _is_null, _load_head,
+                   _short_hash, _trailing_zeros, _zero_byte)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -237,3 +238,94 @@ def _sparse_kernel(offsets, data, bitmap, bitoff, lo, hi, patterns, kind, step, 
         else:
             words[i] = 0
             valid[i] = 0 if miss_is_null else 1
+
+
+# -- dictionary encoding (encode.py) ---------------------------------------------
+
+@numba.njit(nogil=True, inline="always")
+def _slot_of(w0, w1, n, mask):
+    h = (w0 * _K0) ^ (w1 * _K1) ^ (np.uint64(n) * _K2)
+    h ^= h >> np.uint64(29)
+    return np.int64((h * _K1) >> np.uint64(40)) & mask
+
+
+@numba.njit(nogil=True, cache=True)
+def _grow(table, mask):
+    """The open-addressing table rehashed into twice the slots."""
+    bigger = np.zeros((2 * table.shape[0], 4), dtype=np.uint64)
+    new_mask = 2 * table.shape[0] - 1
+    for t in range(table.shape[0]):
+        if table[t, 3] != 0:
+            s = _slot_of(table[t, 0], table[t, 1], np.int64(table[t, 2]), new_mask)
+            while bigger[s, 3] != 0:
+                s = (s + 1) & new_mask
+            bigger[s] = table[t]
+    return bigger, new_mask
+
+
+@numba.njit(nogil=True, cache=True)
+def _encode_kernel(offsets, data, bitmap, bitoff, codes, first):
+    """Hash each row's bytes into an open-addressing table of distinct values; -1 once
+    there are more than first.shape[0] of them. Strings of up to 16 bytes are two
+    zero-padded words, hashed and compared without a loop.
+
+    The table starts at 64 slots and doubles at half full: a row (w0, w1, length,
+    code + 1; 0 empty) per slot, so a probe touches one cache line, and a column of
+    a few statuses probes a table that stays in L1."""
+    cap = first.shape[0]
+    table = np.zeros((64, 4), dtype=np.uint64)
+    mask = 63
+    ndistinct = 0
+    ndata = data.shape[0]
+    for i in range(codes.shape[0]):
+        if _is_null(bitmap, bitoff, i):
+            continue
+        a = np.int64(offsets[i])
+        n = np.int64(offsets[i + 1]) - a
+        short = n <= 16
+        if short and a + 16 <= ndata:
+            w0 = load_u64(data, a)
+            w1 = load_u64(data, a + 8)
+            keep = 8 * n
+            w0 &= _MASKS[min(keep, 64)]
+            w1 &= _MASKS[max(keep - 64, 0)]
+        elif short:
+            w0 = _load_head(data, a, n)
+            w1 = _load_head(data, a + 8, n - 8)
+        else:
+            w0 = np.uint64(0)
+            w1 = np.uint64(0)
+            k = 0
+            while k < n:
+                w1 = (w1 ^ _load_head(data, a + k, n - k)) * _K0
+                k += 8
+        s = _slot_of(w0, w1, n, mask)
+        while True:
+            c = table[s, 3]
+            if c == 0:                          # a new value
+                if ndistinct == cap:
+                    return -1
+                table[s, 0] = w0
+                table[s, 1] = w1
+                table[s, 2] = np.uint64(n)
+                table[s, 3] = np.uint64(ndistinct + 1)
+                first[ndistinct] = i
+                codes[i] = ndistinct
+                ndistinct += 1
+                if 2 * ndistinct > mask:
+                    table, mask = _grow(table, mask)
+                break
+            if table[s, 0] == w0 and table[s, 1] == w1 and table[s, 2] == np.uint64(n):
+                code = np.int64(c) - 1
+                same = True
+                if not short:                   # words were a digest: compare the bytes
+                    b = np.int64(offsets[first[code]])
+                    k = 0
+                    while same and k < n:
+                        same = _load_head(data, a + k, n - k) == _load_head(data, b + k, n - k)
+                        k += 8
+                if same:
+                    codes[i] = code
+                    break
+            s = (s + 1) & mask
+    return ndistinct

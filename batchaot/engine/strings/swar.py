@@ -1,4 +1,5 @@
-"""Arrow string buffers and the word-at-a-time (SWAR) primitives the kernels share.
+"""The word-at-a-time (SWAR) primitives the string kernels share (their input, Arrow
+string buffers, is arrow.py).
 
 numba reads these module-level constants as compile-time constants of the kernels.
 """
@@ -6,44 +7,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import pyarrow as pa
 from llvmlite import ir
 from numba import types as nbt
 from numba.extending import intrinsic
 
-from ..buffers import load_u64
-from .regex import _Unsupported
-
-_K0, _K1, _K2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
-
-
-def string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(offsets of rows 0..n, data, validity bitmap, bit offset or -1) of a string array."""
-    if pa.types.is_large_string(values.type):
-        offsets_dtype = np.int64
-    elif pa.types.is_string(values.type):
-        offsets_dtype = np.int32
-    else:
-        raise _Unsupported(str(values.type))
-    bufs = values.buffers()
-    n = len(values)
-    if bufs[1] is not None:
-        offsets = np.frombuffer(bufs[1], dtype=offsets_dtype, count=values.offset + n + 1)[values.offset:]
-    else:
-        offsets = _read_only(np.zeros(n + 1, offsets_dtype))
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None and bufs[2].size else _EMPTY
-    if values.null_count == 0 or bufs[0] is None:
-        return offsets, data, _EMPTY, -1
-    return offsets, data, np.frombuffer(bufs[0], dtype=np.uint8), values.offset
-
-
-def _read_only(a: np.ndarray) -> np.ndarray:
-    """Like the arrays over Arrow buffers, so kernels see one signature, not two."""
-    a.flags.writeable = False
-    return a
-
-
-_EMPTY = _read_only(np.zeros(1, dtype=np.uint8))
+from ..pointers import load_u64
+from .arrow import _K0, _K1, _K2, short_hash  # noqa: F401  (_K*: encode's hash, in kernels.py)
 
 
 @intrinsic
@@ -91,10 +60,7 @@ def _load_head(data, a, n):
     return x
 
 
-@numba.njit(inline="always")
-def _short_hash(w0, w1, n):
-    h = (w0 * _K0) ^ (w1 * _K1) ^ (n * _K2)
-    return h ^ (h >> np.uint64(29))
+_short_hash = numba.njit(inline="always")(short_hash)
 
 
 _MASKS = np.array([(1 << b) - 1 if b < 64 else (1 << 64) - 1 for b in range(65)], dtype=np.uint64)

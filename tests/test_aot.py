@@ -1,0 +1,201 @@
+"""The kernels compiled ahead of time (engine/aot.py): each export gives its JIT twin's
+answer, byte for byte, on every signature; arguments of another dtype or layout never
+reach an export; a small run in a fresh process loads no Numba and gives DuckDB's counts,
+a larger one loads it; an untrusted module is never loaded. (Random rules against DuckDB
+through the exports: tests/test_differential.py, `ahead_of_time`.)"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections import Counter
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import batchaot
+from batchaot.engine import aot, strings
+
+pytestmark = pytest.mark.usefixtures("kernel_cache", "aot_module")
+
+ALPHABET = ["a", "b", "@", ".", "%", "_", "\\", "-", " ", "\n", "é", "日", "😀", "x"]
+
+
+def _copies(args: tuple) -> tuple:
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
+def _same(x, y) -> bool:
+    if isinstance(x, np.ndarray):
+        return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+    if isinstance(x, tuple):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y))
+    return x == y
+
+
+@pytest.fixture
+def twins(monkeypatch):
+    """Every aot.call runs the JIT dispatcher and the export on copies of its arguments
+    and compares results and every array afterwards (outputs and scratch alike)."""
+    seen: Counter = Counter()
+
+    def both(name: str, *args):
+        export = aot.exported(name, args)
+        assert export is not None, f"no export of {name} for {[getattr(a, 'dtype', type(a)) for a in args]}"
+        jit_args, aot_args = _copies(args), _copies(args)
+        want = aot._jit(name)(*jit_args)
+        got = export(*aot_args)
+        assert _same(want, got), (name, want, got)
+        for k, (a, b) in enumerate(zip(jit_args, aot_args)):
+            assert _same(a, b), (name, k)
+        seen[name, export.__name__] += 1
+        return aot._jit(name)(*args)
+
+    monkeypatch.setattr(aot, "call", both)
+    return seen
+
+
+def random_strings(rng: np.random.Generator, n: int, large: bool) -> pa.Array:
+    values = ["".join(rng.choice(ALPHABET, int(rng.integers(0, 12)))) for _ in range(n)]
+    return pa.array(values, pa.large_string() if large else pa.string(), mask=rng.random(n) < 0.1)
+
+
+SEXPRS = [["like", ["col"], "%@%.%", False, None], ["like", ["col"], "a_b%", False, None],
+          ["regexp", ["col"], "^[^@]+@[^@]+$"], ["regexp", ["col"], "(a|@)+\\."],
+          ["starts_with", ["col"], "ab"], ["in", ["col"], ["a", "", "@", "é@日"]],
+          ["cmp", "ne", ["col"], ["lit", "a"]], ["length", ["col"]]]
+
+
+def test_every_export_equals_its_jit_twin(twins) -> None:
+    """String kernels (string and large_string offsets, wide and narrow tables, array
+    offsets), the encoder, the VM on random rules with NULLs and overflows, and reading
+    the violation bitmaps back."""
+    rng = np.random.default_rng(7)
+    for large in (False, True):
+        values = random_strings(rng, 3000, large)
+        for arr in (values, values.slice(17, 900)):
+            for sexpr in SEXPRS:
+                plan = strings.fast_plan(sexpr)
+                assert plan is not None, sexpr
+                for dtype in (np.int64, np.uint8):
+                    n = len(arr)
+                    words, valid = np.full(n + 1, 7, dtype), np.full(n + 1, 7, np.uint8)
+                    strings.run_fast(plan, strings.string_buffers(arr), words, valid, 0, n)
+            assert strings.encode(arr) is not None
+    n = 20_000
+    table = pa.table({
+        "a": pa.array(rng.integers(-2**62, 2**62, n), mask=rng.random(n) < 0.1),
+        "b": pa.array(rng.integers(-5, 5, n)),
+        "f": pa.array(rng.normal(size=n), mask=rng.random(n) < 0.1),
+        "s": random_strings(rng, n, False),
+        "c": pa.array(rng.choice(["new", "paid", "", "é"], n)).dictionary_encode()})
+    rules = [{"name": "sum", "check": "a + a > b"}, {"name": "product", "check": "a * b >= 0"},
+             {"name": "div", "check": "a // b <> 3 OR f < 0.5"}, {"name": "email", "check": "s LIKE '%@%'"},
+             {"name": "status", "check": "c IN ('new', 'paid')"}, {"name": "len", "check": "length(s) < 9"},
+             {"name": "strict", "check": "f > -1", "strict": True}]
+    result = batchaot.validate(table, rules)          # 20,000 rows: the VM
+    assert result.violations.num_rows == sum(r.outcome.violations for r in result.rules) > 0
+    names = {name for name, _ in twins}
+    assert names == set(aot.ENTRIES), names
+    # both offset widths of the string kernels, and both table widths, ran on the exports
+    exports = {export for _, export in twins}
+    for name, entry in aot.ENTRIES.items():
+        if entry.module.endswith("strings.kernels") and name != "encode_kernel":
+            assert {f"{name}__{k}" for k in range(4)} <= exports, name
+
+
+def test_arguments_of_another_type_never_reach_an_export() -> None:
+    offsets = np.array([0, 1, 3], np.int32)
+    data = np.frombuffer(b"abc", np.uint8)
+    good = (offsets, data, data, -1, 0, 2, np.zeros(3, np.int64), np.zeros(3, np.uint8))
+    assert aot.exported("length_kernel", good) is not None
+    for i, bad in [(0, offsets.astype(np.float64)), (6, np.zeros(3, np.int32)),
+                   (6, np.zeros(6, np.int64)[::2]), (6, np.zeros((3, 1), np.int64)), (0, list(offsets))]:
+        args = good[:i] + (bad,) + good[i + 1:]
+        assert aot.exported("length_kernel", args) is None, (i, bad)
+        assert aot.kernel("length_kernel", args) is aot._jit("length_kernel")
+    assert aot.exported("length_kernel", good[:-1]) is None
+
+
+def test_an_untrusted_module_is_not_loaded(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BATCHAOT_CACHE_DIR", str(tmp_path))
+    aot.forget()
+    try:
+        target = aot.module_path("bitmap_rows")
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"not a module")
+        os.chmod(target.parent, 0o777)            # anyone may write there: never loaded
+        assert aot._load("bitmap_rows") is False
+        aot.forget()
+        os.chmod(target.parent, stat.S_IRWXU)     # ours, but not a module: JIT, no error
+        assert aot._load("bitmap_rows") is False
+        assert aot.kernel("bitmap_rows", (np.zeros(1, np.uint64), 0)) is aot._jit("bitmap_rows")
+    finally:
+        aot.forget()
+
+
+SCRIPT = """
+import json, sys
+import batchaot
+from batchaot.engine import aot, parallel
+aot.AOT_MAX_ROWS = int(sys.argv[3])
+threads = parallel.threads()
+result = batchaot.validate(sys.argv[1], json.loads(sys.argv[2]))
+counts = [r.outcome.violations for r in result.rules]
+loaded = "numba" in sys.modules
+import numba
+print(json.dumps({"counts": counts, "numba": loaded, "threads": threads,
+                  "numba_threads": numba.config.NUMBA_NUM_THREADS}))
+"""
+
+RULES = [{"name": "positive", "check": "amount > 0"},
+         {"name": "known", "check": "status IN ('new', 'paid', 'shipped')"},
+         {"name": "email", "check": "regexp_matches(email, '^[^@]+@[^@]+$')"},
+         {"name": "short", "check": "length(email) < 12"},
+         {"name": "product", "check": "amount * quantity < 9000"}]
+
+
+def _orders(path: str, n: int) -> None:
+    rng = np.random.default_rng(3)
+    pq.write_table(pa.table({
+        "amount": pa.array(rng.integers(-10, 1000, n), mask=rng.random(n) < 0.05),
+        "quantity": pa.array(rng.integers(0, 20, n)),
+        "status": pa.array(rng.choice(["new", "paid", "shipped", "lost", ""], n), mask=rng.random(n) < 0.05),
+        "email": pa.array([f"u{i % 977}@x.io" if i % 13 else f"bad{i}" for i in range(n)])}), path)
+
+
+def _run(path: str, max_rows: int, env: dict | None = None) -> dict:
+    done = subprocess.run([sys.executable, "-c", SCRIPT, path, json.dumps(RULES), str(max_rows)],
+                          capture_output=True, text=True, env=env or dict(os.environ), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_small_run_loads_no_numba_and_a_large_one_does(tmp_path) -> None:
+    path = str(tmp_path / "orders.parquet")
+    _orders(path, 30_000)
+    con = duckdb.connect()
+    want = [con.execute(f"SELECT count(*) FILTER (WHERE NOT ({r['check']})) FROM read_parquet('{path}')").fetchone()[0]
+            for r in RULES]
+    small = _run(path, 1_000_000)
+    assert small["counts"] == want and small["numba"] is False
+    large = _run(path, 1_000)                  # past AOT_MAX_ROWS: Numba, the JIT and threads
+    assert large["counts"] == want and large["numba"] is True
+
+
+@pytest.mark.parametrize("setting", [None, "1", "3"])
+def test_thread_count_without_numba_is_numbas(tmp_path, setting) -> None:
+    path = str(tmp_path / "orders.parquet")
+    _orders(path, 100)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    if setting:
+        env["NUMBA_NUM_THREADS"] = setting
+    got = _run(path, 1_000_000, env)
+    assert got["threads"] == got["numba_threads"]
+    if setting:
+        assert got["threads"] == int(setting)
