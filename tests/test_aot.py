@@ -109,17 +109,25 @@ def test_every_export_equals_its_jit_twin(twins) -> None:
             assert {f"{name}__{k}" for k in range(4)} <= exports, name
 
 
-def test_arguments_of_another_type_never_reach_an_export() -> None:
+def test_arguments_of_another_type_never_reach_an_export(monkeypatch) -> None:
     offsets = np.array([0, 1, 3], np.int32)
-    data = np.frombuffer(b"abc", np.uint8)
+    data = np.frombuffer(b"abc", np.uint8)            # read-only, as Arrow's buffers
     good = (offsets, data, data, -1, 0, 2, np.zeros(3, np.int64), np.zeros(3, np.uint8))
     assert aot.exported("length_kernel", good) is not None
-    for i, bad in [(0, offsets.astype(np.float64)), (6, np.zeros(3, np.int32)),
-                   (6, np.zeros(6, np.int64)[::2]), (6, np.zeros((3, 1), np.int64)), (0, list(offsets))]:
+    read_only = np.zeros(3, np.int64)
+    read_only.flags.writeable = False
+    unaligned = np.frombuffer(bytearray(25), np.int64, count=3, offset=1)
+    bad_args = [(0, offsets.astype(np.float64)), (6, np.zeros(3, np.int32)), (6, np.zeros(6, np.int64)[::2]),
+                (6, np.zeros((3, 1), np.int64)), (0, list(offsets)), (6, read_only), (6, unaligned),
+                (3, -1.0), (3, 2**63), (4, True), (4, np.uint64(2**64 - 1))]
+    monkeypatch.setattr(aot, "_forced", True)
+    for i, bad in bad_args:
         args = good[:i] + (bad,) + good[i + 1:]
         assert aot.exported("length_kernel", args) is None, (i, bad)
-        assert aot.kernel("length_kernel", args) is aot._jit("length_kernel")
+        with pytest.raises(TypeError, match="no ahead-of-time export of length_kernel"):
+            aot.kernel("length_kernel", args)
     assert aot.exported("length_kernel", good[:-1]) is None
+    assert aot.kernel("length_kernel", good) is aot.exported("length_kernel", good)
 
 
 def test_an_untrusted_module_is_not_loaded(tmp_path, monkeypatch) -> None:
@@ -134,7 +142,8 @@ def test_an_untrusted_module_is_not_loaded(tmp_path, monkeypatch) -> None:
         aot.forget()
         os.chmod(target.parent, stat.S_IRWXU)     # ours, but not a module: JIT, no error
         assert aot._load("bitmap_rows") is False
-        assert aot.kernel("bitmap_rows", (np.zeros(1, np.uint64), 0)) is aot._jit("bitmap_rows")
+        assert aot.exported("bitmap_rows", (np.zeros(1, np.uint64), 0)) is None
+        assert not aot.available()
     finally:
         aot.forget()
 
@@ -144,6 +153,9 @@ import json, sys
 import batchaot
 from batchaot.engine import aot, parallel
 aot.AOT_MAX_ROWS = int(sys.argv[3])
+if len(sys.argv) > 4:                        # small morsels: several threads at once
+    from batchaot.runtime.unit import UnitRunner
+    UnitRunner.morsel_rows = int(sys.argv[4])
 threads = parallel.threads()
 result = batchaot.validate(sys.argv[1], json.loads(sys.argv[2]))
 counts = [r.outcome.violations for r in result.rules]
@@ -160,17 +172,19 @@ RULES = [{"name": "positive", "check": "amount > 0"},
          {"name": "product", "check": "amount * quantity < 9000"}]
 
 
-def _orders(path: str, n: int) -> None:
+def _orders(path: str, n: int, row_group: int | None = None) -> None:
     rng = np.random.default_rng(3)
     pq.write_table(pa.table({
         "amount": pa.array(rng.integers(-10, 1000, n), mask=rng.random(n) < 0.05),
         "quantity": pa.array(rng.integers(0, 20, n)),
         "status": pa.array(rng.choice(["new", "paid", "shipped", "lost", ""], n), mask=rng.random(n) < 0.05),
-        "email": pa.array([f"u{i % 977}@x.io" if i % 13 else f"bad{i}" for i in range(n)])}), path)
+        "email": pa.array([f"u{i % 977}@x.io" if i % 13 else f"bad{i}" for i in range(n)])}), path,
+        row_group_size=row_group)
 
 
-def _run(path: str, max_rows: int, env: dict | None = None) -> dict:
-    done = subprocess.run([sys.executable, "-c", SCRIPT, path, json.dumps(RULES), str(max_rows)],
+def _run(path: str, max_rows: int, env: dict | None = None, morsel_rows: int | None = None) -> dict:
+    extra = [str(morsel_rows)] if morsel_rows else []
+    done = subprocess.run([sys.executable, "-c", SCRIPT, path, json.dumps(RULES), str(max_rows), *extra],
                           capture_output=True, text=True, env=env or dict(os.environ), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -185,6 +199,23 @@ def test_a_small_run_loads_no_numba_and_a_large_one_does(tmp_path) -> None:
     small = _run(path, 1_000_000)
     assert small["counts"] == want and small["numba"] is False
     large = _run(path, 1_000)                  # past AOT_MAX_ROWS: Numba, the JIT and threads
+    assert large["counts"] == want and large["numba"] is True
+
+
+def test_morsel_threads_of_a_small_run_stay_on_the_exports(tmp_path) -> None:
+    """Several morsel threads ask for the modules at once, each with its own Executor:
+    none of them loads Numba while the run is within AOT_MAX_ROWS, and one beyond it
+    loads Numba before any of them starts."""
+    path = str(tmp_path / "orders.parquet")
+    _orders(path, 240_000, row_group=10_000)
+    env = dict(os.environ, NUMBA_NUM_THREADS="4")
+    con = duckdb.connect()
+    want = [con.execute(f"SELECT count(*) FILTER (WHERE NOT ({r['check']})) FROM read_parquet('{path}')").fetchone()[0]
+            for r in RULES]
+    for _ in range(3):
+        small = _run(path, 1_000_000, env, morsel_rows=20_000)
+        assert small["counts"] == want and small["numba"] is False and small["threads"] == 4
+    large = _run(path, 100_000, env, morsel_rows=20_000)
     assert large["counts"] == want and large["numba"] is True
 
 

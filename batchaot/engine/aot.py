@@ -38,6 +38,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -52,13 +53,15 @@ from ..compiler.cache import cache_root, compiler_fingerprint, private_dir, trus
 AOT_MAX_ROWS = 2_000_000
 
 _KERNELS = "batchaot.engine.strings.kernels"
+BUILD_TIMEOUT_S = 900           # one entry point compiles in ~5-20 s
 
 
 @dataclass(frozen=True)
 class Entry:
     """One entry point: the @njit function (module, name) and the signatures exported,
     each a tuple of argument types ('i8' int64, 'u8' uint64, 'b1' bool; 'u1[:]' a
-    C-contiguous 1-D uint8 array, 'i4[:,:]' a 2-D int32 one, ...) and a result type."""
+    C-contiguous 1-D uint8 array, 'i4[:,:]' a 2-D int32 one, ...; '!' after an array:
+    the kernel writes it) and a result type."""
 
     module: str
     function: str
@@ -71,13 +74,13 @@ def _string_kernel(function: str, middle: tuple[str, ...]) -> Entry:
     offsets int32 or int64 (string, large_string), table words int64 (the VM's) or
     uint8 (the fused tier's narrow tables)."""
     return Entry(_KERNELS, function, tuple(
-        (f"{off}[:]", "u1[:]", "u1[:]", "i8", "i8", "i8", *middle, f"{words}[:]", "u1[:]")
+        (f"{off}[:]", "u1[:]", "u1[:]", "i8", "i8", "i8", *middle, f"{words}[:]!", "u1[:]!")
         for off in ("i4", "i8") for words in ("i8", "u1")), "none")
 
 
 ENTRIES: dict[str, Entry] = {
     "vm_run": Entry("batchaot.engine.vm", "run", (
-        ("i4[:,:]", "i8[:]", "u1[:]", *["i8[:]"] * 9, "i8", "i8[:,:]", "u1[:,:]", "b1", "u8[:]"),),
+        ("i4[:,:]", "i8[:]", "u1[:]", *["i8[:]"] * 9, "i8", "i8[:,:]!", "u1[:,:]!", "b1", "u8[:]!"),),
         "UniTuple(i8, 3)"),
     "bitmap_rows": Entry("batchaot.engine.vm", "bitmap_rows", (("u8[:]", "i8"),), "i8[:]"),
     "length_kernel": _string_kernel("_length_kernel", ()),
@@ -86,7 +89,7 @@ ENTRIES: dict[str, Entry] = {
     "dfa_kernel": _string_kernel("_dfa_kernel", ("u1[:]", "i8[:]", "u1[:]", "u1[:]", "u8[:,:]", "i8", "u1[:]",
                                                  "i8", "u8", "u8", "i8", "b1", "b1")),
     "encode_kernel": Entry(_KERNELS, "_encode_kernel", tuple(
-        (f"{off}[:]", "u1[:]", "u1[:]", "i8", "u2[:]", "i8[:]") for off in ("i4", "i8")), "i8"),
+        (f"{off}[:]", "u1[:]", "u1[:]", "i8", "u2[:]!", "i8[:]!") for off in ("i4", "i8")), "i8"),
 }
 
 # The sources compiled into the module (with what they import from the engine): part of
@@ -102,24 +105,39 @@ def _export_name(name: str, variant: int) -> str:
     return f"{name}__{variant}"
 
 
-def _array_checks(signature: tuple[str, ...]) -> tuple[tuple[int, np.dtype, int], ...]:
-    """(argument index, dtype, ndim) of each array argument of a signature."""
-    return tuple((i, np.dtype(_DTYPES[t.split("[")[0]]), t.count(":"))
-                 for i, t in enumerate(signature) if "[" in t)
+_SCALARS = {"i8": (-2**63, 2**63), "u8": (0, 2**64)}
 
 
-_CHECKS = {name: [(_export_name(name, k), len(sig), _array_checks(sig)) for k, sig in enumerate(e.signatures)]
+def _arg_check(t: str) -> tuple:
+    """What an argument of type `t` must be: ("array", dtype, ndim, written) or
+    ("int", low, high) or ("bool",)."""
+    if "[" in t:
+        return "array", np.dtype(_DTYPES[t.split("[")[0]]), t.count(":"), t.endswith("!")
+    if t == "b1":
+        return ("bool",)
+    return ("int", *_SCALARS[t])
+
+
+def _ok(a, check: tuple) -> bool:
+    kind = check[0]
+    if kind == "array":
+        _, dtype, ndim, written = check
+        return (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous
+                and a.flags.aligned and (a.flags.writeable or not written))
+    if kind == "bool":
+        return isinstance(a, (bool, np.bool_))
+    return isinstance(a, (int, np.integer)) and not isinstance(a, bool) and check[1] <= int(a) < check[2]
+
+
+# per entry: (export name, its argument checks) for each signature
+_CHECKS = {name: [(_export_name(name, k), tuple(map(_arg_check, sig))) for k, sig in enumerate(e.signatures)]
            for name, e in ENTRIES.items()}
 
 
-def _matches(args: tuple, nargs: int, checks: tuple[tuple[int, np.dtype, int], ...]) -> bool:
-    if len(args) != nargs:
-        return False
-    for i, dtype, ndim in checks:
-        a = args[i]
-        if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous):
-            return False
-    return True
+def _matches(args: tuple, checks: tuple[tuple, ...]) -> bool:
+    """Whether `args` have exactly the types an export was compiled for (it would read
+    any other as if they had them)."""
+    return len(args) == len(checks) and all(_ok(a, c) for a, c in zip(args, checks))
 
 
 # -- the module on disk ----------------------------------------------------------------
@@ -138,8 +156,9 @@ def fingerprint() -> str:
     h = hashlib.sha256(compiler_fingerprint())
     for source in _SOURCES:
         h.update((here / source).read_bytes())
-    for part in (metadata.version("numba"), np.__version__, sys.version, platform.machine(),
-                 repr(sorted((n, e) for n, e in ENTRIES.items()))):
+    h.update(Path(__file__).read_bytes())          # signatures, build settings
+    for part in (metadata.version("numba"), metadata.version("llvmlite"), np.__version__, sys.version,
+                 platform.machine()):
         h.update(part.encode())
     return h.hexdigest()[:20]
 
@@ -154,33 +173,43 @@ def module_path(name: str) -> Path:
 
 
 _modules: dict[str, Any] = {}   # entry -> its loaded module; False: absent or unusable
-_forced = False                 # tests: the exports even where Numba is loaded
+_loading = threading.Lock()     # morsel threads ask at once: one loads, the others wait
+_forced = False                 # tests: the exports even where Numba is loaded, none missing
 
 
 def _load(name: str) -> Any:
-    if name not in _modules:
-        _modules[name] = False
-        path = module_path(name)
-        if path.exists() and trusted_dir(str(path.parent)):
-            try:
-                spec = importlib.util.spec_from_file_location(module_name(name), path)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                _modules[name] = module
-            except ImportError:
-                pass                  # built for another interpreter or platform: JIT it is
-    return _modules[name]
+    module = _modules.get(name)
+    if module is None:
+        with _loading:
+            if name not in _modules:
+                _modules[name] = _load_file(name)
+            module = _modules[name]
+    return module
+
+
+def _load_file(name: str) -> Any:
+    path = module_path(name)
+    if not (path.exists() and trusted_dir(str(path.parent))):
+        return False
+    try:
+        spec = importlib.util.spec_from_file_location(module_name(name), path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except Exception:            # noqa: BLE001  (another interpreter, a damaged file: JIT it is)
+        return False
 
 
 def forget() -> None:
     """Look for the modules again at the next call (tests, after a build)."""
-    _modules.clear()
+    with _loading:
+        _modules.clear()
 
 
 def available() -> bool:
-    """Whether calls go to the ahead-of-time exports now: they are built (the VM's module
-    stands for all) and this process has not loaded Numba."""
-    return "numba" not in sys.modules and bool(_load("vm_run"))
+    """Whether calls go to the ahead-of-time exports now: every module is there and this
+    process has not loaded Numba."""
+    return "numba" not in sys.modules and all(_load(name) for name in ENTRIES)
 
 
 def use_jit() -> None:
@@ -199,8 +228,8 @@ def exported(name: str, args: tuple) -> Callable | None:
     (no module, or no such signature), whether or not Numba is loaded."""
     module = _load(name)
     if module:
-        for export, nargs, checks in _CHECKS[name]:
-            if _matches(args, nargs, checks):
+        for export, checks in _CHECKS[name]:
+            if _matches(args, checks):
                 return getattr(module, export)
     return None
 
@@ -211,6 +240,9 @@ def kernel(name: str, args: tuple) -> Callable:
         function = exported(name, args)
         if function is not None:
             return function
+        if _forced:
+            raise TypeError(f"no ahead-of-time export of {name} takes "
+                            f"{[getattr(a, 'dtype', type(a).__name__) for a in args]}")
     return _jit(name)
 
 
@@ -229,6 +261,7 @@ def _numba_type(text: str):
     if text.startswith("UniTuple("):
         inner, count = text[len("UniTuple("):-1].split(",")
         return types.UniTuple(_numba_type(inner.strip()), int(count))
+    text = text.rstrip("!")
     base = from_dtype(np.dtype(_DTYPES[text.split("[")[0]])) if text != "b1" else types.boolean
     ndim = text.count(":")
     return types.Array(base, ndim, "C") if ndim else base
@@ -253,10 +286,16 @@ def build(workers: int | None = None) -> list[Path]:
 
 
 def _build_in_process(name: str) -> Path:
-    proc = subprocess.run([sys.executable, "-m", __name__, name], capture_output=True, text=True)
-    if proc.returncode != 0:
+    # from the folder that holds this very package, so the child compiles these sources
+    # (python -m puts the working folder first); Numba's debugging knobs left out
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_") or k == "NUMBA_CACHE_DIR"}
+    proc = subprocess.run([sys.executable, "-m", __name__, name], capture_output=True, text=True, cwd=root,
+                          env=env, timeout=BUILD_TIMEOUT_S)
+    target = module_path(name)
+    if proc.returncode != 0 or not target.exists():
         raise RuntimeError(f"compiling {name} ahead of time failed: {proc.stderr.strip()[-1500:]}")
-    return module_path(name)
+    return target
 
 
 def _build_one(name: str) -> None:

@@ -30,8 +30,9 @@ a list, else the rows this Executor has seen for the rule set so far (a worker f
 batch by batch starts on the VM and switches once the rows add up).
 
 ``threads > 1`` splits each batch into that many row ranges evaluated concurrently
-(both engines release the GIL); row ids come back in ascending order, identical to
-a serial run.
+(both engines' JIT kernels release the GIL; the ahead-of-time exports hold it, so a
+run on them uses one range); row ids come back in ascending order, identical to a
+serial run.
 """
 from __future__ import annotations
 

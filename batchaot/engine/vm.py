@@ -1,4 +1,5 @@
-"""The vectorized bytecode VM (numexpr style), compiled once by Numba and cached on disk.
+"""The vectorized bytecode VM (numexpr style), compiled by Numba: just in time (cached on
+disk), or ahead of time for small runs (engine/aot.py; the same function).
 
 The VM walks a Program once per block of BLOCK rows; each instruction runs a tight
 loop over the block. Registers are two 2-D scratch arrays (values, validity) that the

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..compiler.program import Program
+from ..engine import aot
 from ..engine.run import Executor, RuleOutcome
 from ..engine.stats import RowGroupProver
 from ..errors import BatchaotError, DataError, OutputError
@@ -142,6 +143,7 @@ class UnitRunner:
     # -- submit: one unit, its part written --------------------------------------------
     def run(self, unit: WorkUnit) -> UnitResult:
         started = time.perf_counter()
+        self._kernels_for([unit.rows])
         self.skipped, self.proven = 0, [0] * len(self.programs)
         before = self.engine_stats()
         try:
@@ -172,6 +174,7 @@ class UnitRunner:
         """run_split() of each unit, in order. On several threads, the morsels of the
         Parquet units stream through one MorselFeed: the next unit is decoded and checked
         while this one's last morsels finish."""
+        self._kernels_for([u.rows for u in units])
         parquet = [u for u in units if u.format == "parquet"]
         if self.threads > 1 and parquet:
             self._feed = MorselFeed(self, parquet, self._morsel_executors())
@@ -269,9 +272,18 @@ class UnitRunner:
             for batch in as_one(list(self.read(piece))) if morsels else self.read(piece):
                 yield piece, active, batch
 
+    @staticmethod
+    def _kernels_for(rows: list[int]) -> None:
+        """Load Numba before a run larger than the ahead-of-time kernels are for
+        (engine/aot.py): every executor of the run, morsel threads included, then runs
+        JIT kernels, which release the GIL. Rows not known before reading (-1: CSV,
+        JSONL) are left to the Executor, which counts the rows it sees."""
+        if sum(max(r, 0) for r in rows) > aot.AOT_MAX_ROWS:
+            aot.use_jit()
+
     def _morsel_executors(self) -> list[Executor]:
         """One thread more than `threads`: a morsel thread now and then waits (for the GIL
-        between kernels, for a read), and the spare one keeps the cores busy (10M rows,
+        between JIT kernels, for a read), and the spare one keeps the cores busy (10M rows,
         2 cores: 0.72 s with 2 threads, 0.58 s with 3, 0.62 s with 4)."""
         if not self._executors:
             self._executors = [Executor(engine=self.executor.engine, threads=1) for _ in range(self.threads + 1)]
@@ -339,6 +351,7 @@ class UnitRunner:
         held = Held()
         read = read or {}
         self.skipped, self.proven = 0, [0] * len(self.programs)
+        self._kernels_for([i[1].num_rows if isinstance(i, tuple) else i.rows for i in inputs])
         files = [i for i in inputs if not isinstance(i, tuple) and i.format == "parquet" and i.path not in read]
         if self.threads > 1 and files and len(files) == len(inputs):
             return self._hold_morsels(held, files)

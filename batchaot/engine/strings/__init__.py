@@ -10,7 +10,8 @@ Two evaluators give the same answers. ``evaluate`` (compiler/strexpr.py, which t
 compiler also folds constants with) uses pyarrow.compute (RE2 for LIKE and
 regexp_matches) and handles every expression. For large tables the common shapes
 on the column itself run as Numba kernels over the Arrow offsets and data buffers
-(``fast_plan`` / ``run_fast``), writing the table in place, on several threads:
+(``fast_plan`` / ``run_fast``), writing the table in place, on several threads (one
+where they run compiled ahead of time, engine/aot.py):
 
 - LIKE (case-sensitive), starts_with and regexp_matches compile to a minimized byte
   DFA (a conservative subset of RE2 syntax; anything else, ILIKE, \\d, flags, stays

@@ -139,16 +139,16 @@ def run_fast(plan: FastPlan, buffers, words: np.ndarray, valid: np.ndarray, lo: 
     if plan.kind == "set":
         w = plan.words
         aot.call("set_kernel", offsets, data, bitmap, bitoff, lo, hi, w.data, w.offsets, w.by_len, w.table,
-                    w.mult, w.shift, plan.negate, plan.miss_is_null, words, valid)
+                 w.mult, w.shift, plan.negate, plan.miss_is_null, words, valid)
         return
     d = plan.dfa
     if d.sparse is not None:
         sp = d.sparse
         aot.call("sparse_kernel", offsets, data, bitmap, bitoff, lo, hi, sp.patterns, sp.kind, sp.step,
-                       sp.term, sp.verdict, plan.negate, plan.miss_is_null, words, valid)
+                 sp.term, sp.verdict, plan.negate, plan.miss_is_null, words, valid)
         return
     aot.call("dfa_kernel", offsets, data, bitmap, bitoff, lo, hi, d.act, d.trans, d.final, d.skip, d.swar,
-                d.start, d.prefix, d.nprefix,
-                np.uint64(int.from_bytes(d.prefix[:8].tobytes(), "little")),
-                np.uint64((1 << (8 * min(d.nprefix, 8))) - 1), d.after_prefix,
-                plan.negate, plan.miss_is_null, words, valid)
+             d.start, d.prefix, d.nprefix,
+             np.uint64(int.from_bytes(d.prefix[:8].tobytes(), "little")),
+             np.uint64((1 << (8 * min(d.nprefix, 8))) - 1), d.after_prefix,
+             plan.negate, plan.miss_is_null, words, valid)

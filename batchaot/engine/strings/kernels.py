@@ -8,8 +8,9 @@ import numpy as np
 
 from ..pointers import load_u64
 from .automata import _DEAD, _MATCH, _NEXT, _STAY
-from .swar import (_K0, _K1, _K2, _LOW_ONES, _MASKS, _ONE, _byte_bits, _equal_bytes, _is_null, _load_head,
-                   _short_hash, _trailing_zeros, _zero_byte)
+from .arrow import _K0, _K1, _K2
+from .swar import (_LOW_ONES, _MASKS, _ONE, _byte_bits, _equal_bytes, _is_null, _load_head, _short_hash,
+                   _trailing_zeros, _zero_byte)
 
 
 @numba.njit(nogil=True, cache=True)

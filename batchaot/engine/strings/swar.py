@@ -12,7 +12,7 @@ from numba import types as nbt
 from numba.extending import intrinsic
 
 from ..pointers import load_u64
-from .arrow import _K0, _K1, _K2, short_hash  # noqa: F401  (_K*: encode's hash, in kernels.py)
+from .arrow import short_hash
 
 
 @intrinsic
