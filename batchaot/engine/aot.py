@@ -282,7 +282,15 @@ def build(workers: int | None = None) -> list[Path]:
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         done = list(pool.map(_build_in_process, ENTRIES))
     forget()
+    _remove_stale(done)
     return done
+
+
+def _remove_stale(current: list[Path]) -> None:
+    """Modules of other fingerprints (an older engine) are never loaded again: delete them."""
+    for path in folder().glob("batchaot_aot_*"):
+        if path not in current:
+            path.unlink(missing_ok=True)
 
 
 def _build_in_process(name: str) -> Path:

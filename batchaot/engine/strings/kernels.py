@@ -8,7 +8,7 @@ import numpy as np
 
 from ..pointers import load_u64
 from .automata import _DEAD, _MATCH, _NEXT, _STAY
-from .arrow import _K0, _K1, _K2
+from .arrow import _K0, _K1
 from .swar import (_LOW_ONES, _MASKS, _ONE, _byte_bits, _equal_bytes, _is_null, _load_head, _short_hash,
                    _trailing_zeros, _zero_byte)
 
@@ -245,9 +245,7 @@ def _sparse_kernel(offsets, data, bitmap, bitoff, lo, hi, patterns, kind, step, 
 
 @numba.njit(nogil=True, inline="always")
 def _slot_of(w0, w1, n, mask):
-    h = (w0 * _K0) ^ (w1 * _K1) ^ (np.uint64(n) * _K2)
-    h ^= h >> np.uint64(29)
-    return np.int64((h * _K1) >> np.uint64(40)) & mask
+    return np.int64((_short_hash(w0, w1, np.uint64(n)) * _K1) >> np.uint64(40)) & mask
 
 
 @numba.njit(nogil=True, cache=True)
