@@ -442,22 +442,21 @@ class ProgramEmitter:
         return f"not {conj(va, f'({ra} != 0)')}"        # JNONET
 
     def verdict(self, a: int, last: bool) -> None:
-        # One recording site per rule, NULL counters in memory: few multiply-assigned
+        # One recording site per rule, counters in memory: few multiply-assigned
         # variables, which is what numba's compile time grows with.
         k, q = self.k, self.rule_id
         va, ra = self.v(a), self.r(a)
         if va == TRUE:
-            bad = f"{ra} == 0"
+            self.emit(f"if {ra} == 0:")
         else:
             self.emit(f"if not {va}:")
             self.emit(f"counts[{q}, 1] += 1", 1)
             if a in self.tainted:
                 self.emit(f"counts[{q}, 2] += {self.o(a)}", 1)
-            bad = f"({va} & ({ra} == 0)) | ((not {va}) & s{k})"
-        # The violation is a bit of the rule's word, which the kernel stores and counts
-        # once per 64 rows (codegen.generate): no branch and no store per row, so a rule
-        # that fails on every other row costs no mispredicted branch.
-        self.emit(f"bw{k} |= bit if {bad} else np.uint64(0)")
+            self.emit(f"if ({va} & ({ra} == 0)) | ((not {va}) & s{k}):")
+        # the violation goes into the rule's bitmap word, stored once per 64 rows
+        for stmt in (f"bw{k} |= bit", f"counts[{q}, 0] += 1"):
+            self.emit(stmt, 1)
         if not last:
             self.emit(f"g{k} = {len(self.prog.code)}")
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 from .. import vm
 from ..pointers import i64_at, load_u64, u8_at  # noqa: F401  (i64_at, u8_at: generated kernels' runtime)
@@ -197,21 +196,8 @@ def valid_word(bitmap, off, base):
     return word
 
 
-@intrinsic
-def _ctpop(typingctx, word):
-    def codegen(context, builder, signature, args):
-        return builder.ctpop(args[0])
-    return types.uint64(types.uint64), codegen
-
-
-@njit(cache=True, nogil=True)
-def popcount(word):
-    """The set bits of a uint64 word: one instruction (llvm.ctpop)."""
-    return np.int64(_ctpop(np.uint64(word)))
-
-
 # what a generated kernel imports from this module (codegen._PREAMBLE)
-RUNTIME = ("i64_at", "u8_at", "unpack_bits", "valid_word", "popcount", "add_f", "sub_f", "mul_f", "div_f", "mod_f", "neg_f", "abs_f", "round_f", "i2f", "f2s",
+RUNTIME = ("i64_at", "u8_at", "unpack_bits", "valid_word", "add_f", "sub_f", "mul_f", "div_f", "mod_f", "neg_f", "abs_f", "round_f", "i2f", "f2s",
            "f2i_ok", "f2i", "eq_f", "lt_f", "le_f", "idiv_i", "mod_i", "round_i",
            "add_ok", "sub_ok", "mul_ok", "idiv_ok", "narrow_ok", "round_ok")
 
