@@ -202,6 +202,31 @@ def test_a_small_run_loads_no_numba_and_a_large_one_does(tmp_path) -> None:
     assert large["counts"] == want and large["numba"] is True
 
 
+AGAIN = """
+import json, sys
+import batchaot
+from batchaot.engine import aot
+aot.AOT_MAX_ROWS = 50_000
+loaded = []
+for _ in range(2):
+    result = batchaot.validate(sys.argv[1], json.loads(sys.argv[2]))
+    loaded.append(("numba" in sys.modules, [r.outcome.violations for r in result.rules]))
+print(json.dumps(loaded))
+"""
+
+
+def test_a_long_lived_process_moves_on_to_numba(tmp_path) -> None:
+    """The rows on the exports count over the process's life: a second small run that
+    would take them past AOT_MAX_ROWS loads Numba (and gives the same counts)."""
+    path = str(tmp_path / "orders.parquet")
+    _orders(path, 30_000)
+    done = subprocess.run([sys.executable, "-c", AGAIN, path, json.dumps(RULES)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (first_numba, first), (second_numba, second) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (first_numba, second_numba) == (False, True) and first == second
+
+
 def test_morsel_threads_of_a_small_run_stay_on_the_exports(tmp_path) -> None:
     """Several morsel threads ask for the modules at once, each with its own Executor:
     none of them loads Numba while the run is within AOT_MAX_ROWS, and one beyond it

@@ -14,7 +14,8 @@ kernel sources, the compiler's, and the Python, NumPy and Numba versions: an edi
 upgraded engine never loads an older module. :func:`call` then runs
 
 - the ahead-of-time export while this process has not imported Numba: a small run
-  never does (the Executor keeps runs up to AOT_MAX_ROWS rows here, engine/run.py);
+  never does (the Executor and the UnitRunner keep the process here while the rows it
+  has checked on the exports stay within AOT_MAX_ROWS: :func:`keep_ahead`);
 - the JIT dispatcher once Numba is loaded (the fused tier, key checks or a large run
   needed it): the dispatchers release the GIL and run on several threads, the exports
   hold it.
@@ -47,9 +48,10 @@ import numpy as np
 
 from ..compiler.cache import cache_root, compiler_fingerprint, private_dir, trusted_dir
 
-# Up to this many rows a run in a process without Numba stays on the exports (one
-# thread): checking 2M rows of the demo's 9 rules takes ~0.2 s there, about Numba's
-# start-up, which more rows repay with threads and the fused tier.
+# Up to this many rows in all a process without Numba stays on the exports (one thread):
+# checking 2M rows of the demo's 9 rules takes ~0.2 s there, about Numba's start-up,
+# which more rows repay with threads and the fused tier. Counted over the process's
+# life, so a long-lived one (a notebook, a worker running unit after unit) moves on.
 AOT_MAX_ROWS = 2_000_000
 
 _KERNELS = "batchaot.engine.strings.kernels"
@@ -210,6 +212,28 @@ def available() -> bool:
     """Whether calls go to the ahead-of-time exports now: every module is there and this
     process has not loaded Numba."""
     return "numba" not in sys.modules and all(_load(name) for name in ENTRIES)
+
+
+_rows_ahead = 0                 # rows this process has checked on the exports
+_counting = threading.Lock()
+
+
+def keep_ahead(rows: int, count: bool = True) -> bool:
+    """Whether `rows` more rows run on the exports: they are available and the process's
+    rows on them stay within AOT_MAX_ROWS; else Numba is loaded here (before any kernel
+    of that work runs) and every later call is JIT. `count`: the rows are about to run
+    (False: a plan of rows that each batch will count itself)."""
+    global _rows_ahead
+    if "numba" in sys.modules:
+        return False
+    with _counting:
+        within = _rows_ahead + max(rows, 0) <= AOT_MAX_ROWS
+        if within and count:
+            _rows_ahead += max(rows, 0)
+    if not within:
+        use_jit()
+        return False
+    return available()
 
 
 def use_jit() -> None:

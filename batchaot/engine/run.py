@@ -10,9 +10,10 @@ pass, 2-5x faster on numeric rules, but cost a compile (~0.5-2 s) the first time
 rule-set shape is seen on a machine; afterwards they load from the disk cache in
 ~10 ms. ``auto`` (the default) weighs the two per rule set (:meth:`Executor.engine_for`):
 
-- a run of up to aot.AOT_MAX_ROWS rows in a process that has not loaded Numba: the VM
-  compiled ahead of time (engine/aot.py, built by `batchaot warmup`), on one thread;
-  Numba's start-up (~0.5 s) is more than such a run takes. Larger runs load Numba;
+- in a process that has not loaded Numba, while the rows it checked so far stay within
+  aot.AOT_MAX_ROWS: the VM compiled ahead of time (engine/aot.py, built by `batchaot
+  warmup`), on one thread; Numba's start-up (~0.5 s) is more than such rows take.
+  Beyond, Numba is loaded;
 - below AUTO_MIN_ROWS rows: the VM (nothing to win that a user would notice); likewise
   when one program exceeds AUTO_MAX_PROGRAM instructions (its compile would not end soon);
 - fused when the time it saves, rows x instructions x AUTO_SAVED_NS_PER_ROW_INSTRUCTION
@@ -296,6 +297,7 @@ class Executor:
         row_base = 0
         if isinstance(batches, (list, tuple)):
             self._expected_rows = sum(b.num_rows for b in batches)
+            aot.keep_ahead(self._expected_rows, count=False)     # all of it, or Numba now
         try:
             for batch in batches:
                 self.evaluate_batch(programs, batch, row_base, outcomes)
@@ -314,7 +316,7 @@ class Executor:
             return
         key = tuple(programs[k] for k in live)
         self._rows_seen[key] = self._rows_seen.get(key, 0) + n
-        ahead = self._ahead_of_time(key)
+        ahead = self._ahead_of_time(n)
         if self.threads > 1 and n >= PARALLEL_MIN_ROWS and not ahead:
             inputs = _BatchInputs(batch, self._map, self.threads, self._lut_cache)
             inputs.preload([c for prog in key for c in prog.columns],
@@ -331,14 +333,14 @@ class Executor:
             self._run_vm([(k, programs[k]) for k in live], inputs, row_base, ranges, outcomes)
 
     # -- choosing the engine ----------------------------------------------------------
-    def _ahead_of_time(self, programs: tuple[Program, ...]) -> bool:
-        """Whether this batch runs on the VM's ahead-of-time exports, on one thread
-        (engine/aot.py): a small run in a process that has not loaded Numba. A larger
-        one loads it here, before any kernel runs, so every kernel of the run is JIT."""
-        if self.engine == "fused" or (self._expected_rows or self._rows_seen.get(programs, 0)) > aot.AOT_MAX_ROWS:
+    def _ahead_of_time(self, n: int) -> bool:
+        """Whether this batch of `n` rows runs on the VM's ahead-of-time exports, on one
+        thread (engine/aot.py: small work in a process that has not loaded Numba). Else
+        Numba is loaded here, before any kernel of the batch runs."""
+        if self.engine == "fused":
             aot.use_jit()
             return False
-        return aot.available()
+        return aot.keep_ahead(n)
 
     def engine_for(self, programs: tuple[Program, ...], inputs: _BatchInputs) -> str:
         """'vm' or 'fused' for this rule set and batch (the cost model: module docstring)."""

@@ -274,12 +274,11 @@ class UnitRunner:
 
     @staticmethod
     def _kernels_for(rows: list[int]) -> None:
-        """Load Numba before a run larger than the ahead-of-time kernels are for
-        (engine/aot.py): every executor of the run, morsel threads included, then runs
-        JIT kernels, which release the GIL. Rows not known before reading (-1: CSV,
-        JSONL) are left to the Executor, which counts the rows it sees."""
-        if sum(max(r, 0) for r in rows) > aot.AOT_MAX_ROWS:
-            aot.use_jit()
+        """Load Numba before a run that would take the process past the rows the
+        ahead-of-time kernels are for (engine/aot.py, keep_ahead): every executor of the
+        run, morsel threads included, then runs JIT kernels, which release the GIL. Rows
+        not known before reading (-1: CSV, JSONL) are left to the Executor's count."""
+        aot.keep_ahead(sum(max(r, 0) for r in rows), count=False)
 
     def _morsel_executors(self) -> list[Executor]:
         """One thread more than `threads`: a morsel thread now and then waits (for the GIL
