@@ -200,6 +200,8 @@ def test_a_small_run_loads_no_numba_and_a_large_one_does(tmp_path) -> None:
     assert small["counts"] == want and small["numba"] is False
     large = _run(path, 1_000)                  # past AOT_MAX_ROWS: Numba, the JIT and threads
     assert large["counts"] == want and large["numba"] is True
+    switched_off = _run(path, 1_000_000, dict(os.environ, BATCHAOT_AOT="0"))
+    assert switched_off["counts"] == want and switched_off["numba"] is True
 
 
 AGAIN = """

@@ -209,9 +209,11 @@ def forget() -> None:
 
 
 def available() -> bool:
-    """Whether calls go to the ahead-of-time exports now: every module is there and this
-    process has not loaded Numba."""
-    return "numba" not in sys.modules and all(_load(name) for name in ENTRIES)
+    """Whether calls go to the ahead-of-time exports now: every module is there, this
+    process has not loaded Numba, and BATCHAOT_AOT is not 0 (the switch to rule the
+    exports out, e.g. to compare them with the JIT on one's own data)."""
+    return ("numba" not in sys.modules and os.environ.get("BATCHAOT_AOT", "1") != "0"
+            and all(_load(name) for name in ENTRIES))
 
 
 _rows_ahead = 0                 # rows this process has checked on the exports
@@ -260,7 +262,7 @@ def exported(name: str, args: tuple) -> Callable | None:
 
 def kernel(name: str, args: tuple) -> Callable:
     """The function `call` would run for these arguments."""
-    if _forced or "numba" not in sys.modules:
+    if _forced or available():
         function = exported(name, args)
         if function is not None:
             return function
