@@ -391,8 +391,10 @@ def warm_up(rows: int = 50_000) -> float:
         validate(dictionary, [r for r in _WARM_RULES if "check" in r])
     try:
         aot.build()
-    except Exception as exc:          # noqa: BLE001  (no C compiler, say: runs stay on the JIT)
-        warnings.warn(f"batchaot: the ahead-of-time kernels were not built ({exc}); small runs will "
+        aot.verify()                  # a miscompile must never answer a rule
+    except Exception as exc:          # noqa: BLE001  (no C compiler, a Mismatch: runs stay on the JIT)
+        aot.remove()
+        warnings.warn(f"batchaot: the ahead-of-time kernels are not used ({exc}); small runs will "
                       "load Numba (~0.5 s more each)", RuntimeWarning, stacklevel=2)
     _byte_compile()
     return time.perf_counter() - started

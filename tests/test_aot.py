@@ -10,7 +10,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections import Counter
 
 import duckdb
 import numpy as np
@@ -26,38 +25,12 @@ pytestmark = pytest.mark.usefixtures("kernel_cache", "aot_module")
 ALPHABET = ["a", "b", "@", ".", "%", "_", "\\", "-", " ", "\n", "é", "日", "😀", "x"]
 
 
-def _copies(args: tuple) -> tuple:
-    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
-
-
-def _same(x, y) -> bool:
-    if isinstance(x, np.ndarray):
-        return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
-    if isinstance(x, tuple):
-        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y))
-    return x == y
-
-
 @pytest.fixture
-def twins(monkeypatch):
+def twins():
     """Every aot.call runs the JIT dispatcher and the export on copies of its arguments
     and compares results and every array afterwards (outputs and scratch alike)."""
-    seen: Counter = Counter()
-
-    def both(name: str, *args):
-        export = aot.exported(name, args)
-        assert export is not None, f"no export of {name} for {[getattr(a, 'dtype', type(a)) for a in args]}"
-        jit_args, aot_args = _copies(args), _copies(args)
-        want = aot._jit(name)(*jit_args)
-        got = export(*aot_args)
-        assert _same(want, got), (name, want, got)
-        for k, (a, b) in enumerate(zip(jit_args, aot_args)):
-            assert _same(a, b), (name, k)
-        seen[name, export.__name__] += 1
-        return aot._jit(name)(*args)
-
-    monkeypatch.setattr(aot, "call", both)
-    return seen
+    with aot.twins() as seen:
+        yield seen
 
 
 def random_strings(rng: np.random.Generator, n: int, large: bool) -> pa.Array:
@@ -107,6 +80,28 @@ def test_every_export_equals_its_jit_twin(twins) -> None:
     for name, entry in aot.ENTRIES.items():
         if entry.module.endswith("strings.kernels") and name != "encode_kernel":
             assert {f"{name}__{k}" for k in range(4)} <= exports, name
+
+
+def test_verify_holds_every_export_to_its_twin_and_catches_a_wrong_one(monkeypatch) -> None:
+    compared = aot.verify()
+    assert {name for name, _ in compared} == set(aot.ENTRIES)
+    exported = aot.exported
+
+    def one_bit_off(name, args):
+        export = exported(name, args)
+        if name != "vm_run" or export is None:
+            return export
+
+        def wrong(*a):
+            counts = export(*a)
+            a[-1][0] ^= np.uint64(1)          # row 0's verdict flipped in the bitmap
+            return counts
+        wrong.__name__ = export.__name__
+        return wrong
+
+    monkeypatch.setattr(aot, "exported", one_bit_off)
+    with pytest.raises(aot.Mismatch, match="vm_run__0 left argument 16"):
+        aot.verify()
 
 
 def test_arguments_of_another_type_never_reach_an_export(monkeypatch) -> None:

@@ -20,8 +20,9 @@ upgraded engine never loads an older module. :func:`call` then runs
   needed it): the dispatchers release the GIL and run on several threads, the exports
   hold it.
 
-Both are compiled from the same Python functions and give identical answers
-(tests/test_aot.py). An export does not check its arguments (an array of another
+Both are compiled from the same Python functions and give identical answers:
+:func:`verify` holds every export to its JIT twin after each build (warm-up deletes
+modules that fail it), as tests/test_aot.py does. An export does not check its arguments (an array of another
 dtype would be read as if it had the declared one), so :func:`call` checks every array
 argument against the export's signature and uses the JIT dispatcher when none matches.
 Without the modules (never warmed up, no C compiler, another machine) everything runs
@@ -29,6 +30,7 @@ JIT, as before.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -40,9 +42,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -274,7 +277,113 @@ def kernel(name: str, args: tuple) -> Callable:
 
 def call(name: str, *args):
     """Run entry point `name` (ENTRIES) on `args`: ahead of time or JIT (module docstring)."""
+    if _twins is not None:
+        return _twin_call(name, args)
     return kernel(name, args)(*args)
+
+
+# -- holding the exports to their JIT twins ----------------------------------------------
+
+class Mismatch(AssertionError):
+    """An export gave another answer than its JIT twin."""
+
+
+_twins: Counter | None = None   # while verifying: (entry, export) -> calls compared
+
+
+def _copies(args: tuple) -> tuple:
+    """Copies of the array arguments, read-only where the original is (the JIT compiles
+    another specialisation for the other)."""
+    return tuple(_copy(a) if isinstance(a, np.ndarray) else a for a in args)
+
+
+def _copy(a: np.ndarray) -> np.ndarray:
+    c = a.copy()
+    c.flags.writeable = a.flags.writeable
+    return c
+
+
+def _same(x, y) -> bool:
+    if isinstance(x, np.ndarray):
+        return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+    if isinstance(x, tuple):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y))
+    return x == y
+
+
+def _twin_call(name: str, args: tuple):
+    """Run the JIT and the export on copies of `args`; compare the results and every
+    array afterwards (outputs and scratch alike), then run the JIT on `args`."""
+    export = exported(name, args)
+    if export is None:
+        raise Mismatch(f"no export of {name} takes {[getattr(a, 'dtype', type(a).__name__) for a in args]}")
+    jit_args, aot_args = _copies(args), _copies(args)
+    want, got = _jit(name)(*jit_args), export(*aot_args)
+    if not _same(want, got):
+        raise Mismatch(f"{export.__name__} returned {got!r}, its JIT twin {want!r}")
+    for k, (a, b) in enumerate(zip(jit_args, aot_args)):
+        if not _same(a, b):
+            raise Mismatch(f"{export.__name__} left argument {k} unlike its JIT twin")
+    _twins[name, export.__name__] += 1
+    return _jit(name)(*args)
+
+
+@contextlib.contextmanager
+def twins() -> Iterator[Counter]:
+    """Every call in the block runs both the export and the JIT and compares them
+    (Mismatch); yields the calls compared per (entry point, export)."""
+    global _twins
+    _twins = Counter()
+    try:
+        yield _twins
+    finally:
+        _twins = None
+
+
+def verify(rows: int = 20_000) -> Counter:
+    """Hold the exports to their JIT twins on the engine's own workload: integers across
+    int64's range (overflows), floats with NaN, NULLs, plain, large and dictionary
+    strings under LIKE, regexes, IN, length and starts_with; the calls compared. `batchaot
+    warmup` runs it after a build: a miscompile (after an upgrade of Numba, say) must
+    never answer a rule."""
+    import pyarrow as pa
+
+    from ..compiler import compile_rules
+    from ..compiler.program import Program
+    from ..spec import load_rules
+    from .run import Executor
+
+    rng = np.random.default_rng(0)
+    words = np.array(["", "a", "a@b.c", "x@y", "é@日.x", "SKU-1", "URGENT", "a_b%", "paid", "new"])
+
+    def text(large: bool) -> pa.Array:
+        values = [w + str(i) if i % 3 else w for i, w in enumerate(rng.choice(words, rows))]
+        return pa.array(values, pa.large_string() if large else pa.string(), mask=rng.random(rows) < 0.1)
+
+    table = pa.table({
+        "a": pa.array(rng.integers(-2**63, 2**63 - 1, rows, dtype=np.int64, endpoint=True),
+                      mask=rng.random(rows) < 0.1),
+        "b": pa.array(rng.integers(-3, 4, rows)),
+        "f": pa.array(np.where(rng.random(rows) < 0.05, np.nan, rng.normal(size=rows))),
+        "s": text(False), "l": text(True),
+        "c": pa.array(rng.choice(words, rows), mask=rng.random(rows) < 0.1)})
+    checks = ["a + b > a", "a - b < a", "a * b >= 0", "a // b <> 3 OR f < 0.5", "abs(a) % 7 = 1",
+              "f * 2 > b", "s LIKE '%@%.%'", "regexp_matches(l, '^[^@]+@[^@]+$')", "length(s) < 6",
+              "starts_with(l, 'SKU-')", "c IN ('paid', 'new', '')", "s <> 'a'", "l LIKE 'a_b%'"]
+    specs = load_rules([{"name": f"r{i}", "check": c} for i, c in enumerate(checks)]
+                       + [{"name": "strict", "check": "f > 0", "strict": True}])
+    # as runs see them: from bytes (the program cache, a Ray worker), arrays read-only
+    programs = [Program.from_bytes(p.to_bytes()) for p in compile_rules(specs, table.schema)]
+    with twins() as compared, Executor(engine="vm") as executor:
+        outcomes = executor.evaluate(programs, table.to_batches(max_chunksize=rows // 3 + 1))
+        found = sum(len(o.row_ids) for o in outcomes)          # bitmap_rows, compared too
+    if found != sum(o.violations for o in outcomes):
+        raise Mismatch(f"{found} violating rows read back from the bitmaps, "
+                       f"{sum(o.violations for o in outcomes)} counted")
+    missing = set(ENTRIES) - {name for name, _ in compared}
+    if missing:
+        raise Mismatch(f"the workload did not reach {sorted(missing)}")
+    return compared
 
 
 # -- building it -----------------------------------------------------------------------
@@ -310,6 +419,13 @@ def build(workers: int | None = None) -> list[Path]:
     forget()
     _remove_stale(done)
     return done
+
+
+def remove() -> None:
+    """Delete the modules of this fingerprint (a failed verify): every call is JIT."""
+    for name in ENTRIES:
+        module_path(name).unlink(missing_ok=True)
+    forget()
 
 
 def _remove_stale(current: list[Path]) -> None:
