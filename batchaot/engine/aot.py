@@ -148,7 +148,7 @@ def _matches(args: tuple, checks: tuple[tuple, ...]) -> bool:
 # -- the module on disk ----------------------------------------------------------------
 
 def folder() -> Path:
-    """Where the compiled module lives: ``<cache root>/aot``."""
+    """Where the compiled modules live: ``<cache root>/aot``."""
     return Path(cache_root()) / "aot"
 
 
