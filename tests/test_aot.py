@@ -125,6 +125,20 @@ def test_arguments_of_another_type_never_reach_an_export(monkeypatch) -> None:
     assert aot.kernel("length_kernel", good) is aot.exported("length_kernel", good)
 
 
+def test_a_build_deletes_only_modules_of_other_fingerprints_a_week_old(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BATCHAOT_CACHE_DIR", str(tmp_path))
+    aot.folder().mkdir(parents=True)
+    current = aot.module_path("vm_run")
+    old, recent = aot.folder() / "batchaot_aot_0ld_vm_run.so", aot.folder() / "batchaot_aot_n3w_vm_run.so"
+    for path in (current, old, recent):
+        path.write_bytes(b"x")
+    week_ago = os.path.getmtime(old) - aot.STALE_AFTER_S - 60
+    os.utime(old, (week_ago, week_ago))
+    os.utime(current, (week_ago, week_ago))
+    aot._remove_stale([current])
+    assert (current.exists(), old.exists(), recent.exists()) == (True, False, True)
+
+
 def test_an_untrusted_module_is_not_loaded(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("BATCHAOT_CACHE_DIR", str(tmp_path))
     aot.forget()

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ AOT_MAX_ROWS = 2_000_000
 
 _KERNELS = "batchaot.engine.strings.kernels"
 BUILD_TIMEOUT_S = 900           # one entry point compiles in ~5-20 s
+STALE_AFTER_S = 7 * 24 * 3600   # other fingerprints' modules older than this are deleted
 
 
 @dataclass(frozen=True)
@@ -429,10 +431,12 @@ def remove() -> None:
 
 
 def _remove_stale(current: list[Path]) -> None:
-    """Modules of other fingerprints (an older engine) are never loaded again: delete them."""
+    """Delete modules of other fingerprints not built for a week: an older engine's. Newer
+    ones stay: another checkout or virtualenv on the machine may be using them."""
     for path in folder().glob("batchaot_aot_*"):
-        if path not in current:
-            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if path not in current and time.time() - path.stat().st_mtime > STALE_AFTER_S:
+                path.unlink()
 
 
 def _build_in_process(name: str) -> Path:
