@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import re
+from typing import Sequence
 
 import pyarrow as pa
 
@@ -112,19 +113,28 @@ def compiler_fingerprint() -> bytes:
     folding). Part of every key, so a changed compiler (a new release, a working copy
     being edited, an upgraded dependency) never loads what an older one compiled,
     whatever COMPILER_VERSION says."""
-    from importlib import metadata
-
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     here = os.path.join(package, "compiler")
     files = sorted(os.path.join(here, f) for f in os.listdir(here) if f.endswith(".py"))
     files += sorted(os.path.join(package, f) for f in os.listdir(package)
                     if f.startswith("_native") or f == "native.py")
+    return code_digest(files, ("sqlglot", "pyarrow"))
+
+
+def code_digest(files: Sequence[str | os.PathLike], dists: Sequence[str], *extra: bytes) -> bytes:
+    """A digest of these files' bytes, the installed versions of these distributions and
+    `extra`: what a cache of compiled code (Programs here, kernels in engine/aot.py) is
+    keyed by, so that edited or upgraded code never loads what older code compiled."""
+    from importlib import metadata
+
     h = hashlib.sha256()
     for path in files:
         with open(path, "rb") as fh:
             h.update(fh.read())
-    for dist in ("sqlglot", "pyarrow"):
+    for dist in dists:
         h.update(metadata.version(dist).encode())
+    for part in extra:
+        h.update(part)
     return h.digest()
 
 

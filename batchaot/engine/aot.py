@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -50,7 +49,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..compiler.cache import cache_root, compiler_fingerprint, private_dir, trusted_dir
+from ..compiler.cache import cache_root, code_digest, compiler_fingerprint, private_dir, trusted_dir
 
 # Up to this many rows in all a process without Numba stays on the exports (one thread):
 # checking 2M rows of the demo's 9 rules takes ~0.2 s there, about Numba's start-up,
@@ -156,18 +155,13 @@ def folder() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def fingerprint() -> str:
-    """A digest of everything compiled into the modules."""
-    from importlib import metadata
-
+    """A digest of everything compiled into the modules: the kernels' sources, this file
+    (signatures, build settings), the compiler's fingerprint (opcode numbers), versions."""
     here = Path(__file__).resolve().parent
-    h = hashlib.sha256(compiler_fingerprint())
-    for source in _SOURCES:
-        h.update((here / source).read_bytes())
-    h.update(Path(__file__).read_bytes())          # signatures, build settings
-    for part in (metadata.version("numba"), metadata.version("llvmlite"), np.__version__, sys.version,
-                 platform.machine()):
-        h.update(part.encode())
-    return h.hexdigest()[:20]
+    files = [here / source for source in _SOURCES] + [Path(__file__)]
+    digest = code_digest(files, ("numba", "llvmlite"), compiler_fingerprint(), np.__version__.encode(),
+                         sys.version.encode(), platform.machine().encode())
+    return digest.hex()[:20]
 
 
 def module_name(name: str) -> str:
@@ -265,6 +259,11 @@ def exported(name: str, args: tuple) -> Callable | None:
     return None
 
 
+def _types(args: tuple) -> list:
+    """The arguments' dtypes (arrays) or type names (scalars), for a message."""
+    return [getattr(a, "dtype", type(a).__name__) for a in args]
+
+
 def kernel(name: str, args: tuple) -> Callable:
     """The function `call` would run for these arguments."""
     if _forced or available():
@@ -272,8 +271,7 @@ def kernel(name: str, args: tuple) -> Callable:
         if function is not None:
             return function
         if _forced:
-            raise TypeError(f"no ahead-of-time export of {name} takes "
-                            f"{[getattr(a, 'dtype', type(a).__name__) for a in args]}")
+            raise TypeError(f"no ahead-of-time export of {name} takes {_types(args)}")
     return _jit(name)
 
 
@@ -318,7 +316,7 @@ def _twin_call(name: str, args: tuple):
     array afterwards (outputs and scratch alike), then run the JIT on `args`."""
     export = exported(name, args)
     if export is None:
-        raise Mismatch(f"no export of {name} takes {[getattr(a, 'dtype', type(a).__name__) for a in args]}")
+        raise Mismatch(f"no export of {name} takes {_types(args)}")
     jit_args, aot_args = _copies(args), _copies(args)
     want, got = _jit(name)(*jit_args), export(*aot_args)
     if not _same(want, got):
