@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -155,7 +156,7 @@ class History:
         if found is not None:
             self._check(found)
             return
-        self.db.execute("PRAGMA journal_mode=WAL")      # persistent: set once, in the file
+        self._use_wal()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             version = self._version()
@@ -167,6 +168,21 @@ class History:
             raise
         if version is not None:
             self._check(version)
+
+    def _use_wal(self) -> None:
+        """Switch the file to WAL (persistent: once, in the file). While another run creating
+        the same new file holds its write lock, SQLite answers this "database is locked" at
+        once, without the busy handler (its deadlock avoidance: we hold a read lock and want
+        an exclusive one), so it is retried until BUSY_TIMEOUT_S like any other wait."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def _version(self) -> int | None:
         """The file's schema version; None for an empty file; refuses a foreign one."""
